@@ -1,0 +1,189 @@
+//! The `Backend` trait: every op the models need, on one device.
+//! `cpu` is the f32 reference; `cuda` runs the same ops on a GPU. Model code
+//! sees only this trait, so one test body checks every backend.
+
+pub mod cpu;
+pub mod cuda;
+pub mod memory;
+
+use crate::tensor::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape { op: &'static str, detail: String },
+    #[error("{op} does not support {what}")]
+    Unsupported { op: &'static str, what: String },
+    #[error("CUDA {op} failed: {msg}")]
+    Cuda { op: String, msg: String },
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::Shape { op, detail: detail.into() }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttnAlgo {
+    /// Materialises the full score matrix in f32 (the baseline).
+    Naive,
+    /// Tiled online softmax; never holds more than a tile of scores.
+    Flash,
+}
+
+/// Which keys a query may see. Positions are absolute so that context
+/// parallelism can attend a chunk of queries to a chunk of keys elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnParams {
+    pub causal: bool,
+    pub q_offset: usize,
+    pub k_offset: usize,
+    pub algo: AttnAlgo,
+}
+
+pub struct AttnOut {
+    /// [sq, hq, d], dtype of q.
+    pub out: Tensor,
+    /// [hq, sq] f32 natural-log sum of exp of the scaled scores; -inf where a row saw no key.
+    pub lse: Tensor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeParams {
+    pub theta: f32,
+    /// llama3 scaling; factor 1 disables it.
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    Softmax,
+    Sigmoid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RouterParams {
+    pub gate: Gate,
+    pub top_k: usize,
+    /// Experts are split into `n_group` groups; tokens pick from the best `topk_group` groups.
+    pub n_group: usize,
+    pub topk_group: usize,
+    /// Divide the chosen weights by their sum.
+    pub norm_topk: bool,
+    pub scaling: f32,
+}
+
+pub struct Routing {
+    /// [t, k] expert of each slot.
+    pub ids: Tensor,
+    /// [t, k] f32 combine weight of each slot.
+    pub weights: Tensor,
+    /// [t, e] f32 router probabilities (softmax) or scores (sigmoid), before bias.
+    pub probs: Tensor,
+}
+
+pub struct Permuted {
+    /// [t*k, h]: rows grouped by expert; inside an expert, in (token, slot) order.
+    pub x: Tensor,
+    /// [e+1] i32 row offsets of each expert's group.
+    pub offsets: Tensor,
+    /// [t*k] i32: permuted row of slot (token, slot).
+    pub row_of: Tensor,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MemStats {
+    pub in_use: usize,
+    pub peak: usize,
+}
+
+/// A point on the backend's timeline.
+pub enum Mark {
+    Host(std::time::Instant),
+    Device(cuda::Event),
+}
+
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn device_name(&self) -> String;
+
+    fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor>;
+    fn upload_i32(&self, v: &[i32], shape: &[usize]) -> Result<Tensor>;
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>>;
+    fn download_i32(&self, t: &Tensor) -> Result<Vec<i32>>;
+    /// Element i is `std*sqrt(3)*rng::uniform(seed, i)`, generated where the tensor lives.
+    fn random(&self, shape: &[usize], dtype: DType, seed: u64, std: f32) -> Result<Tensor>;
+    fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor>;
+    /// Per-tensor scaled FP8 e4m3 copy: scale = amax / 448, kept with the tensor.
+    fn quantize_fp8(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Rows `start..start+len` of the first dimension.
+    fn rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor>;
+    /// Concatenate along the first dimension.
+    fn concat_rows(&self, parts: &[&Tensor]) -> Result<Tensor>;
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// table [v, h], ids [s] -> [s, h].
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor>;
+    /// x [m, k] times w [n, k] transposed -> [m, n]; f32 accumulation; `out` dtype.
+    fn matmul(&self, x: &Tensor, w: &Tensor, out: DType) -> Result<Tensor>;
+    /// Rows offsets[e]..offsets[e+1] of x [r, k] times w[e] ([e, n, k], transposed) -> [r, n].
+    fn grouped_matmul(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor>;
+    /// x [m, h] -> x / rms(x) * w.
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor>;
+    /// (x + residual, rms_norm(x + residual)) in one pass.
+    fn add_rms_norm(&self, x: &Tensor, residual: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)>;
+    /// x [s, heads, d] rotated by positions start..start+s (rotate-half convention).
+    fn rope(&self, x: &Tensor, start: usize, p: &RopeParams) -> Result<Tensor>;
+    /// silu(gate) * up. With `up` None, `gate` is [m, 2f] holding gate then up in each row.
+    fn swiglu(&self, gate: &Tensor, up: Option<&Tensor>) -> Result<Tensor>;
+    /// Grouped-query attention: q [sq, hq, d], k and v [sk, hkv, d].
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut>;
+    /// Combine two partial attentions over disjoint key sets by their log-sum-exp.
+    fn attn_merge(&self, a: &AttnOut, b: &AttnOut) -> Result<AttnOut>;
+    /// logits [t, e] f32; bias [e] steers selection only (auxiliary-loss-free balancing).
+    fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing>;
+    fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted>;
+    /// y [t*k, n] in permuted order -> [t, n] = sum over slots of weight * row.
+    fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor>;
+
+    fn synchronize(&self) -> Result<()>;
+    fn mark(&self) -> Result<Mark>;
+    fn elapsed_ms(&self, start: &Mark, end: &Mark) -> Result<f64>;
+    fn memory(&self) -> MemStats;
+    fn reset_peak(&self);
+}
+
+/// The CUDA backend when a driver and a GPU are found, else the CPU one.
+pub fn best(device: usize) -> Arc<dyn Backend> {
+    match cuda::CudaBackend::new(device) {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            tracing::info!("no usable GPU ({e}); using the CPU backend");
+            Arc::new(cpu::CpuBackend::new())
+        }
+    }
+}
+
+pub fn create(kind: BackendKind, device: usize) -> Result<Arc<dyn Backend>> {
+    Ok(match kind {
+        BackendKind::Cpu => Arc::new(cpu::CpuBackend::new()),
+        BackendKind::Cuda => Arc::new(cuda::CudaBackend::new(device)?),
+    })
+}
