@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::ops;
-use crate::tensor::{fp8_e4m3_round, round_to, Data, FP8_E4M3_MAX};
+use crate::tensor::{Data, FP8_E4M3_MAX, fp8_e4m3_round, round_to};
 use std::time::Instant;
 
 #[derive(Default)]
@@ -49,14 +49,18 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        check("upload", v.len() == shape.iter().product::<usize>(), || format!("{} values for shape {shape:?}", v.len()))?;
+        check("upload", v.len() == shape.iter().product::<usize>(), || {
+            format!("{} values for shape {shape:?}", v.len())
+        })?;
         if dtype == DType::F8 {
             return self.quantize_fp8(&Tensor::host(shape, DType::F32, v.to_vec()));
         }
         Ok(out(shape, dtype, v.to_vec()))
     }
     fn upload_i32(&self, v: &[i32], shape: &[usize]) -> Result<Tensor> {
-        check("upload_i32", v.len() == shape.iter().product::<usize>(), || format!("{} values for shape {shape:?}", v.len()))?;
+        check("upload_i32", v.len() == shape.iter().product::<usize>(), || {
+            format!("{} values for shape {shape:?}", v.len())
+        })?;
         Ok(Tensor::host_i32(shape, v.to_vec()))
     }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
@@ -117,7 +121,9 @@ impl Backend for CpuBackend {
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
         let (vocab, h) = (table.shape[0], table.dim(-1));
         let ids = i32s(ids)?;
-        check("embedding", ids.iter().all(|&i| (i as usize) < vocab && i >= 0), || format!("token id outside vocab {vocab}"))?;
+        check("embedding", ids.iter().all(|&i| (i as usize) < vocab && i >= 0), || {
+            format!("token id outside vocab {vocab}")
+        })?;
         Ok(out(&[ids.len(), h], table.dtype, ops::permute::gather_rows(f32s(table)?, h, ids)))
     }
     fn matmul(&self, x: &Tensor, w: &Tensor, dt: DType) -> Result<Tensor> {
@@ -146,7 +152,9 @@ impl Backend for CpuBackend {
         Ok((sum, normed))
     }
     fn rope(&self, x: &Tensor, start: usize, p: &RopeParams) -> Result<Tensor> {
-        check("rope", x.shape.len() == 3 && x.shape[2] % 2 == 0, || format!("x {:?} must be [s, heads, even d]", x.shape))?;
+        check("rope", x.shape.len() == 3 && x.shape[2] % 2 == 0, || {
+            format!("x {:?} must be [s, heads, even d]", x.shape)
+        })?;
         Ok(out(&x.shape, x.dtype, ops::rope::rope(f32s(x)?, x.shape[1], x.shape[2], start, p)))
     }
     fn swiglu(&self, gate: &Tensor, up: Option<&Tensor>) -> Result<Tensor> {
@@ -235,7 +243,10 @@ impl Backend for CpuBackend {
 pub(crate) fn attn_dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<ops::attention::Dims> {
     let ok = q.shape.len() == 3 && k.shape.len() == 3 && k.shape == v.shape && q.shape[2] == k.shape[2];
     check("attention", ok && k.shape[1] > 0 && q.shape[1] % k.shape[1] == 0, || {
-        format!("q {:?} k {:?} v {:?}: need [s, heads, d] with q heads a multiple of kv heads", q.shape, k.shape, v.shape)
+        format!(
+            "q {:?} k {:?} v {:?}: need [s, heads, d] with q heads a multiple of kv heads",
+            q.shape, k.shape, v.shape
+        )
     })?;
     Ok(ops::attention::Dims { sq: q.shape[0], sk: k.shape[0], hq: q.shape[1], hkv: k.shape[1], d: q.shape[2] })
 }

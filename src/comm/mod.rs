@@ -34,7 +34,7 @@ pub trait Comm: Send + Sync {
     /// Every rank's `x`, concatenated along rows in rank order.
     fn all_gather(&self, x: &Tensor) -> Result<Tensor>;
     fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor>;
-    /// Send `x` to rank `to` and receive a tensor of `shape` from rank `from`
+    /// Send `x` to rank `to` and receive a tensor shaped like `x` from rank `from`
     /// without blocking the caller: it can compute while the transfer runs.
     fn sendrecv_start(&self, x: &Tensor, to: usize, from: usize) -> Result<Box<dyn Pending>>;
 

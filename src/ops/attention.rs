@@ -23,7 +23,15 @@ pub fn visible_keys(i: usize, sk: usize, causal: bool, q_offset: usize, k_offset
 }
 
 /// Returns (out [sq, hq, d], lse [hq, sq]).
-pub fn naive(q: &[f32], k: &[f32], v: &[f32], n: Dims, causal: bool, q_off: usize, k_off: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn naive(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n: Dims,
+    causal: bool,
+    q_off: usize,
+    k_off: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (n.d as f32).sqrt();
     let group = n.hq / n.hkv;
     let mut out = vec![0f32; n.sq * n.hq * n.d];
@@ -63,7 +71,15 @@ pub fn naive(q: &[f32], k: &[f32], v: &[f32], n: Dims, causal: bool, q_off: usiz
 pub const FLASH_TILE: usize = 64;
 
 /// Same function as `naive`, holding at most one tile of scores per query row.
-pub fn flash(q: &[f32], k: &[f32], v: &[f32], n: Dims, causal: bool, q_off: usize, k_off: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn flash(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n: Dims,
+    causal: bool,
+    q_off: usize,
+    k_off: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (n.d as f32).sqrt();
     let group = n.hq / n.hkv;
     let mut out = vec![0f32; n.sq * n.hq * n.d];

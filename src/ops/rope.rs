@@ -19,8 +19,8 @@ pub fn inv_freq(d: usize, p: &RopeParams) -> Vec<f32> {
             } else if wavelen > low_wavelen {
                 f / factor
             } else {
-                let s = (old / wavelen - p.low_freq_factor as f64)
-                    / (p.high_freq_factor as f64 - p.low_freq_factor as f64);
+                let s =
+                    (old / wavelen - p.low_freq_factor as f64) / (p.high_freq_factor as f64 - p.low_freq_factor as f64);
                 (1.0 - s) * f / factor + s * f
             };
             g as f32
@@ -83,7 +83,13 @@ mod tests {
     #[test]
     fn llama3_scaling_bands() {
         // Llama 3.1: theta 5e5, factor 8, low 1, high 4, original 8192, d 128.
-        let p = RopeParams { theta: 500_000.0, factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position: 8192 };
+        let p = RopeParams {
+            theta: 500_000.0,
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position: 8192,
+        };
         let f = inv_freq(128, &p);
         let raw = inv_freq(128, &plain(500_000.0));
         // Highest frequency (wavelength 2*pi < 2048) untouched; lowest divided by 8.

@@ -27,7 +27,8 @@ pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
 /// logits [t, e] -> top-k ids, weights and the router probabilities.
 pub fn route(logits: &[f32], e: usize, p: &RouterParams, bias: Option<&[f32]>) -> Routed {
     let t = logits.len() / e;
-    let (mut ids, mut weights, mut probs) = (Vec::with_capacity(t * p.top_k), Vec::with_capacity(t * p.top_k), Vec::with_capacity(t * e));
+    let (mut ids, mut weights, mut probs) =
+        (Vec::with_capacity(t * p.top_k), Vec::with_capacity(t * p.top_k), Vec::with_capacity(t * e));
     let gsize = e / p.n_group;
     for row in logits.chunks(e) {
         let pr: Vec<f32> = match p.gate {
