@@ -4,6 +4,8 @@
 
 use crate::tensor::Tensor;
 
+pub mod single;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("rank {rank}: {op} failed: {msg}")]

@@ -1,0 +1,186 @@
+//! Runs every selected variant of a workload: warm-up, timed steps, the gate.
+
+use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
+use super::stats::{errors, median, quantile};
+use super::{Ctx, Result, Workload};
+use crate::tensor::Tensor;
+use indicatif::ProgressBar;
+
+pub struct Options {
+    pub warmup: usize,
+    pub iterations: usize,
+    /// Variants to time; None times all. The baseline always runs (untimed if not selected).
+    pub variants: Option<Vec<String>>,
+}
+
+struct Timed {
+    samples: Vec<f64>,
+    output: Vec<f32>,
+    peak: u64,
+}
+
+fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, bar: &ProgressBar) -> Result<Timed> {
+    let b = &ctx.backend;
+    b.synchronize()?;
+    b.reset_peak();
+    let mut last: Option<Tensor> = None;
+    for _ in 0..opts.warmup {
+        last = Some(w.step(ctx, variant)?);
+        b.synchronize()?;
+    }
+    let mut samples = Vec::with_capacity(opts.iterations);
+    for _ in 0..opts.iterations {
+        drop(last.take());
+        let start = b.mark()?;
+        let out = w.step(ctx, variant)?;
+        let end = b.mark()?;
+        b.synchronize()?;
+        samples.push(b.elapsed_ms(&start, &end)?);
+        last = Some(out);
+        bar.inc(1);
+    }
+    let out = match last {
+        Some(t) => t,
+        None => w.step(ctx, variant)?,
+    };
+    let peak = b.memory().peak as u64;
+    Ok(Timed { samples, output: b.download(&out)?, peak })
+}
+
+/// Records for every variant, baseline first. A variant that errors is recorded
+/// with status `error`, and the others still run.
+pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar: &ProgressBar) -> Result<Vec<Record>> {
+    bar.set_message(format!("{}: setup", w.name()));
+    w.setup(ctx)?;
+    let specs = w.variants();
+    let baseline = specs[0].name;
+    let selected = |n: &str| opts.variants.as_ref().is_none_or(|v| v.iter().any(|s| s == n));
+    // Output and median of the baseline; Err once the baseline has failed.
+    let mut reference: Option<std::result::Result<(Vec<f32>, f64), ()>> = None;
+    let mut records = Vec::new();
+    for spec in &specs {
+        let timed_run = selected(spec.name);
+        if !timed_run && spec.name != baseline {
+            continue;
+        }
+        bar.set_message(format!("{} {}", w.name(), spec.name));
+        let run_opts =
+            Options { warmup: opts.warmup, iterations: if timed_run { opts.iterations } else { 0 }, variants: None };
+        let result = time_variant(ctx, w, spec.name, &run_opts, bar);
+        let mut rec = blank(ctx, w, info, spec.name, spec.tolerance, &run_opts);
+        match result {
+            Err(e) => {
+                rec.status = Status::Error;
+                rec.error = Some(e.to_string());
+                if reference.is_none() {
+                    tracing::error!("{} {baseline} failed: {e}; other variants have no reference", w.name());
+                    reference = Some(Err(()));
+                }
+            }
+            Ok(t) => {
+                if !t.samples.is_empty() {
+                    let med = median(&t.samples);
+                    rec.median_ms = Some(med);
+                    rec.p10_ms = Some(quantile(&t.samples, 0.1));
+                    rec.p90_ms = Some(quantile(&t.samples, 0.9));
+                    rec.min_ms = Some(quantile(&t.samples, 0.0));
+                    rec.max_ms = Some(quantile(&t.samples, 1.0));
+                    rec.tokens_per_s = Some(w.tokens() as f64 / (med / 1e3));
+                    rec.tflops = Some(w.flops(spec.name) / (med / 1e3) / 1e12);
+                }
+                rec.samples_ms = t.samples;
+                rec.peak_mem_bytes = Some(t.peak);
+                match &reference {
+                    None => {
+                        rec.reference = "none".into();
+                        reference = Some(Ok((t.output, rec.median_ms.unwrap_or(f64::NAN))));
+                    }
+                    Some(Err(())) => {
+                        rec.status = Status::Error;
+                        rec.error = Some(format!("no reference: {baseline} failed"));
+                    }
+                    Some(Ok((base_out, base_ms))) => {
+                        let own = w.reference(ctx, spec.name)?.map(|r| ctx.backend.download(&r)).transpose()?;
+                        if own.is_some() {
+                            rec.reference = format!("{baseline} on the same routing");
+                        }
+                        let (max_err, rel) = errors(&t.output, own.as_deref().unwrap_or(base_out));
+                        rec.max_err = Some(max_err);
+                        rec.rel_l2_err = Some(rel);
+                        if max_err <= spec.tolerance {
+                            rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
+                        } else {
+                            rec.status = Status::Failed;
+                        }
+                    }
+                }
+                match w.metrics(ctx, spec.name) {
+                    Ok(m) => rec.metrics = m,
+                    Err(e) => {
+                        rec.status = Status::Error;
+                        rec.error = Some(format!("metrics: {e}"));
+                    }
+                }
+            }
+        }
+        if timed_run {
+            records.push(rec);
+        }
+    }
+    Ok(records)
+}
+
+/// The record of a variant that never ran because its target failed to set up.
+pub fn error_record(
+    ctx: &Ctx,
+    w: &dyn Workload,
+    info: &RunInfo,
+    variant: &str,
+    tolerance: f64,
+    o: &Options,
+    e: &super::Error,
+) -> Record {
+    let mut r = blank(ctx, w, info, variant, tolerance, o);
+    r.status = Status::Error;
+    r.error = Some(format!("setup: {e}"));
+    r
+}
+
+fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, tolerance: f64, o: &Options) -> Record {
+    Record {
+        schema_version: SCHEMA_VERSION,
+        run_id: info.run_id.clone(),
+        timestamp: info.timestamp.clone(),
+        git_rev: super::record::git_rev().into(),
+        rwm_version: env!("CARGO_PKG_VERSION").into(),
+        machine: info.machine.clone(),
+        rank: info.rank,
+        world_size: info.world_size,
+        target: w.name().into(),
+        variant: variant.into(),
+        profile: info.profile.clone(),
+        gemm_dtype: ctx.gemm_dtype.name().into(),
+        config: w.config(),
+        status: Status::Ok,
+        error: None,
+        warmup: o.warmup,
+        iterations: o.iterations,
+        samples_ms: vec![],
+        median_ms: None,
+        p10_ms: None,
+        p90_ms: None,
+        min_ms: None,
+        max_ms: None,
+        tokens: w.tokens(),
+        tokens_per_s: None,
+        tflops: None,
+        speedup: None,
+        max_err: None,
+        rel_l2_err: None,
+        tolerance,
+        reference: "baseline".into(),
+        peak_mem_bytes: None,
+        est_mem_bytes: w.estimate_bytes(ctx, variant),
+        metrics: Default::default(),
+    }
+}

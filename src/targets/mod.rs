@@ -1,0 +1,5 @@
+//! Workloads: each model wrapped for the harness.
+
+pub mod gpt4;
+pub mod llama;
+pub mod moe;
