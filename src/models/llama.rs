@@ -168,8 +168,8 @@ pub struct Mode {
 }
 
 impl Llama {
-    pub fn new(b: &dyn Backend, cfg: &LlamaConfig, src: &Source) -> Result<Llama> {
-        let dt = DType::Bf16;
+    /// Weights and activations in `dt` (bf16 normally; f32 for tight checks on the CPU).
+    pub fn new(b: &dyn Backend, cfg: &LlamaConfig, src: &Source, dt: DType) -> Result<Llama> {
         let (h, f) = (cfg.hidden, cfg.ffn);
         let lin = |name: &str, out: usize, inp: usize| -> Result<Linear> {
             Ok(Linear::new(src.get(b, name, &[out, inp], dt, 1.0 / (inp as f32).sqrt())?))

@@ -54,7 +54,7 @@ impl Workload for LlamaTarget {
         } else {
             Source::load(std::path::Path::new(&self.cfg.weights))?
         };
-        self.model = Some(Llama::new(b, &self.cfg, &src)?);
+        self.model = Some(Llama::new(b, &self.cfg, &src, DType::Bf16)?);
         let ids = token_ids(self.cfg.seed ^ 0x1d5, self.cfg.seq_len, self.cfg.vocab);
         self.ids = Some(b.upload_i32(&ids, &[ids.len()])?);
         Ok(())
