@@ -184,3 +184,90 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, tolerance: 
         metrics: Default::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, cpu::CpuBackend};
+    use crate::comm::single::SingleComm;
+    use crate::harness::{Error, VariantSpec};
+    use crate::tensor::DType;
+    use std::sync::Arc;
+
+    /// Outputs fixed vectors per variant; "broken" errors; "own" has its own reference.
+    struct Fake;
+
+    impl Workload for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn config(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+        fn variants(&self) -> Vec<VariantSpec> {
+            ["baseline", "close", "far", "broken", "own"]
+                .into_iter()
+                .map(|name| VariantSpec { name, about: "", tolerance: 0.01 })
+                .collect()
+        }
+        fn setup(&mut self, _: &Ctx) -> Result<()> {
+            Ok(())
+        }
+        fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+            let v = match variant {
+                "baseline" => vec![1.0, 2.0, 4.0],
+                "close" => vec![1.0, 2.0, 4.02],
+                "far" | "own" => vec![1.0, 2.0, 4.2],
+                _ => return Err(Error::Workload("kernel exploded".into())),
+            };
+            Ok(ctx.backend.upload(&v, &[3], DType::F32)?)
+        }
+        fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+            Ok(match variant {
+                "own" => Some(ctx.backend.upload(&[1.0, 2.0, 4.2], &[3], DType::F32)?),
+                _ => None,
+            })
+        }
+        fn tokens(&self) -> usize {
+            3
+        }
+        fn flops(&self, _: &str) -> f64 {
+            1.0
+        }
+    }
+
+    #[test]
+    fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+        let ctx = Ctx { backend: backend.clone(), world: Arc::new(SingleComm::new(backend.clone())), gemm_dtype: DType::Bf16 };
+        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let opts = Options { warmup: 1, iterations: 3, variants: None };
+        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
+        assert_eq!(by("baseline").status, Status::Ok);
+        assert_eq!(by("baseline").samples_ms.len(), 3);
+        // 0.02 / 4 = 0.005 <= 0.01
+        assert_eq!(by("close").status, Status::Ok);
+        assert!((by("close").max_err.unwrap() - 0.005).abs() < 1e-6);
+        assert!(by("close").speedup.is_some());
+        // 0.2 / 4 = 0.05 > 0.01
+        assert_eq!(by("far").status, Status::Failed);
+        assert_eq!(by("far").speedup, None);
+        assert_eq!(by("broken").status, Status::Error);
+        assert!(by("broken").error.as_deref().unwrap().contains("kernel exploded"));
+        // Same output as "far", but compared with its own reference: passes.
+        assert_eq!(by("own").status, Status::Ok);
+        assert_eq!(by("own").max_err, Some(0.0));
+    }
+
+    #[test]
+    fn unselected_baseline_still_runs_as_reference() {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+        let ctx = Ctx { backend: backend.clone(), world: Arc::new(SingleComm::new(backend.clone())), gemm_dtype: DType::Bf16 };
+        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]) };
+        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, Status::Failed);
+    }
+}
