@@ -210,6 +210,22 @@ impl Llama {
 
     /// Prefill `ids` ([s] i32) and return the f32 logits of the last position ([1, vocab]).
     pub fn prefill(&self, b: &dyn Backend, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let x = self.hidden(b, ids, mode)?;
+        let last = b.rows(&x, ids.numel() - 1, 1)?;
+        self.logits(b, &last, mode)
+    }
+
+    /// Final norm and LM head over rows of hidden states.
+    pub fn logits(&self, b: &dyn Backend, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let n = b.rms_norm(x, &self.norm, self.cfg.eps)?;
+        match mode.gemm {
+            DType::F8 => self.lm_head.forward(b, &n, DType::F8),
+            _ => b.matmul(&n, &self.lm_head.w, DType::F32),
+        }
+    }
+
+    /// Hidden states of every position after the last decoder layer ([s, hidden]).
+    pub fn hidden(&self, b: &dyn Backend, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let c = &self.cfg;
         let s = ids.numel();
         let rope = c.rope();
@@ -251,11 +267,6 @@ impl Llama {
         if let Some(d) = pending {
             x = b.add(&x, &d)?;
         }
-        let last = b.rows(&x, s - 1, 1)?;
-        let n = b.rms_norm(&last, &self.norm, c.eps)?;
-        match mode.gemm {
-            DType::F8 => self.lm_head.forward(b, &n, DType::F8),
-            _ => b.matmul(&n, &self.lm_head.w, DType::F32),
-        }
+        Ok(x)
     }
 }
