@@ -2,6 +2,8 @@
 //! GPT-4-style MoE with context parallelism), timed and checked on one device or many.
 
 pub mod backend;
+pub mod comm;
 pub mod ops;
+pub mod parallel;
 pub mod rng;
 pub mod tensor;
