@@ -59,13 +59,15 @@ struct State {
     alive: Vec<bool>,
 }
 
+/// Groups made by `split`, keyed by (split number, color), with how many members have not taken theirs yet.
+type Splits = HashMap<(u64, usize), (Arc<Shared>, usize)>;
+
 /// The mailbox of one group, shared by its ranks.
 struct Shared {
     size: usize,
     state: Mutex<State>,
     cv: Condvar,
-    /// Groups made by `split`, keyed by (split number, color), with how many members have not taken theirs yet.
-    splits: Mutex<HashMap<(u64, usize), (Arc<Shared>, usize)>>,
+    splits: Mutex<Splits>,
 }
 
 impl Shared {

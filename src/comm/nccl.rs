@@ -345,13 +345,19 @@ mod tests {
         }
     }
 
+    /// Written straight to stderr: the test harness captures `println!`, and a skip must be seen.
+    fn skipped(line: &str) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+
     /// Runs on 2 GPUs with libnccl, one thread per rank, without the CUDA backend:
     /// each rank's data is a function of (rank, index), so each checks its own output.
     #[test]
     fn nccl_collectives_on_two_gpus() {
         let gpus = if crate::backend::cuda::driver_present() { CudaContext::device_count().unwrap_or(0) } else { 0 };
         if gpus < 2 || !nccl_present() {
-            println!("SKIPPED nccl_collectives_on_two_gpus: needs 2 GPUs and libnccl (found {gpus} GPUs)");
+            skipped(&format!("SKIPPED nccl_collectives_on_two_gpus: needs 2 GPUs and libnccl (found {gpus} GPUs)"));
             return;
         }
         let handles: Vec<_> = LocalComm::group(2)
