@@ -322,7 +322,7 @@ fn silent_peer_times_out_within_the_bound() {
     let waiter = comms.pop().unwrap();
     // The silent rank stays alive (no PeerLost) but never takes part.
     let keeper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(1000));
         drop(silent);
     });
     let b = CpuBackend::new();
