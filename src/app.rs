@@ -67,7 +67,10 @@ fn list(out: &mut dyn Write) -> Result<(), Error> {
 
 fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     let plan = RunPlan::resolve(a)?;
-    let world_size = a.world.unwrap_or(1);
+    if a.ranks == 0 {
+        return Err(crate::config::ConfigError::Invalid("--ranks must be at least 1".into()).into());
+    }
+    let world_size = a.world.unwrap_or(a.ranks);
     plan.plan.check_world(world_size)?;
     if a.dry_run {
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
@@ -75,18 +78,79 @@ fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
             .map_err(io("stdout"))?;
         return Ok(Outcome::Ok);
     }
-    let backend: Arc<dyn Backend> = match plan.backend {
-        Some(kind) => backend::create(kind, 0)?,
-        None => backend::best(0),
+    let records = if a.ranks > 1 {
+        if plan.backend == Some(backend::BackendKind::Cuda) {
+            return Err(crate::config::ConfigError::Invalid(
+                "--ranks runs ranks as CPU threads; for GPUs launch one process per GPU with mpirun".into(),
+            )
+            .into());
+        }
+        run_thread_ranks(&plan, a.ranks)?
+    } else {
+        let backend: Arc<dyn Backend> = match plan.backend {
+            Some(kind) => backend::create(kind, 0)?,
+            None => backend::best(0),
+        };
+        let world: Arc<dyn Comm> = Arc::new(SingleComm::new(backend.clone()));
+        run_rank(&plan, backend, world)?.expect("rank 0 gathers")
     };
-    tracing::info!("backend: {}", backend.device_name());
-    let world: Arc<dyn Comm> = Arc::new(SingleComm::new(backend.clone()));
-    let ctx = Ctx { backend: backend.clone(), world: world.clone(), gemm_dtype: plan.plan.gemm_dtype };
-    let info = RunInfo::new(backend.as_ref(), plan.plan.profile, world.rank(), world.size());
+    let info_run = records.first().map(|r| r.run_id.clone()).unwrap_or_default();
+    let path = plan.output.clone().unwrap_or_else(|| PathBuf::from(format!("results/{info_run}.jsonl")));
+    write_jsonl(&path, &records)?;
+    let rank0: Vec<Record> = records.iter().filter(|r| r.rank == 0).cloned().collect();
+    table::print(&rank0, out).map_err(io("stdout"))?;
+    if records.iter().any(|r| r.rank > 0) {
+        table::print_spread(&records, out).map_err(io("stdout"))?;
+    }
+    writeln!(out, "results: {}", path.display()).map_err(io("stdout"))?;
+    let bad = records.iter().filter(|r| r.status != Status::Ok).count();
+    Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad) })
+}
+
+/// `n` ranks as threads sharing one CPU backend, joined by in-process communicators.
+fn run_thread_ranks(plan: &RunPlan, n: usize) -> Result<Vec<Record>, Error> {
+    let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
+    let comms = crate::comm::local::LocalComm::group(n);
+    let results: Vec<Result<Option<Vec<Record>>, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                let b = backend.clone();
+                s.spawn(move || run_rank(plan, b, Arc::new(c)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
+    });
+    let mut gathered = None;
+    for r in results {
+        if let Some(recs) = r? {
+            gathered = Some(recs);
+        }
+    }
+    Ok(gathered.expect("rank 0 returns the gathered records"))
+}
+
+/// One rank's whole run; rank 0 returns every rank's records.
+fn run_rank(plan: &RunPlan, backend: Arc<dyn Backend>, world: Arc<dyn Comm>) -> Result<Option<Vec<Record>>, Error> {
+    let rank = world.rank();
+    if rank == 0 {
+        tracing::info!("backend: {}; {} rank(s)", backend.device_name(), world.size());
+    }
+    let ctx = Ctx {
+        backend: backend.clone(),
+        world: world.clone(),
+        gemm_dtype: plan.plan.gemm_dtype,
+        layout: plan.plan.layout,
+    };
+    let info = RunInfo::new(backend.as_ref(), plan.plan.profile, rank, world.size());
+    // Every rank must name the run alike: rank 0's id wins.
+    let run_id = String::from_utf8_lossy(&world.broadcast_bytes(info.run_id.as_bytes())?).into_owned();
+    let info = RunInfo { run_id, ..info };
     let opts = runner::Options { warmup: plan.warmup, iterations: plan.iterations, variants: plan.variants.clone() };
     let total_steps: usize = plan.plan.targets.iter().map(|t| t.workload().variants().len() * opts.iterations).sum();
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(total_steps as u64), indicatif::ProgressDrawTarget::stderr());
+    let target =
+        if rank == 0 { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total_steps as u64), target);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("template is valid")
@@ -99,7 +163,7 @@ fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
             Ok(r) => records.extend(r),
             Err(e) => {
                 // Setup failed: record it for every selected variant so nothing is silently lost.
-                tracing::error!("{}: {e}", t.name());
+                tracing::error!("rank {rank}: {}: {e}", t.name());
                 for v in w.variants() {
                     if opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name)) {
                         records.push(runner::error_record(&ctx, w.as_ref(), &info, v.name, v.tolerance, &opts, &e));
@@ -109,12 +173,16 @@ fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
         }
     }
     bar.finish_and_clear();
-    let path = plan.output.clone().unwrap_or_else(|| PathBuf::from(format!("results/{}.jsonl", info.run_id)));
-    write_jsonl(&path, &records)?;
-    table::print(&records, out).map_err(io("stdout"))?;
-    writeln!(out, "results: {}", path.display()).map_err(io("stdout"))?;
-    let bad = records.iter().filter(|r| r.status != Status::Ok).count();
-    Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad) })
+    let mine = serde_json::to_vec(&records).expect("records serialise");
+    Ok(match world.gather_bytes(&mine)? {
+        None => None,
+        Some(all) => Some(
+            all.iter()
+                .map(|b| serde_json::from_slice::<Vec<Record>>(b).expect("records from our own ranks parse"))
+                .collect::<Vec<_>>()
+                .concat(),
+        ),
+    })
 }
 
 fn write_jsonl(path: &std::path::Path, records: &[Record]) -> Result<(), Error> {

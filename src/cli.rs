@@ -99,9 +99,13 @@ pub struct RunArgs {
     /// Validate everything and print the plan (and rank map) without touching a GPU.
     #[arg(long)]
     pub dry_run: bool,
-    /// World size to validate against with --dry-run (default: the launcher's, else 1).
+    /// World size to validate against with --dry-run (default: the launcher's, else --ranks).
     #[arg(long)]
     pub world: Option<usize>,
+    /// Without a launcher: run this many ranks as threads of one process (CPU backend),
+    /// to try CP/EP layouts on one machine.
+    #[arg(long, default_value_t = 1)]
+    pub ranks: usize,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod harness;
 pub mod models;
 pub mod ops;
+pub mod parallel;
 pub mod plan;
 pub mod rng;
 pub mod targets;

@@ -127,8 +127,25 @@ fn set_overrides_reach_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
     let o = rwm(&[
-        "run", "--backend", "cpu", "--target", "moe", "--variant", "optimized", "--iters", "1", "--warmup", "0",
-        "--set", "moe.num_experts=16", "--set", "moe.top_k=2", "--seq-len", "64", "--output", path.to_str().unwrap(),
+        "run",
+        "--backend",
+        "cpu",
+        "--target",
+        "moe",
+        "--variant",
+        "optimized",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--set",
+        "moe.num_experts=16",
+        "--set",
+        "moe.top_k=2",
+        "--seq-len",
+        "64",
+        "--output",
+        path.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
     let rec: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().lines().next().unwrap()).unwrap();
@@ -154,7 +171,10 @@ fn bad_input_exits_2_naming_the_field() {
     fails_with(&["run", "--set", "moe.top_k=-1", "--dry-run"], &["moe.top_k", "non-negative integer"]);
     fails_with(&["run", "--set", "mlp.top_k=2", "--dry-run"], &["mlp", "llama, moe, gpt4"]);
     fails_with(&["run", "--set", "moe.top_k=99", "--dry-run"], &["moe.top_k", "moe.num_experts"]);
-    fails_with(&["run", "--set", "moe.preset=deepseek-v9", "--dry-run"], &["deepseek-v9", "deepseek-v2-lite, deepseek-v3"]);
+    fails_with(
+        &["run", "--set", "moe.preset=deepseek-v9", "--dry-run"],
+        &["deepseek-v9", "deepseek-v2-lite, deepseek-v3"],
+    );
     fails_with(&["run", "--variant", "turbo", "--dry-run"], &["turbo", "balanced", "optimized"]);
     fails_with(&["run", "--profile", "huge", "--dry-run"], &["huge", "quick, bench, long"]);
     fails_with(&["run", "--dtype", "int4", "--dry-run"], &["int4", "bf16", "fp8"]);

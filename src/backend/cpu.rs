@@ -168,7 +168,9 @@ impl Backend for CpuBackend {
             }
             None => {
                 let f2 = gate.dim(-1);
-                check("swiglu", f2.is_multiple_of(2), || format!("fused input {:?} needs an even last dim", gate.shape))?;
+                check("swiglu", f2.is_multiple_of(2), || {
+                    format!("fused input {:?} needs an even last dim", gate.shape)
+                })?;
                 let mut shape = gate.shape.clone();
                 *shape.last_mut().unwrap() = f2 / 2;
                 Ok(out(&shape, gate.dtype, ops::activation::swiglu_fused(f32s(gate)?, f2 / 2)))

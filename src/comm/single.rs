@@ -60,4 +60,7 @@ impl Comm for SingleComm {
     fn barrier(&self) -> Result<()> {
         Ok(())
     }
+    fn split(&self, _color: usize, _key: usize) -> Result<Box<dyn Comm>> {
+        Ok(Box::new(SingleComm::new(self.backend.clone())))
+    }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Comm(#[from] crate::comm::Error),
     #[error(transparent)]
+    Parallel(#[from] crate::parallel::Error),
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -43,6 +45,8 @@ pub struct Ctx {
     pub world: Arc<dyn Comm>,
     /// Element type of the GEMM operands in non-baseline variants (bf16 or fp8).
     pub gemm_dtype: DType,
+    /// Context- and expert-parallel degrees (each 1 or the world size).
+    pub layout: crate::plan::Layout,
 }
 
 pub trait Workload {

@@ -239,7 +239,12 @@ mod tests {
     #[test]
     fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
         let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
-        let ctx = Ctx { backend: backend.clone(), world: Arc::new(SingleComm::new(backend.clone())), gemm_dtype: DType::Bf16 };
+        let ctx = Ctx {
+            backend: backend.clone(),
+            world: Arc::new(SingleComm::new(backend.clone())),
+            gemm_dtype: DType::Bf16,
+            layout: crate::plan::Layout { cp: 1, ep: 1 },
+        };
         let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
         let opts = Options { warmup: 1, iterations: 3, variants: None };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
@@ -263,7 +268,12 @@ mod tests {
     #[test]
     fn unselected_baseline_still_runs_as_reference() {
         let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
-        let ctx = Ctx { backend: backend.clone(), world: Arc::new(SingleComm::new(backend.clone())), gemm_dtype: DType::Bf16 };
+        let ctx = Ctx {
+            backend: backend.clone(),
+            world: Arc::new(SingleComm::new(backend.clone())),
+            gemm_dtype: DType::Bf16,
+            layout: crate::plan::Layout { cp: 1, ep: 1 },
+        };
         let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
         let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]) };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();

@@ -73,3 +73,39 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Across ranks, per target and variant: min / median / max of the rank medians and
+/// peaks, and the slowest rank (one-rank diagnostics hide imbalance).
+pub fn print_spread(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut keys: Vec<(String, String)> = vec![];
+    for r in records {
+        let k = (r.target.clone(), r.variant.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    writeln!(out, "across ranks: median ms min/median/max, slowest rank, peak GiB min/max")?;
+    for (t, v) in keys {
+        let rs: Vec<&Record> = records.iter().filter(|r| r.target == t && r.variant == v).collect();
+        let times: Vec<(f64, usize)> = rs.iter().filter_map(|r| r.median_ms.map(|m| (m, r.rank))).collect();
+        let peaks: Vec<u64> = rs.iter().filter_map(|r| r.peak_mem_bytes).collect();
+        if times.is_empty() {
+            writeln!(out, "  {t} {v}: no timings")?;
+            continue;
+        }
+        let ms: Vec<f64> = times.iter().map(|x| x.0).collect();
+        let slowest = times.iter().max_by(|a, b| a.0.total_cmp(&b.0)).expect("non-empty");
+        writeln!(
+            out,
+            "  {t:<6} {v:<10} {:.3} / {:.3} / {:.3} ms  slowest rank {} of {}  peak {} / {} GiB",
+            super::stats::quantile(&ms, 0.0),
+            super::stats::median(&ms),
+            super::stats::quantile(&ms, 1.0),
+            slowest.1,
+            rs.len(),
+            gib(peaks.iter().copied().min().unwrap_or(0)),
+            gib(peaks.iter().copied().max().unwrap_or(0)),
+        )?;
+    }
+    Ok(())
+}

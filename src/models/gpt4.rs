@@ -8,16 +8,10 @@ use super::weights::Source;
 use super::{Linear, causal_attn_flops, gemm_flops};
 use crate::backend::{Backend, Gate, Result, RopeParams};
 use crate::config::ConfigError;
+use crate::parallel::context::CpKind;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CpKind {
-    Ring,
-    Allgather,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -173,14 +167,11 @@ pub struct Gpt4 {
     pub blocks: Vec<Block>,
 }
 
-/// Attention over the local rows: (q, k, v) -> output [rows, heads, d].
-pub type AttnFn<'a> = dyn FnMut(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + 'a;
-/// MoE over the local rows: (layer, normed x [rows, h]) -> [rows, h].
-pub type MoeFn<'a> = dyn FnMut(&MoeLayer, &Tensor) -> Result<Tensor> + 'a;
-
 impl Gpt4 {
-    pub fn new(b: &dyn Backend, cfg: &Gpt4Config, src: &Source) -> Result<Gpt4> {
-        let (h, dt) = (cfg.hidden, DType::Bf16);
+    /// `experts`: the logical expert of each local MoE slot (all of them on one device).
+    /// Weights and activations in `dt` (bf16 normally; f32 for tight checks on the CPU).
+    pub fn new(b: &dyn Backend, cfg: &Gpt4Config, src: &Source, experts: &[usize], dt: DType) -> Result<Gpt4> {
+        let h = cfg.hidden;
         let lin = |name: String, out: usize, inp: usize| -> Result<Linear> {
             Ok(Linear::new(src.get(b, &name, &[out, inp], dt, 1.0 / (inp as f32).sqrt())?))
         };
@@ -194,7 +185,7 @@ impl Gpt4 {
                     wv: lin(format!("{p}.wv"), cfg.kv_dim(), h)?,
                     wo: lin(format!("{p}.wo"), h, cfg.q_dim())?,
                     moe_norm: src.norm(b, &format!("{p}.moe_norm"), h, dt)?,
-                    moe: MoeLayer::new(b, &cfg.moe(), src, &format!("{p}.moe"))?,
+                    moe: MoeLayer::new(b, &cfg.moe(), src, &format!("{p}.moe"), experts, dt)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -226,15 +217,17 @@ impl Gpt4 {
     }
 
     /// Hidden states x [rows, h] at sequence positions `chunks` through every block.
-    pub fn forward(
+    /// `attn(q, k, v)` attends the local rows ([rows, heads, d]); `moe(layer, x)` runs the
+    /// MoE over the local rows: the caller decides how (one device, or context/expert parallel).
+    pub fn forward<E: From<crate::backend::Error>>(
         &self,
         b: &dyn Backend,
         mut x: Tensor,
         chunks: &[Range<usize>],
         gemm: DType,
-        attn: &mut AttnFn,
-        moe: &mut MoeFn,
-    ) -> Result<Tensor> {
+        attn: &mut dyn FnMut(&Tensor, &Tensor, &Tensor) -> std::result::Result<Tensor, E>,
+        moe: &mut dyn FnMut(&MoeLayer, &Tensor) -> std::result::Result<Tensor, E>,
+    ) -> std::result::Result<Tensor, E> {
         let c = &self.cfg;
         let rows = x.shape()[0];
         for blk in &self.blocks {

@@ -151,20 +151,30 @@ impl MoeConfig {
 
 pub struct MoeLayer {
     pub cfg: MoeConfig,
-    /// [e, h]
+    /// [e, h], every expert's row (routing is replicated on every rank).
     pub router: Tensor,
-    /// [e, 2f, h]: gate then up projection of each expert.
+    /// The logical expert of each local slot: all experts on one device, a share under EP.
+    pub slots: Vec<usize>,
+    /// [slots, 2f, h]: gate then up projection of each local slot's expert.
     pub gate_up: Tensor,
-    /// [e, h, f]
+    /// [slots, h, f]
     pub down: Tensor,
     pub shared: Option<Mlp>,
 }
 
 impl MoeLayer {
-    /// `prefix` names the tensors (e.g. "model.layers.3.mlp").
-    pub fn new(b: &dyn Backend, cfg: &MoeConfig, src: &Source, prefix: &str) -> Result<MoeLayer> {
+    /// `prefix` names the tensors (e.g. "layers.3.moe"); `slots` lists the logical expert of
+    /// each local slot. Each expert's weights come from its own name, so a rank holding a
+    /// subset (or a replica) gets exactly the values a single device would.
+    pub fn new(
+        b: &dyn Backend,
+        cfg: &MoeConfig,
+        src: &Source,
+        prefix: &str,
+        slots: &[usize],
+        dt: DType,
+    ) -> Result<MoeLayer> {
         let (e, h, f) = (cfg.num_experts, cfg.hidden, cfg.expert_ffn);
-        let dt = DType::Bf16;
         let std_h = 1.0 / (h as f32).sqrt();
         let shared = if cfg.shared_experts > 0 {
             let fs = f * cfg.shared_experts;
@@ -181,13 +191,26 @@ impl MoeLayer {
         } else {
             None
         };
+        let stack = |what: &str, shape: [usize; 2], std: f32| -> Result<Tensor> {
+            let parts = slots
+                .iter()
+                .map(|x| src.get(b, &format!("{prefix}.experts.{x}.{what}"), &shape, dt, std))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(b.concat_rows(&parts.iter().collect::<Vec<_>>())?.reshape(&[slots.len(), shape[0], shape[1]]))
+        };
         Ok(MoeLayer {
             cfg: cfg.clone(),
             router: src.get(b, &format!("{prefix}.gate.weight"), &[e, h], dt, std_h)?,
-            gate_up: src.get(b, &format!("{prefix}.experts.gate_up"), &[e, 2 * f, h], dt, std_h)?,
-            down: src.get(b, &format!("{prefix}.experts.down"), &[e, h, f], dt, 1.0 / (f as f32).sqrt())?,
+            slots: slots.to_vec(),
+            gate_up: stack("gate_up", [2 * f, h], std_h)?,
+            down: stack("down", [h, f], 1.0 / (f as f32).sqrt())?,
             shared,
         })
+    }
+
+    /// Every expert on this device.
+    pub fn all_experts(cfg: &MoeConfig) -> Vec<usize> {
+        (0..cfg.num_experts).collect()
     }
 
     /// Router logits in f32 (plus a per-expert input skew), then top-k.
@@ -199,7 +222,7 @@ impl MoeLayer {
         b.route(&logits, &self.cfg.router(), bias)
     }
 
-    /// Every expert's MLP over rows grouped by expert, as two grouped GEMMs (no host round trip).
+    /// Every local slot's MLP over rows grouped by slot, as two grouped GEMMs (no host round trip).
     pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         let gu = b.grouped_matmul(xp, &self.gate_up, offsets)?;
         let a = b.swiglu(&gu, None)?;
@@ -213,7 +236,7 @@ impl MoeLayer {
         for (e, mlp) in per_expert.iter().enumerate() {
             let (lo, hi) = (off[e] as usize, off[e + 1] as usize);
             if hi > lo {
-                parts.push(mlp.forward(b, &b.rows(xp, lo, hi - lo)?, DType::Bf16)?);
+                parts.push(mlp.forward(b, &b.rows(xp, lo, hi - lo)?, xp.dtype())?);
             }
         }
         if parts.is_empty() {
@@ -222,9 +245,9 @@ impl MoeLayer {
         b.concat_rows(&parts.iter().collect::<Vec<_>>())
     }
 
-    /// Per-expert weight copies for `experts_loop` (the baseline keeps them while it runs).
+    /// Per-slot weight copies for `experts_loop` (the baseline keeps them while it runs).
     pub fn split_experts(&self, b: &dyn Backend) -> Result<Vec<Mlp>> {
-        let (e, h, f) = (self.cfg.num_experts, self.cfg.hidden, self.cfg.expert_ffn);
+        let (e, h, f) = (self.slots.len(), self.cfg.hidden, self.cfg.expert_ffn);
         let gu = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.gate_up, x, 1)?.reshape(&[2 * f, h])) };
         let dn = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.down, x, 1)?.reshape(&[h, f])) };
         (0..e).map(|x| Ok(Mlp { gate_up: Linear::new(gu(x)?), down: Linear::new(dn(x)?) })).collect()
@@ -234,13 +257,15 @@ impl MoeLayer {
     pub fn combine(&self, b: &dyn Backend, x: &Tensor, y: &Tensor, row_of: &Tensor, r: &Routing) -> Result<Tensor> {
         let routed = b.unpermute(y, row_of, &r.weights)?;
         match &self.shared {
-            Some(s) => b.add(&routed, &s.forward(b, x, DType::Bf16)?),
+            Some(s) => b.add(&routed, &s.forward(b, x, x.dtype())?),
             None => Ok(routed),
         }
     }
 
-    /// The whole layer on one device: grouped experts, or the per-expert loop when `per_expert` is given.
+    /// The whole layer on one device (all experts local): grouped experts, or the
+    /// per-expert loop when `per_expert` is given.
     pub fn forward(&self, b: &dyn Backend, x: &Tensor, r: &Routing, per_expert: Option<&[Mlp]>) -> Result<Tensor> {
+        debug_assert_eq!(self.slots.len(), self.cfg.num_experts, "single-device forward needs every expert");
         let p = b.permute(x, &r.ids, self.cfg.num_experts)?;
         let y = match per_expert {
             Some(m) => self.experts_loop(b, &p.x, &p.offsets, m)?,

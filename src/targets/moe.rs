@@ -82,7 +82,7 @@ impl Workload for MoeTarget {
         let b = ctx.backend.as_ref();
         let c = &self.cfg;
         let src = Source::Random { seed: c.seed };
-        self.layer = Some(MoeLayer::new(b, c, &src, "moe")?);
+        self.layer = Some(MoeLayer::new(b, c, &src, "moe", &MoeLayer::all_experts(c), DType::Bf16)?);
         let rank = ctx.world.rank();
         self.inputs = (0..c.batches)
             .map(|i| b.random(&[c.tokens, c.hidden], DType::Bf16, child_seed(c.seed, &format!("x{i}.{rank}")), 1.0))
