@@ -2,6 +2,7 @@
 //! GPT-4-style MoE with context parallelism), timed and checked on one device or many.
 
 pub mod backend;
+pub mod metrics;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
