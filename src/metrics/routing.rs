@@ -148,7 +148,7 @@ impl RoutingTally {
             max_mean: max_mean(&load_f),
             load_entropy: normalized_entropy(&load_fraction),
             router_entropy,
-            router_entropy_norm: if e > 1 { router_entropy / (e as f64).ln() } else { 0.0 },
+            router_entropy_norm: if e > 1 { router_entropy / (e as f64).ln() } else { 1.0 },
             aux_loss: aux_loss(&load_fraction, &mean_prob),
             capacity,
             dropped,
@@ -178,7 +178,7 @@ pub struct BatchRouting {
     pub load_entropy: f64,
     /// Mean per-token router entropy, nats.
     pub router_entropy: f64,
-    /// `router_entropy / ln E`.
+    /// `router_entropy / ln E` (1 for E = 1, like `load_entropy`).
     pub router_entropy_norm: f64,
     /// E * sum_i f_i P_i; exactly 1 for a uniform router.
     pub aux_loss: f64,

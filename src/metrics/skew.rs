@@ -21,9 +21,10 @@ pub enum SkewError {
     NoExperts { spec: String },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Skew {
     /// Router left as initialised.
+    #[default]
     None,
     /// p_i proportional to 1 / (i + 1)^s.
     Zipf { s: f64 },
