@@ -1,11 +1,14 @@
 //! The commands, between the parsed flags and the harness.
 
+use crate::backend::AttnAlgo;
 use crate::backend::{self, Backend};
 use crate::cli::{Command, RunArgs};
 use crate::comm::{Comm, single::SingleComm};
 use crate::harness::record::{Record, RunInfo, Status};
+use crate::harness::registry::TargetConfig;
 use crate::harness::{self, Ctx, registry, runner, table};
 use crate::plan::RunPlan;
+use crate::targets;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,15 +31,15 @@ pub enum Error {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
-    /// Some variant FAILED its correctness gate or errored.
-    Failures(usize),
+    /// Some variant FAILED its correctness gate or errored, or a layout does not fit: (count, what).
+    Failures(usize, &'static str),
 }
 
 pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
     match cmd {
         Command::List => list(out).map(|_| Outcome::Ok),
         Command::Run(a) => run_targets(a, out),
-        Command::Estimate(_) => Ok(Outcome::Ok),
+        Command::Estimate(a) => estimate(a, out),
     }
 }
 
@@ -57,12 +60,60 @@ fn list(out: &mut dyn Write) -> Result<(), Error> {
         let keys: Vec<String> = keys.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
     }
-    w(out, "  moe presets (--set moe.preset=NAME): deepseek-v2-lite, deepseek-v3".into())?;
+    w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
+    w(out, "  llama: llama3.1-8b, small   moe: deepseek-v2-lite, deepseek-v3   gpt4: full, small".into())?;
     w(out, "profiles:".into())?;
     for p in registry::PROFILES {
         w(out, format!("  {:<6} {} (warm-up {}, steps {})", p.name, p.about, p.warmup, p.iterations))?;
     }
     Ok(())
+}
+
+/// Per-rank budgets of the selected targets at the optimized variant's attention.
+fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
+    use crate::metrics::memory::parse_device_memory;
+    let plan = crate::plan::Plan::resolve(&a.config)?;
+    let world = a.world.unwrap_or(plan.world_size() * a.tp);
+    plan.check_world(world)?;
+    if a.tp == 0 || world % a.tp != 0 {
+        return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
+    }
+    let device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
+    let mut overflows = 0;
+    for t in &plan.targets {
+        let mut inputs = match t {
+            TargetConfig::Llama(c) => targets::memory::llama(c, AttnAlgo::Flash),
+            TargetConfig::Moe(c) => targets::memory::moe(c, plan.layout),
+            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, plan.layout, AttnAlgo::Flash, true),
+        };
+        inputs.tp = a.tp;
+        let budget = inputs.estimate().map_err(config_err)?;
+        let params = inputs.param_count().map_err(config_err)?;
+        writeln!(
+            out,
+            "{}: {:.3}B parameters; world {world} (tp {}, cp {}, ep {}); flash attention",
+            t.name(),
+            params as f64 / 1e9,
+            a.tp,
+            plan.layout.cp,
+            plan.layout.ep
+        )
+        .map_err(io("stdout"))?;
+        budget.render(device, out).map_err(io("stdout"))?;
+        writeln!(out).map_err(io("stdout"))?;
+        if device.is_some_and(|d| budget.check_fit(d).is_err()) {
+            overflows += 1;
+        }
+    }
+    Ok(if overflows == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Failures(overflows, "layout(s) do not fit the device memory")
+    })
+}
+
+fn config_err(e: impl std::fmt::Display) -> Error {
+    crate::config::ConfigError::Invalid(e.to_string()).into()
 }
 
 fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
@@ -71,7 +122,7 @@ fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
         return Err(crate::config::ConfigError::Invalid("--ranks must be at least 1".into()).into());
     }
     let world_size = a.world.unwrap_or(a.ranks);
-    plan.plan.check_world(world_size)?;
+    plan.plan.check_run_world(world_size)?;
     if a.dry_run {
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
         writeln!(out, "{text}\nplan is valid for world size {world_size}; nothing was run (--dry-run)")
@@ -104,7 +155,7 @@ fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     }
     writeln!(out, "results: {}", path.display()).map_err(io("stdout"))?;
     let bad = records.iter().filter(|r| r.status != Status::Ok).count();
-    Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad) })
+    Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad, "variant(s) FAILED or errored") })
 }
 
 /// `n` ranks as threads sharing one CPU backend, joined by in-process communicators.

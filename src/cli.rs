@@ -112,10 +112,14 @@ pub struct RunArgs {
 pub struct EstimateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// World size of the layout (default: cp x ep).
+    /// World size of the layout (default: tp x the larger of cp and ep).
     #[arg(long)]
     pub world: Option<usize>,
-    /// Device memory per GPU in GiB to check the budget against (default: the topology's, else none).
+    /// Tensor-parallel size (shards attention heads, FFNs and the vocabulary).
+    #[arg(long, default_value_t = 1)]
+    pub tp: usize,
+    /// Device memory per GPU to check the budget against: h100, h200, gb200 or a number of GiB
+    /// (default: the topology file's GPU, else no check).
     #[arg(long)]
-    pub device_memory_gib: Option<f64>,
+    pub device_memory: Option<String>,
 }

@@ -13,7 +13,8 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Exit codes: 0 success, 1 a variant failed its correctness gate or errored, 2 bad input or a fatal error.
+/// Exit codes: 0 success; 1 a variant failed its correctness gate or errored, or (estimate) a
+/// layout does not fit; 2 bad input or a fatal error.
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -27,8 +28,8 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match app::run(&cli.command, &mut stdout).map_err(anyhow::Error::from) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Failures(n)) => {
-            eprintln!("rwm-dist: {n} variant(s) FAILED or errored");
+        Ok(Outcome::Failures(n, what)) => {
+            eprintln!("rwm-dist: {n} {what}");
             ExitCode::from(1)
         }
         Err(e) => {

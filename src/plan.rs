@@ -96,14 +96,25 @@ impl Plan {
         self.layout.cp.max(self.layout.ep)
     }
 
-    /// Degrees must match the world; messages name each factor.
+    /// Each degree must divide the world; messages name each factor.
     pub fn check_world(&self, world: usize) -> Result<(), ConfigError> {
         let Layout { cp, ep } = self.layout;
         for (name, d) in [("--cp", cp), ("--ep", ep)] {
+            if world % d != 0 {
+                return Err(ConfigError::Invalid(format!("{name} {d} does not divide the world size {world}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs use the whole world as the CP group and as the EP group: each degree is 1 or the world size.
+    pub fn check_run_world(&self, world: usize) -> Result<(), ConfigError> {
+        self.check_world(world)?;
+        let Layout { cp, ep } = self.layout;
+        for (name, d, group) in [("--cp", cp, "context-parallel"), ("--ep", ep, "expert-parallel")] {
             if d > 1 && d != world {
                 return Err(ConfigError::Invalid(format!(
-                    "{name} {d} must equal the world size {world} (or be 1): every rank joins the {} group",
-                    if name == "--cp" { "context-parallel" } else { "expert-parallel" }
+                    "{name} {d} must equal the world size {world} (or be 1): every rank joins the {group} group"
                 )));
             }
         }

@@ -51,6 +51,10 @@ pub fn check_target(name: &str) -> Result<(), ConfigError> {
     }
 }
 
+fn unknown_preset(what: &'static str, name: &str, allowed: &str) -> ConfigError {
+    ConfigError::UnknownName { what, name: name.into(), allowed: allowed.into() }
+}
+
 /// A target's resolved config.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
@@ -104,6 +108,16 @@ impl TargetConfig {
     pub fn set(&self, o: &Override) -> Result<TargetConfig, ConfigError> {
         Ok(match self {
             TargetConfig::Moe(_) if o.key == "preset" => TargetConfig::Moe(MoeConfig::preset(&o.value)?),
+            TargetConfig::Llama(_) if o.key == "preset" => TargetConfig::Llama(match o.value.as_str() {
+                "llama3.1-8b" => LlamaConfig::llama31_8b(),
+                "small" => LlamaConfig::small(),
+                _ => return Err(unknown_preset("llama.preset", &o.value, "llama3.1-8b, small")),
+            }),
+            TargetConfig::Gpt4(_) if o.key == "preset" => TargetConfig::Gpt4(match o.value.as_str() {
+                "full" => Gpt4Config::full(),
+                "small" => Gpt4Config::small(),
+                _ => return Err(unknown_preset("gpt4.preset", &o.value, "full, small")),
+            }),
             TargetConfig::Llama(c) => TargetConfig::Llama(apply(c, &o.target, &o.key, &o.value)?),
             TargetConfig::Moe(c) => TargetConfig::Moe(apply(c, &o.target, &o.key, &o.value)?),
             TargetConfig::Gpt4(c) => TargetConfig::Gpt4(apply(c, &o.target, &o.key, &o.value)?),

@@ -230,6 +230,8 @@ impl Gpt4 {
     ) -> std::result::Result<Tensor, E> {
         let c = &self.cfg;
         let rows = x.shape()[0];
+        // Prefill fills the KV cache that decoding would read: it stays until the pass ends.
+        let mut kv_cache = Vec::with_capacity(self.blocks.len());
         for blk in &self.blocks {
             let n = b.rms_norm(&x, &blk.attn_norm, c.eps)?;
             let q = self.rope_chunks(b, &blk.wq.forward(b, &n, gemm)?.reshape(&[rows, c.heads, c.head_dim]), chunks)?;
@@ -237,6 +239,7 @@ impl Gpt4 {
                 self.rope_chunks(b, &blk.wk.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]), chunks)?;
             let v = blk.wv.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]);
             let a = attn(&q, &k, &v)?.reshape(&[rows, c.q_dim()]);
+            kv_cache.push((k, v));
             let (sum, n2) = b.add_rms_norm(&blk.wo.forward(b, &a, gemm)?, &x, &blk.moe_norm, c.eps)?;
             x = b.add(&sum, &moe(&blk.moe, &n2)?)?;
         }

@@ -231,6 +231,8 @@ impl Llama {
         let rope = c.rope();
         let mut x = b.embedding(&self.embed, ids)?;
         let mut pending: Option<Tensor> = None;
+        // Prefill fills the KV cache that decoding would read: it stays until the pass ends.
+        let mut kv_cache = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
             // With fused norms the previous layer's MLP output is added here, inside the norm.
             let n = match pending.take() {
@@ -247,7 +249,8 @@ impl Llama {
             drop(n);
             let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: mode.attn };
             let a = b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()]);
-            drop((q, k, v));
+            drop(q);
+            kv_cache.push((k, v));
             let o = l.wo.forward(b, &a, mode.gemm)?;
             let n2 = if mode.fused_norm {
                 let (sum, n2) = b.add_rms_norm(&o, &x, &l.mlp_norm, c.eps)?;

@@ -169,6 +169,10 @@ impl Workload for Gpt4Target {
     fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
         self.forward(ctx, variant, false)
     }
+    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
+        let attn = if variant == "baseline" { AttnAlgo::Naive } else { AttnAlgo::Flash };
+        super::memory::gpt4(&self.cfg, ctx.layout, attn, false).estimate().ok().map(|b| b.total)
+    }
     fn tokens(&self) -> usize {
         self.chunks.iter().map(|r| r.len()).sum()
     }

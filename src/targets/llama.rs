@@ -77,6 +77,10 @@ impl Workload for LlamaTarget {
     fn flops(&self, _variant: &str) -> f64 {
         self.cfg.prefill_flops()
     }
+    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
+        let attn = self.mode(ctx, variant).attn;
+        super::memory::llama(&self.cfg, attn).estimate().ok().map(|b| b.total)
+    }
     fn metrics(&mut self, _ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;
         let mut m = serde_json::Map::new();

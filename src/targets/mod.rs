@@ -2,4 +2,5 @@
 
 pub mod gpt4;
 pub mod llama;
+pub mod memory;
 pub mod moe;

@@ -111,6 +111,9 @@ impl Workload for MoeTarget {
         let r = self.routing(ctx, 0, true)?;
         Ok(Some(self.layer().forward(b, &self.inputs[0], &r, Some(&per_expert))?))
     }
+    fn estimate_bytes(&self, ctx: &Ctx, _variant: &str) -> Option<u64> {
+        super::memory::moe(&self.cfg, ctx.layout).estimate().ok().map(|b| b.total)
+    }
     fn tokens(&self) -> usize {
         self.cfg.tokens
     }
