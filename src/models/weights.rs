@@ -4,55 +4,65 @@
 use crate::backend::{Backend, Error, Result};
 use crate::rng::child_seed;
 use crate::tensor::{DType, Tensor};
-use std::collections::HashMap;
 use std::path::Path;
 
 pub enum Source {
     Random {
         seed: u64,
     },
-    /// name -> (shape, f32 values) read from *.safetensors files.
-    Loaded(HashMap<String, (Vec<usize>, Vec<f32>)>),
+    /// The raw bytes of every *.safetensors file; tensors are converted one at a time
+    /// when asked for, so an 8B bf16 checkpoint never exists as f32 all at once.
+    Loaded {
+        dir: String,
+        files: Vec<Vec<u8>>,
+    },
 }
 
 impl Source {
     pub fn load(dir: &Path) -> Result<Source> {
         let err = |what: String| Error::Unavailable(format!("weights in {}: {what}", dir.display()));
-        let mut files: Vec<_> = std::fs::read_dir(dir)
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| err(e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
             .collect();
-        files.sort();
-        if files.is_empty() {
+        paths.sort();
+        if paths.is_empty() {
             return Err(err("no *.safetensors files".into()));
         }
-        let mut map = HashMap::new();
-        for f in files {
+        let mut files = Vec::with_capacity(paths.len());
+        for f in paths {
             let bytes = std::fs::read(&f).map_err(|e| err(format!("{}: {e}", f.display())))?;
-            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(format!("{}: {e}", f.display())))?;
-            for (name, view) in st.tensors() {
-                let data = to_f32(view.dtype(), view.data()).map_err(|e| err(format!("{name}: {e}")))?;
-                map.insert(name, (view.shape().to_vec(), data));
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(format!("{}: {e}", f.display())))?;
+            files.push(bytes);
+        }
+        Ok(Source::Loaded { dir: dir.display().to_string(), files })
+    }
+
+    /// Shape and f32 values of checkpoint tensor `name`.
+    fn read(dir: &str, files: &[Vec<u8>], name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        for bytes in files {
+            let st = safetensors::SafeTensors::deserialize(bytes).expect("checked when loaded");
+            if let Ok(view) = st.tensor(name) {
+                let data = to_f32(view.dtype(), view.data())
+                    .map_err(|e| Error::Unavailable(format!("weights in {dir}: `{name}`: {e}")))?;
+                return Ok((view.shape().to_vec(), data));
             }
         }
-        Ok(Source::Loaded(map))
+        Err(Error::Unavailable(format!("weights in {dir}: no tensor `{name}`")))
     }
 
     /// The tensor `name` of `shape`: random with std `std`, or loaded (shape checked).
     pub fn get(&self, b: &dyn Backend, name: &str, shape: &[usize], dtype: DType, std: f32) -> Result<Tensor> {
         match self {
             Source::Random { seed } => b.random(shape, dtype, child_seed(*seed, name), std),
-            Source::Loaded(map) => {
-                let (s, v) =
-                    map.get(name).ok_or_else(|| Error::Unavailable(format!("checkpoint has no tensor `{name}`")))?;
+            Source::Loaded { dir, files } => {
+                let (s, v) = Self::read(dir, files, name)?;
                 if s.as_slice() != shape {
-                    return Err(Error::Shape {
-                        op: "load",
-                        detail: format!("`{name}` is {s:?}, model needs {shape:?}"),
-                    });
+                    let detail = format!("`{name}` is {s:?}, model needs {shape:?}");
+                    return Err(Error::Shape { op: "load", detail });
                 }
-                b.upload(v, shape, dtype)
+                b.upload(&v, shape, dtype)
             }
         }
     }
@@ -65,7 +75,7 @@ impl Source {
                     crate::rng::fill_uniform(child_seed(*seed, name), h, 0.1).iter().map(|x| 1.0 + x).collect();
                 b.upload(&v, &[h], dtype)
             }
-            Source::Loaded(_) => self.get(b, name, &[h], dtype, 0.0),
+            Source::Loaded { .. } => self.get(b, name, &[h], dtype, 0.0),
         }
     }
 }
