@@ -96,3 +96,16 @@ fn cuda_bf16_matches_transformers() {
         assert!(rel < 3e-2 && max < 6e-2, "cuda {attn:?}: max {max:.2e} rel {rel:.2e}");
     }
 }
+
+#[test]
+fn checkpoint_shape_mismatch_names_the_tensor() {
+    let mut e = expected();
+    e.cfg.ffn = 256;
+    let src = Source::load(&fixture().join("model")).unwrap();
+    let err = Llama::new(&CpuBackend::new(), &e.cfg, &src, DType::F32).err().expect("shape mismatch").to_string();
+    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("[512, 256]"), "{err}");
+    // The fixture root holds only expected.safetensors: the first weight asked for is named.
+    let src = Source::load(&fixture()).unwrap();
+    let err = Llama::new(&CpuBackend::new(), &e.cfg, &src, DType::F32).err().unwrap().to_string();
+    assert!(err.contains("no tensor `model.layers.0.mlp.gate_proj.weight`"), "{err}");
+}
