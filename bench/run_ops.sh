@@ -22,7 +22,8 @@ print()
 print(f"| op | shape | rwm TFLOP/s | peer | peer TFLOP/s | rwm / peer |")
 print(f"|---|---|---:|---|---:|---:|")
 for r in rwm:
-    ps = [p for p in peers if p["op"] == r["op"] and p["shape"] == r["shape"]]
+    base = r["op"].split("[")[0]  # op[kernel] rows of --variants compare with the same peers
+    ps = [p for p in peers if p["op"] == base and p["shape"] == r["shape"]]
     if not ps:
         print(f"| {r['op']} | {r['shape']} | {r['tflops']:.1f} | - | - | - |")
     for p in ps:

@@ -4,9 +4,12 @@
 //! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
 //!
 //!   cargo build --release --example ops_bench
-//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe]
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe] [--variants]
+//!
+//! `--variants` also times every compiled tile configuration of the flash attention
+//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults.
 
-use rwm_dist::backend::cuda::CudaBackend;
+use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
 use rwm_dist::tensor::{DType, Tensor};
 use std::io::Write;
@@ -14,6 +17,7 @@ use std::io::Write;
 struct Bench<'a> {
     b: &'a CudaBackend,
     iters: usize,
+    variants: bool,
     rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
 }
@@ -85,6 +89,21 @@ fn attention(bench: &mut Bench) -> Result<()> {
             })
             .collect::<Result<_>>()?;
         let shape = format!("S={s} hq={hq} hkv={hkv} d={d} causal");
+        let kernels: Vec<Option<&str>> = if bench.variants {
+            FLASH_KERNELS.iter().filter(|k| k.d == d).map(|k| Some(k.name)).collect()
+        } else {
+            vec![]
+        };
+        for kname in kernels {
+            b.choose_flash_kernel(kname)?;
+            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: AttnAlgo::Flash };
+            let ms = bench.time(|i| {
+                let [q, k, v] = &qkv[i % sets];
+                b.attention(q, k, v, &p).map(drop)
+            })?;
+            bench.record(&format!("attn_flash[{}]", kname.unwrap()), &shape, flops, ms);
+        }
+        b.choose_flash_kernel(None)?;
         for algo in [AttnAlgo::Flash, AttnAlgo::Naive] {
             if algo == AttnAlgo::Naive && s > 8192 {
                 continue; // 4 GiB of scores per head: the baseline is shown at 8192 only
@@ -120,9 +139,24 @@ fn moe(bench: &mut Bench, offsets_out: Option<&str>) -> Result<()> {
     let xs = [p.x, rand(b, &[rows, h], DType::Bf16, 44, 1.0)?];
     let f1 = 2.0 * rows as f64 * (2 * f) as f64 * h as f64;
     let f2 = 2.0 * rows as f64 * h as f64 * f as f64;
+    let a = [rand(b, &[rows, f], DType::Bf16, 45, 1.0)?, rand(b, &[rows, f], DType::Bf16, 46, 1.0)?];
+    if bench.variants {
+        for k in GROUPED_KERNELS {
+            b.choose_grouped_kernel(Some(k.name))?;
+            let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
+            bench.record(
+                &format!("grouped_gemm_gate_up[{}]", k.name),
+                &format!("{rows}x{}x{h}, 64 experts", 2 * f),
+                f1,
+                ms,
+            );
+            let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
+            bench.record(&format!("grouped_gemm_down[{}]", k.name), &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
+        }
+        b.choose_grouped_kernel(None)?;
+    }
     let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
     bench.record("grouped_gemm_gate_up", &format!("{rows}x{}x{h}, 64 experts", 2 * f), f1, ms);
-    let a = [rand(b, &[rows, f], DType::Bf16, 45, 1.0)?, rand(b, &[rows, f], DType::Bf16, 46, 1.0)?];
     let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
     bench.record("grouped_gemm_down", &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
     let ms = bench.time(|i| {
@@ -136,19 +170,21 @@ fn moe(bench: &mut Bench, offsets_out: Option<&str>) -> Result<()> {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut iters, mut json, mut only, mut offsets) = (20usize, None, None, None);
+    let (mut iters, mut json, mut only, mut offsets, mut variants) = (20usize, None, None, None, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
             "--json" => json = args.next(),
             "--only" => only = args.next(),
             "--offsets" => offsets = args.next(),
+            "--variants" => variants = true,
             _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
         }
     }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
-    let mut bench = Bench { b: &b, iters, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
+    let mut bench =
+        Bench { b: &b, iters, variants, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
     let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
     if want("gemm") || want("fp8") {
         gemms(&mut bench)?;

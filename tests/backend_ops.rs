@@ -170,9 +170,12 @@ fn add_same_shape_and_row_broadcast() {
             let (cb, gb) = both(&*b, &data(seed + 1, n, 1.0), &shape, dt);
             poison(&*b, n * 8);
             assert_close("add", &get(&*b, &b.add(&ga, &gb).unwrap()), &get(&cpu(), &cpu().add(&ca, &cb).unwrap()), 0.0);
+            // One row [n] added to every row: the expected values computed here on the host.
             let last = *shape.last().unwrap();
-            let (cr, gr) = both(&*b, &data(seed + 2, last, 1.0), &[last], dt);
-            let want = get(&cpu(), &cpu().add(&ca, &cr).unwrap());
+            let (_, gr) = both(&*b, &data(seed + 2, last, 1.0), &[last], dt);
+            let (av, rv) = (get(&cpu(), &ca), get(&*b, &gr));
+            let mut want: Vec<f32> = av.iter().enumerate().map(|(i, x)| x + rv[i % last]).collect();
+            rwm_dist::tensor::round_to(dt, &mut want);
             assert_close("add row", &get(&*b, &b.add(&ga, &gr).unwrap()), &want, 0.0);
         }
     }
@@ -237,26 +240,31 @@ fn offsets_of(counts: &[usize]) -> Vec<i32> {
     o
 }
 
+fn check_grouped(b: &dyn Backend, counts: &[usize], n: usize, k: usize) {
+    let seed = fresh_seed();
+    let (r, e) = (counts.iter().sum::<usize>(), counts.len());
+    let off = offsets_of(counts);
+    let (cx, gx) = both(b, &data(seed, r * k, 1.0), &[r, k], DType::Bf16);
+    let (cw, gw) = both(b, &data(seed + 1, e * n * k, 0.05), &[e, n, k], DType::Bf16);
+    let (co, go) = (cpu().upload_i32(&off, &[e + 1]).unwrap(), b.upload_i32(&off, &[e + 1]).unwrap());
+    poison(b, r * n * 8);
+    let got = get(b, &b.grouped_matmul(&gx, &gw, &go).unwrap());
+    let want = get(&cpu(), &cpu().grouped_matmul(&cx, &cw, &co).unwrap());
+    assert_close(&format!("grouped {counts:?} n {n} k {k} seed {seed}"), &got, &want, 1e-2);
+}
+
+const GROUPED_CASES: [(&[usize], usize, usize); 4] = [
+    (&[100, 0, 37, 129, 1], 72, 136),
+    (&[0, 300, 0, 0, 256, 5, 0], 130, 64),
+    (&[17, 3], 45, 8),
+    (&[1000, 2000, 10, 500], 256, 512),
+];
+
 #[test]
 fn grouped_matmul_uses_each_experts_weight() {
     for b in under_test() {
-        let cases: [(&[usize], usize, usize); 4] = [
-            (&[100, 0, 37, 129, 1], 72, 136),
-            (&[0, 300, 0, 0, 256, 5, 0], 130, 64),
-            (&[17, 3], 45, 8),
-            (&[1000, 2000, 10, 500], 256, 512),
-        ];
-        for (counts, n, k) in cases {
-            let seed = fresh_seed();
-            let (r, e) = (counts.iter().sum::<usize>(), counts.len());
-            let off = offsets_of(counts);
-            let (cx, gx) = both(&*b, &data(seed, r * k, 1.0), &[r, k], DType::Bf16);
-            let (cw, gw) = both(&*b, &data(seed + 1, e * n * k, 0.05), &[e, n, k], DType::Bf16);
-            let (co, go) = (cpu().upload_i32(&off, &[e + 1]).unwrap(), b.upload_i32(&off, &[e + 1]).unwrap());
-            poison(&*b, r * n * 8);
-            let got = get(&*b, &b.grouped_matmul(&gx, &gw, &go).unwrap());
-            let want = get(&cpu(), &cpu().grouped_matmul(&cx, &cw, &co).unwrap());
-            assert_close(&format!("grouped {counts:?} n {n} k {k} seed {seed}"), &got, &want, 1e-2);
+        for (counts, n, k) in GROUPED_CASES {
+            check_grouped(&*b, counts, n, k);
         }
     }
 }
@@ -504,6 +512,29 @@ fn moe_layer_end_to_end() {
         };
         assert_close(&format!("moe layer seed {seed}"), &run(&*b), &run(&cpu()), 2e-2);
     }
+}
+
+/// Every compiled tile configuration of the flash and grouped GEMM kernels, not only the defaults.
+#[test]
+fn cuda_kernel_variants() {
+    let b = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => return skipped(&e.to_string()),
+    };
+    for fk in rwm_dist::backend::cuda::FLASH_KERNELS {
+        b.choose_flash_kernel(Some(fk.name)).unwrap();
+        let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash };
+        check_attention(&b, 300, 300, 4, 2, fk.d, p(true, 0, 0));
+        check_attention(&b, 100, 333, 2, 1, fk.d, p(false, 0, 0));
+        check_attention(&b, 130, 200, 2, 2, fk.d, p(true, 20, 60));
+    }
+    for gk in rwm_dist::backend::cuda::GROUPED_KERNELS {
+        b.choose_grouped_kernel(Some(gk.name)).unwrap();
+        for (counts, n, k) in GROUPED_CASES {
+            check_grouped(&b, counts, n, k);
+        }
+    }
+    assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
 }
 
 #[test]

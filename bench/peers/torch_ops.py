@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--offsets", help="expert offsets (JSON list of E+1 ints) from ops_bench --offsets")
     ap.add_argument("--json")
     ap.add_argument("--only", default="gemm,fp8,attn,moe")
+    ap.add_argument("--variants", action="store_true", help="ignored (ops_bench's kernel sweep)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = open(args.json, "w") if args.json else sys.stdout

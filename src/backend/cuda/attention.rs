@@ -6,9 +6,6 @@ use super::blas::{Gemm, Ty};
 use super::*;
 use crate::backend::cpu::attn_dims;
 
-const FA_BQ: usize = 128;
-const FA_BKV: usize = 64;
-
 impl CudaBackend {
     pub(crate) fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut> {
         let n = attn_dims(q, k, v)?;
@@ -27,19 +24,13 @@ impl CudaBackend {
             return Ok(AttnOut { out, lse });
         }
         let scale = 1.0 / (n.d as f32).sqrt();
-        let flash_d = match n.d {
-            64 => Some(("flash_fwd_d64", 64)),
-            128 => Some(("flash_fwd_d128", 128)),
-            _ => None,
-        };
-        match (p.algo, flash_d) {
-            (AttnAlgo::Flash, Some((name, d))) => {
+        match (p.algo, self.flash_kernel(n.d)) {
+            (AttnAlgo::Flash, Some(fk)) => {
                 check("attention", n.sq < i32::MAX as usize && n.sk < i32::MAX as usize, || {
                     "sequence too long".into()
                 })?;
                 let delta = p.q_offset as i64 - p.k_offset as i64;
-                let smem = ((FA_BQ + 4 * FA_BKV) * d * 2) as u32;
-                let grid = (n.sq.div_ceil(FA_BQ) as u32, n.hq as u32, 1);
+                let grid = (n.sq.div_ceil(fk.block_q()) as u32, n.hq as u32, 1);
                 let a = args![
                     self.ptr(q)?,
                     self.ptr(k)?,
@@ -54,7 +45,7 @@ impl CudaBackend {
                     p.causal,
                     scale * std::f32::consts::LOG2_E
                 ];
-                self.launch("flash_attention.cu", name, grid, 256, smem, a)?;
+                self.launch("flash_attention.cu", fk.name, grid, fk.threads(), fk.smem(), a)?;
             }
             (AttnAlgo::Flash, None) => {
                 tracing::debug!(

@@ -21,6 +21,11 @@ fn source(file: &str) -> Option<&'static str> {
     sources::KERNEL_SOURCES.iter().find(|(n, _)| *n == file).map(|(_, s)| *s)
 }
 
+#[cfg(test)]
+pub(crate) fn source_of(file: &str) -> Option<&'static str> {
+    source(file)
+}
+
 fn headers() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
     sources::KERNEL_SOURCES.iter().filter(|(n, _)| n.ends_with(".cuh"))
 }

@@ -12,6 +12,9 @@ mod layers;
 mod moe;
 mod pool;
 mod tensors;
+mod variants;
+
+pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel};
 
 use super::*;
 use crate::tensor::Data;
@@ -92,6 +95,7 @@ pub struct CudaBackend {
     pool: Option<pool::Pool>,
     /// RoPE inverse frequencies on the device, per (head dim, params).
     rope_freqs: std::sync::Mutex<Vec<(usize, RopeParams, Arc<CudaSlice<f32>>)>>,
+    choice: variants::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,
 }
@@ -139,6 +143,7 @@ impl CudaBackend {
             blas,
             pool,
             rope_freqs: Default::default(),
+            choice: Default::default(),
             sync_check: std::env::var("RWM_CUDA_SYNC_CHECK").is_ok_and(|v| v == "1"),
         })
     }

@@ -7,10 +7,6 @@ use crate::backend::cpu::validate_router;
 
 /// Slots per block in kernels/permute.cu (PERM_CHUNK).
 const PERM_CHUNK: usize = 256;
-/// Row tile of kernels/grouped_gemm.cu (GG_BM, GG_BN, GG_STAGES, GG_BK).
-const GG_BM: usize = 128;
-const GG_BN: usize = 128;
-const GG_SMEM: u32 = 3 * (128 + 128) * 64 * 2;
 const ROUTE_WARPS: usize = 4;
 
 impl CudaBackend {
@@ -119,9 +115,10 @@ impl CudaBackend {
         check("grouped_matmul", k % 8 == 0, || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
         check("grouped_matmul", n < i32::MAX as usize && k < i32::MAX as usize, || format!("n {n} k {k}"))?;
         let y = self.alloc(&[r, n], DType::Bf16)?;
-        let grid = (n.div_ceil(GG_BN) as u32, (r.div_ceil(GG_BM) + e) as u32, 1);
+        let gk = self.grouped_kernel();
+        let grid = (n.div_ceil(gk.bn) as u32, (r.div_ceil(gk.bm) + e) as u32, 1);
         let a = args![self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?, e, n, k];
-        self.launch("grouped_gemm.cu", "grouped_gemm_bf16", grid, 256, GG_SMEM, a)?;
+        self.launch("grouped_gemm.cu", gk.name, grid, gk.threads, gk.smem(), a)?;
         Ok(y)
     }
 }

@@ -1,0 +1,142 @@
+//! The tile configurations compiled for the flash attention and grouped GEMM
+//! kernels (the tables mirror the instantiation macros at the end of
+//! kernels/flash_attention.cu and kernels/grouped_gemm.cu), and which one runs.
+
+use super::*;
+
+/// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashKernel {
+    pub name: &'static str,
+    pub d: usize,
+    pub warps: usize,
+    pub mt: usize,
+}
+
+impl FlashKernel {
+    /// Key tile of the kernel (FA_BKV).
+    const BKV: usize = 64;
+    pub fn block_q(&self) -> usize {
+        self.warps * self.mt * 16
+    }
+    pub fn threads(&self) -> u32 {
+        (self.warps * 32) as u32
+    }
+    /// Q tile plus double-buffered K and V tiles.
+    pub fn smem(&self) -> u32 {
+        ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
+    }
+}
+
+pub const FLASH_KERNELS: &[FlashKernel] = &[
+    FlashKernel { name: "flash_fwd_d128_w8m1", d: 128, warps: 8, mt: 1 },
+    FlashKernel { name: "flash_fwd_d128_w4m2", d: 128, warps: 4, mt: 2 },
+    FlashKernel { name: "flash_fwd_d128_w8m2", d: 128, warps: 8, mt: 2 },
+    FlashKernel { name: "flash_fwd_d64_w8m1", d: 64, warps: 8, mt: 1 },
+    FlashKernel { name: "flash_fwd_d64_w4m2", d: 64, warps: 4, mt: 2 },
+];
+
+/// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `stages`-deep pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupedKernel {
+    pub name: &'static str,
+    pub bm: usize,
+    pub bn: usize,
+    pub threads: u32,
+    pub stages: usize,
+}
+
+impl GroupedKernel {
+    /// K tile of the kernel (GG_BK).
+    const BK: usize = 64;
+    pub fn smem(&self) -> u32 {
+        (self.stages * (self.bm + self.bn) * Self::BK * 2) as u32
+    }
+}
+
+pub const GROUPED_KERNELS: &[GroupedKernel] = &[
+    GroupedKernel { name: "grouped_gemm_128x128", bm: 128, bn: 128, threads: 256, stages: 3 },
+    GroupedKernel { name: "grouped_gemm_128x256", bm: 128, bn: 256, threads: 256, stages: 3 },
+    GroupedKernel { name: "grouped_gemm_256x128", bm: 256, bn: 128, threads: 256, stages: 3 },
+    GroupedKernel { name: "grouped_gemm_128x256_s4", bm: 128, bn: 256, threads: 256, stages: 4 },
+];
+
+/// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
+const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w8m1", "flash_fwd_d64_w8m1"];
+const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
+
+#[derive(Default)]
+pub(crate) struct Choice {
+    flash: std::sync::RwLock<Option<&'static str>>,
+    grouped: std::sync::RwLock<Option<&'static str>>,
+}
+
+impl CudaBackend {
+    /// Runs this flash attention instantiation (for its head dim) instead of the default; None restores it.
+    pub fn choose_flash_kernel(&self, name: Option<&str>) -> Result<()> {
+        let k = match name {
+            None => None,
+            Some(n) => {
+                Some(FLASH_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| Error::Unsupported {
+                    op: "flash kernel",
+                    what: format!("{n} (known: {:?})", FLASH_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
+                })?)
+            }
+        };
+        *self.choice.flash.write().unwrap() = k;
+        Ok(())
+    }
+
+    /// Runs this grouped GEMM instantiation instead of the default; None restores it.
+    pub fn choose_grouped_kernel(&self, name: Option<&str>) -> Result<()> {
+        let k = match name {
+            None => None,
+            Some(n) => Some(GROUPED_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| {
+                Error::Unsupported {
+                    op: "grouped kernel",
+                    what: format!("{n} (known: {:?})", GROUPED_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
+                }
+            })?),
+        };
+        *self.choice.grouped.write().unwrap() = k;
+        Ok(())
+    }
+
+    pub(crate) fn flash_kernel(&self, d: usize) -> Option<FlashKernel> {
+        let chosen = *self.choice.flash.read().unwrap();
+        let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && k.d == d).copied();
+        chosen.and_then(by_name).or_else(|| DEFAULT_FLASH.iter().find_map(|n| by_name(n)))
+    }
+
+    pub(crate) fn grouped_kernel(&self) -> GroupedKernel {
+        let name = self.choice.grouped.read().unwrap().unwrap_or(DEFAULT_GROUPED);
+        *GROUPED_KERNELS.iter().find(|k| k.name == name).expect("grouped kernel table")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_match_the_kernel_sources() {
+        let fa = compile::source_of("flash_attention.cu").unwrap();
+        for k in FLASH_KERNELS {
+            let inst = format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt);
+            assert!(fa.contains(&inst), "{inst} not instantiated");
+        }
+        let gg = compile::source_of("grouped_gemm.cu").unwrap();
+        for k in GROUPED_KERNELS {
+            let inst = format!("GG({}, {}, {},", k.name, k.bm, k.bn);
+            assert!(gg.contains(&inst), "{inst} not instantiated");
+            let line = gg.lines().find(|l| l.starts_with(&inst)).unwrap();
+            let nums: Vec<usize> = line.trim_end_matches(')').split(", ").skip(1).map(|x| x.parse().unwrap()).collect();
+            assert_eq!(nums[2] * nums[3] * 32, k.threads as usize, "{line}");
+            assert_eq!(nums[4], k.stages, "{line}");
+        }
+        for n in DEFAULT_FLASH {
+            assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
+        }
+        assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED));
+    }
+}
