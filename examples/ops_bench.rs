@@ -23,18 +23,23 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Median milliseconds of `f(i)` over `iters` timed calls after 3 warm-ups.
+    /// Median milliseconds of `f(i)`: warm-up of at least 3 calls and 100 ms (clocks
+    /// settle, kernels load), then at least `iters` timed calls and 300 ms of them.
     fn time(&self, mut f: impl FnMut(usize) -> Result<()>) -> Result<f64> {
-        for i in 0..3 {
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while i < 3 || start.elapsed().as_millis() < 100 {
             f(i)?;
+            self.b.synchronize()?;
+            i += 1;
         }
-        self.b.synchronize()?;
-        let mut ms = Vec::with_capacity(self.iters);
-        for i in 0..self.iters {
+        let mut ms: Vec<f64> = Vec::with_capacity(self.iters);
+        while ms.len() < self.iters || (ms.iter().sum::<f64>() < 300.0 && ms.len() < 1000) {
             let t0 = self.b.mark()?;
             f(i)?;
             let t1 = self.b.mark()?;
             ms.push(self.b.elapsed_ms(&t0, &t1)?);
+            i += 1;
         }
         ms.sort_by(f64::total_cmp);
         Ok(ms[ms.len() / 2])

@@ -118,7 +118,7 @@ impl CudaBackend {
         let gk = self.grouped_kernel();
         let grid = (n.div_ceil(gk.bn) as u32, (r.div_ceil(gk.bm) + e) as u32, 1);
         let a = args![self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?, e, n, k];
-        self.launch("grouped_gemm.cu", gk.name, grid, gk.threads, gk.smem(), a)?;
+        self.launch(gk.file, gk.name, grid, gk.threads, gk.smem, a)?;
         Ok(y)
     }
 }

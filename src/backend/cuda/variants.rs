@@ -36,34 +36,49 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel { name: "flash_fwd_d64_w4m2", d: 64, warps: 4, mt: 2 },
 ];
 
-/// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `stages`-deep pipeline.
+/// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
+/// dynamic shared memory, in kernels/`file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupedKernel {
     pub name: &'static str,
+    pub file: &'static str,
     pub bm: usize,
     pub bn: usize,
     pub threads: u32,
     pub stages: usize,
+    pub smem: u32,
+    /// wgmma kernels run on sm_90a only.
+    pub sm90a: bool,
 }
 
-impl GroupedKernel {
-    /// K tile of the kernel (GG_BK).
-    const BK: usize = 64;
-    pub fn smem(&self) -> u32 {
-        (self.stages * (self.bm + self.bn) * Self::BK * 2) as u32
-    }
+const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> GroupedKernel {
+    // stages x (A tile + B tile) of 64-wide bf16 rows.
+    let smem = (stages * (bm + bn) * 64 * 2) as u32;
+    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false }
 }
 
 pub const GROUPED_KERNELS: &[GroupedKernel] = &[
-    GroupedKernel { name: "grouped_gemm_128x128", bm: 128, bn: 128, threads: 256, stages: 3 },
-    GroupedKernel { name: "grouped_gemm_128x256", bm: 128, bn: 256, threads: 256, stages: 3 },
-    GroupedKernel { name: "grouped_gemm_256x128", bm: 256, bn: 128, threads: 256, stages: 3 },
-    GroupedKernel { name: "grouped_gemm_128x256_s4", bm: 128, bn: 256, threads: 256, stages: 4 },
+    mma_sync("grouped_gemm_128x128", 128, 128, 3),
+    mma_sync("grouped_gemm_128x256", 128, 256, 3),
+    mma_sync("grouped_gemm_256x128", 256, 128, 3),
+    mma_sync("grouped_gemm_128x256_s4", 128, 256, 4),
+    // 4 stages of 128 + 256 rows, plus 1 KiB to align the swizzle atoms.
+    GroupedKernel {
+        name: "grouped_gemm_wgmma_s4",
+        file: "grouped_gemm_sm90.cu",
+        bm: 128,
+        bn: 256,
+        threads: 256,
+        stages: 4,
+        smem: 4 * (128 + 256) * 64 * 2 + 1024,
+        sm90a: true,
+    },
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
-const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w8m1", "flash_fwd_d64_w8m1"];
+const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
+const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
 
 #[derive(Default)]
 pub(crate) struct Choice {
@@ -98,6 +113,14 @@ impl CudaBackend {
                 }
             })?),
         };
+        if let Some(gk) = GROUPED_KERNELS.iter().find(|g| Some(g.name) == k) {
+            if gk.sm90a && self.arch() != "sm_90a" {
+                return Err(Error::Unsupported {
+                    op: "grouped kernel",
+                    what: format!("{} on {}", gk.name, self.arch()),
+                });
+            }
+        }
         *self.choice.grouped.write().unwrap() = k;
         Ok(())
     }
@@ -109,7 +132,8 @@ impl CudaBackend {
     }
 
     pub(crate) fn grouped_kernel(&self) -> GroupedKernel {
-        let name = self.choice.grouped.read().unwrap().unwrap_or(DEFAULT_GROUPED);
+        let default = if self.arch() == "sm_90a" { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
+        let name = self.choice.grouped.read().unwrap().unwrap_or(default);
         *GROUPED_KERNELS.iter().find(|k| k.name == name).expect("grouped kernel table")
     }
 }
@@ -126,7 +150,8 @@ mod tests {
             assert!(fa.contains(&inst), "{inst} not instantiated");
         }
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
-        for k in GROUPED_KERNELS {
+        for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
+            assert_eq!(k.smem as usize, k.stages * (k.bm + k.bn) * 128);
             let inst = format!("GG({}, {}, {},", k.name, k.bm, k.bn);
             assert!(gg.contains(&inst), "{inst} not instantiated");
             let line = gg.lines().find(|l| l.starts_with(&inst)).unwrap();
@@ -137,6 +162,10 @@ mod tests {
         for n in DEFAULT_FLASH {
             assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
         }
-        assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED));
+        assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
+        for k in GROUPED_KERNELS.iter().filter(|k| k.file != "grouped_gemm.cu") {
+            let src = compile::source_of(k.file).unwrap();
+            assert!(src.contains(&format!("void __launch_bounds__(WG_THREADS, 1)\n    {}(", k.name)), "{}", k.name);
+        }
     }
 }
