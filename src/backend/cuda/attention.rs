@@ -24,7 +24,7 @@ impl CudaBackend {
             return Ok(AttnOut { out, lse });
         }
         let scale = 1.0 / (n.d as f32).sqrt();
-        match (p.algo, self.flash_kernel(n.d)) {
+        match (p.algo, self.flash_kernel(n.d, n.sq)) {
             (AttnAlgo::Flash, Some(fk)) => {
                 check("attention", n.sq < i32::MAX as usize && n.sk < i32::MAX as usize, || {
                     "sequence too long".into()

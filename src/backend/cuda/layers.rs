@@ -60,7 +60,7 @@ impl CudaBackend {
     }
 
     pub(crate) fn rotary(&self, x: &Tensor, start: usize, p: &RopeParams) -> Result<Tensor> {
-        check("rope", x.shape.len() == 3 && x.shape[2] % 2 == 0 && x.shape[2] > 0, || {
+        check("rope", x.shape.len() == 3 && x.shape[2].is_multiple_of(2) && x.shape[2] > 0, || {
             format!("x {:?} must be [s, heads, even d]", x.shape)
         })?;
         let (s, heads, d) = (x.shape[0], x.shape[1], x.shape[2]);

@@ -85,6 +85,9 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// Head dim, params, and the inverse frequencies on the device.
+type RopeFreqs = (usize, RopeParams, Arc<CudaSlice<f32>>);
+
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -94,7 +97,7 @@ pub struct CudaBackend {
     blas: blas::Blas,
     pool: Option<pool::Pool>,
     /// RoPE inverse frequencies on the device, per (head dim, params).
-    rope_freqs: std::sync::Mutex<Vec<(usize, RopeParams, Arc<CudaSlice<f32>>)>>,
+    rope_freqs: std::sync::Mutex<Vec<RopeFreqs>>,
     choice: variants::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,

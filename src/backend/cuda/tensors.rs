@@ -186,7 +186,7 @@ impl CudaBackend {
         let sfx = suffix("add", a)?;
         let out = self.alloc(&a.shape, a.dtype)?;
         let (o, ap, bp) = (self.ptr(&out)?, self.ptr(a)?, self.ptr(b)?);
-        if sfx == "bf16" && a.shape == b.shape && n % 8 == 0 {
+        if sfx == "bf16" && a.shape == b.shape && n.is_multiple_of(8) {
             let n8 = n / 8;
             return self
                 .launch("elementwise.cu", "add_bf16_vec8", self.grid_1d(n8, BLOCK), BLOCK, 0, args![o, ap, bp, n8])

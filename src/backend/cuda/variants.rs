@@ -76,6 +76,7 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
+const LONG_SEQUENCE: usize = 16384;
 const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
@@ -113,22 +114,28 @@ impl CudaBackend {
                 }
             })?),
         };
-        if let Some(gk) = GROUPED_KERNELS.iter().find(|g| Some(g.name) == k) {
-            if gk.sm90a && self.arch() != "sm_90a" {
-                return Err(Error::Unsupported {
-                    op: "grouped kernel",
-                    what: format!("{} on {}", gk.name, self.arch()),
-                });
-            }
+        if let Some(gk) = GROUPED_KERNELS.iter().find(|g| Some(g.name) == k)
+            && gk.sm90a
+            && self.arch() != "sm_90a"
+        {
+            return Err(Error::Unsupported { op: "grouped kernel", what: format!("{} on {}", gk.name, self.arch()) });
         }
         *self.choice.grouped.write().unwrap() = k;
         Ok(())
     }
 
-    pub(crate) fn flash_kernel(&self, d: usize) -> Option<FlashKernel> {
+    /// The flash kernel for head dim `d` and `sq` query rows: the chosen one, else the
+    /// default (for d = 128, 32-row warps: 4 per block up to 16k rows, 8 beyond, as measured).
+    pub(crate) fn flash_kernel(&self, d: usize, sq: usize) -> Option<FlashKernel> {
         let chosen = *self.choice.flash.read().unwrap();
         let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && k.d == d).copied();
-        chosen.and_then(by_name).or_else(|| DEFAULT_FLASH.iter().find_map(|n| by_name(n)))
+        if let Some(k) = chosen.and_then(by_name) {
+            return Some(k);
+        }
+        if d == 128 && sq >= LONG_SEQUENCE {
+            return by_name("flash_fwd_d128_w8m2");
+        }
+        DEFAULT_FLASH.iter().find_map(|n| by_name(n))
     }
 
     pub(crate) fn grouped_kernel(&self) -> GroupedKernel {
