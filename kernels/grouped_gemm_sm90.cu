@@ -6,7 +6,6 @@
 #include "mma.cuh"
 
 #define WG_BM 128
-#define WG_BN 256
 #define WG_BK 64
 #define WG_THREADS 256
 
@@ -67,21 +66,26 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 da, u64 db,
         : "l"(da), "l"(db), "r"(accumulate));
 }
 
-template <int STAGES>
+// HALVES n128 halves per warpgroup (block tile 128 x 128*HALVES). WAIT_ALL retires
+// each k-tile's wgmma before the next barrier, which lets the loads run STAGES - 1
+// tiles ahead instead of STAGES - 2.
+template <int STAGES, int HALVES, bool WAIT_ALL>
 __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restrict__ W, const int* __restrict__ offsets,
                                 bf16* __restrict__ Y, int E, int N, int K) {
     constexpr int CH = WG_BK / 8;
-    constexpr u32 A_BYTES = WG_BM * WG_BK * 2, STAGE_BYTES = (WG_BM + WG_BN) * WG_BK * 2;
-    constexpr int DIST = STAGES - 2;  // tiles loaded ahead: the slot refilled was read two wgmma groups ago
+    constexpr int BN = 128 * HALVES;
+    constexpr u32 A_BYTES = WG_BM * WG_BK * 2, STAGE_BYTES = (WG_BM + BN) * WG_BK * 2;
+    // Tiles loaded ahead: the slot refilled was read by a wgmma group already retired.
+    constexpr int DIST = WAIT_ALL ? STAGES - 1 : STAGES - 2;
     extern __shared__ unsigned char smem_raw[];
     WgTile tile = wg_find_tile(offsets, E, blockIdx.y);
     if (tile.e < 0) return;
     const u32 sbase = (smem_addr(smem_raw) + 1023) & ~1023u;  // swizzle atoms are 1024-byte aligned
-    const int n0 = blockIdx.x * WG_BN;
+    const int n0 = blockIdx.x * BN;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const bf16* A = X + (u64)tile.row0 * K;
     const bf16* B = W + ((u64)tile.e * N + n0) * K;
-    const int nrows_b = min(WG_BN, N - n0);
+    const int nrows_b = min(BN, N - n0);
     const int ktiles = (K + WG_BK - 1) / WG_BK;
 
     auto load = [&](int slot, int kt) {
@@ -95,7 +99,7 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
             cp_async16(sa + swz<CH>(r, ch), ok ? (const void*)(A + (u64)r * K + gk) : (const void*)A, ok ? 16 : 0);
         }
 #pragma unroll
-        for (int i = 0; i < WG_BN * CH / WG_THREADS; i++) {
+        for (int i = 0; i < BN * CH / WG_THREADS; i++) {
             int c = tid + i * WG_THREADS, r = c / CH, ch = c % CH;
             int gk = k0 + ch * 8;
             bool ok = r < nrows_b && gk < K;
@@ -103,9 +107,11 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
         }
     };
 
-    float acc0[64], acc1[64];
+    float acc[HALVES][64];
 #pragma unroll
-    for (int i = 0; i < 64; i++) acc0[i] = acc1[i] = 0.f;
+    for (int h = 0; h < HALVES; h++)
+#pragma unroll
+        for (int i = 0; i < 64; i++) acc[h][i] = 0.f;
 
 #pragma unroll
     for (int s = 0; s < DIST; s++) {
@@ -125,17 +131,23 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
 #pragma unroll
         for (int kk = 0; kk < WG_BK / 16; kk++) {
             u64 da = wg_desc(sa + kk * 32);
-            wgmma_m64n128k16(acc0, da, wg_desc(sb + kk * 32), 1);
-            wgmma_m64n128k16(acc1, da, wg_desc(sb + 128 * WG_BK * 2 + kk * 32), 1);
+#pragma unroll
+            for (int h = 0; h < HALVES; h++) wgmma_m64n128k16(acc[h], da, wg_desc(sb + h * 128 * WG_BK * 2 + kk * 32), 1);
         }
         wg_commit();
-        wg_wait<1>();
+        if (WAIT_ALL) {
+            wg_wait<0>();
+        } else {
+            wg_wait<1>();
+        }
     }
     wg_wait<0>();
     cp_async_wait<0>();
     // Order the epilogue's reads of the accumulators after the wait (the compiler sees no dependency otherwise).
 #pragma unroll
-    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(acc0[i]), "+f"(acc1[i])::"memory");
+    for (int h = 0; h < HALVES; h++)
+#pragma unroll
+        for (int i = 0; i < 64; i++) asm volatile("" : "+f"(acc[h][i])::"memory");
 
     const int g = lane >> 2, q = lane & 3, wrow = wg * 64 + (warp & 3) * 16;
 #pragma unroll
@@ -144,12 +156,11 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
         if (r >= tile.rows) continue;
         bf16* yrow = Y + (u64)(tile.row0 + r) * N;
 #pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
+        for (int h2 = 0; h2 < HALVES; h2++) {
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 int c = n0 + h2 * 128 + j * 8 + q * 2;
-                float v0 = h2 ? acc1[j * 4 + half * 2] : acc0[j * 4 + half * 2];
-                float v1 = h2 ? acc1[j * 4 + half * 2 + 1] : acc0[j * 4 + half * 2 + 1];
+                float v0 = acc[h2][j * 4 + half * 2], v1 = acc[h2][j * 4 + half * 2 + 1];
                 if (c + 1 < N && !(N & 1)) {
                     *(u32*)(yrow + c) = pack_bf16x2(v0, v1);
                 } else {
@@ -161,7 +172,13 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
     }
 }
 
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-    grouped_gemm_wgmma_s4(const bf16* X, const bf16* W, const int* off, bf16* Y, int E, int N, int K) {
-    grouped_gemm_wg<4>(X, W, off, Y, E, N, K);
-}
+// Name, stages, n128 halves, WAIT_ALL, min blocks per SM. The host table is src/backend/cuda/variants.rs.
+#define WG(NAME, ST, HV, WA, MINB)                                                                                \
+    extern "C" __global__ void __launch_bounds__(WG_THREADS, MINB)                                                \
+        NAME(const bf16* X, const bf16* W, const int* off, bf16* Y, int E, int N, int K) {                        \
+        grouped_gemm_wg<ST, HV, WA>(X, W, off, Y, E, N, K);                                                       \
+    }
+WG(grouped_gemm_wgmma_s4, 4, 2, false, 1)
+WG(grouped_gemm_wgmma_s4w, 4, 2, true, 1)
+WG(grouped_gemm_wgmma_128_s3, 3, 1, false, 2)
+WG(grouped_gemm_wgmma_128_s3w, 3, 1, true, 2)

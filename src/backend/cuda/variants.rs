@@ -57,22 +57,21 @@ const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> Gr
     GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false }
 }
 
+const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
+    // Plus 1 KiB to align the 1024-byte swizzle atoms.
+    let smem = (stages * (128 + bn) * 64 * 2 + 1024) as u32;
+    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true }
+}
+
 pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     mma_sync("grouped_gemm_128x128", 128, 128, 3),
     mma_sync("grouped_gemm_128x256", 128, 256, 3),
     mma_sync("grouped_gemm_256x128", 256, 128, 3),
     mma_sync("grouped_gemm_128x256_s4", 128, 256, 4),
-    // 4 stages of 128 + 256 rows, plus 1 KiB to align the swizzle atoms.
-    GroupedKernel {
-        name: "grouped_gemm_wgmma_s4",
-        file: "grouped_gemm_sm90.cu",
-        bm: 128,
-        bn: 256,
-        threads: 256,
-        stages: 4,
-        smem: 4 * (128 + 256) * 64 * 2 + 1024,
-        sm90a: true,
-    },
+    wgmma("grouped_gemm_wgmma_s4", 256, 4),
+    wgmma("grouped_gemm_wgmma_s4w", 256, 4),
+    wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
+    wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
@@ -172,7 +171,8 @@ mod tests {
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
         for k in GROUPED_KERNELS.iter().filter(|k| k.file != "grouped_gemm.cu") {
             let src = compile::source_of(k.file).unwrap();
-            assert!(src.contains(&format!("void __launch_bounds__(WG_THREADS, 1)\n    {}(", k.name)), "{}", k.name);
+            let inst = format!("WG({}, {}, {},", k.name, k.stages, k.bn / 128);
+            assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
 }
