@@ -8,23 +8,29 @@ among sets larger than L2). One JSON object per line on stdout (or --json FILE).
 import argparse
 import json
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
 
 
-def median_ms(fn, iters, warm=3):
-    for i in range(warm):
+def median_ms(fn, iters):
+    """Same policy as ops_bench: warm-up of at least 3 calls and 100 ms, then at least
+    `iters` timed calls and 300 ms of them (so both sides run at sustained clocks)."""
+    t0, i = time.perf_counter(), 0
+    while i < 3 or time.perf_counter() - t0 < 0.1:
         fn(i)
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        i += 1
     times = []
-    for i in range(iters):
+    while len(times) < iters or (sum(times) < 300.0 and len(times) < 1000):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn(i)
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b))
+        i += 1
     times.sort()
     return times[len(times) // 2]
 
