@@ -1,8 +1,24 @@
-//! CUDA backend (stub: filled in by the CUDA backend work). The only module that
-//! touches cudarc's driver, NVRTC and cuBLASLt.
+//! CUDA backend: the only module that touches cudarc's driver, NVRTC and cuBLASLt.
+//! One stream per backend; kernels from kernels/*.cu compiled at run time
+//! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool (`pool`).
+//! The ops live in files by family: `tensors` (upload, random, copies, fp8),
+//! `layers` (norm, rope, swiglu, matmul), `moe` (routing, permute, grouped GEMM),
+//! `attention` (naive, flash, merge).
+
+mod attention;
+mod blas;
+pub mod compile;
+mod layers;
+mod moe;
+mod pool;
+mod tensors;
+mod variants;
+
+pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel};
 
 use super::*;
-use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
+use crate::tensor::Data;
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
 use half::bf16;
 
 pub enum DeviceData {
@@ -24,26 +40,255 @@ pub fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+pub(crate) fn cuda_err(op: impl Into<String>, e: DriverError) -> Error {
+    Error::Cuda { op: op.into(), msg: format!("{e:?}") }
+}
+
+/// A kernel argument: every parameter travels in its own 8-byte slot; the driver
+/// copies as many bytes as the kernel's parameter has (little-endian, so a 4-byte
+/// parameter reads the low half).
+#[derive(Clone, Copy)]
+pub(crate) struct Arg(u64);
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg(v)
+    }
+}
+impl From<usize> for Arg {
+    fn from(v: usize) -> Self {
+        Arg(v as u64)
+    }
+}
+impl From<i32> for Arg {
+    fn from(v: i32) -> Self {
+        Arg(v as u32 as u64)
+    }
+}
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg(v as u64)
+    }
+}
+impl From<f32> for Arg {
+    fn from(v: f32) -> Self {
+        Arg(v.to_bits() as u64)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg(v as u64)
+    }
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$($crate::backend::cuda::Arg::from($a)),*] };
+}
+pub(crate) use args;
+
+/// Head dim, params, and the inverse frequencies on the device.
+type RopeFreqs = (usize, RopeParams, Arc<CudaSlice<f32>>);
+
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    name: String,
+    sms: u32,
+    kernels: compile::Kernels,
+    blas: blas::Blas,
+    pool: Option<pool::Pool>,
+    /// RoPE inverse frequencies on the device, per (head dim, params).
+    rope_freqs: std::sync::Mutex<Vec<RopeFreqs>>,
+    choice: variants::Choice,
+    /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
+    sync_check: bool,
+}
+
+fn present(ok: bool, what: &str) -> Result<()> {
+    if ok { Ok(()) } else { Err(Error::Unavailable(format!("{what} not found"))) }
 }
 
 impl CudaBackend {
-    /// The stream every op of this backend runs on.
+    pub fn new(device: usize) -> Result<Self> {
+        present(driver_present(), "libcuda")?;
+        // SAFETY: only dlopen attempts.
+        present(unsafe { cudarc::nvrtc::sys::is_culib_present() }, "libnvrtc")?;
+        // SAFETY: as above.
+        present(unsafe { cudarc::cublaslt::sys::is_culib_present() }, "libcublasLt")?;
+        let unavailable = |e: DriverError| Error::Unavailable(format!("CUDA driver: {e:?}"));
+        let count = CudaContext::device_count().map_err(unavailable)?;
+        if device >= count.max(0) as usize {
+            return Err(Error::Unavailable(format!("GPU {device} requested, {count} present")));
+        }
+        let ctx = CudaContext::new(device).map_err(unavailable)?;
+        let (major, minor) = ctx.compute_capability().map_err(unavailable)?;
+        if major < 8 {
+            return Err(Error::Unavailable(format!("compute capability {major}.{minor}: bf16 tensor cores need 8.0")));
+        }
+        // One stream, so cudarc's per-buffer event tracking is pure overhead.
+        // SAFETY: every buffer is used on this backend's stream only (the NCCL communicator
+        // also enqueues on `stream()`), so stream order is the only synchronisation needed.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| cuda_err("create stream", e))?;
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| cuda_err("attribute", e))? as u32;
+        let name = ctx.name().map_err(|e| cuda_err("device name", e))?;
+        let pool = if ctx.has_async_alloc() { Some(pool::Pool::default_for(ctx.cu_device())?) } else { None };
+        let kernels = compile::Kernels::new(ctx.clone(), compile::arch_for(major, minor))?;
+        let blas = blas::Blas::new(stream.clone())?;
+        tracing::debug!("CUDA backend on {name} ({}, {sms} SMs)", kernels.arch());
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            name,
+            sms,
+            kernels,
+            blas,
+            pool,
+            rope_freqs: Default::default(),
+            choice: Default::default(),
+            sync_check: std::env::var("RWM_CUDA_SYNC_CHECK").is_ok_and(|v| v == "1"),
+        })
+    }
+
+    /// The stream every op of this backend runs on (NCCL enqueues its collectives here).
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
+
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
 
-    pub fn new(_device: usize) -> Result<Self> {
-        if !driver_present() {
-            return Err(Error::Unavailable("libcuda not found".into()));
-        }
-        Err(Error::Unavailable("CUDA backend not built yet".into()))
+    /// The NVRTC target, e.g. "sm_90a".
+    pub fn arch(&self) -> &str {
+        self.kernels.arch()
     }
+
+    /// Launches `name` from kernels/`file` on the backend's stream.
+    pub(crate) fn launch(
+        &self,
+        file: &'static str,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        args: &[Arg],
+    ) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(());
+        }
+        let f = self.kernels.function(file, name)?;
+        if smem > 48 * 1024 {
+            f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+                .map_err(|e| cuda_err(format!("{name}: {smem} bytes of shared memory"), e))?;
+        }
+        let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
+        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
+        self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
+        // SAFETY: `params` holds one live slot per kernel parameter (the kernel signatures in
+        // kernels/*.cu are matched by the callers); the slots outlive the call, which copies them.
+        unsafe {
+            sys::cuLaunchKernel(
+                f.cu_function(),
+                grid.0,
+                grid.1,
+                grid.2,
+                block,
+                1,
+                1,
+                smem,
+                self.stream.cu_stream(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+            .result()
+        }
+        .map_err(|e| cuda_err(format!("launch {file}:{name} grid {grid:?} block {block} smem {smem}"), e))?;
+        if self.sync_check {
+            self.stream.synchronize().map_err(|e| cuda_err(format!("after {file}:{name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Blocks for a grid-stride loop over `n` items.
+    pub(crate) fn grid_1d(&self, n: usize, block: u32) -> (u32, u32, u32) {
+        let want = n.div_ceil(block as usize).max(1);
+        (want.min(self.sms as usize * 16) as u32, 1, 1)
+    }
+
+    /// Uninitialised device storage for `shape` (at least one element, so every
+    /// tensor has a valid pointer).
+    pub(crate) fn alloc(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let n = shape.iter().product::<usize>().max(1);
+        let e = |e| cuda_err(format!("allocate {shape:?} {}", dtype.name()), e);
+        // SAFETY: every op writes all elements of its outputs before they are read.
+        let data = unsafe {
+            match dtype {
+                DType::Bf16 => DeviceData::Bf16(self.stream.alloc(n).map_err(e)?),
+                DType::F32 => DeviceData::F32(self.stream.alloc(n).map_err(e)?),
+                DType::I32 => DeviceData::I32(self.stream.alloc(n).map_err(e)?),
+                DType::F8 => {
+                    DeviceData::F8 { data: self.stream.alloc(n).map_err(e)?, scale: self.stream.alloc(1).map_err(e)? }
+                }
+            }
+        };
+        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data) })
+    }
+
+    pub(crate) fn ptr(&self, t: &Tensor) -> Result<u64> {
+        let d = dev(t)?;
+        let s = &self.stream;
+        Ok(match d {
+            DeviceData::Bf16(x) => x.device_ptr(s).0,
+            DeviceData::F32(x) => x.device_ptr(s).0,
+            DeviceData::I32(x) => x.device_ptr(s).0,
+            DeviceData::F8 { data, .. } => data.device_ptr(s).0,
+        })
+    }
+
+    /// Device pointer of an FP8 tensor's scale.
+    pub(crate) fn scale_ptr(&self, t: &Tensor) -> Result<u64> {
+        match dev(t)? {
+            DeviceData::F8 { scale, .. } => Ok(scale.device_ptr(&self.stream).0),
+            _ => Err(Error::Unsupported { op: "fp8 scale", what: format!("{t:?}") }),
+        }
+    }
+
+    pub(crate) fn memcpy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
+        // SAFETY: callers pass ranges inside live allocations of this context.
+        unsafe { sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, self.stream.cu_stream()).result() }
+            .map_err(|e| cuda_err(format!("copy {bytes} bytes"), e))
+    }
+}
+
+pub(crate) fn dev(t: &Tensor) -> Result<&DeviceData> {
+    match &t.data {
+        Data::Device(d) => Ok(d),
+        _ => Err(Error::Unsupported { op: "cuda", what: format!("{t:?} is in host memory") }),
+    }
+}
+
+/// "bf16" or "f32" for kernel names; other dtypes are refused by `op`.
+pub(crate) fn suffix(op: &'static str, t: &Tensor) -> Result<&'static str> {
+    match t.dtype {
+        DType::Bf16 => Ok("bf16"),
+        DType::F32 => Ok("f32"),
+        d => Err(Error::Unsupported { op, what: format!("dtype {}", d.name()) }),
+    }
+}
+
+pub(crate) fn check(op: &'static str, ok: bool, detail: impl FnOnce() -> String) -> Result<()> {
+    if ok { Ok(()) } else { Err(shape_err(op, detail())) }
+}
+
+/// Kernel names are static strings; pick the one for a dtype suffix.
+pub(crate) fn pick(sfx: &str, bf16: &'static str, f32: &'static str) -> &'static str {
+    if sfx == "bf16" { bf16 } else { f32 }
 }
 
 impl Backend for CudaBackend {
@@ -51,87 +296,100 @@ impl Backend for CudaBackend {
         BackendKind::Cuda
     }
     fn device_name(&self) -> String {
-        unreachable!()
+        self.name.clone()
     }
-    fn upload(&self, _: &[f32], _: &[usize], _: DType) -> Result<Tensor> {
-        unreachable!()
+    fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.upload_f32(v, shape, dtype)
     }
-    fn upload_i32(&self, _: &[i32], _: &[usize]) -> Result<Tensor> {
-        unreachable!()
+    fn upload_i32(&self, v: &[i32], shape: &[usize]) -> Result<Tensor> {
+        self.upload_ints(v, shape)
     }
-    fn download(&self, _: &Tensor) -> Result<Vec<f32>> {
-        unreachable!()
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.download_f32(t)
     }
-    fn download_i32(&self, _: &Tensor) -> Result<Vec<i32>> {
-        unreachable!()
+    fn download_i32(&self, t: &Tensor) -> Result<Vec<i32>> {
+        self.download_ints(t)
     }
-    fn random(&self, _: &[usize], _: DType, _: u64, _: f32) -> Result<Tensor> {
-        unreachable!()
+    fn random(&self, shape: &[usize], dtype: DType, seed: u64, std: f32) -> Result<Tensor> {
+        self.random_on_device(shape, dtype, seed, std)
     }
-    fn zeros(&self, _: &[usize], _: DType) -> Result<Tensor> {
-        unreachable!()
+    fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.zeros_on_device(shape, dtype)
     }
-    fn quantize_fp8(&self, _: &Tensor) -> Result<Tensor> {
-        unreachable!()
+    fn quantize_fp8(&self, x: &Tensor) -> Result<Tensor> {
+        self.quantize(x)
     }
-    fn rows(&self, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
-        unreachable!()
+    fn rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        self.copy_rows(x, start, len)
     }
-    fn concat_rows(&self, _: &[&Tensor]) -> Result<Tensor> {
-        unreachable!()
+    fn concat_rows(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        self.concat(parts)
     }
-    fn add(&self, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        unreachable!()
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.add_tensors(a, b)
     }
-    fn embedding(&self, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        unreachable!()
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        self.gather_embedding(table, ids)
     }
-    fn matmul(&self, _: &Tensor, _: &Tensor, _: DType) -> Result<Tensor> {
-        unreachable!()
+    fn matmul(&self, x: &Tensor, w: &Tensor, out: DType) -> Result<Tensor> {
+        self.gemm(x, w, out)
     }
-    fn grouped_matmul(&self, _: &Tensor, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        unreachable!()
+    fn grouped_matmul(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        self.grouped_gemm(x, w, offsets)
     }
-    fn rms_norm(&self, _: &Tensor, _: &Tensor, _: f32) -> Result<Tensor> {
-        unreachable!()
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        self.norm(x, None, w, eps).map(|(_, n)| n)
     }
-    fn add_rms_norm(&self, _: &Tensor, _: &Tensor, _: &Tensor, _: f32) -> Result<(Tensor, Tensor)> {
-        unreachable!()
+    fn add_rms_norm(&self, x: &Tensor, residual: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+        self.norm(x, Some(residual), w, eps).map(|(s, n)| (s.expect("sum of add_rms_norm"), n))
     }
-    fn rope(&self, _: &Tensor, _: usize, _: &RopeParams) -> Result<Tensor> {
-        unreachable!()
+    fn rope(&self, x: &Tensor, start: usize, p: &RopeParams) -> Result<Tensor> {
+        self.rotary(x, start, p)
     }
-    fn swiglu(&self, _: &Tensor, _: Option<&Tensor>) -> Result<Tensor> {
-        unreachable!()
+    fn swiglu(&self, gate: &Tensor, up: Option<&Tensor>) -> Result<Tensor> {
+        self.swiglu_op(gate, up)
     }
-    fn attention(&self, _: &Tensor, _: &Tensor, _: &Tensor, _: &AttnParams) -> Result<AttnOut> {
-        unreachable!()
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut> {
+        self.attend(q, k, v, p)
     }
-    fn attn_merge(&self, _: &AttnOut, _: &AttnOut) -> Result<AttnOut> {
-        unreachable!()
+    fn attn_merge(&self, a: &AttnOut, b: &AttnOut) -> Result<AttnOut> {
+        self.merge(a, b)
     }
-    fn route(&self, _: &Tensor, _: &RouterParams, _: Option<&Tensor>) -> Result<Routing> {
-        unreachable!()
+    fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing> {
+        self.route_tokens(logits, p, bias)
     }
-    fn permute(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<Permuted> {
-        unreachable!()
+    fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
+        self.permute_tokens(x, ids, num_experts)
     }
-    fn unpermute(&self, _: &Tensor, _: &Tensor, _: &Tensor) -> Result<Tensor> {
-        unreachable!()
+    fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
+        self.unpermute_tokens(y, row_of, weights)
     }
     fn synchronize(&self) -> Result<()> {
-        unreachable!()
+        self.stream.synchronize().map_err(|e| cuda_err("synchronize", e))
     }
     fn mark(&self) -> Result<Mark> {
-        unreachable!()
+        let ev =
+            self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| cuda_err("create event", e))?;
+        ev.record(&self.stream).map_err(|e| cuda_err("record event", e))?;
+        Ok(Mark::Device(Event(ev)))
     }
-    fn elapsed_ms(&self, _: &Mark, _: &Mark) -> Result<f64> {
-        unreachable!()
+    fn elapsed_ms(&self, start: &Mark, end: &Mark) -> Result<f64> {
+        match (start, end) {
+            (Mark::Device(a), Mark::Device(b)) => {
+                a.0.elapsed_ms(&b.0).map(|t| t as f64).map_err(|e| cuda_err("event elapsed time", e))
+            }
+            _ => Err(Error::Unsupported { op: "elapsed_ms", what: "host marks on the CUDA backend".into() }),
+        }
     }
     fn memory(&self) -> MemStats {
-        unreachable!()
+        match &self.pool {
+            Some(p) => p.stats(),
+            None => MemStats::default(),
+        }
     }
     fn reset_peak(&self) {
-        unreachable!()
+        if let Some(p) = &self.pool {
+            p.reset_peak()
+        }
     }
 }

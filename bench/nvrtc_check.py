@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Compile kernels/*.cu with NVRTC exactly as the CUDA backend does (named headers,
+same options), without a GPU, and print ptxas's register/spill report.
+
+  LIBNVRTC=/path/to/libnvrtc.so.13 python3 bench/nvrtc_check.py [--arch sm_90a] [--cubin-dir DIR] [file.cu ...]
+
+NVRTC comes from CUDA or from the nvidia-cuda-nvrtc wheel; with --cubin-dir the
+CUBINs are written out for `cuobjdump --dump-sass` / `--dump-resource-usage`.
+"""
+import argparse
+import ctypes
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--arch", default="sm_90a")
+    ap.add_argument("--cubin-dir")
+    ap.add_argument("--define", "-D", action="append", default=[])
+    args = ap.parse_args()
+    lib = ctypes.CDLL(os.environ.get("LIBNVRTC", "libnvrtc.so.13"))
+    headers = sorted(KERNELS.glob("*.cuh"))
+    hsrc = [(h.read_bytes()) for h in headers]
+    hname = [h.name.encode() for h in headers]
+    files = [KERNELS / f for f in args.files] if args.files else sorted(KERNELS.glob("*.cu"))
+    opts = [f"--gpu-architecture={args.arch}", "-std=c++17", "-default-device", "--ptxas-options=-v"]
+    opts += [f"-D{d}" for d in args.define]
+    failed = 0
+    for f in files:
+        prog = ctypes.c_void_p()
+        n = len(headers)
+        r = lib.nvrtcCreateProgram(
+            ctypes.byref(prog),
+            f.read_bytes(),
+            f.name.encode(),
+            n,
+            (ctypes.c_char_p * n)(*hsrc),
+            (ctypes.c_char_p * n)(*hname),
+        )
+        assert r == 0, r
+        copts = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
+        r = lib.nvrtcCompileProgram(prog, len(opts), copts)
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(prog, log)
+        text = log.value.decode(errors="replace")
+        print(f"== {f.name}: {'ok' if r == 0 else 'FAILED'}")
+        for line in text.splitlines():
+            if r != 0 or "error" in line or "warning" in line or "Used" in line or "spill" in line or "Compiling" in line:
+                print("  " + line)
+        if r != 0:
+            failed += 1
+        elif args.cubin_dir:
+            lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
+            buf = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetCUBIN(prog, buf)
+            pathlib.Path(args.cubin_dir).mkdir(parents=True, exist_ok=True)
+            (pathlib.Path(args.cubin_dir) / (f.stem + ".cubin")).write_bytes(buf.raw)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""PyTorch's numbers for the ops that examples/ops_bench.rs times, same shapes,
+same method (CUDA events, median of N after warm-up, random data, inputs rotated
+among sets larger than L2). One JSON object per line on stdout (or --json FILE).
+
+  python3 bench/peers/torch_ops.py [--iters 20] [--offsets offsets.json] [--json out.jsonl]
+"""
+import argparse
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_ms(fn, iters):
+    """Same policy as ops_bench: warm-up of at least 3 calls and 100 ms, then at least
+    `iters` timed calls and 300 ms of them (so both sides run at sustained clocks)."""
+    t0, i = time.perf_counter(), 0
+    while i < 3 or time.perf_counter() - t0 < 0.1:
+        fn(i)
+        torch.cuda.synchronize()
+        i += 1
+    times = []
+    while len(times) < iters or (sum(times) < 300.0 and len(times) < 1000):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn(i)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+        i += 1
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--offsets", help="expert offsets (JSON list of E+1 ints) from ops_bench --offsets")
+    ap.add_argument("--json")
+    ap.add_argument("--only", default="gemm,fp8,attn,moe")
+    ap.add_argument("--variants", action="store_true", help="ignored (ops_bench's kernel sweep)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    out = open(args.json, "w") if args.json else sys.stdout
+    dev = torch.device("cuda")
+
+    def rand(*shape, std=1.0, dtype=torch.bfloat16):
+        # uniform with the given standard deviation, like the Rust side (never zeros)
+        return ((torch.rand(*shape, device=dev) * 2 - 1) * (std * 3**0.5)).to(dtype)
+
+    def record(impl, op, shape, flops, ms):
+        tf = flops / ms / 1e9
+        print(f"{impl:<22} {op:<24} {shape:<40} {ms:10.3f} ms {tf:9.1f} TFLOP/s", file=sys.stderr)
+        out.write(json.dumps({"impl": impl, "op": op, "shape": shape, "ms": ms, "tflops": tf}) + "\n")
+        out.flush()
+
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}", file=sys.stderr)
+    n = 8192
+    if "gemm" in only or "fp8" in only:
+        xs = [rand(n, n) for _ in range(2)]
+        ws = [rand(n, n, std=0.02) for _ in range(2)]
+        ms = median_ms(lambda i: torch.matmul(xs[i % 2], ws[i % 2].t()), args.iters)
+        record("torch.matmul", "gemm_bf16", "8192x8192x8192 (x w^T, bf16 out)", 2 * n**3, ms)
+        e4 = torch.float8_e4m3fn
+
+        def q(t):
+            s = t.abs().amax().float() / 448.0
+            return (t.float() / s).to(e4), s
+
+        xq = [q(x) for x in xs]
+        wq = [q(w) for w in ws]
+        del xs, ws
+        ms = median_ms(
+            lambda i: torch._scaled_mm(
+                xq[i % 2][0], wq[i % 2][0].t(), scale_a=xq[i % 2][1], scale_b=wq[i % 2][1], out_dtype=torch.bfloat16
+            ),
+            args.iters,
+        )
+        record("torch._scaled_mm", "gemm_fp8", "8192x8192x8192 (e4m3 per-tensor, bf16 out)", 2 * n**3, ms)
+        del xq, wq
+
+    if "attn" in only:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        hq, hkv, d = 32, 8, 128
+        for s in (8192, 32768):
+            flops = 4 * s * s * hq * d / 2
+            sets = 2 if s <= 8192 else 1
+            qkv = [(rand(1, hq, s, d), rand(1, hkv, s, d), rand(1, hkv, s, d)) for _ in range(sets)]
+            shape = f"S={s} hq={hq} hkv={hkv} d={d} causal"
+            for name, be in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
+
+                def run(i, be=be):
+                    qq, kk, vv = qkv[i % sets]
+                    with sdpa_kernel(be):
+                        try:
+                            return F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, enable_gqa=True)
+                        except RuntimeError:
+                            # A backend without native GQA: expand K/V to the query heads.
+                            g = hq // hkv
+                            return F.scaled_dot_product_attention(
+                                qq, kk.repeat_interleave(g, 1), vv.repeat_interleave(g, 1), is_causal=True
+                            )
+
+                try:
+                    ms = median_ms(run, args.iters)
+                    record(f"torch {name}", "attn_flash", shape, flops, ms)
+                except Exception as e:  # a backend missing on this build must not hide the others
+                    print(f"{name} at S={s}: {e}", file=sys.stderr)
+            del qkv
+
+    if "moe" in only:
+        t, e, k, h, f = 16384, 64, 6, 2048, 1408
+        rows = t * k
+        if args.offsets:
+            offsets = json.load(open(args.offsets))
+        else:
+            offsets = [round(i * rows / e) for i in range(e + 1)]
+        ends = torch.tensor(offsets[1:], dtype=torch.int32, device=dev)
+        xs = [rand(rows, h) for _ in range(2)]
+        w1 = rand(e, 2 * f, h, std=0.02)
+        w2 = rand(e, h, f, std=0.02)
+        acts = [rand(rows, f) for _ in range(2)]
+        f1, f2 = 2 * rows * 2 * f * h, 2 * rows * h * f
+
+        def mlp(x):
+            gu = torch._grouped_mm(x, w1.transpose(-2, -1), offs=ends)
+            a = F.silu(gu[:, :f]) * gu[:, f:]
+            return torch._grouped_mm(a, w2.transpose(-2, -1), offs=ends)
+
+        ms = median_ms(lambda i: torch._grouped_mm(xs[i % 2], w1.transpose(-2, -1), offs=ends), args.iters)
+        record("torch._grouped_mm", "grouped_gemm_gate_up", f"{rows}x{2 * f}x{h}, 64 experts", f1, ms)
+        ms = median_ms(lambda i: torch._grouped_mm(acts[i % 2], w2.transpose(-2, -1), offs=ends), args.iters)
+        record("torch._grouped_mm", "grouped_gemm_down", f"{rows}x{h}x{f}, 64 experts", f2, ms)
+        ms = median_ms(lambda i: mlp(xs[i % 2]), args.iters)
+        record("torch._grouped_mm", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+
+        def loop(x):
+            y = torch.empty(rows, h, device=dev, dtype=torch.bfloat16)
+            for j in range(e):
+                a, b = offsets[j], offsets[j + 1]
+                if a == b:
+                    continue
+                gu = x[a:b] @ w1[j].t()
+                y[a:b] = (F.silu(gu[:, :f]) * gu[:, f:]) @ w2[j].t()
+            return y
+
+        ms = median_ms(lambda i: loop(xs[i % 2]), args.iters)
+        record("torch loop", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+
+
+if __name__ == "__main__":
+    main()

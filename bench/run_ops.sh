@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs examples/ops_bench (the CUDA backend) and bench/peers/torch_ops.py (PyTorch)
+# in one go on the same GPU and prints one table: TFLOP/s of each and the ratio.
+#
+#   cargo build --release --example ops_bench
+#   bench/run_ops.sh [path/to/ops_bench] [--iters N]
+# Env: OUT_DIR (default a temp dir) keeps the JSON lines and logs.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="${1:-$here/../target/release/examples/ops_bench}"
+shift || true
+out="${OUT_DIR:-$(mktemp -d)}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /' || true
+"$bin" --json "$out/rwm.jsonl" --offsets "$out/offsets.json" "$@" | tee "$out/rwm.log"
+python3 "$here/peers/torch_ops.py" --offsets "$out/offsets.json" --json "$out/torch.jsonl" "$@" 2> >(tee "$out/torch.log" >&2)
+python3 - "$out/rwm.jsonl" "$out/torch.jsonl" <<'EOF'
+import json, sys
+rwm = [json.loads(l) for l in open(sys.argv[1])]
+peers = [json.loads(l) for l in open(sys.argv[2])]
+print()
+print(f"| op | shape | rwm TFLOP/s | peer | peer TFLOP/s | rwm / peer |")
+print(f"|---|---|---:|---|---:|---:|")
+for r in rwm:
+    base = r["op"].split("[")[0]  # op[kernel] rows of --variants compare with the same peers
+    ps = [p for p in peers if p["op"] == base and p["shape"] == r["shape"]]
+    if not ps:
+        print(f"| {r['op']} | {r['shape']} | {r['tflops']:.1f} | - | - | - |")
+    for p in ps:
+        print(f"| {r['op']} | {r['shape']} | {r['tflops']:.1f} | {p['impl']} | {p['tflops']:.1f} | {r['tflops'] / p['tflops']:.2f}x |")
+EOF

@@ -1,0 +1,207 @@
+//! Throughput of the CUDA backend's heavy ops, timed with CUDA events (median of
+//! N after warm-up), on random data (never zeros), with inputs rotated among sets
+//! larger than L2. Prints a table; `--json FILE` also writes one JSON object per
+//! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
+//!
+//!   cargo build --release --example ops_bench
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe] [--variants]
+//!
+//! `--variants` also times every compiled tile configuration of the flash attention
+//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults.
+
+use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, GROUPED_KERNELS};
+use rwm_dist::backend::*;
+use rwm_dist::tensor::{DType, Tensor};
+use std::io::Write;
+
+struct Bench<'a> {
+    b: &'a CudaBackend,
+    iters: usize,
+    variants: bool,
+    rows: Vec<(String, String, f64, f64)>,
+    json: Option<std::fs::File>,
+}
+
+impl Bench<'_> {
+    /// Median milliseconds of `f(i)`: warm-up of at least 3 calls and 100 ms (clocks
+    /// settle, kernels load), then at least `iters` timed calls and 300 ms of them.
+    fn time(&self, mut f: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while i < 3 || start.elapsed().as_millis() < 100 {
+            f(i)?;
+            self.b.synchronize()?;
+            i += 1;
+        }
+        let mut ms: Vec<f64> = Vec::with_capacity(self.iters);
+        while ms.len() < self.iters || (ms.iter().sum::<f64>() < 300.0 && ms.len() < 1000) {
+            let t0 = self.b.mark()?;
+            f(i)?;
+            let t1 = self.b.mark()?;
+            ms.push(self.b.elapsed_ms(&t0, &t1)?);
+            i += 1;
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(ms[ms.len() / 2])
+    }
+
+    fn record(&mut self, op: &str, shape: &str, flops: f64, ms: f64) {
+        let tflops = flops / ms / 1e9;
+        println!("{op:<28} {shape:<44} {ms:>10.3} ms {tflops:>9.1} TFLOP/s");
+        if let Some(f) = &mut self.json {
+            let line = serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "tflops": tflops});
+            writeln!(f, "{line}").unwrap();
+        }
+        self.rows.push((op.into(), shape.into(), ms, tflops));
+    }
+}
+
+fn rand(b: &CudaBackend, shape: &[usize], dt: DType, seed: u64, std: f32) -> Result<Tensor> {
+    b.random(shape, dt, seed, std)
+}
+
+fn gemms(bench: &mut Bench) -> Result<()> {
+    let b = bench.b;
+    let n = 8192;
+    let flops = 2.0 * (n as f64).powi(3);
+    // Two sets of 2 x 128 MiB: each operand alone is bigger than L2.
+    let xs: Vec<Tensor> = (0..2).map(|i| rand(b, &[n, n], DType::Bf16, 10 + i, 1.0)).collect::<Result<_>>()?;
+    let ws: Vec<Tensor> = (0..2).map(|i| rand(b, &[n, n], DType::Bf16, 20 + i, 0.02)).collect::<Result<_>>()?;
+    let ms = bench.time(|i| b.matmul(&xs[i % 2], &ws[i % 2], DType::Bf16).map(drop))?;
+    bench.record("gemm_bf16", "8192x8192x8192 (x w^T, bf16 out)", flops, ms);
+    let xq: Vec<Tensor> = xs.iter().map(|x| b.quantize_fp8(x)).collect::<Result<_>>()?;
+    let wq: Vec<Tensor> = ws.iter().map(|w| b.quantize_fp8(w)).collect::<Result<_>>()?;
+    drop((xs, ws));
+    let ms = bench.time(|i| b.matmul(&xq[i % 2], &wq[i % 2], DType::Bf16).map(drop))?;
+    bench.record("gemm_fp8", "8192x8192x8192 (e4m3 per-tensor, bf16 out)", flops, ms);
+    Ok(())
+}
+
+fn attention(bench: &mut Bench) -> Result<()> {
+    let b = bench.b;
+    let (hq, hkv, d) = (32, 8, 128);
+    for s in [8192usize, 32768] {
+        let flops = 4.0 * (s * s) as f64 * (hq * d) as f64 / 2.0;
+        let sets = if s <= 8192 { 2 } else { 1 };
+        let qkv: Vec<[Tensor; 3]> = (0..sets)
+            .map(|i| {
+                let i = i as u64 * 3;
+                Ok([
+                    rand(b, &[s, hq, d], DType::Bf16, 30 + i, 1.0)?,
+                    rand(b, &[s, hkv, d], DType::Bf16, 31 + i, 1.0)?,
+                    rand(b, &[s, hkv, d], DType::Bf16, 32 + i, 1.0)?,
+                ])
+            })
+            .collect::<Result<_>>()?;
+        let shape = format!("S={s} hq={hq} hkv={hkv} d={d} causal");
+        let kernels: Vec<Option<&str>> = if bench.variants {
+            FLASH_KERNELS.iter().filter(|k| k.d == d).map(|k| Some(k.name)).collect()
+        } else {
+            vec![]
+        };
+        for kname in kernels {
+            b.choose_flash_kernel(kname)?;
+            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: AttnAlgo::Flash };
+            let ms = bench.time(|i| {
+                let [q, k, v] = &qkv[i % sets];
+                b.attention(q, k, v, &p).map(drop)
+            })?;
+            bench.record(&format!("attn_flash[{}]", kname.unwrap()), &shape, flops, ms);
+        }
+        b.choose_flash_kernel(None)?;
+        for algo in [AttnAlgo::Flash, AttnAlgo::Naive] {
+            if algo == AttnAlgo::Naive && s > 8192 {
+                continue; // 4 GiB of scores per head: the baseline is shown at 8192 only
+            }
+            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo };
+            let ms = bench.time(|i| {
+                let [q, k, v] = &qkv[i % sets];
+                b.attention(q, k, v, &p).map(drop)
+            })?;
+            let name = if algo == AttnAlgo::Flash { "attn_flash" } else { "attn_naive" };
+            bench.record(name, &shape, flops, ms);
+        }
+    }
+    Ok(())
+}
+
+/// DeepSeek-V2-Lite MoE: 64 experts, top-6, hidden 2048, expert FFN 1408, 16384 tokens.
+fn moe(bench: &mut Bench, offsets_out: Option<&str>) -> Result<()> {
+    let b = bench.b;
+    let (t, e, k, h, f) = (16384usize, 64usize, 6usize, 2048usize, 1408usize);
+    let x = rand(b, &[t, h], DType::Bf16, 40, 1.0)?;
+    let logits = rand(b, &[t, e], DType::F32, 41, 1.0)?;
+    let rp = RouterParams { gate: Gate::Softmax, top_k: k, n_group: 1, topk_group: 1, norm_topk: false, scaling: 1.0 };
+    let r = b.route(&logits, &rp, None)?;
+    let p = b.permute(&x, &r.ids, e)?;
+    let offsets = b.download_i32(&p.offsets)?;
+    if let Some(path) = offsets_out {
+        std::fs::write(path, serde_json::to_string(&offsets).unwrap()).unwrap();
+    }
+    let rows = t * k;
+    let w1 = rand(b, &[e, 2 * f, h], DType::Bf16, 42, 0.02)?;
+    let w2 = rand(b, &[e, h, f], DType::Bf16, 43, 0.02)?;
+    let xs = [p.x, rand(b, &[rows, h], DType::Bf16, 44, 1.0)?];
+    let f1 = 2.0 * rows as f64 * (2 * f) as f64 * h as f64;
+    let f2 = 2.0 * rows as f64 * h as f64 * f as f64;
+    let a = [rand(b, &[rows, f], DType::Bf16, 45, 1.0)?, rand(b, &[rows, f], DType::Bf16, 46, 1.0)?];
+    if bench.variants {
+        for k in GROUPED_KERNELS {
+            b.choose_grouped_kernel(Some(k.name))?;
+            let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
+            bench.record(
+                &format!("grouped_gemm_gate_up[{}]", k.name),
+                &format!("{rows}x{}x{h}, 64 experts", 2 * f),
+                f1,
+                ms,
+            );
+            let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
+            bench.record(&format!("grouped_gemm_down[{}]", k.name), &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
+        }
+        b.choose_grouped_kernel(None)?;
+    }
+    let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
+    bench.record("grouped_gemm_gate_up", &format!("{rows}x{}x{h}, 64 experts", 2 * f), f1, ms);
+    let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
+    bench.record("grouped_gemm_down", &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
+    let ms = bench.time(|i| {
+        let gu = b.grouped_matmul(&xs[i % 2], &w1, &p.offsets)?;
+        let act = b.swiglu(&gu, None)?;
+        b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
+    })?;
+    bench.record("moe_expert_mlp", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut iters, mut json, mut only, mut offsets, mut variants) = (20usize, None, None, None, false);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--iters" => iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
+            "--json" => json = args.next(),
+            "--only" => only = args.next(),
+            "--offsets" => offsets = args.next(),
+            "--variants" => variants = true,
+            _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
+        }
+    }
+    let b = CudaBackend::new(0)?;
+    println!("device: {} ({})", b.device_name(), b.arch());
+    let mut bench =
+        Bench { b: &b, iters, variants, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
+    let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
+    if want("gemm") || want("fp8") {
+        gemms(&mut bench)?;
+    }
+    if want("attn") {
+        attention(&mut bench)?;
+    }
+    if want("moe") {
+        moe(&mut bench, offsets.as_deref())?;
+    }
+    let m = b.memory();
+    let gib = |x: usize| x as f64 / (1u64 << 30) as f64;
+    println!("device memory: {:.2} GiB in use, peak {:.2} GiB", gib(m.in_use), gib(m.peak));
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! MoE ops, all on the device with no host round trip: the router, the stable
+//! permutation by expert (device-side counting and prefix sums), the gather-based
+//! unpermute, and the grouped GEMM that reads the expert offsets from device memory.
+
+use super::*;
+use crate::backend::cpu::validate_router;
+
+/// Slots per block in kernels/permute.cu (PERM_CHUNK).
+const PERM_CHUNK: usize = 256;
+const ROUTE_WARPS: usize = 4;
+
+impl CudaBackend {
+    pub(crate) fn route_tokens(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing> {
+        check("route", logits.shape.len() == 2, || format!("logits {:?} must be [t, e]", logits.shape))?;
+        let (t, e) = (logits.shape[0], logits.shape[1]);
+        validate_router(e, p)?;
+        check("route", e <= 1024 && p.top_k <= 32 && p.n_group <= 64, || {
+            format!(
+                "the CUDA router handles up to 1024 experts, top_k 32 and 64 groups (got {e}, {}, {})",
+                p.top_k, p.n_group
+            )
+        })?;
+        if let Some(b) = bias {
+            check("route", b.numel() == e && b.dtype == DType::F32, || format!("bias {b:?} for {e} experts"))?;
+        }
+        let logits32;
+        let logits = match logits.dtype {
+            DType::F32 => logits,
+            _ => {
+                logits32 = self.cast(logits, DType::F32)?;
+                &logits32
+            }
+        };
+        let ids = self.alloc(&[t, p.top_k], DType::I32)?;
+        let weights = self.alloc(&[t, p.top_k], DType::F32)?;
+        let probs = self.alloc(&[t, e], DType::F32)?;
+        let bias_ptr = match bias {
+            Some(b) => self.ptr(b)?,
+            None => 0u64,
+        };
+        let smem = (ROUTE_WARPS * (2 * e + p.n_group + 32) * 4) as u32;
+        let a = args![
+            self.ptr(logits)?,
+            bias_ptr,
+            t,
+            e,
+            p.gate == Gate::Sigmoid,
+            p.top_k,
+            p.n_group,
+            p.topk_group,
+            p.norm_topk,
+            p.scaling,
+            self.ptr(&ids)?,
+            self.ptr(&weights)?,
+            self.ptr(&probs)?
+        ];
+        let grid = (t.div_ceil(ROUTE_WARPS) as u32, 1, 1);
+        self.launch("routing.cu", "route_topk", grid, (ROUTE_WARPS * 32) as u32, smem, a)?;
+        Ok(Routing { ids, weights, probs })
+    }
+
+    pub(crate) fn permute_tokens(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
+        check(
+            "permute",
+            ids.shape.len() == 2 && ids.dtype == DType::I32 && x.shape.first() == ids.shape.first(),
+            || format!("x {x:?} ids {ids:?}"),
+        )?;
+        check("permute", num_experts > 0 && num_experts <= 4096, || format!("{num_experts} experts"))?;
+        let (t, k) = (ids.shape[0], ids.shape[1]);
+        let n = t * k;
+        let e = num_experts;
+        let offsets = self.zeros_on_device(&[e + 1], DType::I32)?;
+        let row_of = self.alloc(&[n], DType::I32)?;
+        let token_of = self.alloc(&[n], DType::I32)?;
+        if n > 0 {
+            let chunks = n.div_ceil(PERM_CHUNK);
+            let counts = self.alloc(&[e * chunks], DType::I32)?;
+            let smem = (9 * e * 4) as u32;
+            let (ip, cp) = (self.ptr(ids)?, self.ptr(&counts)?);
+            let grid = (chunks as u32, 1, 1);
+            self.launch("permute.cu", "perm_count", grid, PERM_CHUNK as u32, smem, args![ip, n, e, chunks, cp])?;
+            let a = args![cp, e * chunks, chunks, e, self.ptr(&offsets)?];
+            self.launch("permute.cu", "perm_scan", (1, 1, 1), 1024, 0, a)?;
+            let a = args![ip, n, k, e, chunks, cp, self.ptr(&row_of)?, self.ptr(&token_of)?];
+            self.launch("permute.cu", "perm_rank", grid, PERM_CHUNK as u32, smem, a)?;
+        }
+        let xs = self.gather(x, &token_of, n)?;
+        Ok(Permuted { x: xs, offsets, row_of })
+    }
+
+    pub(crate) fn unpermute_tokens(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
+        check("unpermute", weights.shape.len() == 2 && y.shape.len() == 2, || format!("y {y:?} weights {weights:?}"))?;
+        let (t, k, n) = (weights.shape[0], weights.shape[1], y.shape[1]);
+        check("unpermute", row_of.numel() == t * k && y.shape[0] == t * k && weights.dtype == DType::F32, || {
+            format!("y {y:?} row_of {row_of:?} weights {weights:?}")
+        })?;
+        let name = pick(suffix("unpermute", y)?, "unpermute_bf16", "unpermute_f32");
+        let out = self.alloc(&[t, n], y.dtype)?;
+        let a = args![self.ptr(&out)?, self.ptr(y)?, self.ptr(row_of)?, self.ptr(weights)?, k, n];
+        self.launch("permute.cu", name, (t as u32, 1, 1), 256, 0, a)?;
+        Ok(out)
+    }
+
+    /// Rows offsets[e]..offsets[e+1] of x [r, k] times w[e]^T; offsets never leave the device.
+    /// Rows outside offsets[0]..offsets[E] are not written (permute's offsets cover every row).
+    pub(crate) fn grouped_gemm(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        check("grouped_matmul", x.shape.len() == 2 && w.shape.len() == 3, || format!("x {x:?} w {w:?}"))?;
+        let (r, e, n, k) = (x.shape[0], w.shape[0], w.shape[1], w.shape[2]);
+        check("grouped_matmul", x.shape[1] == k && offsets.numel() == e + 1 && offsets.dtype == DType::I32, || {
+            format!("x {x:?} w {w:?} offsets {offsets:?}")
+        })?;
+        if x.dtype != DType::Bf16 || w.dtype != DType::Bf16 {
+            return Err(Error::Unsupported { op: "grouped_matmul", what: format!("{x:?} x {w:?} (bf16 only)") });
+        }
+        check("grouped_matmul", k % 8 == 0, || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
+        check("grouped_matmul", n < i32::MAX as usize && k < i32::MAX as usize, || format!("n {n} k {k}"))?;
+        let y = self.alloc(&[r, n], DType::Bf16)?;
+        let gk = self.grouped_kernel();
+        let grid = (n.div_ceil(gk.bn) as u32, (r.div_ceil(gk.bm) + e) as u32, 1);
+        let a = args![self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?, e, n, k];
+        self.launch(gk.file, gk.name, grid, gk.threads, gk.smem, a)?;
+        Ok(y)
+    }
+}
