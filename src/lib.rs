@@ -5,3 +5,4 @@ pub mod backend;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod topology;
