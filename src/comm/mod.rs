@@ -2,6 +2,10 @@
 //! `local` runs ranks as threads of one process (tests, CPU runs); `mpi` and
 //! `nccl` are the only modules that touch rsmpi and cudarc's NCCL.
 
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod single;
+
 use crate::tensor::Tensor;
 
 #[derive(Debug, thiserror::Error)]

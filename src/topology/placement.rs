@@ -69,7 +69,7 @@ impl ParallelDims {
     /// Degrees tp, cp, ep given; dp takes what is left of the world.
     pub fn infer_dp(world_size: usize, tp: usize, cp: usize, ep: usize) -> Result<Self> {
         let inner = tp * cp * ep;
-        if inner == 0 || world_size % inner != 0 {
+        if inner == 0 || !world_size.is_multiple_of(inner) {
             return Err(Error::Dims(format!(
                 "world size {world_size} is not a multiple of tp {tp} x cp {cp} x ep {ep} = {inner}, so no dp fits"
             )));
@@ -105,7 +105,7 @@ impl ParallelDims {
             )));
         }
         if let Some(e) = num_experts
-            && (e == 0 || e % self.ep != 0)
+            && (e == 0 || !e.is_multiple_of(self.ep))
         {
             return Err(Error::Dims(format!(
                 "ep {} must divide the number of experts {e} (each EP rank holds {e}/{} experts)",
@@ -269,9 +269,9 @@ fn place_block(
     }
     if level == 0 || len == 1 {
         // Even one TP group spans domains: fill the roomiest domains first.
-        for r in start..start + len {
+        for slot in &mut gpu_of[start..start + len] {
             let d = (0..free.len()).max_by_key(|&d| (free[d].len(), usize::MAX - d)).expect("a topology has domains");
-            gpu_of[r] = free[d].remove(0);
+            *slot = free[d].remove(0);
         }
         return;
     }
