@@ -139,17 +139,18 @@ fn smoke(w: &World) -> Result<(), String> {
     let mine = if r == 0 { id.clone() } else { vec![0xEE; 5] };
     ensure(c.broadcast_bytes(&mine).map_err(e)? == id, || "broadcast_bytes".into())?;
 
-    // Sub-communicators: tp 1 x cp 2 x ep 2 x dp 1. CP groups {0,1},{2,3}; EP groups {0,2},{1,3}.
-    let dims = ParallelDims::new(1, 2, 2, 1);
-    for dim in [Dim::Cp, Dim::Ep] {
+    // Sub-communicators. Separate: tp 1 x cp 2 x ep 2 x dp 1, CP groups {0,1},{2,3}, EP {0,2},{1,3}.
+    // Folded: tp 1 x cp 2 x dp 2 with ep 4 over all ranks.
+    let layouts = [ParallelDims::new(1, 2, 2, 1), ParallelDims::folded(1, 2, 4, 2)];
+    for (dims, dim) in layouts.iter().flat_map(|d| [Dim::Cp, Dim::Ep, Dim::Dp].map(|dim| (*d, dim))) {
         let sub = w.group(&dims, dim).map_err(|x| x.to_string())?;
         let group = dims.group(r, dim);
-        ensure(sub.size() == 2 && sub.rank() == dims.coords(r).get(dim), || {
-            format!("{dim:?} sub rank {} of {}", sub.rank(), sub.size())
+        ensure(sub.size() == group.len() && sub.rank() == dims.coords(r).get(dim), || {
+            format!("{dims:?} {dim:?}: sub rank {} of {}", sub.rank(), sub.size())
         })?;
         let ids = sub.all_gather(&b.upload(&[r as f32], &[1], DType::F32).map_err(be)?).map_err(e)?;
         let want: Vec<f32> = group.iter().map(|&g| g as f32).collect();
-        ensure(b.download(&ids).map_err(be)? == want, || format!("{dim:?} group members"))?;
+        ensure(b.download(&ids).map_err(be)? == want, || format!("{dims:?} {dim:?} group members"))?;
     }
 
     // Bad arguments are errors, not hangs: every rank passes the same wrong count.

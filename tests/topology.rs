@@ -348,7 +348,7 @@ mod discover {
 
 mod placement {
     use super::*;
-    use rwm_dist::topology::{Dim, GroupBytes, ParallelDims, cost, place, round_robin};
+    use rwm_dist::topology::{Dim, EpLayout, GroupBytes, ParallelDims, cost, place, round_robin};
 
     fn dims(tp: usize, cp: usize, ep: usize, dp: usize) -> ParallelDims {
         ParallelDims::new(tp, cp, ep, dp)
@@ -362,9 +362,17 @@ mod placement {
         assert_eq!(e, "ep 6 must divide the number of experts 64 (each EP rank holds 64/6 experts)");
         assert!(dims(1, 1, 8, 1).validate(8, Some(64)).is_ok());
         assert_eq!(dims(0, 1, 1, 1).validate(0, None).unwrap_err().to_string(), "tp must be at least 1, got 0");
-        let e = ParallelDims::infer_dp(24, 1, 4, 8).unwrap_err().to_string();
+        let e = ParallelDims::infer_dp(24, 1, 4, 8, EpLayout::Separate).unwrap_err().to_string();
         assert_eq!(e, "world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
-        assert_eq!(ParallelDims::infer_dp(24, 2, 2, 2).unwrap(), dims(2, 2, 2, 3));
+        assert_eq!(ParallelDims::infer_dp(24, 2, 2, 2, EpLayout::Separate).unwrap(), dims(2, 2, 2, 3));
+        // Folded, EP reuses the CP x DP ranks: 24 = tp 1 x cp 4 x dp 6 and ep 8 divides 4 x 6.
+        let f = ParallelDims::infer_dp(24, 1, 4, 8, EpLayout::Folded).unwrap();
+        assert_eq!(f, ParallelDims::folded(1, 4, 8, 6));
+        assert!(f.validate(24, Some(64)).is_ok());
+        let e = ParallelDims::folded(1, 4, 16, 6).validate(24, None).unwrap_err().to_string();
+        assert_eq!(e, "ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
+        let e = ParallelDims::folded(1, 4, 8, 6).validate(32, None).unwrap_err().to_string();
+        assert_eq!(e, "world size 32 != tp 1 x cp 4 x dp 6 (ep 8 folded over cp x dp) = 24");
     }
 
     #[test]
@@ -459,7 +467,7 @@ mod placement {
         for tp in divisors {
             for cp in divisors {
                 for ep in divisors {
-                    let Ok(d) = ParallelDims::infer_dp(24, tp, cp, ep) else { continue };
+                    let Ok(d) = ParallelDims::infer_dp(24, tp, cp, ep, EpLayout::Separate) else { continue };
                     let p = place(&t, 24, d).unwrap();
                     assert_distinct_gpus(&p);
                     for (dim, block) in [(Dim::Tp, tp), (Dim::Cp, tp * cp), (Dim::Ep, tp * cp * ep)] {
@@ -471,6 +479,53 @@ mod placement {
                 }
             }
         }
+    }
+
+    #[test]
+    fn folded_ep_blocks_stay_in_domains_when_they_nest() {
+        let t = shipped("dgx-h100-x3.toml");
+        let divisors = [1, 2, 3, 4, 6, 8, 12, 24];
+        for tp in divisors {
+            for cp in divisors {
+                for ep in divisors {
+                    let Ok(d) = ParallelDims::infer_dp(24, tp, cp, ep, EpLayout::Folded) else { continue };
+                    if d.validate(24, None).is_err() {
+                        continue;
+                    }
+                    let p = place(&t, 24, d).unwrap();
+                    assert_distinct_gpus(&p);
+                    let nests = cp % ep == 0 || ep % cp == 0;
+                    for (dim, block, must) in [(Dim::Tp, tp, true), (Dim::Cp, tp * cp, true), (Dim::Ep, tp * ep, nests)]
+                    {
+                        if must && 8 % block == 0 {
+                            let (inside, n) = p.groups_in_domain(dim);
+                            assert_eq!(inside, n, "{d:?} {dim:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dgx_x3_folded_cp4_ep8_hand_worked_cost() {
+        let t = shipped("dgx-h100-x3.toml");
+        let d = ParallelDims::folded(1, 4, 8, 6);
+        let p = place(&t, 24, d).unwrap();
+        // EP blocks of 8 are whole nodes, each holding two CP groups of 4.
+        for r in 0..24 {
+            assert_eq!((p.slots[r].node, p.slots[r].local_gpu), (r / 8, r % 8));
+        }
+        assert_eq!((p.groups_in_domain(Dim::Cp), p.groups_in_domain(Dim::Ep)), ((6, 6), (3, 3)));
+        let c = cost(&t, &p, &GroupBytes::uniform(1e9));
+        // CP and EP: 24 ranks x 1 GB each over NVLink. DP groups {1,5,9,13,17,21}: each rank
+        // sends 0.2 GB to its one peer on its node and 0.8 GB to four on other nodes.
+        assert!((c.nvlink_bytes - (24e9 + 24e9 + 24.0 * 0.2e9)).abs() < 1.0);
+        assert!((c.network_bytes - 24.0 * 0.8e9).abs() < 1.0);
+        let expect = 2.0 * 1e9 / 450e9 + 0.8e9 / 50e9;
+        assert!((c.time_s - expect).abs() < 1e-12, "{} vs {expect}", c.time_s);
+        let naive = cost(&t, &round_robin(&t, 24, d).unwrap(), &GroupBytes::uniform(1e9));
+        assert!(c.time_s < naive.time_s, "{} vs {}", c.time_s, naive.time_s);
     }
 
     #[test]
@@ -486,9 +541,10 @@ mod placement {
 
 mod show {
     use super::*;
+    use rwm_dist::topology::EpLayout;
     use rwm_dist::topology::cli::{ShowArgs, TopoCommand, run};
 
-    fn args(world: usize, cp: usize, ep: usize, dp: Option<usize>) -> TopoCommand {
+    fn args(world: usize, cp: usize, ep: usize, dp: Option<usize>, ep_layout: EpLayout) -> TopoCommand {
         TopoCommand::Show(ShowArgs {
             topology: root().join("topology/dgx-h100-x3.toml"),
             world: Some(world),
@@ -496,6 +552,7 @@ mod show {
             cp,
             ep,
             dp,
+            ep_layout,
             experts: None,
             tp_bytes: 1e9,
             cp_bytes: 1e9,
@@ -504,24 +561,43 @@ mod show {
         })
     }
 
-    #[test]
-    fn prints_map_cost_and_baseline() {
+    fn show(cmd: TopoCommand) -> String {
         let mut out = Vec::new();
-        run(&args(24, 4, 6, None), &mut out).unwrap();
-        let s = String::from_utf8(out).unwrap();
-        assert!(s.contains("world 24 = tp 1 x cp 4 x ep 6 x dp 1 on dgx-h100-x3 (nodes 0-2)"), "{s}");
-        // rank 13: cp 13 % 4 = 1, ep 13 / 4 = 3; node 1, GPU 5.
-        assert!(s.contains("\n   13     1    5    0    1    3    0  node1\n"), "{s}");
-        assert!(s.contains("groups inside one NVLink domain: tp 24/24, cp 6/6, ep 0/4, dp 24/24"), "{s}");
+        run(&cmd, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn folded_world_24_cp4_ep8() {
+        let s = show(args(24, 4, 8, None, EpLayout::Folded));
+        assert!(
+            s.contains("world 24 = tp 1 x cp 4 x dp 6, ep 8 folded over cp x dp on dgx-h100-x3 (nodes 0-2)"),
+            "{s}"
+        );
+        // rank 13: cp 13 % 4 = 1, ep 13 % 8 = 5, dp 13 / 4 = 3; node 1, GPU 5.
+        assert!(s.contains("\n   13     1    5    0    1    5    3  node1\n"), "{s}");
+        assert!(s.contains("groups inside one NVLink domain: tp 24/24, cp 6/6, ep 3/3, dp 0/4"), "{s}");
         assert!(s.contains("naive round-robin over nodes:"), "{s}");
         assert_eq!(s.lines().filter(|l| l.ends_with("node2")).count(), 8);
     }
 
     #[test]
+    fn separate_world_24_cp4_ep6() {
+        let s = show(args(24, 4, 6, None, EpLayout::Separate));
+        assert!(s.contains("world 24 = tp 1 x cp 4 x ep 6 x dp 1 on dgx-h100-x3 (nodes 0-2)"), "{s}");
+        // rank 13: cp 13 % 4 = 1, ep 13 / 4 = 3; node 1, GPU 5.
+        assert!(s.contains("\n   13     1    5    0    1    3    0  node1\n"), "{s}");
+        assert!(s.contains("groups inside one NVLink domain: tp 24/24, cp 6/6, ep 0/4, dp 24/24"), "{s}");
+    }
+
+    #[test]
     fn impossible_layouts_name_the_factors() {
-        let e = run(&args(24, 4, 8, None), &mut Vec::new()).unwrap_err().to_string();
+        let err = |cmd| run(&cmd, &mut Vec::new()).unwrap_err().to_string();
+        let e = err(args(24, 4, 8, None, EpLayout::Separate));
         assert_eq!(e, "world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
-        let e = run(&args(24, 4, 8, Some(1)), &mut Vec::new()).unwrap_err().to_string();
+        let e = err(args(24, 4, 8, Some(1), EpLayout::Separate));
         assert_eq!(e, "world size 24 != tp 1 x cp 4 x ep 8 x dp 1 = 32");
+        let e = err(args(24, 4, 16, None, EpLayout::Folded));
+        assert_eq!(e, "ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
     }
 }

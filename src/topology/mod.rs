@@ -9,7 +9,9 @@ pub mod nvsmi;
 pub mod placement;
 mod schema;
 
-pub use placement::{Coords, Cost, Dim, DimCost, GroupBytes, ParallelDims, Placement, Slot, cost, place, round_robin};
+pub use placement::{
+    Coords, Cost, Dim, DimCost, EpLayout, GroupBytes, ParallelDims, Placement, Slot, cost, place, round_robin,
+};
 
 use std::fmt;
 use std::path::Path;

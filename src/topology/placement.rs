@@ -3,20 +3,38 @@
 //! Rank layout (as torchtitan and Megatron): tp varies fastest, then cp, then ep, then dp:
 //! `rank = tp_i + tp * (cp_i + cp * (ep_i + ep * dp_i))`. So a TP group is a run of `tp`
 //! consecutive ranks, every CP group lies inside one block of `tp*cp` consecutive ranks,
-//! every EP group inside one block of `tp*cp*ep`. Placement keeps the largest such block
-//! that fits inside one NVLink domain, splitting to the next smaller block only when it
-//! must; the most talkative groups (TP > CP > EP > DP) are therefore the last to leave NVLink.
+//! every EP group inside one block of `tp*cp*ep`.
+//!
+//! With EP folded (MoE parallel folding, Megatron-Core; torchtitan borrows EP from
+//! dp_shard x cp likewise) the attention layout is `rank = tp_i + tp * (cp_i + cp * dp_i)`
+//! and EP groups are runs of `ep` consecutive (cp, dp) positions:
+//! `rank = tp_i + tp * (ep_i + ep * j)`; EP reuses the CP x DP ranks and the world is tp x cp x dp.
+//!
+//! Placement keeps the largest of these nested blocks that fits inside one NVLink domain,
+//! splitting to the next smaller block only when it must; the most talkative groups
+//! (TP > CP > EP > DP) are therefore the last to leave NVLink.
 
 use super::{Error, LinkKind, Result, Topology};
 use serde::Serialize;
 
-/// Degrees of each parallel dimension; their product is the world size.
+/// How EP groups relate to the other dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EpLayout {
+    /// EP is a dimension of its own: world = tp x cp x ep x dp.
+    Separate,
+    /// EP groups are formed from the CP x DP ranks: world = tp x cp x dp, ep divides cp x dp.
+    Folded,
+}
+
+/// Degrees of each parallel dimension and how EP is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ParallelDims {
     pub tp: usize,
     pub cp: usize,
     pub ep: usize,
     pub dp: usize,
+    pub ep_layout: EpLayout,
 }
 
 /// A parallel dimension, in order of how much traffic its groups carry (most first).
@@ -41,7 +59,7 @@ impl Dim {
     }
 }
 
-/// A rank's coordinate along each dimension.
+/// A rank's coordinate along each dimension (its position in that dimension's group).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Coords {
     pub tp: usize,
@@ -62,19 +80,28 @@ impl Coords {
 }
 
 impl ParallelDims {
+    /// EP as a dimension of its own (world = tp x cp x ep x dp).
     pub fn new(tp: usize, cp: usize, ep: usize, dp: usize) -> Self {
-        ParallelDims { tp, cp, ep, dp }
+        ParallelDims { tp, cp, ep, dp, ep_layout: EpLayout::Separate }
+    }
+
+    /// EP folded over the CP x DP ranks (world = tp x cp x dp).
+    pub fn folded(tp: usize, cp: usize, ep: usize, dp: usize) -> Self {
+        ParallelDims { tp, cp, ep, dp, ep_layout: EpLayout::Folded }
     }
 
     /// Degrees tp, cp, ep given; dp takes what is left of the world.
-    pub fn infer_dp(world_size: usize, tp: usize, cp: usize, ep: usize) -> Result<Self> {
-        let inner = tp * cp * ep;
+    pub fn infer_dp(world_size: usize, tp: usize, cp: usize, ep: usize, ep_layout: EpLayout) -> Result<Self> {
+        let (inner, named) = match ep_layout {
+            EpLayout::Separate => (tp * cp * ep, format!("tp {tp} x cp {cp} x ep {ep}")),
+            EpLayout::Folded => (tp * cp, format!("tp {tp} x cp {cp}")),
+        };
         if inner == 0 || !world_size.is_multiple_of(inner) {
             return Err(Error::Dims(format!(
-                "world size {world_size} is not a multiple of tp {tp} x cp {cp} x ep {ep} = {inner}, so no dp fits"
+                "world size {world_size} is not a multiple of {named} = {inner}, so no dp fits"
             )));
         }
-        Ok(ParallelDims { tp, cp, ep, dp: world_size / inner })
+        Ok(ParallelDims { tp, cp, ep, dp: world_size / inner, ep_layout })
     }
 
     pub fn get(&self, d: Dim) -> usize {
@@ -87,10 +114,14 @@ impl ParallelDims {
     }
 
     pub fn world_size(&self) -> usize {
-        self.tp * self.cp * self.ep * self.dp
+        match self.ep_layout {
+            EpLayout::Separate => self.tp * self.cp * self.ep * self.dp,
+            EpLayout::Folded => self.tp * self.cp * self.dp,
+        }
     }
 
-    /// Every degree at least 1, their product the world size, and EP dividing the experts.
+    /// Every degree at least 1, their product the world size, and EP dividing the experts
+    /// (and, folded, the CP x DP ranks it is formed from).
     pub fn validate(&self, world_size: usize, num_experts: Option<usize>) -> Result<()> {
         for d in Dim::ALL {
             if self.get(d) == 0 {
@@ -98,18 +129,25 @@ impl ParallelDims {
             }
         }
         let product = self.world_size();
+        let ParallelDims { tp, cp, ep, dp, ep_layout } = *self;
         if product != world_size {
-            let ParallelDims { tp, cp, ep, dp } = *self;
+            let named = match ep_layout {
+                EpLayout::Separate => format!("tp {tp} x cp {cp} x ep {ep} x dp {dp}"),
+                EpLayout::Folded => format!("tp {tp} x cp {cp} x dp {dp} (ep {ep} folded over cp x dp)"),
+            };
+            return Err(Error::Dims(format!("world size {world_size} != {named} = {product}")));
+        }
+        if ep_layout == EpLayout::Folded && !(cp * dp).is_multiple_of(ep) {
             return Err(Error::Dims(format!(
-                "world size {world_size} != tp {tp} x cp {cp} x ep {ep} x dp {dp} = {product}"
+                "ep {ep} must divide cp {cp} x dp {dp} = {}: folded EP groups are formed from those ranks",
+                cp * dp
             )));
         }
         if let Some(e) = num_experts
-            && (e == 0 || !e.is_multiple_of(self.ep))
+            && (e == 0 || !e.is_multiple_of(ep))
         {
             return Err(Error::Dims(format!(
-                "ep {} must divide the number of experts {e} (each EP rank holds {e}/{} experts)",
-                self.ep, self.ep
+                "ep {ep} must divide the number of experts {e} (each EP rank holds {e}/{ep} experts)"
             )));
         }
         Ok(())
@@ -117,52 +155,74 @@ impl ParallelDims {
 
     pub fn coords(&self, rank: usize) -> Coords {
         let ParallelDims { tp, cp, ep, .. } = *self;
-        Coords { tp: rank % tp, cp: rank / tp % cp, ep: rank / (tp * cp) % ep, dp: rank / (tp * cp * ep) }
+        match self.ep_layout {
+            EpLayout::Separate => {
+                Coords { tp: rank % tp, cp: rank / tp % cp, ep: rank / (tp * cp) % ep, dp: rank / (tp * cp * ep) }
+            }
+            EpLayout::Folded => Coords { tp: rank % tp, cp: rank / tp % cp, ep: rank / tp % ep, dp: rank / (tp * cp) },
+        }
     }
 
-    pub fn rank_of(&self, c: Coords) -> usize {
-        c.tp + self.tp * (c.cp + self.cp * (c.ep + self.ep * c.dp))
-    }
-
-    /// Ranks of `rank`'s group along `dim`, ordered by their coordinate on `dim`.
+    /// Ranks of `rank`'s group along `dim`, ascending (which is also coordinate order).
     pub fn group(&self, rank: usize, dim: Dim) -> Vec<usize> {
-        let c = self.coords(rank);
-        (0..self.get(dim))
-            .map(|i| {
-                let mut m = c;
-                match dim {
-                    Dim::Tp => m.tp = i,
-                    Dim::Cp => m.cp = i,
-                    Dim::Ep => m.ep = i,
-                    Dim::Dp => m.dp = i,
-                }
-                self.rank_of(m)
-            })
-            .collect()
+        let ParallelDims { tp, cp, ep, .. } = *self;
+        let t = rank % tp;
+        match (dim, self.ep_layout) {
+            (Dim::Tp, _) => (0..tp).map(|i| rank - t + i).collect(),
+            (Dim::Cp, _) => {
+                let c = rank / tp % cp;
+                (0..cp).map(|i| rank - tp * c + tp * i).collect()
+            }
+            (Dim::Ep, EpLayout::Separate) => {
+                let e = rank / (tp * cp) % ep;
+                (0..ep).map(|i| rank - tp * cp * e + tp * cp * i).collect()
+            }
+            (Dim::Ep, EpLayout::Folded) => {
+                let e = rank / tp % ep;
+                (0..ep).map(|i| rank - tp * e + tp * i).collect()
+            }
+            (Dim::Dp, _) => {
+                let stride = self.world_size() / self.dp;
+                let d = rank / stride;
+                (0..self.dp).map(|i| rank - stride * d + stride * i).collect()
+            }
+        }
     }
 
-    /// All groups along `dim`, each ordered by coordinate, listed by their lowest rank.
+    /// All groups along `dim`, listed by their lowest rank.
     pub fn groups(&self, dim: Dim) -> Vec<Vec<usize>> {
-        (0..self.world_size()).filter(|&r| self.coords(r).get(dim) == 0).map(|r| self.group(r, dim)).collect()
+        (0..self.world_size()).filter(|&r| self.group(r, dim)[0] == r).map(|r| self.group(r, dim)).collect()
     }
 
     /// (color, key) for splitting a communicator into `dim` groups: equal colors share a
-    /// group; the key orders ranks by their coordinate on `dim`.
+    /// group (the color is its lowest rank); the key is the position in the group.
     pub fn split_color_key(&self, rank: usize, dim: Dim) -> (usize, usize) {
-        let c = self.coords(rank);
-        let mut base = c;
-        match dim {
-            Dim::Tp => base.tp = 0,
-            Dim::Cp => base.cp = 0,
-            Dim::Ep => base.ep = 0,
-            Dim::Dp => base.dp = 0,
-        }
-        (self.rank_of(base), c.get(dim))
+        let g = self.group(rank, dim);
+        (g[0], g.iter().position(|&r| r == rank).expect("a rank is in its own group"))
     }
 
-    /// Sizes of the nested rank blocks: a TP group, a TP x CP block, a TP x CP x EP block, the world.
-    fn blocks(&self) -> [usize; 4] {
-        [self.tp, self.tp * self.cp, self.tp * self.cp * self.ep, self.world_size()]
+    /// Sizes of nested rank blocks, smallest first, each dividing the next: a TP group, a
+    /// CP block, an EP block (where it nests with the others), the world.
+    fn blocks(&self) -> Vec<usize> {
+        let mut b = vec![self.tp, self.tp * self.cp];
+        let ep_block = match self.ep_layout {
+            EpLayout::Separate => self.tp * self.cp * self.ep,
+            EpLayout::Folded => self.tp * self.ep,
+        };
+        if let Some(pos) = b.iter().position(|&x| x >= ep_block) {
+            // Insert before the first larger block if it nests; an EP block that does not is
+            // skipped (CP, more talkative, decides).
+            if pos > 0 && ep_block != b[pos] && b[pos].is_multiple_of(ep_block) && ep_block.is_multiple_of(b[pos - 1]) {
+                b.insert(pos, ep_block);
+            }
+        } else if ep_block.is_multiple_of(*b.last().expect("two blocks")) {
+            b.push(ep_block);
+        }
+        let world = self.world_size();
+        if *b.last().expect("blocks") != world {
+            b.push(world);
+        }
+        b
     }
 }
 
@@ -245,7 +305,7 @@ pub fn place(topo: &Topology, world_size: usize, dims: ParallelDims) -> Result<P
     let mut free: Vec<Vec<usize>> = topo.domains.iter().map(|d| d.gpus.clone()).collect();
     let mut gpu_of = vec![usize::MAX; world_size];
     let blocks = dims.blocks();
-    place_block(&mut free, &mut gpu_of, &blocks, 3, 0, world_size);
+    place_block(&mut free, &mut gpu_of, &blocks, blocks.len() - 1, 0, world_size);
     debug_assert!(gpu_of.iter().all(|&g| g != usize::MAX));
     Ok(make(topo, dims, gpu_of))
 }
@@ -255,7 +315,7 @@ pub fn place(topo: &Topology, world_size: usize, dims: ParallelDims) -> Result<P
 fn place_block(
     free: &mut [Vec<usize>],
     gpu_of: &mut [usize],
-    blocks: &[usize; 4],
+    blocks: &[usize],
     level: usize,
     start: usize,
     len: usize,
@@ -397,15 +457,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn coords_follow_tp_fastest_layout() {
+    fn separate_layout_is_tp_fastest() {
         let d = ParallelDims::new(2, 3, 2, 2);
         // rank 17 = tp 1 + 2*(cp 2 + 3*(ep 0 + 2*dp 1)) = 1 + 2*(2 + 6) = 17
         assert_eq!(d.coords(17), Coords { tp: 1, cp: 2, ep: 0, dp: 1 });
-        for r in 0..d.world_size() {
-            assert_eq!(d.rank_of(d.coords(r)), r);
-        }
+        assert_eq!(d.group(17, Dim::Tp), vec![16, 17]);
         assert_eq!(d.group(17, Dim::Cp), vec![13, 15, 17]);
         assert_eq!(d.group(17, Dim::Ep), vec![17, 23]);
+        assert_eq!(d.group(17, Dim::Dp), vec![5, 17]);
         assert_eq!(d.split_color_key(17, Dim::Cp), (13, 2));
+        assert_eq!(d.blocks(), vec![2, 6, 12, 24]);
+    }
+
+    #[test]
+    fn folded_ep_reuses_cp_and_dp_ranks() {
+        // 24 ranks: CP groups of 4 consecutive ranks, EP groups of 8, dp 6.
+        let d = ParallelDims::folded(1, 4, 8, 6);
+        assert_eq!(d.world_size(), 24);
+        assert_eq!(d.group(13, Dim::Cp), vec![12, 13, 14, 15]);
+        assert_eq!(d.group(13, Dim::Ep), (8..16).collect::<Vec<_>>());
+        assert_eq!(d.group(13, Dim::Dp), vec![1, 5, 9, 13, 17, 21]);
+        assert_eq!(d.coords(13), Coords { tp: 0, cp: 1, ep: 5, dp: 3 });
+        assert_eq!(d.blocks(), vec![1, 4, 8, 24]);
+        // EP of 6 does not nest with CP of 4: placement follows CP.
+        assert_eq!(ParallelDims::folded(1, 4, 6, 6).blocks(), vec![1, 4, 24]);
+        // tp 2: EP groups take every other rank.
+        let t = ParallelDims::folded(2, 2, 2, 1);
+        assert_eq!((t.group(1, Dim::Ep), t.group(1, Dim::Cp)), (vec![1, 3], vec![1, 3]));
+    }
+
+    #[test]
+    fn groups_partition_the_world() {
+        for d in [ParallelDims::new(2, 3, 2, 2), ParallelDims::folded(2, 2, 4, 4), ParallelDims::folded(1, 4, 6, 6)] {
+            for dim in Dim::ALL {
+                let mut all: Vec<usize> = d.groups(dim).concat();
+                assert_eq!(d.groups(dim).len() * d.get(dim), d.world_size(), "{d:?} {dim:?}");
+                all.sort_unstable();
+                assert_eq!(all, (0..d.world_size()).collect::<Vec<_>>(), "{d:?} {dim:?}");
+                for r in 0..d.world_size() {
+                    let (color, key) = d.split_color_key(r, dim);
+                    assert_eq!(d.group(r, dim)[key], r);
+                    assert_eq!(d.group(color, dim), d.group(r, dim));
+                    assert_eq!(d.coords(r).get(dim), key, "{d:?} {dim:?} rank {r}");
+                }
+            }
+        }
     }
 }
