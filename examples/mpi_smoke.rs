@@ -34,6 +34,10 @@ fn main() {
                 world.abort(1, &format!("smoke check failed: {e}"));
             }
             println!("rank {}: all checks passed", world.rank);
+            if world.rank == 0 {
+                // What launch/mpirun.sh passed on.
+                println!("NCCL_NVLS_ENABLE={}", std::env::var("NCCL_NVLS_ENABLE").unwrap_or_default());
+            }
         }
         "hang" => {
             if world.rank == 1 {

@@ -47,6 +47,28 @@ fn run(mut cmd: Command, limit: Duration) -> (Output, Duration) {
     (child.wait_with_output().unwrap(), start.elapsed())
 }
 
+fn wrapper() -> Command {
+    let mut c = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("launch/mpirun.sh"));
+    c.env_remove("NCCL_NVLS_ENABLE");
+    c
+}
+
+#[test]
+fn launch_wrapper_builds_the_mpirun_command() {
+    let out = wrapper()
+        .args(["--print", "-n", "16", "-N", "8", "-H", "hosts.txt", "--", "run", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("mpirun -np 16 --map-by ppr:8:node --bind-to numa --hostfile hosts.txt"), "{text}");
+    assert!(text.contains(" -x NCCL_NVLS_ENABLE -x NCCL_DEBUG -x RWM_TIMEOUT_S "), "{text}");
+    assert!(text.trim_end().ends_with("rwm-dist run --dry-run"), "{text}");
+    let bad = wrapper().args(["-n", "0", "--", "run"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("-n RANKS is required and must be a positive number"));
+}
+
 #[cfg(feature = "mpi")]
 mod with_mpi {
     use super::*;
@@ -81,6 +103,20 @@ mod with_mpi {
         for r in 0..4 {
             assert!(text.contains(&format!("rank {r}: all checks passed")), "{text}");
         }
+    }
+
+    #[test]
+    fn launch_wrapper_runs_four_ranks_with_nvls_off() {
+        if mpirun().is_none() {
+            return skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
+        }
+        let mut cmd = wrapper();
+        cmd.args(["-n", "4", "--oversubscribe", "--bind", "none", "--", "smoke"]).env("RWM_DIST", example());
+        let (out, _) = run(cmd, Duration::from_secs(90));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        assert_eq!(text.matches("all checks passed").count(), 4, "{text}");
+        assert!(text.contains("NCCL_NVLS_ENABLE=0"), "{text}");
     }
 
     #[test]
