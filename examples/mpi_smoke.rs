@@ -157,6 +157,19 @@ fn smoke(w: &World) -> Result<(), String> {
         ensure(b.download(&ids).map_err(be)? == want, || format!("{dims:?} {dim:?} group members"))?;
     }
 
+    // Comm::split follows MPI_Comm_split: color r % 2, key 10 - r reverses each pair.
+    let sub = c.split(r % 2, 10 - r).map_err(e)?;
+    ensure(sub.rank() == 1 - r / 2 && sub.size() == 2, || format!("split: rank {} of {}", sub.rank(), sub.size()))?;
+    let ids = sub.all_gather(&b.upload(&[r as f32], &[1], DType::F32).map_err(be)?).map_err(e)?;
+    let want = if r % 2 == 0 { [2.0, 0.0] } else { [3.0, 1.0] };
+    ensure(b.download(&ids).map_err(be)? == want, || "split members".into())?;
+
+    // Count blocks of 2: block j of rank r is (100 r + 10 j, 100 r + 10 j + 1).
+    let counts: Vec<usize> = (0..n).flat_map(|j| [100 * r + 10 * j, 100 * r + 10 * j + 1]).collect();
+    let got = c.all_to_all_count_blocks(&counts, 2).map_err(e)?;
+    let want: Vec<usize> = (0..n).flat_map(|j| [100 * j + 10 * r, 100 * j + 10 * r + 1]).collect();
+    ensure(got == want, || format!("all_to_all_count_blocks {got:?}"))?;
+
     // Bad arguments are errors, not hangs: every rank passes the same wrong count.
     ensure(c.all_to_all_counts(&[1, 2]).is_err(), || "3 counts accepted for 4 ranks".into())?;
     c.barrier().map_err(e)?;

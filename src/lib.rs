@@ -1,10 +1,19 @@
 //! rwm-dist: realistic LLM building blocks (Llama 3.1 8B, DeepSeek MoE, a
 //! GPT-4-style MoE with context parallelism), timed and checked on one device or many.
 
+pub mod app;
 pub mod backend;
+pub mod cli;
 pub mod comm;
+pub mod config;
+pub mod harness;
+pub mod metrics;
+pub mod models;
 pub mod ops;
+pub mod parallel;
+pub mod plan;
 pub mod rng;
+pub mod targets;
 pub mod tensor;
 pub mod topology;
 pub mod world;

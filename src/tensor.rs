@@ -48,7 +48,7 @@ pub struct Tensor {
 impl Tensor {
     pub(crate) fn host(shape: &[usize], dtype: DType, v: Vec<f32>) -> Tensor {
         debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "shape {shape:?}");
-        crate::backend::memory::host_alloc(v.len() * 4);
+        crate::backend::memory::host_alloc(v.len() * dtype.size());
         Tensor { shape: shape.to_vec(), dtype, data: Data::Host(v) }
     }
     pub(crate) fn host_i32(shape: &[usize], v: Vec<i32>) -> Tensor {
@@ -84,7 +84,7 @@ impl Tensor {
 impl Drop for Tensor {
     fn drop(&mut self) {
         match &self.data {
-            Data::Host(v) => crate::backend::memory::host_free(v.len() * 4),
+            Data::Host(v) => crate::backend::memory::host_free(v.len() * self.dtype.size()),
             Data::HostI32(v) => crate::backend::memory::host_free(v.len() * 4),
             Data::Device(_) => {}
         }

@@ -5,6 +5,7 @@
 
 pub mod watchdog;
 
+use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
 use crate::comm::{self, Comm};
 use crate::topology::{Dim, ParallelDims};
@@ -190,10 +191,10 @@ impl World {
         })
     }
 
-    /// The host communicator over every rank.
+    /// The communicator over every rank, for host tensors (the CPU backend's).
     pub fn comm(&self) -> Arc<dyn Comm> {
         match &self.inner {
-            Inner::Single => Arc::new(SingleComm),
+            Inner::Single => Arc::new(SingleComm::new(Arc::new(CpuBackend::new()))),
             #[cfg(feature = "mpi")]
             Inner::Mpi(c) => c.clone(),
         }
@@ -204,11 +205,11 @@ impl World {
     pub fn split(&self, color: usize, key: usize, label: &str) -> Result<Arc<dyn Comm>> {
         match &self.inner {
             Inner::Single => {
-                let _ = (color, key, label);
-                Ok(Arc::new(SingleComm))
+                let _ = label;
+                Ok(Arc::from(self.comm().split(color, key)?))
             }
             #[cfg(feature = "mpi")]
-            Inner::Mpi(c) => Ok(Arc::new(c.split(color, key, label)?)),
+            Inner::Mpi(c) => Ok(Arc::new(c.split_labeled(color, key, label)?)),
         }
     }
 

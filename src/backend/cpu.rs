@@ -114,8 +114,11 @@ impl Backend for CpuBackend {
         Ok(Tensor::host(&shape, first.dtype, v))
     }
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        check("add", a.shape == b.shape, || format!("{:?} + {:?}", a.shape, b.shape))?;
-        let v = f32s(a)?.iter().zip(f32s(b)?).map(|(x, y)| x + y).collect();
+        let n = a.dim(-1);
+        let row = b.shape.len() == 1 && b.shape[0] == n;
+        check("add", a.shape == b.shape || row, || format!("{:?} + {:?}", a.shape, b.shape))?;
+        let bv = f32s(b)?;
+        let v = f32s(a)?.iter().enumerate().map(|(i, x)| x + bv[if row { i % n } else { i }]).collect();
         Ok(out(&a.shape, a.dtype, v))
     }
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
@@ -152,7 +155,7 @@ impl Backend for CpuBackend {
         Ok((sum, normed))
     }
     fn rope(&self, x: &Tensor, start: usize, p: &RopeParams) -> Result<Tensor> {
-        check("rope", x.shape.len() == 3 && x.shape[2] % 2 == 0, || {
+        check("rope", x.shape.len() == 3 && x.shape[2].is_multiple_of(2), || {
             format!("x {:?} must be [s, heads, even d]", x.shape)
         })?;
         Ok(out(&x.shape, x.dtype, ops::rope::rope(f32s(x)?, x.shape[1], x.shape[2], start, p)))
@@ -165,7 +168,9 @@ impl Backend for CpuBackend {
             }
             None => {
                 let f2 = gate.dim(-1);
-                check("swiglu", f2 % 2 == 0, || format!("fused input {:?} needs an even last dim", gate.shape))?;
+                check("swiglu", f2.is_multiple_of(2), || {
+                    format!("fused input {:?} needs an even last dim", gate.shape)
+                })?;
                 let mut shape = gate.shape.clone();
                 *shape.last_mut().unwrap() = f2 / 2;
                 Ok(out(&shape, gate.dtype, ops::activation::swiglu_fused(f32s(gate)?, f2 / 2)))
@@ -242,7 +247,7 @@ impl Backend for CpuBackend {
 /// Shapes of q [sq, hq, d], k and v [sk, hkv, d], checked.
 pub(crate) fn attn_dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<ops::attention::Dims> {
     let ok = q.shape.len() == 3 && k.shape.len() == 3 && k.shape == v.shape && q.shape[2] == k.shape[2];
-    check("attention", ok && k.shape[1] > 0 && q.shape[1] % k.shape[1] == 0, || {
+    check("attention", ok && k.shape[1] > 0 && q.shape[1].is_multiple_of(k.shape[1]), || {
         format!(
             "q {:?} k {:?} v {:?}: need [s, heads, d] with q heads a multiple of kv heads",
             q.shape, k.shape, v.shape
@@ -252,7 +257,7 @@ pub(crate) fn attn_dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<ops::atten
 }
 
 pub(crate) fn validate_router(e: usize, p: &RouterParams) -> Result<()> {
-    check("route", p.n_group > 0 && e % p.n_group == 0 && p.topk_group <= p.n_group && p.top_k <= e, || {
+    check("route", p.n_group > 0 && e.is_multiple_of(p.n_group) && p.topk_group <= p.n_group && p.top_k <= e, || {
         format!("{e} experts, n_group {}, topk_group {}, top_k {}", p.n_group, p.topk_group, p.top_k)
     })?;
     check("route", p.top_k <= p.topk_group * (e / p.n_group), || {

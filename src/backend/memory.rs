@@ -1,4 +1,5 @@
-//! Bytes held by host tensors, and their high-water mark: the CPU backend's
+//! Bytes held by host tensors, counted at their dtype's size (what a device would
+//! hold, though the host keeps f32), and their high-water mark: the CPU backend's
 //! "measured" memory. Process-wide, like a device's memory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -138,6 +138,7 @@ pub trait Backend: Send + Sync {
     fn rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor>;
     /// Concatenate along the first dimension.
     fn concat_rows(&self, parts: &[&Tensor]) -> Result<Tensor>;
+    /// a + b; b may also be one row [n] added to every row of a [.., n].
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
     /// table [v, h], ids [s] -> [s, h].
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor>;

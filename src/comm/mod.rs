@@ -2,11 +2,14 @@
 //! `local` runs ranks as threads of one process (tests, CPU runs); `mpi` and
 //! `nccl` are the only modules that touch rsmpi and cudarc's NCCL.
 
+pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
-pub mod single;
+pub mod nccl;
 
 use crate::tensor::Tensor;
+
+pub mod single;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,12 +43,34 @@ pub trait Comm: Send + Sync {
     fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor>;
     /// Send `x` to rank `to` and receive a tensor shaped like `x` from rank `from`
     /// without blocking the caller: it can compute while the transfer runs.
+    /// Keep `x` alive until the `Pending` is waited: a device transfer reads it meanwhile.
     fn sendrecv_start(&self, x: &Tensor, to: usize, from: usize) -> Result<Box<dyn Pending>>;
 
     /// Host-side exchange of small integer vectors (token counts): element i goes to rank i.
     fn all_to_all_counts(&self, counts: &[usize]) -> Result<Vec<usize>>;
+    /// As `all_to_all_counts` with `block` elements per rank: elements i*block..(i+1)*block
+    /// go to rank i; the result holds each rank's block in rank order.
+    fn all_to_all_count_blocks(&self, counts: &[usize], block: usize) -> Result<Vec<usize>> {
+        let n = self.size();
+        if counts.len() != n * block {
+            let msg = format!("{} counts for {n} ranks of {block}", counts.len());
+            return Err(Error::Failed { rank: self.rank(), op: "all_to_all_count_blocks", msg });
+        }
+        let mut out = vec![0; n * block];
+        for b in 0..block {
+            let column: Vec<usize> = (0..n).map(|i| counts[i * block + b]).collect();
+            for (j, c) in self.all_to_all_counts(&column)?.into_iter().enumerate() {
+                out[j * block + b] = c;
+            }
+        }
+        Ok(out)
+    }
     /// Rank 0 receives every rank's bytes in rank order; others receive None.
     fn gather_bytes(&self, bytes: &[u8]) -> Result<Option<Vec<Vec<u8>>>>;
     fn broadcast_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>>;
     fn barrier(&self) -> Result<()>;
+
+    /// Collective over this group: ranks passing the same `color` form a new group,
+    /// ranked by (`key`, rank in this group) — MPI_Comm_split's rule.
+    fn split(&self, color: usize, key: usize) -> Result<Box<dyn Comm>>;
 }

@@ -5,9 +5,8 @@
 //! Errors inside MPI itself end the job (MPI's default handler, MPI_ERRORS_ARE_FATAL);
 //! argument errors found here are returned. Every call is registered with the watchdog.
 
-use super::single::{self, Host};
 use super::{Comm, Error, Pending, Result};
-use crate::tensor::{DType, Tensor, round_to};
+use crate::tensor::{DType, Data, Tensor, round_to};
 use crate::world::watchdog;
 use mpi::collective::SystemOperation;
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
@@ -104,7 +103,7 @@ impl MpiComm {
 
     /// Collective over this communicator: ranks with equal `color` form a new communicator,
     /// ordered by `key`.
-    pub fn split(&self, color: usize, key: usize, label: &str) -> Result<MpiComm> {
+    pub fn split_labeled(&self, color: usize, key: usize, label: &str) -> Result<MpiComm> {
         let _w = self.watch("split");
         let c = c_int::try_from(color).map_err(|_| self.err("split", format!("color {color} exceeds a C int")))?;
         let k = c_int::try_from(key).map_err(|_| self.err("split", format!("key {key} exceeds a C int")))?;
@@ -187,6 +186,34 @@ impl MpiComm {
             self.comm.all_gather_varcount_into(send, &mut rp);
         }
         Ok(recv)
+    }
+}
+
+/// Borrowed host storage of a tensor.
+enum Host<'a> {
+    F32(&'a [f32]),
+    I32(&'a [i32]),
+}
+
+fn host<'a>(t: &'a Tensor, rank: usize, op: &'static str) -> Result<Host<'a>> {
+    match &t.data {
+        Data::Host(v) => Ok(Host::F32(v)),
+        Data::HostI32(v) => Ok(Host::I32(v)),
+        Data::Device(_) => Err(Error::Failed {
+            rank,
+            op,
+            msg: format!("{t:?} is in GPU memory; the MPI communicator moves host tensors (use NCCL for GPU tensors)"),
+        }),
+    }
+}
+
+/// (rows, elements per row) of a tensor seen as rows along its first dimension.
+fn rows(t: &Tensor, rank: usize, op: &'static str) -> Result<(usize, usize)> {
+    match t.shape.split_first() {
+        Some((&r, rest)) => Ok((r, rest.iter().product())),
+        None => {
+            Err(Error::Failed { rank, op, msg: "a scalar has no rows; give the tensor at least one dimension".into() })
+        }
     }
 }
 
@@ -276,7 +303,7 @@ impl Comm for MpiComm {
     fn all_to_all_v(&self, send: &Tensor, send_rows: &[usize], recv_rows: &[usize]) -> Result<Tensor> {
         const OP: &str = "all_to_all_v";
         let _w = self.watch(OP);
-        let (n, row) = single::rows(send, self.rank, OP)?;
+        let (n, row) = rows(send, self.rank, OP)?;
         if send_rows.len() != self.size || recv_rows.len() != self.size {
             return Err(self.err(
                 OP,
@@ -300,7 +327,7 @@ impl Comm for MpiComm {
         let sc = self.counts(OP, send_rows.iter().map(|r| r * row))?;
         let rc = self.counts(OP, recv_rows.iter().map(|r| r * row))?;
         let total: usize = recv_rows.iter().sum();
-        Ok(match single::host(send, self.rank, OP)? {
+        Ok(match host(send, self.rank, OP)? {
             Host::F32(v) => with_rows_f32(send, total, send.dtype, self.alltoallv(OP, v, &sc, &rc)?),
             Host::I32(v) => with_rows_i32(send, total, self.alltoallv(OP, v, &sc, &rc)?),
         })
@@ -309,8 +336,8 @@ impl Comm for MpiComm {
     fn all_gather(&self, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "all_gather";
         let _w = self.watch(OP);
-        let (n, row) = single::rows(x, self.rank, OP)?;
-        let data = single::host(x, self.rank, OP)?;
+        let (n, row) = rows(x, self.rank, OP)?;
+        let data = host(x, self.rank, OP)?;
         // Rows may differ per rank; row length and dtype must not.
         let mine = [n as u64, row as u64, dtype_code(x.dtype)];
         let mut meta = vec![0u64; 3 * self.size];
@@ -340,7 +367,7 @@ impl Comm for MpiComm {
     fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "all_reduce_sum";
         let _w = self.watch(OP);
-        Ok(match single::host(x, self.rank, OP)? {
+        Ok(match host(x, self.rank, OP)? {
             Host::F32(v) => {
                 let mut out = vec![0f32; v.len()];
                 self.comm.all_reduce_into(v, &mut out[..], SystemOperation::sum());
@@ -361,7 +388,7 @@ impl Comm for MpiComm {
             return Err(self.err(OP, format!("to {to} and from {from} must be below the size {}", self.size)));
         }
         let watch = self.watch(&format!("sendrecv to rank {to} from rank {from}"));
-        let (send, recv, n, dt) = match single::host(x, self.rank, OP)? {
+        let (send, recv, n, dt) = match host(x, self.rank, OP)? {
             Host::F32(v) => (
                 RecvBuf::F32(v.to_vec()),
                 RecvBuf::F32(vec![0.0; v.len()]),
@@ -448,5 +475,22 @@ impl Comm for MpiComm {
         let _w = self.watch("barrier");
         self.comm.barrier();
         Ok(())
+    }
+
+    fn all_to_all_count_blocks(&self, counts: &[usize], block: usize) -> Result<Vec<usize>> {
+        const OP: &str = "all_to_all_count_blocks";
+        let _w = self.watch(OP);
+        if counts.len() != self.size * block {
+            return Err(self.err(OP, format!("{} counts for {} ranks of {block}", counts.len(), self.size)));
+        }
+        let send: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
+        let mut recv = vec![0u64; self.size * block];
+        self.comm.all_to_all_into(&send[..], &mut recv[..]);
+        Ok(recv.into_iter().map(|c| c as usize).collect())
+    }
+
+    fn split(&self, color: usize, key: usize) -> Result<Box<dyn Comm>> {
+        let label = format!("{}/{color}", self.label);
+        Ok(Box::new(self.split_labeled(color, key, &label)?))
     }
 }

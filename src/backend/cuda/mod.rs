@@ -2,7 +2,7 @@
 //! touches cudarc's driver, NVRTC and cuBLASLt.
 
 use super::*;
-use cudarc::driver::{CudaEvent, CudaSlice};
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
 use half::bf16;
 
 pub enum DeviceData {
@@ -25,10 +25,19 @@ pub fn driver_present() -> bool {
 }
 
 pub struct CudaBackend {
-    _private: (),
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
 }
 
 impl CudaBackend {
+    /// The stream every op of this backend runs on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
     pub fn new(_device: usize) -> Result<Self> {
         if !driver_present() {
             return Err(Error::Unavailable("libcuda not found".into()));

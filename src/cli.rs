@@ -1,0 +1,125 @@
+//! Command-line flags as typed (the raw layer; plan.rs validates and resolves them).
+
+use crate::backend::BackendKind;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "rwm-dist", version, about = "Run LLM building blocks on GPUs: speed, memory, MoE routing health")]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, e.g. RUST_LOG=rwm_dist=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum GemmDtype {
+    Bf16,
+    Fp8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List targets with their variants, and the profiles.
+    List,
+    /// Run targets (all by default) and write results as JSON Lines.
+    Run(RunArgs),
+    /// Print a per-rank memory budget for a config and parallel layout; allocates nothing.
+    Estimate(EstimateArgs),
+}
+
+/// Selection of targets and their configs, shared by `run` and `estimate`.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Targets to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
+    /// Size profile: quick, bench or long.
+    #[arg(long, default_value = "quick")]
+    pub profile: String,
+    /// Override a config key: target.key=value (see `list` for keys). Repeatable.
+    #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Sequence length of llama and gpt4, tokens per batch of moe.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Decoder layers of llama and gpt4.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Element type of the GEMMs in the optimized variants.
+    #[arg(long, value_enum, default_value_t = GemmDtype::Bf16)]
+    pub dtype: GemmDtype,
+    /// Context-parallel size (gpt4 attention).
+    #[arg(long, default_value_t = 1)]
+    pub cp: usize,
+    /// Expert-parallel size (moe and gpt4 experts).
+    #[arg(long, default_value_t = 1)]
+    pub ep: usize,
+    /// Context-parallel attention: ring or allgather (gpt4).
+    #[arg(long)]
+    pub cp_kind: Option<String>,
+    /// Router input skew for moe: none, zipf:S or hot:N:P.
+    #[arg(long)]
+    pub skew: Option<String>,
+    /// Llama checkpoint directory (safetensors, Hugging Face names).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Topology file (topology/*.toml) for rank placement.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Variants to time, comma-separated (default: all; the baseline always runs as the reference).
+    #[arg(long, value_delimiter = ',')]
+    pub variant: Vec<String>,
+    /// Backend (default: CUDA when a GPU and driver are found, else CPU).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Warm-up steps per variant (default: the profile's).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Timed steps per variant (default: the profile's).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// JSON Lines output file (default: results/<run id>.jsonl).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Validate everything and print the plan (and rank map) without touching a GPU.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// World size to validate against with --dry-run (default: the launcher's, else --ranks).
+    #[arg(long)]
+    pub world: Option<usize>,
+    /// Without a launcher: run this many ranks as threads of one process (CPU backend),
+    /// to try CP/EP layouts on one machine.
+    #[arg(long, default_value_t = 1)]
+    pub ranks: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct EstimateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// World size of the layout (default: tp x the larger of cp and ep).
+    #[arg(long)]
+    pub world: Option<usize>,
+    /// Tensor-parallel size (shards attention heads, FFNs and the vocabulary).
+    #[arg(long, default_value_t = 1)]
+    pub tp: usize,
+    /// Device memory per GPU to check the budget against: h100, h200, gb200 or a number of GiB
+    /// (default: the topology file's GPU, else no check).
+    #[arg(long)]
+    pub device_memory: Option<String>,
+}

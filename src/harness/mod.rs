@@ -1,0 +1,78 @@
+//! One harness every workload plugs into (nccl-tests style): the workload says
+//! how to set up and run one step of each variant; the harness owns warm-up,
+//! timing, statistics, the correctness gate, gathering and output.
+
+pub mod record;
+pub mod registry;
+pub mod runner;
+pub mod stats;
+pub mod table;
+
+use crate::backend::Backend;
+use crate::comm::Comm;
+use crate::tensor::{DType, Tensor};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Backend(#[from] crate::backend::Error),
+    #[error(transparent)]
+    Comm(#[from] crate::comm::Error),
+    #[error(transparent)]
+    Parallel(#[from] crate::parallel::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Workload(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub struct VariantSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Largest accepted max |out - reference| / max |reference|.
+    pub tolerance: f64,
+}
+
+/// What a workload runs on.
+pub struct Ctx {
+    pub backend: Arc<dyn Backend>,
+    /// All ranks of the run; workloads split it into CP/EP groups as they need.
+    pub world: Arc<dyn Comm>,
+    /// Element type of the GEMM operands in non-baseline variants (bf16 or fp8).
+    pub gemm_dtype: DType,
+    /// Context- and expert-parallel degrees (each 1 or the world size).
+    pub layout: crate::plan::Layout,
+}
+
+pub trait Workload {
+    fn name(&self) -> &'static str;
+    /// The resolved config, recorded with every result.
+    fn config(&self) -> serde_json::Value;
+    fn variants(&self) -> Vec<VariantSpec>;
+    /// Allocate weights and inputs; called once before any variant runs.
+    fn setup(&mut self, ctx: &Ctx) -> Result<()>;
+    /// One timed step of `variant`; returns the output the correctness gate compares.
+    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor>;
+    /// A variant-specific reference output (e.g. the baseline algorithm on the same
+    /// routing), when comparing with the baseline's output would be wrong.
+    fn reference(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// Tokens processed by one step on this rank.
+    fn tokens(&self) -> usize;
+    /// Floating-point operations of one step on this rank.
+    fn flops(&self, variant: &str) -> f64;
+    /// Predicted peak bytes on this rank, when the workload can estimate it.
+    fn estimate_bytes(&self, _ctx: &Ctx, _variant: &str) -> Option<u64> {
+        None
+    }
+    /// Workload-specific results after a variant's steps (routing health, KV bytes, ...).
+    fn metrics(&mut self, _ctx: &Ctx, _variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+        Ok(Default::default())
+    }
+}

@@ -1,0 +1,283 @@
+//! Runs every selected variant of a workload: warm-up, timed steps, the gate.
+
+use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
+use super::stats::{errors, median, quantile};
+use super::{Ctx, Result, Workload};
+use crate::tensor::Tensor;
+use indicatif::ProgressBar;
+
+pub struct Options {
+    pub warmup: usize,
+    pub iterations: usize,
+    /// Variants to time; None times all. The baseline always runs (untimed if not selected).
+    pub variants: Option<Vec<String>>,
+}
+
+struct Timed {
+    samples: Vec<f64>,
+    output: Vec<f32>,
+    peak: u64,
+}
+
+fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, bar: &ProgressBar) -> Result<Timed> {
+    let b = &ctx.backend;
+    b.synchronize()?;
+    b.reset_peak();
+    let mut last: Option<Tensor> = None;
+    for _ in 0..opts.warmup {
+        last = Some(w.step(ctx, variant)?);
+        b.synchronize()?;
+    }
+    let mut samples = Vec::with_capacity(opts.iterations);
+    for _ in 0..opts.iterations {
+        drop(last.take());
+        let start = b.mark()?;
+        let out = w.step(ctx, variant)?;
+        let end = b.mark()?;
+        b.synchronize()?;
+        samples.push(b.elapsed_ms(&start, &end)?);
+        last = Some(out);
+        bar.inc(1);
+    }
+    let out = match last {
+        Some(t) => t,
+        None => w.step(ctx, variant)?,
+    };
+    let peak = b.memory().peak as u64;
+    Ok(Timed { samples, output: b.download(&out)?, peak })
+}
+
+/// Records for every variant, baseline first. A variant that errors is recorded
+/// with status `error`, and the others still run.
+pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar: &ProgressBar) -> Result<Vec<Record>> {
+    bar.set_message(format!("{}: setup", w.name()));
+    w.setup(ctx)?;
+    let specs = w.variants();
+    let baseline = specs[0].name;
+    let selected = |n: &str| opts.variants.as_ref().is_none_or(|v| v.iter().any(|s| s == n));
+    // Output and median of the baseline; Err once the baseline has failed.
+    let mut reference: Option<std::result::Result<(Vec<f32>, f64), ()>> = None;
+    let mut records = Vec::new();
+    for spec in &specs {
+        let timed_run = selected(spec.name);
+        if !timed_run && spec.name != baseline {
+            continue;
+        }
+        bar.set_message(format!("{} {}", w.name(), spec.name));
+        let run_opts =
+            Options { warmup: opts.warmup, iterations: if timed_run { opts.iterations } else { 0 }, variants: None };
+        let result = time_variant(ctx, w, spec.name, &run_opts, bar);
+        let mut rec = blank(ctx, w, info, spec.name, spec.tolerance, &run_opts);
+        match result {
+            Err(e) => {
+                rec.status = Status::Error;
+                rec.error = Some(e.to_string());
+                if reference.is_none() {
+                    tracing::error!("{} {baseline} failed: {e}; other variants have no reference", w.name());
+                    reference = Some(Err(()));
+                }
+            }
+            Ok(t) => {
+                if !t.samples.is_empty() {
+                    let med = median(&t.samples);
+                    rec.median_ms = Some(med);
+                    rec.p10_ms = Some(quantile(&t.samples, 0.1));
+                    rec.p90_ms = Some(quantile(&t.samples, 0.9));
+                    rec.min_ms = Some(quantile(&t.samples, 0.0));
+                    rec.max_ms = Some(quantile(&t.samples, 1.0));
+                    rec.tokens_per_s = Some(w.tokens() as f64 / (med / 1e3));
+                    rec.tflops = Some(w.flops(spec.name) / (med / 1e3) / 1e12);
+                }
+                rec.samples_ms = t.samples;
+                rec.peak_mem_bytes = Some(t.peak);
+                match &reference {
+                    None => {
+                        rec.reference = "none".into();
+                        reference = Some(Ok((t.output, rec.median_ms.unwrap_or(f64::NAN))));
+                    }
+                    Some(Err(())) => {
+                        rec.status = Status::Error;
+                        rec.error = Some(format!("no reference: {baseline} failed"));
+                    }
+                    Some(Ok((base_out, base_ms))) => {
+                        let own = w.reference(ctx, spec.name)?.map(|r| ctx.backend.download(&r)).transpose()?;
+                        if own.is_some() {
+                            rec.reference = format!("{baseline} on the same routing");
+                        }
+                        let (max_err, rel) = errors(&t.output, own.as_deref().unwrap_or(base_out));
+                        rec.max_err = Some(max_err);
+                        rec.rel_l2_err = Some(rel);
+                        if max_err <= spec.tolerance {
+                            rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
+                        } else {
+                            rec.status = Status::Failed;
+                        }
+                    }
+                }
+                match w.metrics(ctx, spec.name) {
+                    Ok(m) => rec.metrics = m,
+                    Err(e) => {
+                        rec.status = Status::Error;
+                        rec.error = Some(format!("metrics: {e}"));
+                    }
+                }
+            }
+        }
+        if timed_run {
+            records.push(rec);
+        }
+    }
+    Ok(records)
+}
+
+/// The record of a variant that never ran because its target failed to set up.
+pub fn error_record(
+    ctx: &Ctx,
+    w: &dyn Workload,
+    info: &RunInfo,
+    variant: &str,
+    tolerance: f64,
+    o: &Options,
+    e: &super::Error,
+) -> Record {
+    let mut r = blank(ctx, w, info, variant, tolerance, o);
+    r.status = Status::Error;
+    r.error = Some(format!("setup: {e}"));
+    r
+}
+
+fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, tolerance: f64, o: &Options) -> Record {
+    Record {
+        schema_version: SCHEMA_VERSION,
+        run_id: info.run_id.clone(),
+        timestamp: info.timestamp.clone(),
+        git_rev: super::record::git_rev().into(),
+        rwm_version: env!("CARGO_PKG_VERSION").into(),
+        machine: info.machine.clone(),
+        rank: info.rank,
+        world_size: info.world_size,
+        target: w.name().into(),
+        variant: variant.into(),
+        profile: info.profile.clone(),
+        gemm_dtype: ctx.gemm_dtype.name().into(),
+        config: w.config(),
+        status: Status::Ok,
+        error: None,
+        warmup: o.warmup,
+        iterations: o.iterations,
+        samples_ms: vec![],
+        median_ms: None,
+        p10_ms: None,
+        p90_ms: None,
+        min_ms: None,
+        max_ms: None,
+        tokens: w.tokens(),
+        tokens_per_s: None,
+        tflops: None,
+        speedup: None,
+        max_err: None,
+        rel_l2_err: None,
+        tolerance,
+        reference: "baseline".into(),
+        peak_mem_bytes: None,
+        est_mem_bytes: w.estimate_bytes(ctx, variant),
+        metrics: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, cpu::CpuBackend};
+    use crate::comm::single::SingleComm;
+    use crate::harness::{Error, VariantSpec};
+    use crate::tensor::DType;
+    use std::sync::Arc;
+
+    /// Outputs fixed vectors per variant; "broken" errors; "own" has its own reference.
+    struct Fake;
+
+    impl Workload for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn config(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+        fn variants(&self) -> Vec<VariantSpec> {
+            ["baseline", "close", "far", "broken", "own"]
+                .into_iter()
+                .map(|name| VariantSpec { name, about: "", tolerance: 0.01 })
+                .collect()
+        }
+        fn setup(&mut self, _: &Ctx) -> Result<()> {
+            Ok(())
+        }
+        fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+            let v = match variant {
+                "baseline" => vec![1.0, 2.0, 4.0],
+                "close" => vec![1.0, 2.0, 4.02],
+                "far" | "own" => vec![1.0, 2.0, 4.2],
+                _ => return Err(Error::Workload("kernel exploded".into())),
+            };
+            Ok(ctx.backend.upload(&v, &[3], DType::F32)?)
+        }
+        fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+            Ok(match variant {
+                "own" => Some(ctx.backend.upload(&[1.0, 2.0, 4.2], &[3], DType::F32)?),
+                _ => None,
+            })
+        }
+        fn tokens(&self) -> usize {
+            3
+        }
+        fn flops(&self, _: &str) -> f64 {
+            1.0
+        }
+    }
+
+    #[test]
+    fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+        let ctx = Ctx {
+            backend: backend.clone(),
+            world: Arc::new(SingleComm::new(backend.clone())),
+            gemm_dtype: DType::Bf16,
+            layout: crate::plan::Layout { cp: 1, ep: 1 },
+        };
+        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let opts = Options { warmup: 1, iterations: 3, variants: None };
+        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
+        assert_eq!(by("baseline").status, Status::Ok);
+        assert_eq!(by("baseline").samples_ms.len(), 3);
+        // 0.02 / 4 = 0.005 <= 0.01
+        assert_eq!(by("close").status, Status::Ok);
+        assert!((by("close").max_err.unwrap() - 0.005).abs() < 1e-6);
+        assert!(by("close").speedup.is_some());
+        // 0.2 / 4 = 0.05 > 0.01
+        assert_eq!(by("far").status, Status::Failed);
+        assert_eq!(by("far").speedup, None);
+        assert_eq!(by("broken").status, Status::Error);
+        assert!(by("broken").error.as_deref().unwrap().contains("kernel exploded"));
+        // Same output as "far", but compared with its own reference: passes.
+        assert_eq!(by("own").status, Status::Ok);
+        assert_eq!(by("own").max_err, Some(0.0));
+    }
+
+    #[test]
+    fn unselected_baseline_still_runs_as_reference() {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+        let ctx = Ctx {
+            backend: backend.clone(),
+            world: Arc::new(SingleComm::new(backend.clone())),
+            gemm_dtype: DType::Bf16,
+            layout: crate::plan::Layout { cp: 1, ep: 1 },
+        };
+        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]) };
+        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, Status::Failed);
+    }
+}

@@ -1,0 +1,279 @@
+//! DeepSeek MoE layer (routed experts + shared experts) on one device.
+//! Expert parallelism (src/parallel/expert.rs) reuses `route` and `experts_grouped`.
+
+use super::weights::Source;
+use super::{Linear, Mlp, gemm_flops};
+use crate::backend::{Backend, Gate, Result, RouterParams, Routing};
+use crate::config::ConfigError;
+use crate::tensor::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MoeConfig {
+    pub hidden: usize,
+    pub expert_ffn: usize,
+    pub num_experts: usize,
+    pub top_k: usize,
+    pub shared_experts: usize,
+    pub gate: Gate,
+    pub n_group: usize,
+    pub topk_group: usize,
+    pub norm_topk: bool,
+    pub routed_scaling: f32,
+    /// Tokens per batch on each rank.
+    pub tokens: usize,
+    /// Batches routed for the routing statistics (and bias updates of `balanced`).
+    pub batches: usize,
+    pub capacity_factor: f32,
+    /// Router skew of the inputs: none, zipf:S or hot:N:P.
+    pub skew: String,
+    /// Step of the auxiliary-loss-free bias update (DeepSeek-V3's gamma).
+    pub bias_update: f32,
+    /// Bias updates of the balanced variant, cycling over the batches.
+    pub balance_steps: usize,
+    /// Extra expert slots for EPLB replicas of hot experts (balanced variant, EP > 1).
+    pub redundant_experts: usize,
+    pub seed: u64,
+}
+
+impl MoeConfig {
+    pub const PRESETS: [&'static str; 2] = ["deepseek-v2-lite", "deepseek-v3"];
+
+    pub fn preset(name: &str) -> std::result::Result<Self, ConfigError> {
+        match name {
+            "deepseek-v2-lite" => Ok(Self::deepseek_v2_lite()),
+            "deepseek-v3" => Ok(Self::deepseek_v3()),
+            _ => Err(ConfigError::UnknownName {
+                what: "moe.preset",
+                name: name.into(),
+                allowed: Self::PRESETS.join(", "),
+            }),
+        }
+    }
+
+    /// DeepSeek-V2-Lite: 64 routed experts top-6, 2 shared, softmax gate.
+    pub fn deepseek_v2_lite() -> Self {
+        MoeConfig {
+            hidden: 2048,
+            expert_ffn: 1408,
+            num_experts: 64,
+            top_k: 6,
+            shared_experts: 2,
+            gate: Gate::Softmax,
+            n_group: 1,
+            topk_group: 1,
+            norm_topk: false,
+            routed_scaling: 1.0,
+            tokens: 16_384,
+            batches: 8,
+            capacity_factor: 1.25,
+            skew: "none".into(),
+            bias_update: 1e-3,
+            balance_steps: 100,
+            redundant_experts: 0,
+            seed: 0,
+        }
+    }
+
+    /// DeepSeek-V3: 256 routed experts top-8 from 4 of 8 groups, 1 shared, sigmoid gate with bias.
+    pub fn deepseek_v3() -> Self {
+        MoeConfig {
+            hidden: 7168,
+            expert_ffn: 2048,
+            num_experts: 256,
+            top_k: 8,
+            shared_experts: 1,
+            gate: Gate::Sigmoid,
+            n_group: 8,
+            topk_group: 4,
+            norm_topk: true,
+            routed_scaling: 2.5,
+            tokens: 8192,
+            ..Self::deepseek_v2_lite()
+        }
+    }
+
+    pub fn validate(&self, ep: usize) -> std::result::Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (k, v) in [("hidden", self.hidden), ("expert_ffn", self.expert_ffn), ("num_experts", self.num_experts)]
+            .into_iter()
+            .chain([
+                ("top_k", self.top_k),
+                ("tokens", self.tokens),
+                ("batches", self.batches),
+                ("n_group", self.n_group),
+            ])
+        {
+            if v == 0 {
+                return bad(format!("moe.{k} must be > 0"));
+            }
+        }
+        if self.top_k > self.num_experts {
+            return bad(format!("moe.top_k ({}) exceeds moe.num_experts ({})", self.top_k, self.num_experts));
+        }
+        if !self.num_experts.is_multiple_of(self.n_group) {
+            return bad(format!("moe.n_group ({}) must divide moe.num_experts ({})", self.n_group, self.num_experts));
+        }
+        if self.topk_group == 0 || self.topk_group > self.n_group {
+            return bad(format!("moe.topk_group ({}) must be in 1..=moe.n_group ({})", self.topk_group, self.n_group));
+        }
+        if self.top_k > self.topk_group * (self.num_experts / self.n_group) {
+            return bad(format!(
+                "moe.top_k ({}) exceeds the experts in moe.topk_group ({}) groups of {}",
+                self.top_k,
+                self.topk_group,
+                self.num_experts / self.n_group
+            ));
+        }
+        if !self.num_experts.is_multiple_of(ep) {
+            return bad(format!("moe.num_experts ({}) must be divisible by the EP size ({ep})", self.num_experts));
+        }
+        Ok(())
+    }
+
+    pub fn router(&self) -> RouterParams {
+        RouterParams {
+            gate: self.gate,
+            top_k: self.top_k,
+            n_group: self.n_group,
+            topk_group: self.topk_group,
+            norm_topk: self.norm_topk,
+            scaling: self.routed_scaling,
+        }
+    }
+
+    /// FLOPs of one layer for `t` tokens: router, routed experts (t*k rows), shared experts.
+    pub fn flops(&self, t: usize) -> f64 {
+        let (h, f) = (self.hidden, self.expert_ffn);
+        gemm_flops(t, self.num_experts, h)
+            + gemm_flops(t * self.top_k, 3 * f, h)
+            + gemm_flops(t, 3 * f * self.shared_experts, h)
+    }
+}
+
+pub struct MoeLayer {
+    pub cfg: MoeConfig,
+    /// [e, h], every expert's row (routing is replicated on every rank).
+    pub router: Tensor,
+    /// The logical expert of each local slot: all experts on one device, a share under EP.
+    pub slots: Vec<usize>,
+    /// [slots, 2f, h]: gate then up projection of each local slot's expert.
+    pub gate_up: Tensor,
+    /// [slots, h, f]
+    pub down: Tensor,
+    pub shared: Option<Mlp>,
+}
+
+impl MoeLayer {
+    /// `prefix` names the tensors (e.g. "layers.3.moe"); `slots` lists the logical expert of
+    /// each local slot. Each expert's weights come from its own name, so a rank holding a
+    /// subset (or a replica) gets exactly the values a single device would.
+    pub fn new(
+        b: &dyn Backend,
+        cfg: &MoeConfig,
+        src: &Source,
+        prefix: &str,
+        slots: &[usize],
+        dt: DType,
+    ) -> Result<MoeLayer> {
+        let (e, h, f) = (cfg.num_experts, cfg.hidden, cfg.expert_ffn);
+        let std_h = 1.0 / (h as f32).sqrt();
+        let shared = if cfg.shared_experts > 0 {
+            let fs = f * cfg.shared_experts;
+            Some(Mlp {
+                gate_up: Linear::new(src.get(b, &format!("{prefix}.shared.gate_up"), &[2 * fs, h], dt, std_h)?),
+                down: Linear::new(src.get(
+                    b,
+                    &format!("{prefix}.shared.down"),
+                    &[h, fs],
+                    dt,
+                    1.0 / (fs as f32).sqrt(),
+                )?),
+            })
+        } else {
+            None
+        };
+        let stack = |what: &str, shape: [usize; 2], std: f32| -> Result<Tensor> {
+            let parts = slots
+                .iter()
+                .map(|x| src.get(b, &format!("{prefix}.experts.{x}.{what}"), &shape, dt, std))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(b.concat_rows(&parts.iter().collect::<Vec<_>>())?.reshape(&[slots.len(), shape[0], shape[1]]))
+        };
+        Ok(MoeLayer {
+            cfg: cfg.clone(),
+            router: src.get(b, &format!("{prefix}.gate.weight"), &[e, h], dt, std_h)?,
+            slots: slots.to_vec(),
+            gate_up: stack("gate_up", [2 * f, h], std_h)?,
+            down: stack("down", [h, f], 1.0 / (f as f32).sqrt())?,
+            shared,
+        })
+    }
+
+    /// Every expert on this device.
+    pub fn all_experts(cfg: &MoeConfig) -> Vec<usize> {
+        (0..cfg.num_experts).collect()
+    }
+
+    /// Router logits in f32 (plus a per-expert input skew), then top-k.
+    pub fn route(&self, b: &dyn Backend, x: &Tensor, skew: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Routing> {
+        let mut logits = b.matmul(x, &self.router, DType::F32)?;
+        if let Some(s) = skew {
+            logits = b.add(&logits, s)?;
+        }
+        b.route(&logits, &self.cfg.router(), bias)
+    }
+
+    /// Every local slot's MLP over rows grouped by slot, as two grouped GEMMs (no host round trip).
+    pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        let gu = b.grouped_matmul(xp, &self.gate_up, offsets)?;
+        let a = b.swiglu(&gu, None)?;
+        b.grouped_matmul(&a, &self.down, offsets)
+    }
+
+    /// The same with one GEMM pair per expert, reading the group sizes on the host.
+    pub fn experts_loop(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor, per_expert: &[Mlp]) -> Result<Tensor> {
+        let off = b.download_i32(offsets)?;
+        let mut parts = Vec::new();
+        for (e, mlp) in per_expert.iter().enumerate() {
+            let (lo, hi) = (off[e] as usize, off[e + 1] as usize);
+            if hi > lo {
+                parts.push(mlp.forward(b, &b.rows(xp, lo, hi - lo)?, xp.dtype())?);
+            }
+        }
+        if parts.is_empty() {
+            return b.zeros(&[0, self.cfg.hidden], xp.dtype());
+        }
+        b.concat_rows(&parts.iter().collect::<Vec<_>>())
+    }
+
+    /// Per-slot weight copies for `experts_loop` (the baseline keeps them while it runs).
+    pub fn split_experts(&self, b: &dyn Backend) -> Result<Vec<Mlp>> {
+        let (e, h, f) = (self.slots.len(), self.cfg.hidden, self.cfg.expert_ffn);
+        let gu = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.gate_up, x, 1)?.reshape(&[2 * f, h])) };
+        let dn = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.down, x, 1)?.reshape(&[h, f])) };
+        (0..e).map(|x| Ok(Mlp { gate_up: Linear::new(gu(x)?), down: Linear::new(dn(x)?) })).collect()
+    }
+
+    /// Combine the expert outputs with the routing weights and add the shared experts.
+    pub fn combine(&self, b: &dyn Backend, x: &Tensor, y: &Tensor, row_of: &Tensor, r: &Routing) -> Result<Tensor> {
+        let routed = b.unpermute(y, row_of, &r.weights)?;
+        match &self.shared {
+            Some(s) => b.add(&routed, &s.forward(b, x, x.dtype())?),
+            None => Ok(routed),
+        }
+    }
+
+    /// The whole layer on one device (all experts local): grouped experts, or the
+    /// per-expert loop when `per_expert` is given.
+    pub fn forward(&self, b: &dyn Backend, x: &Tensor, r: &Routing, per_expert: Option<&[Mlp]>) -> Result<Tensor> {
+        debug_assert_eq!(self.slots.len(), self.cfg.num_experts, "single-device forward needs every expert");
+        let p = b.permute(x, &r.ids, self.cfg.num_experts)?;
+        let y = match per_expert {
+            Some(m) => self.experts_loop(b, &p.x, &p.offsets, m)?,
+            None => self.experts_grouped(b, &p.x, &p.offsets)?,
+        };
+        self.combine(b, x, &y, &p.row_of, r)
+    }
+}

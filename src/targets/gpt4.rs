@@ -1,0 +1,203 @@
+//! The `gpt4` target: a GPT-4-style MoE block stack. With --cp N every rank holds a
+//! zigzag shard of the sequence and attention is context parallel; with --ep N the
+//! experts are spread over the ranks and tokens travel by all-to-all.
+
+use crate::backend::{AttnAlgo, AttnParams};
+use crate::harness::{Ctx, Result, VariantSpec, Workload};
+use crate::models::Mlp;
+use crate::models::gpt4::{Gpt4, Gpt4Config};
+use crate::models::moe::MoeLayer;
+use crate::models::weights::Source;
+use crate::parallel::context::{self, CpParams, CpStats};
+use crate::parallel::expert::{self, EpStats, ExpertPlacement};
+use crate::rng::child_seed;
+use crate::tensor::{DType, Tensor};
+use serde_json::json;
+use std::ops::Range;
+
+pub struct Gpt4Target {
+    pub cfg: Gpt4Config,
+    model: Option<Gpt4>,
+    /// This rank's rows of the input hidden states and their sequence positions.
+    x: Option<Tensor>,
+    chunks: Vec<Range<usize>>,
+    placement: Option<ExpertPlacement>,
+    fp8_ready: bool,
+    /// Per-slot weights of the baseline loop (per block), held only while it runs.
+    per_expert: Option<Vec<Vec<Mlp>>>,
+    /// Stats of the last step, one entry per layer.
+    cp_stats: Vec<CpStats>,
+    ep_stats: Vec<EpStats>,
+    /// Weights and activations (bf16; f32 in tests that compare layouts exactly).
+    dtype: DType,
+}
+
+impl Gpt4Target {
+    pub fn new(cfg: Gpt4Config) -> Self {
+        Gpt4Target {
+            cfg,
+            model: None,
+            x: None,
+            chunks: vec![],
+            placement: None,
+            fp8_ready: false,
+            per_expert: None,
+            cp_stats: vec![],
+            ep_stats: vec![],
+            dtype: DType::Bf16,
+        }
+    }
+
+    pub fn with_dtype(cfg: Gpt4Config, dtype: DType) -> Self {
+        Gpt4Target { dtype, ..Self::new(cfg) }
+    }
+
+    fn forward(&mut self, ctx: &Ctx, variant: &str, measure_comm: bool) -> Result<Tensor> {
+        let b = ctx.backend.as_ref();
+        let base = variant == "baseline";
+        let gemm = if base || self.dtype == DType::F32 { self.dtype } else { ctx.gemm_dtype };
+        let model = self.model.as_mut().expect("setup ran");
+        if (gemm == DType::F8) != self.fp8_ready {
+            self.fp8_ready = gemm == DType::F8;
+            model.set_fp8(b, self.fp8_ready)?;
+        }
+        if !base {
+            self.per_expert = None;
+        } else if self.per_expert.is_none() {
+            let split = model.blocks.iter().map(|blk| blk.moe.split_experts(b));
+            self.per_expert = Some(split.collect::<std::result::Result<_, _>>()?);
+        }
+        let algo = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
+        let world = ctx.world.as_ref();
+        let seq_len = self.cfg.seq_len;
+        let cp = CpParams { kind: self.cfg.cp_kind, algo, seq_len, measure_comm };
+        let (cp_stats, ep_stats) = (&mut self.cp_stats, &mut self.ep_stats);
+        cp_stats.clear();
+        ep_stats.clear();
+        let mut attn = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
+            if ctx.layout.cp > 1 {
+                let (o, st) = context::attention(b, world, q, k, v, &cp)?;
+                cp_stats.push(st);
+                Ok(o)
+            } else {
+                Ok(b.attention(q, k, v, &AttnParams { causal: true, q_offset: 0, k_offset: 0, algo })?.out)
+            }
+        };
+        let per_expert = self.per_expert.as_deref();
+        let placement = self.placement.as_ref();
+        let mut layer = 0;
+        let mut moe = |m: &MoeLayer, x: &Tensor| -> Result<Tensor> {
+            let pe = per_expert.map(|p| p[layer].as_slice());
+            layer += 1;
+            let r = m.route(b, x, None, None)?;
+            match placement {
+                None => Ok(m.forward(b, x, &r, pe)?),
+                Some(p) => {
+                    let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
+                        Ok(match pe {
+                            Some(per_slot) => m.experts_loop(b, rows, offsets, per_slot)?,
+                            None => m.experts_grouped(b, rows, offsets)?,
+                        })
+                    };
+                    let (y, st) = expert::forward(b, world, p, x, &r, run)?;
+                    ep_stats.push(st);
+                    Ok(y)
+                }
+            }
+        };
+        let x = b.concat_rows(&[self.x.as_ref().expect("setup ran")])?;
+        model.forward(b, x, &self.chunks, gemm, &mut attn, &mut moe)
+    }
+}
+
+/// Per-layer stats summed over layers, as JSON.
+fn sum_stats<T: serde::Serialize>(stats: &[T]) -> serde_json::Value {
+    let mut total = serde_json::Map::new();
+    for s in stats {
+        if let serde_json::Value::Object(m) = serde_json::to_value(s).expect("stats serialise") {
+            for (k, v) in m {
+                if let Some(x) = v.as_f64() {
+                    let acc = total.get(&k).and_then(|a| a.as_f64()).unwrap_or(0.0);
+                    total.insert(k, json!(acc + x));
+                }
+            }
+        }
+    }
+    serde_json::Value::Object(total)
+}
+
+impl Workload for Gpt4Target {
+    fn name(&self) -> &'static str {
+        "gpt4"
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("config serialises")
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        vec![
+            VariantSpec { name: "baseline", about: "naive attention, loop over experts, bf16", tolerance: 0.0 },
+            VariantSpec {
+                name: "optimized",
+                about: "flash attention, grouped experts, GEMMs in --dtype (bf16 or fp8)",
+                tolerance: 0.05,
+            },
+        ]
+    }
+    fn setup(&mut self, ctx: &Ctx) -> Result<()> {
+        let b = ctx.backend.as_ref();
+        let (rank, c) = (ctx.world.rank(), &self.cfg);
+        let experts: Vec<usize> = if ctx.layout.ep > 1 {
+            let p = ExpertPlacement::contiguous(c.num_experts, ctx.layout.ep)?;
+            let mine = p.slot_experts(rank);
+            self.placement = Some(p);
+            mine
+        } else {
+            (0..c.num_experts).collect()
+        };
+        self.model = Some(Gpt4::new(b, c, &Source::Random { seed: c.seed }, &experts, self.dtype)?);
+        // Every rank draws the same full input and keeps its own shard of it.
+        let full = b.random(&[c.seq_len, c.hidden], self.dtype, child_seed(c.seed, "x"), 1.0)?;
+        if ctx.layout.cp > 1 {
+            self.chunks = context::shard(c.seq_len, ctx.layout.cp, rank)?;
+            self.x = Some(context::take_shard(b, &full, ctx.layout.cp, rank)?);
+        } else {
+            self.chunks = std::iter::once(0..c.seq_len).collect();
+            self.x = Some(full);
+        }
+        Ok(())
+    }
+    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+        self.forward(ctx, variant, false)
+    }
+    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
+        let attn = if variant == "baseline" { AttnAlgo::Naive } else { AttnAlgo::Flash };
+        super::memory::gpt4(&self.cfg, ctx.layout, attn, false).estimate().ok().map(|b| b.total)
+    }
+    fn tokens(&self) -> usize {
+        self.chunks.iter().map(|r| r.len()).sum()
+    }
+    fn flops(&self, _variant: &str) -> f64 {
+        // The whole model's work split evenly (zigzag balances causal attention).
+        self.cfg.flops() * self.tokens() as f64 / self.cfg.seq_len as f64
+    }
+    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut m = serde_json::Map::new();
+        m.insert("params".into(), json!(self.cfg.params()));
+        if ctx.layout.cp > 1 {
+            // One more step that also replays the ring's transfers alone, to measure overlap.
+            self.forward(ctx, variant, true)?;
+            let mut cp = sum_stats(&self.cp_stats);
+            cp.as_object_mut().expect("an object").remove("overlap");
+            let (exposed, total) = (cp["exposed_comm_ms"].as_f64(), cp["comm_ms"].as_f64());
+            let overlap = match (exposed, total) {
+                (Some(e), Some(t)) if t > 0.0 => Some((1.0 - e / t).clamp(0.0, 1.0)),
+                _ => None,
+            };
+            m.insert("cp".into(), json!({"kind": self.cfg.cp_kind, "sum_over_layers": cp, "overlap": overlap}));
+        }
+        if ctx.layout.ep > 1 {
+            m.insert("ep".into(), json!({"sum_over_layers": sum_stats(&self.ep_stats)}));
+        }
+        Ok(m)
+    }
+}

@@ -1,0 +1,94 @@
+//! The `llama` target: full-model prefill, baseline vs optimized vs FP8.
+
+use crate::backend::AttnAlgo;
+use crate::harness::{Ctx, Result, VariantSpec, Workload};
+use crate::models::llama::{Llama, LlamaConfig, Mode};
+use crate::models::weights::Source;
+use crate::tensor::{DType, Tensor};
+use serde_json::json;
+
+pub struct LlamaTarget {
+    pub cfg: LlamaConfig,
+    model: Option<Llama>,
+    ids: Option<Tensor>,
+    fp8_ready: bool,
+}
+
+impl LlamaTarget {
+    pub fn new(cfg: LlamaConfig) -> Self {
+        LlamaTarget { cfg, model: None, ids: None, fp8_ready: false }
+    }
+
+    fn mode(&self, ctx: &Ctx, variant: &str) -> Mode {
+        match variant {
+            "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
+            "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
+            _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: ctx.gemm_dtype },
+        }
+    }
+}
+
+/// Seeded token ids in [0, vocab).
+pub fn token_ids(seed: u64, n: usize, vocab: usize) -> Vec<i32> {
+    (0..n as u64).map(|i| (crate::rng::splitmix64(seed ^ crate::rng::splitmix64(i)) % vocab as u64) as i32).collect()
+}
+
+impl Workload for LlamaTarget {
+    fn name(&self) -> &'static str {
+        "llama"
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("config serialises")
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        vec![
+            VariantSpec { name: "baseline", about: "unfused norms, naive attention (f32 scores)", tolerance: 0.0 },
+            VariantSpec { name: "optimized", about: "flash attention, residual fused into RMSNorm", tolerance: 0.05 },
+            VariantSpec { name: "fp8", about: "optimized with FP8 e4m3 GEMMs (per-tensor scales)", tolerance: 0.25 },
+        ]
+    }
+    fn setup(&mut self, ctx: &Ctx) -> Result<()> {
+        let b = ctx.backend.as_ref();
+        let src = if self.cfg.weights.is_empty() {
+            Source::Random { seed: self.cfg.seed }
+        } else {
+            Source::load(std::path::Path::new(&self.cfg.weights))?
+        };
+        self.model = Some(Llama::new(b, &self.cfg, &src, DType::Bf16)?);
+        let ids = token_ids(self.cfg.seed ^ 0x1d5, self.cfg.seq_len, self.cfg.vocab);
+        self.ids = Some(b.upload_i32(&ids, &[ids.len()])?);
+        Ok(())
+    }
+    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+        let mode = self.mode(ctx, variant);
+        let b = ctx.backend.as_ref();
+        let model = self.model.as_mut().expect("setup ran");
+        // FP8 weight copies exist only while an FP8 variant runs.
+        let want = mode.gemm == DType::F8;
+        if want != self.fp8_ready {
+            model.set_fp8(b, want)?;
+            self.fp8_ready = want;
+        }
+        Ok(model.prefill(b, self.ids.as_ref().expect("setup ran"), mode)?)
+    }
+    fn tokens(&self) -> usize {
+        self.cfg.seq_len
+    }
+    fn flops(&self, _variant: &str) -> f64 {
+        self.cfg.prefill_flops()
+    }
+    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
+        let attn = self.mode(ctx, variant).attn;
+        super::memory::llama(&self.cfg, attn).estimate().ok().map(|b| b.total)
+    }
+    fn metrics(&mut self, _ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let c = &self.cfg;
+        let mut m = serde_json::Map::new();
+        m.insert("params".into(), json!(c.params()));
+        m.insert("kv_cache_bytes".into(), json!(c.kv_cache_bytes(2)));
+        // The naive kernel holds one head's f32 score matrix at a time; flash holds none.
+        let scores = if variant == "baseline" { (c.seq_len * c.seq_len * 4) as u64 } else { 0 };
+        m.insert("attn_score_bytes".into(), json!(scores));
+        Ok(m)
+    }
+}

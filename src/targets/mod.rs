@@ -1,0 +1,6 @@
+//! Workloads: each model wrapped for the harness.
+
+pub mod gpt4;
+pub mod llama;
+pub mod memory;
+pub mod moe;

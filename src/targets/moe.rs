@@ -1,0 +1,269 @@
+//! The `moe` target: one DeepSeek MoE layer. Each rank routes its own tokens; with
+//! --ep N the experts are spread over the ranks and tokens travel by all-to-all.
+//! Routing health (load, Gini, entropies, aux loss, drops) is measured on every
+//! batch; `balanced` learns a selection bias across batches (DeepSeek-V3) and,
+//! under EP, replicates hot experts onto ranks (EPLB).
+
+use crate::backend::Routing;
+use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
+use crate::metrics::balance::{BiasBalancer, plan_placement};
+use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
+use crate::metrics::skew::Skew;
+use crate::models::Mlp;
+use crate::models::moe::{MoeConfig, MoeLayer};
+use crate::models::weights::Source;
+use crate::parallel::expert::{self, EpStats, ExpertPlacement};
+use crate::rng::child_seed;
+use crate::tensor::{DType, Tensor};
+use serde_json::json;
+
+/// Experts laid out over the EP group (one rank: every expert in order).
+struct Sharded {
+    layer: MoeLayer,
+    placement: Option<ExpertPlacement>,
+}
+
+pub struct MoeTarget {
+    pub cfg: MoeConfig,
+    /// Contiguous placement: baseline and optimized.
+    plain: Option<Sharded>,
+    /// EPLB placement of the balanced variant (EP > 1), built once the bias is learned.
+    balanced: Option<Sharded>,
+    /// One input batch per `cfg.batches`; steps time batch 0.
+    inputs: Vec<Tensor>,
+    skew: Option<Tensor>,
+    /// Per-slot weights of the baseline loop, held only while it runs.
+    per_expert: Option<Vec<Mlp>>,
+    /// Selection bias learned by the balanced variant: host values and device copy.
+    bias: Option<(Vec<f32>, Tensor)>,
+    /// Gini of the summed load, and rank balance of the placement, around balancing.
+    balance_report: serde_json::Value,
+    ep_stats: Option<EpStats>,
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Workload(e.to_string())
+}
+
+impl MoeTarget {
+    pub fn new(cfg: MoeConfig) -> Self {
+        MoeTarget {
+            cfg,
+            plain: None,
+            balanced: None,
+            inputs: vec![],
+            skew: None,
+            per_expert: None,
+            bias: None,
+            balance_report: json!(null),
+            ep_stats: None,
+        }
+    }
+
+    /// This rank's input batch `i` ([tokens, hidden]).
+    pub fn input(&self, i: usize) -> &Tensor {
+        &self.inputs[i]
+    }
+
+    /// The selection bias the balanced variant learned (device tensor), once it ran.
+    pub fn learned_bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref().map(|b| &b.1)
+    }
+
+    fn plain(&self) -> &Sharded {
+        self.plain.as_ref().expect("setup ran")
+    }
+
+    fn routing(&self, ctx: &Ctx, batch: usize, biased: bool) -> Result<Routing> {
+        let bias = if biased { self.bias.as_ref().map(|b| &b.1) } else { None };
+        Ok(self.plain().layer.route(ctx.backend.as_ref(), &self.inputs[batch], self.skew.as_ref(), bias)?)
+    }
+
+    /// Expert load of one routing, summed over the EP group (every rank gets the same).
+    fn group_load(&self, ctx: &Ctx, r: &Routing) -> Result<Vec<u64>> {
+        let b = ctx.backend.as_ref();
+        let mut load = vec![0f32; self.cfg.num_experts];
+        b.download_i32(&r.ids)?.iter().for_each(|&e| load[e as usize] += 1.0);
+        if ctx.layout.ep > 1 {
+            let t = b.upload(&load, &[load.len()], DType::F32)?;
+            load = b.download(&ctx.world.all_reduce_sum(&t)?)?;
+        }
+        Ok(load.iter().map(|&x| x.round() as u64).collect())
+    }
+
+    /// Routing health of every batch on this rank, with or without the learned bias.
+    fn routing_stats(&self, ctx: &Ctx, biased: bool) -> Result<RoutingStats> {
+        let b = ctx.backend.as_ref();
+        let (e, k) = (self.cfg.num_experts, self.cfg.top_k);
+        let mut batches: Vec<BatchRouting> = vec![];
+        for i in 0..self.cfg.batches {
+            let r = self.routing(ctx, i, biased)?;
+            let mut probs = b.download(&r.probs)?;
+            if self.cfg.gate == crate::backend::Gate::Sigmoid {
+                probs = normalize_rows(&probs, e);
+            }
+            let tally = RoutingTally::from_assignments(&b.download_i32(&r.ids)?, &probs, e, k).map_err(err)?;
+            batches.push(tally.batch_stats(self.cfg.capacity_factor as f64).map_err(err)?);
+        }
+        RoutingStats::from_batches(&batches).map_err(err)
+    }
+
+    /// DeepSeek-V3's auxiliary-loss-free balancing: `balance_steps` updates cycling over
+    /// the batches, then (EP > 1) an EPLB placement of the load routed while learning,
+    /// with `redundant_experts` extra slots.
+    fn balance(&mut self, ctx: &Ctx) -> Result<()> {
+        let b = ctx.backend.as_ref();
+        let e = self.cfg.num_experts;
+        let mut bal = BiasBalancer::new(e, self.cfg.bias_update).map_err(err)?;
+        self.bias = Some((vec![0.0; e], b.zeros(&[e], DType::F32)?));
+        let mut total = vec![0u64; e];
+        for step in 0..self.cfg.balance_steps {
+            let load = self.group_load(ctx, &self.routing(ctx, step % self.cfg.batches, true)?)?;
+            bal.update(&load).map_err(err)?;
+            total.iter_mut().zip(&load).for_each(|(t, l)| *t += l);
+            self.bias = Some((bal.bias().to_vec(), b.upload(bal.bias(), &[e], DType::F32)?));
+        }
+        let loads: Vec<f64> = total.iter().map(|&x| x as f64).collect();
+        let mut report =
+            json!({"gamma": bal.gamma(), "bias_abs_max": bal.bias().iter().fold(0f32, |m, x| m.max(x.abs()))});
+        if ctx.layout.ep > 1 {
+            let p = plan_placement(&loads, ctx.layout.ep, self.cfg.redundant_experts).map_err(err)?;
+            report["placement"] = serde_json::to_value(p.report(&loads).map_err(err)?).expect("serialises");
+            let placement = ExpertPlacement { slots_per_rank: p.slots_per_rank, replicas: p.replicas };
+            placement.validate(ctx.layout.ep)?;
+            let slots = placement.slot_experts(ctx.world.rank());
+            let layer =
+                MoeLayer::new(b, &self.cfg, &Source::Random { seed: self.cfg.seed }, "moe", &slots, DType::Bf16)?;
+            self.balanced = Some(Sharded { layer, placement: Some(placement) });
+        }
+        self.balance_report = report;
+        Ok(())
+    }
+}
+
+/// The layer over `x` with routing `r`, on the experts of `s`; the loop over experts
+/// when `per_expert` is given. Also returns the EP stats when the experts are sharded.
+fn forward(
+    ctx: &Ctx,
+    s: &Sharded,
+    x: &Tensor,
+    r: &Routing,
+    per_expert: Option<&[Mlp]>,
+) -> Result<(Tensor, Option<EpStats>)> {
+    let b = ctx.backend.as_ref();
+    let Some(p) = &s.placement else {
+        return Ok((s.layer.forward(b, x, r, per_expert)?, None));
+    };
+    let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
+        Ok(match per_expert {
+            Some(m) => s.layer.experts_loop(b, rows, offsets, m)?,
+            None => s.layer.experts_grouped(b, rows, offsets)?,
+        })
+    };
+    let (routed, st) = expert::forward(b, ctx.world.as_ref(), p, x, r, run)?;
+    let out = match &s.layer.shared {
+        Some(m) => b.add(&routed, &m.forward(b, x, x.dtype())?)?,
+        None => routed,
+    };
+    Ok((out, Some(st)))
+}
+
+impl Workload for MoeTarget {
+    fn name(&self) -> &'static str {
+        "moe"
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("config serialises")
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        vec![
+            VariantSpec { name: "baseline", about: "loop over experts, group sizes read on the host", tolerance: 0.0 },
+            VariantSpec {
+                name: "optimized",
+                about: "grouped GEMMs, routing and permutation on the device",
+                tolerance: 0.02,
+            },
+            VariantSpec {
+                name: "balanced",
+                about: "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+                tolerance: 0.02,
+            },
+        ]
+    }
+    fn setup(&mut self, ctx: &Ctx) -> Result<()> {
+        let b = ctx.backend.as_ref();
+        let c = &self.cfg;
+        let src = Source::Random { seed: c.seed };
+        let (slots, placement) = if ctx.layout.ep > 1 {
+            let p = ExpertPlacement::contiguous(c.num_experts, ctx.layout.ep)?;
+            (p.slot_experts(ctx.world.rank()), Some(p))
+        } else {
+            (MoeLayer::all_experts(c), None)
+        };
+        self.plain = Some(Sharded { layer: MoeLayer::new(b, c, &src, "moe", &slots, DType::Bf16)?, placement });
+        let rank = ctx.world.rank();
+        self.inputs = (0..c.batches)
+            .map(|i| b.random(&[c.tokens, c.hidden], DType::Bf16, child_seed(c.seed, &format!("x{i}.{rank}")), 1.0))
+            .collect::<std::result::Result<_, _>>()?;
+        let skew: Skew = c.skew.parse().map_err(err)?;
+        if skew != Skew::None {
+            let bias = skew.logit_bias(c.num_experts).map_err(err)?;
+            self.skew = Some(b.upload(&bias, &[bias.len()], DType::F32)?);
+        }
+        Ok(())
+    }
+    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+        let b = ctx.backend.as_ref();
+        if variant != "baseline" {
+            self.per_expert = None;
+        } else if self.per_expert.is_none() {
+            self.per_expert = Some(self.plain().layer.split_experts(b)?);
+        }
+        let balanced = variant == "balanced";
+        if balanced && self.bias.is_none() {
+            self.balance(ctx)?;
+        }
+        let r = self.routing(ctx, 0, balanced)?;
+        let s = match (balanced, &self.balanced) {
+            (true, Some(s)) => s,
+            _ => self.plain(),
+        };
+        let (out, st) = forward(ctx, s, &self.inputs[0], &r, self.per_expert.as_deref())?;
+        self.ep_stats = st;
+        Ok(out)
+    }
+    fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+        if variant != "balanced" {
+            return Ok(None);
+        }
+        // The baseline loop on the contiguous placement, with the same biased routing.
+        let per_expert = self.plain().layer.split_experts(ctx.backend.as_ref())?;
+        let r = self.routing(ctx, 0, true)?;
+        Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
+    }
+    fn estimate_bytes(&self, ctx: &Ctx, _variant: &str) -> Option<u64> {
+        super::memory::moe(&self.cfg, ctx.layout).estimate().ok().map(|b| b.total)
+    }
+    fn tokens(&self) -> usize {
+        self.cfg.tokens
+    }
+    fn flops(&self, _variant: &str) -> f64 {
+        self.cfg.flops(self.cfg.tokens)
+    }
+    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut m = serde_json::Map::new();
+        let balanced = variant == "balanced";
+        m.insert("routing".into(), serde_json::to_value(self.routing_stats(ctx, balanced)?).expect("serialises"));
+        if balanced {
+            let before = self.routing_stats(ctx, false)?;
+            let mut report = self.balance_report.clone();
+            report["gini_before"] = json!(before.overall.gini);
+            report["max_mean_before"] = json!(before.overall.max_mean);
+            m.insert("balance".into(), report);
+        }
+        if let Some(st) = self.ep_stats.take() {
+            m.insert("ep".into(), serde_json::to_value(st).expect("serialises"));
+        }
+        Ok(m)
+    }
+}

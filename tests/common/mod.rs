@@ -1,0 +1,40 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use rwm_dist::backend::{Backend, cpu::CpuBackend};
+use rwm_dist::comm::{Comm, local::LocalComm, single::SingleComm};
+use rwm_dist::harness::Ctx;
+use rwm_dist::plan::Layout;
+use rwm_dist::tensor::DType;
+use std::sync::Arc;
+
+/// Run `f` on `n` ranks (threads sharing one CPU backend) and collect each rank's result.
+pub fn on_ranks<T: Send>(n: usize, layout: Layout, f: impl Fn(&Ctx) -> T + Sync) -> Vec<T> {
+    let b: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+    let comms: Vec<Arc<dyn Comm>> = if n == 1 {
+        vec![Arc::new(SingleComm::new(b.clone()))]
+    } else {
+        LocalComm::group(n).into_iter().map(|c| Arc::new(c) as Arc<dyn Comm>).collect()
+    };
+    std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|world| {
+                let (b, f) = (b.clone(), &f);
+                s.spawn(move || f(&Ctx { backend: b, world, gemm_dtype: DType::Bf16, layout }))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// (max |a - r| / max |r|, ||a - r|| / ||r||)
+pub fn errors(a: &[f32], r: &[f32]) -> (f64, f64) {
+    assert_eq!(a.len(), r.len());
+    assert!(a.iter().all(|x| x.is_finite()), "non-finite output");
+    let md = a.iter().zip(r).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+    let mr = r.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
+    let d: f64 = a.iter().zip(r).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let n: f64 = r.iter().map(|y| (*y as f64).powi(2)).sum();
+    (md / mr, (d / n).sqrt())
+}

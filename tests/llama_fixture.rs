@@ -1,0 +1,111 @@
+//! Llama checked against Hugging Face transformers (LlamaForCausalLM, eager attention)
+//! on fixed weights and inputs: tests/fixtures/llama_tiny (made by make_fixture.py there).
+
+use rwm_dist::backend::{AttnAlgo, Backend, cpu::CpuBackend, cuda::CudaBackend};
+use rwm_dist::models::llama::{Llama, LlamaConfig, Mode};
+use rwm_dist::models::weights::Source;
+use rwm_dist::tensor::DType;
+use std::path::PathBuf;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_tiny")
+}
+
+struct Expected {
+    cfg: LlamaConfig,
+    ids: Vec<i32>,
+    /// [s, vocab]
+    logits: Vec<f32>,
+}
+
+fn expected() -> Expected {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("fixture.json")).unwrap()).unwrap();
+    let cfg: LlamaConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+    let bytes = std::fs::read(fixture().join("expected.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ids = st.tensor("input_ids").unwrap();
+    let ids = ids.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let l = st.tensor("logits").unwrap();
+    let logits = l.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Expected { cfg, ids, logits }
+}
+
+/// (max |a - b| / max |b|, ||a - b|| / ||b||)
+fn err(a: &[f32], b: &[f32]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().all(|x| x.is_finite()), "non-finite output");
+    let md = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+    let mr = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
+    let sd: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let sr: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (md / mr, (sd / sr).sqrt())
+}
+
+/// Logits of every position on backend `b` with weights in `dt`.
+fn all_logits(b: &dyn Backend, e: &Expected, dt: DType, attn: AttnAlgo, fused: bool) -> Vec<f32> {
+    let src = Source::load(&fixture().join("model")).unwrap();
+    let model = Llama::new(b, &e.cfg, &src, dt).unwrap();
+    let ids = b.upload_i32(&e.ids, &[e.ids.len()]).unwrap();
+    let mode = Mode { attn, fused_norm: fused, gemm: dt };
+    let x = model.hidden(b, &ids, mode).unwrap();
+    b.download(&model.logits(b, &x, mode).unwrap()).unwrap()
+}
+
+#[test]
+fn cpu_f32_matches_transformers() {
+    let e = expected();
+    for (attn, fused) in [(AttnAlgo::Naive, false), (AttnAlgo::Flash, true)] {
+        let got = all_logits(&CpuBackend::new(), &e, DType::F32, attn, fused);
+        let (max, rel) = err(&got, &e.logits);
+        assert!(max < 1e-4 && rel < 1e-5, "{attn:?}: max {max:.2e} rel {rel:.2e}");
+    }
+}
+
+#[test]
+fn cpu_bf16_stays_close_to_transformers() {
+    let e = expected();
+    let got = all_logits(&CpuBackend::new(), &e, DType::Bf16, AttnAlgo::Flash, true);
+    let (max, rel) = err(&got, &e.logits);
+    assert!(rel < 3e-2 && max < 6e-2, "bf16 max {max:.2e} rel {rel:.2e}");
+}
+
+#[test]
+fn wrong_rope_scaling_is_caught() {
+    // The fixture puts all three llama3 frequency bands inside its 48 positions:
+    // dropping the scaling must move the logits well beyond the f32 tolerance.
+    let mut e = expected();
+    e.cfg.rope_factor = 1.0;
+    let got = all_logits(&CpuBackend::new(), &e, DType::F32, AttnAlgo::Flash, true);
+    assert!(err(&got, &e.logits).1 > 1e-3);
+}
+
+#[test]
+fn cuda_bf16_matches_transformers() {
+    let b = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("SKIPPED: no CUDA device ({e})");
+            return;
+        }
+    };
+    let e = expected();
+    for (attn, fused) in [(AttnAlgo::Naive, false), (AttnAlgo::Flash, true)] {
+        let got = all_logits(&b, &e, DType::Bf16, attn, fused);
+        let (max, rel) = err(&got, &e.logits);
+        assert!(rel < 3e-2 && max < 6e-2, "cuda {attn:?}: max {max:.2e} rel {rel:.2e}");
+    }
+}
+
+#[test]
+fn checkpoint_shape_mismatch_names_the_tensor() {
+    let mut e = expected();
+    e.cfg.ffn = 256;
+    let src = Source::load(&fixture().join("model")).unwrap();
+    let err = Llama::new(&CpuBackend::new(), &e.cfg, &src, DType::F32).err().expect("shape mismatch").to_string();
+    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("[512, 256]"), "{err}");
+    // The fixture root holds only expected.safetensors: the first weight asked for is named.
+    let src = Source::load(&fixture()).unwrap();
+    let err = Llama::new(&CpuBackend::new(), &e.cfg, &src, DType::F32).err().unwrap().to_string();
+    assert!(err.contains("no tensor `model.layers.0.mlp.gate_proj.weight`"), "{err}");
+}
