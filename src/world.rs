@@ -55,9 +55,9 @@ pub fn detect_launcher(get: impl Fn(&str) -> Option<String>) -> Option<Launcher>
     if get("PMIX_RANK").is_some() {
         return Some(Launcher { name: "a PMIx launcher", size: num("SLURM_NTASKS") });
     }
-    // srun sets SLURM_STEP_ID in job steps; an sbatch script itself is not a step of ranks.
-    if num("SLURM_STEP_ID").is_some() && get("SLURM_PROCID").is_some() {
-        return Some(Launcher { name: "Slurm srun", size: num("SLURM_NTASKS") });
+    // Only srun sets SLURM_STEP_NUM_TASKS: an sbatch script outside srun is one process.
+    if num("SLURM_STEP_NUM_TASKS").is_some() && get("SLURM_PROCID").is_some() {
+        return Some(Launcher { name: "Slurm srun", size: num("SLURM_STEP_NUM_TASKS") });
     }
     None
 }
@@ -251,10 +251,11 @@ mod tests {
         let l = detect_launcher(env(&[("OMPI_COMM_WORLD_SIZE", "4"), ("OMPI_COMM_WORLD_RANK", "1")])).unwrap();
         assert_eq!((l.name, l.size), ("Open MPI mpirun", Some(4)));
         assert_eq!(detect_launcher(env(&[("PMI_SIZE", "8"), ("PMI_RANK", "0")])).unwrap().size, Some(8));
-        let srun = env(&[("SLURM_STEP_ID", "0"), ("SLURM_PROCID", "3"), ("SLURM_NTASKS", "24")]);
+        let srun = env(&[("SLURM_STEP_NUM_TASKS", "24"), ("SLURM_PROCID", "3"), ("SLURM_NTASKS", "48")]);
         assert_eq!(detect_launcher(srun).unwrap(), Launcher { name: "Slurm srun", size: Some(24) });
         // Inside an sbatch script, before srun: a job but no step of ranks.
-        assert_eq!(detect_launcher(env(&[("SLURM_JOB_ID", "7"), ("SLURM_NTASKS", "24")])), None);
+        let batch = env(&[("SLURM_JOB_ID", "7"), ("SLURM_NTASKS", "24"), ("SLURM_PROCID", "0")]);
+        assert_eq!(detect_launcher(batch), None);
     }
 
     #[test]
