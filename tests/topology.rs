@@ -266,6 +266,15 @@ mod discover {
     use super::*;
     use rwm_dist::topology::discover::{DiscoverOptions, Source, discover};
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// Tests here write scripts and then run them. A child forked by a parallel test while a
+    /// script is still open for writing keeps it open, and running it fails with "Text
+    /// file busy"; so these tests take turns.
+    static SPAWN: Mutex<()> = Mutex::new(());
+    fn turn() -> MutexGuard<'static, ()> {
+        SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// A stand-in nvidia-smi that prints a fixture for `topo -m` and a CSV line for the query.
     fn fake_smi(dir: &Path, matrix: &str, query: &str) -> PathBuf {
@@ -281,6 +290,7 @@ mod discover {
 
     #[test]
     fn falls_back_to_nvidia_smi() {
+        let _turn = turn();
         let dir = tempfile::tempdir().unwrap();
         let smi = fake_smi(dir.path(), "pcie-2gpu.txt", "NVIDIA RTX A6000, 49140, 4, 16");
         let opts = DiscoverOptions {
@@ -301,6 +311,7 @@ mod discover {
 
     #[test]
     fn nothing_found_is_a_clear_error() {
+        let _turn = turn();
         let opts =
             DiscoverOptions { use_nvml: false, nvidia_smi: "/nonexistent/nvidia-smi".into(), ..Default::default() };
         let e = discover(&opts).unwrap_err().to_string();
@@ -317,6 +328,7 @@ mod discover {
 
     #[test]
     fn nvml_absent_or_present_never_panics() {
+        let _turn = turn();
         let opts = DiscoverOptions { nvidia_smi: "/nonexistent/nvidia-smi".into(), ..Default::default() };
         match discover(&opts) {
             Ok((t, src)) => assert!(src == Source::Nvml && t.gpu_count() > 0),
@@ -326,6 +338,7 @@ mod discover {
 
     #[test]
     fn discover_command_writes_a_loadable_file() {
+        let _turn = turn();
         let dir = tempfile::tempdir().unwrap();
         let smi = fake_smi(dir.path(), "dgx-h100-8gpu.txt", "NVIDIA H100 80GB HBM3, 81559, 5, 16");
         let out = dir.path().join("mine.toml");
