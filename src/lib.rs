@@ -15,3 +15,5 @@ pub mod plan;
 pub mod rng;
 pub mod targets;
 pub mod tensor;
+pub mod topology;
+pub mod world;

@@ -3,6 +3,8 @@
 //! `nccl` are the only modules that touch rsmpi and cudarc's NCCL.
 
 pub mod local;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod nccl;
 
 use crate::tensor::Tensor;

@@ -1,0 +1,160 @@
+//! Multi-rank checks in their own processes (MPI starts once per process): `mpirun -np 4`
+//! runs examples/mpi_smoke, which `cargo test` builds beside the tests with the same
+//! features. Without the `mpi` feature or without mpirun the MPI tests print SKIPPED.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// target/<profile>/examples/mpi_smoke, next to target/<profile>/deps/<this test>.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let p = profile_dir.join("examples").join("mpi_smoke");
+    assert!(
+        p.exists(),
+        "{} is missing: run the whole `cargo test` (it builds examples) or `cargo build --examples` first",
+        p.display()
+    );
+    let out = Command::new(&p).arg("features").output().unwrap();
+    let built_with = String::from_utf8_lossy(&out.stdout).contains("mpi feature: true");
+    assert_eq!(
+        built_with,
+        cfg!(feature = "mpi"),
+        "{} is stale (built with mpi = {built_with}); rebuild it with the same --features as this test",
+        p.display()
+    );
+    p
+}
+
+/// Written to the stderr handle itself: libtest captures `println!`/`eprintln!`, not this.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// Run with a deadline; the child is killed if it outlives it.
+fn run(mut cmd: Command, limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child.wait_with_output().unwrap(), start.elapsed())
+}
+
+fn wrapper() -> Command {
+    let mut c = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("launch/mpirun.sh"));
+    c.env_remove("NCCL_NVLS_ENABLE");
+    c
+}
+
+#[test]
+fn launch_wrapper_builds_the_mpirun_command() {
+    let out = wrapper()
+        .args(["--print", "-n", "16", "-N", "8", "-H", "hosts.txt", "--", "run", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("mpirun -np 16 --map-by ppr:8:node --bind-to numa --hostfile hosts.txt"), "{text}");
+    assert!(text.contains(" -x NCCL_NVLS_ENABLE -x NCCL_DEBUG -x RWM_TIMEOUT_S "), "{text}");
+    assert!(text.trim_end().ends_with("rwm-dist run --dry-run"), "{text}");
+    let bad = wrapper().args(["-n", "0", "--", "run"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("-n RANKS is required and must be a positive number"));
+}
+
+#[cfg(feature = "mpi")]
+mod with_mpi {
+    use super::*;
+
+    fn mpirun() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).map(|d| d.join("mpirun")).find(|p| p.is_file())
+    }
+
+    fn mpirun_np4(mode: &str, timeout_s: &str) -> Option<(Output, Duration, String)> {
+        let Some(mpirun) = mpirun() else {
+            skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
+            return None;
+        };
+        let mut cmd = Command::new(mpirun);
+        cmd.args(["-np", "4"])
+            .arg(example())
+            .arg(mode)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+            .env("RWM_TIMEOUT_S", timeout_s);
+        let (out, took) = run(cmd, Duration::from_secs(90));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Some((out, took, text))
+    }
+
+    #[test]
+    fn collectives_splits_and_local_ranks_across_four_ranks() {
+        let Some((out, _, text)) = mpirun_np4("smoke", "60") else { return };
+        assert!(out.status.success(), "{text}");
+        for r in 0..4 {
+            assert!(text.contains(&format!("rank {r}: all checks passed")), "{text}");
+        }
+    }
+
+    #[test]
+    fn launch_wrapper_runs_four_ranks_with_nvls_off() {
+        if mpirun().is_none() {
+            return skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
+        }
+        let mut cmd = wrapper();
+        cmd.args(["-n", "4", "--oversubscribe", "--bind", "none", "--", "smoke"]).env("RWM_DIST", example());
+        let (out, _) = run(cmd, Duration::from_secs(90));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        assert_eq!(text.matches("all checks passed").count(), 4, "{text}");
+        assert!(text.contains("NCCL_NVLS_ENABLE=0"), "{text}");
+    }
+
+    #[test]
+    fn watchdog_ends_a_hung_collective() {
+        let Some((out, took, text)) = mpirun_np4("hang", "2") else { return };
+        assert!(!out.status.success(), "{text}");
+        assert!(took < Duration::from_secs(60), "took {took:?}: {text}");
+        assert!(text.contains("barrier on comm world") && text.contains("RWM_TIMEOUT_S=2"), "{text}");
+    }
+
+    #[test]
+    fn abort_on_one_rank_ends_the_job() {
+        let Some((out, took, text)) = mpirun_np4("fail", "60") else { return };
+        assert!(!out.status.success(), "{text}");
+        assert!(took < Duration::from_secs(60), "took {took:?}: {text}");
+        assert!(text.contains("rank 2 of 4") && text.contains("simulated failure on rank 2"), "{text}");
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+mod without_mpi {
+    use super::*;
+
+    #[test]
+    fn mpi_tests_skipped() {
+        skipped("multi-rank MPI tests need `cargo test --features mpi`");
+    }
+
+    #[test]
+    fn launched_without_the_feature_says_rebuild() {
+        let mut cmd = Command::new(example());
+        cmd.arg("smoke").env("OMPI_COMM_WORLD_SIZE", "4").env("OMPI_COMM_WORLD_RANK", "1");
+        let (out, _) = run(cmd, Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("launched by Open MPI mpirun (4 ranks)") && err.contains("rebuild with --features mpi"),
+            "{err}"
+        );
+    }
+}
