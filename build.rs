@@ -40,7 +40,7 @@ fn git_revision() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RWM_GIT_REV={rev}");
     // .git is a file in worktrees; rerun when the checkout's HEAD or index moves.
-    for f in [".git/HEAD", ".git/index"] {
+    for f in [".git/HEAD", ".git/index", ".git/refs/heads", ".git/packed-refs"] {
         if Path::new(f).exists() {
             println!("cargo:rerun-if-changed={f}");
         }

@@ -23,6 +23,10 @@ pub enum Error {
     Backend(#[from] backend::Error),
     #[error(transparent)]
     Comm(#[from] crate::comm::Error),
+    #[error(transparent)]
+    Topology(#[from] crate::topology::Error),
+    #[error(transparent)]
+    World(#[from] crate::world::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -40,6 +44,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::List => list(out).map(|_| Outcome::Ok),
         Command::Run(a) => run_targets(a, out),
         Command::Estimate(a) => estimate(a, out),
+        Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
     }
 }
 
@@ -75,10 +80,15 @@ fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome
     let plan = crate::plan::Plan::resolve(&a.config)?;
     let world = a.world.unwrap_or(plan.world_size() * a.tp);
     plan.check_world(world)?;
-    if a.tp == 0 || world % a.tp != 0 {
+    if a.tp == 0 || !world.is_multiple_of(a.tp) {
         return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
     }
-    let device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
+    let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
+    if let (None, Some(path)) = (device, &a.config.topology) {
+        let topo = crate::topology::Topology::load(path)?;
+        // Datasheet "80 GB" H100s hold 80 GiB usable; read it like `--device-memory h100`.
+        device = Some((topo.memory_gb * (1u64 << 30) as f64) as u64);
+    }
     let mut overflows = 0;
     for t in &plan.targets {
         let mut inputs = match t {
@@ -112,77 +122,146 @@ fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome
     })
 }
 
-fn config_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn config_err(e: impl std::fmt::Display) -> Error {
     crate::config::ConfigError::Invalid(e.to_string()).into()
 }
 
 fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     let plan = RunPlan::resolve(a)?;
     if a.ranks == 0 {
-        return Err(crate::config::ConfigError::Invalid("--ranks must be at least 1".into()).into());
+        return Err(config_err("--ranks must be at least 1"));
     }
-    let world_size = a.world.unwrap_or(a.ranks);
-    plan.plan.check_run_world(world_size)?;
     if a.dry_run {
+        let launched = crate::world::detect_launcher(|k| std::env::var(k).ok()).and_then(|l| l.size);
+        let world_size = a.world.or(launched).unwrap_or(a.ranks);
+        plan.plan.check_run_world(world_size)?;
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
-        writeln!(out, "{text}\nplan is valid for world size {world_size}; nothing was run (--dry-run)")
+        writeln!(out, "{text}").map_err(io("stdout"))?;
+        if let Some(p) = placement(&plan, world_size)? {
+            crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?;
+        }
+        writeln!(out, "plan is valid for world size {world_size}; nothing was run (--dry-run)")
             .map_err(io("stdout"))?;
         return Ok(Outcome::Ok);
     }
+    let world = crate::world::World::init()?;
+    if world.size > 1 && a.ranks > 1 {
+        return Err(config_err("--ranks runs ranks as threads without a launcher; under mpirun leave it out"));
+    }
+    let world_size = if world.size > 1 { world.size } else { a.ranks };
+    plan.plan.check_run_world(world_size)?;
+    let path = plan.output.clone();
     let records = if a.ranks > 1 {
         if plan.backend == Some(backend::BackendKind::Cuda) {
-            return Err(crate::config::ConfigError::Invalid(
-                "--ranks runs ranks as CPU threads; for GPUs launch one process per GPU with mpirun".into(),
-            )
-            .into());
+            return Err(config_err(
+                "--ranks runs ranks as CPU threads; for GPUs launch one process per GPU with mpirun",
+            ));
         }
-        run_thread_ranks(&plan, a.ranks)?
+        let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
+        let comms = crate::comm::local::LocalComm::group(a.ranks);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = comms
+                .into_iter()
+                .map(|c| {
+                    let (b, path) = (backend.clone(), path.clone());
+                    let plan = &plan;
+                    s.spawn(move || run_rank(plan, b, Arc::new(c), path))
+                })
+                .collect();
+            let mut gathered = None;
+            for h in handles {
+                if let Some(r) = h.join().expect("rank thread panicked")? {
+                    gathered = Some(r);
+                }
+            }
+            Ok::<_, Error>(gathered.expect("rank 0 returns the gathered records"))
+        })?
     } else {
-        let backend: Arc<dyn Backend> = match plan.backend {
-            Some(kind) => backend::create(kind, 0)?,
-            None => backend::best(0),
-        };
-        let world: Arc<dyn Comm> = Arc::new(SingleComm::new(backend.clone()));
-        run_rank(&plan, backend, world)?.expect("rank 0 gathers")
+        let device = device_for(&plan, &world)?;
+        let (backend, comm) = connect(&plan, &world, device)?;
+        match run_rank(&plan, backend, comm, path) {
+            Ok(Some(r)) => r,
+            // Ranks other than 0 print nothing: rank 0 prints for the job.
+            Ok(None) => return Ok(Outcome::Ok),
+            Err(e) if world.size > 1 => world.abort(2, &e.to_string()),
+            Err(e) => return Err(e),
+        }
     };
-    let info_run = records.first().map(|r| r.run_id.clone()).unwrap_or_default();
-    let path = plan.output.clone().unwrap_or_else(|| PathBuf::from(format!("results/{info_run}.jsonl")));
-    write_jsonl(&path, &records)?;
     let rank0: Vec<Record> = records.iter().filter(|r| r.rank == 0).cloned().collect();
     table::print(&rank0, out).map_err(io("stdout"))?;
     if records.iter().any(|r| r.rank > 0) {
         table::print_spread(&records, out).map_err(io("stdout"))?;
     }
-    writeln!(out, "results: {}", path.display()).map_err(io("stdout"))?;
+    if let Some(r) = records.first() {
+        writeln!(out, "results: {}", output_path(&plan.output, &r.run_id).display()).map_err(io("stdout"))?;
+    }
     let bad = records.iter().filter(|r| r.status != Status::Ok).count();
     Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad, "variant(s) FAILED or errored") })
 }
 
-/// `n` ranks as threads sharing one CPU backend, joined by in-process communicators.
-fn run_thread_ranks(plan: &RunPlan, n: usize) -> Result<Vec<Record>, Error> {
-    let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
-    let comms = crate::comm::local::LocalComm::group(n);
-    let results: Vec<Result<Option<Vec<Record>>, Error>> = std::thread::scope(|s| {
-        let handles: Vec<_> = comms
-            .into_iter()
-            .map(|c| {
-                let b = backend.clone();
-                s.spawn(move || run_rank(plan, b, Arc::new(c)))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
-    });
-    let mut gathered = None;
-    for r in results {
-        if let Some(recs) = r? {
-            gathered = Some(recs);
-        }
-    }
-    Ok(gathered.expect("rank 0 returns the gathered records"))
+/// Rank -> GPU map of the run's layout on the --topology file, if one was given.
+fn placement(plan: &RunPlan, world: usize) -> Result<Option<crate::topology::Placement>, Error> {
+    use crate::topology::placement::{EpLayout, ParallelDims, place};
+    let Some(path) = &plan.plan.topology else { return Ok(None) };
+    let topo = crate::topology::Topology::load(path)?;
+    let crate::plan::Layout { cp, ep } = plan.plan.layout;
+    let dims = ParallelDims::infer_dp(world, 1, cp, ep, EpLayout::Folded)?;
+    Ok(Some(place(&topo, world, dims)?))
 }
 
-/// One rank's whole run; rank 0 returns every rank's records.
-fn run_rank(plan: &RunPlan, backend: Arc<dyn Backend>, world: Arc<dyn Comm>) -> Result<Option<Vec<Record>>, Error> {
+/// This rank's GPU: from the topology placement when given, else the local rank.
+fn device_for(plan: &RunPlan, world: &crate::world::World) -> Result<usize, Error> {
+    Ok(match placement(plan, world.size)? {
+        Some(p) => p.slots[world.rank].local_gpu,
+        None => world.local_rank,
+    })
+}
+
+type Connected = (Arc<dyn Backend>, Arc<dyn Comm>);
+
+/// The backend and the world communicator for device tensors: NCCL over the MPI
+/// world on GPUs, the host communicator (MPI or one rank) on the CPU.
+fn connect(plan: &RunPlan, world: &crate::world::World, device: usize) -> Result<Connected, Error> {
+    let want_cuda = plan.backend != Some(backend::BackendKind::Cpu);
+    let cuda = match backend::cuda::CudaBackend::new(device) {
+        Ok(c) if want_cuda => Some(Arc::new(c)),
+        Ok(_) => None,
+        Err(e) if plan.backend == Some(backend::BackendKind::Cuda) => return Err(e.into()),
+        Err(e) => {
+            tracing::info!("no usable GPU ({e}); using the CPU backend");
+            None
+        }
+    };
+    Ok(match cuda {
+        Some(c) if world.size > 1 => {
+            let nccl = crate::comm::nccl::NcclComm::new(world.comm(), &c, device)?;
+            (c as Arc<dyn Backend>, Arc::new(nccl))
+        }
+        Some(c) => {
+            let b = c as Arc<dyn Backend>;
+            (b.clone(), Arc::new(SingleComm::new(b)))
+        }
+        None => {
+            let b: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
+            let comm = if world.size > 1 { world.comm() } else { Arc::new(SingleComm::new(b.clone())) };
+            (b, comm)
+        }
+    })
+}
+
+fn output_path(output: &Option<PathBuf>, run_id: &str) -> PathBuf {
+    output.clone().unwrap_or_else(|| PathBuf::from(format!("results/{run_id}.jsonl")))
+}
+
+/// One rank's whole run. After each target every rank's records are gathered to
+/// rank 0, which appends them to the results file (a later failure loses nothing
+/// already measured) and finally returns them all.
+fn run_rank(
+    plan: &RunPlan,
+    backend: Arc<dyn Backend>,
+    world: Arc<dyn Comm>,
+    output: Option<PathBuf>,
+) -> Result<Option<Vec<Record>>, Error> {
     let rank = world.rank();
     if rank == 0 {
         tracing::info!("backend: {}; {} rank(s)", backend.device_name(), world.size());
@@ -197,6 +276,10 @@ fn run_rank(plan: &RunPlan, backend: Arc<dyn Backend>, world: Arc<dyn Comm>) -> 
     // Every rank must name the run alike: rank 0's id wins.
     let run_id = String::from_utf8_lossy(&world.broadcast_bytes(info.run_id.as_bytes())?).into_owned();
     let info = RunInfo { run_id, ..info };
+    let path = output_path(&output, &info.run_id);
+    if rank == 0 {
+        write_jsonl(&path, &[], false)?;
+    }
     let opts = runner::Options { warmup: plan.warmup, iterations: plan.iterations, variants: plan.variants.clone() };
     let total_steps: usize = plan.plan.targets.iter().map(|t| t.workload().variants().len() * opts.iterations).sum();
     let target =
@@ -207,41 +290,45 @@ fn run_rank(plan: &RunPlan, backend: Arc<dyn Backend>, world: Arc<dyn Comm>) -> 
             .expect("template is valid")
             .progress_chars("=> "),
     );
-    let mut records: Vec<Record> = vec![];
+    let mut all: Vec<Record> = vec![];
     for t in &plan.plan.targets {
         let mut w = t.workload();
-        match runner::run(&ctx, w.as_mut(), &opts, &info, &bar) {
-            Ok(r) => records.extend(r),
+        let _watch = crate::world::watchdog::watch(format!("target {} on rank {rank}", t.name()));
+        let mine = match runner::run(&ctx, w.as_mut(), &opts, &info, &bar) {
+            Ok(r) => r,
             Err(e) => {
                 // Setup failed: record it for every selected variant so nothing is silently lost.
                 tracing::error!("rank {rank}: {}: {e}", t.name());
-                for v in w.variants() {
-                    if opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name)) {
-                        records.push(runner::error_record(&ctx, w.as_ref(), &info, v.name, v.tolerance, &opts, &e));
-                    }
-                }
+                w.variants()
+                    .iter()
+                    .filter(|v| opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name)))
+                    .map(|v| runner::error_record(&ctx, w.as_ref(), &info, v.name, v.tolerance, &opts, &e))
+                    .collect()
             }
+        };
+        let bytes = serde_json::to_vec(&mine).expect("records serialise");
+        if let Some(ranks) = world.gather_bytes(&bytes)? {
+            let recs: Vec<Record> = ranks
+                .iter()
+                .map(|b| serde_json::from_slice::<Vec<Record>>(b).expect("records from our own ranks parse"))
+                .collect::<Vec<_>>()
+                .concat();
+            write_jsonl(&path, &recs, true)?;
+            all.extend(recs);
         }
     }
     bar.finish_and_clear();
-    let mine = serde_json::to_vec(&records).expect("records serialise");
-    Ok(match world.gather_bytes(&mine)? {
-        None => None,
-        Some(all) => Some(
-            all.iter()
-                .map(|b| serde_json::from_slice::<Vec<Record>>(b).expect("records from our own ranks parse"))
-                .collect::<Vec<_>>()
-                .concat(),
-        ),
-    })
+    Ok((rank == 0).then_some(all))
 }
 
-fn write_jsonl(path: &std::path::Path, records: &[Record]) -> Result<(), Error> {
+/// Write (or append) records, one JSON object per line.
+fn write_jsonl(path: &std::path::Path, records: &[Record], append: bool) -> Result<(), Error> {
     let p = path.display().to_string();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(&p))?;
     }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io(&p))?);
+    let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path);
+    let mut f = std::io::BufWriter::new(file.map_err(io(&p))?);
     for r in records {
         serde_json::to_writer(&mut f, r).map_err(|e| Error::Io { path: p.clone(), source: e.into() })?;
         f.write_all(b"\n").map_err(io(&p))?;

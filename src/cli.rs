@@ -34,6 +34,11 @@ pub enum Command {
     Run(RunArgs),
     /// Print a per-rank memory budget for a config and parallel layout; allocates nothing.
     Estimate(EstimateArgs),
+    /// Topology files: show a rank map and its communication cost, or discover this machine.
+    Topo {
+        #[command(subcommand)]
+        cmd: crate::topology::cli::TopoCommand,
+    },
 }
 
 /// Selection of targets and their configs, shared by `run` and `estimate`.

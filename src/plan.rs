@@ -100,7 +100,7 @@ impl Plan {
     pub fn check_world(&self, world: usize) -> Result<(), ConfigError> {
         let Layout { cp, ep } = self.layout;
         for (name, d) in [("--cp", cp), ("--ep", ep)] {
-            if world % d != 0 {
+            if !world.is_multiple_of(d) {
                 return Err(ConfigError::Invalid(format!("{name} {d} does not divide the world size {world}")));
             }
         }

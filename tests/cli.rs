@@ -39,10 +39,10 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
             return Err(format!("{path}: {v} is not of type {types:?}"));
         }
     }
-    if let Some(Value::Array(allowed)) = schema.get("enum") {
-        if !allowed.contains(v) {
-            return Err(format!("{path}: {v} not in {allowed:?}"));
-        }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(v)
+    {
+        return Err(format!("{path}: {v} not in {allowed:?}"));
     }
     if let (Some(obj), Some(props)) = (v.as_object(), schema.get("properties").and_then(|p| p.as_object())) {
         for r in schema.get("required").and_then(|r| r.as_array()).into_iter().flatten() {

@@ -96,6 +96,70 @@ mod with_mpi {
         Some((out, took, text))
     }
 
+    /// `mpirun -np 4 rwm-dist ARGS` (CPU backend), its output and how long it took.
+    fn rwm_np4(args: &[&str]) -> Option<(Output, String)> {
+        let Some(mpirun) = mpirun() else {
+            skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
+            return None;
+        };
+        let mut cmd = Command::new(mpirun);
+        cmd.args(["-np", "4"])
+            .arg(env!("CARGO_BIN_EXE_rwm-dist"))
+            .args(args)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+            .env("RWM_TIMEOUT_S", "120")
+            .env("RUST_LOG", "warn");
+        let (out, _) = run(cmd, Duration::from_secs(150));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Some((out, text))
+    }
+
+    #[test]
+    fn four_rank_run_gathers_every_record_to_rank_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let args = ["run", "--backend", "cpu", "--target", "gpt4,moe", "--cp", "4", "--ep", "4", "--iters", "2"];
+        let Some((out, text)) = rwm_np4(&[&args[..], &["--warmup", "0", "--output", path.to_str().unwrap()]].concat())
+        else {
+            return;
+        };
+        assert!(out.status.success(), "{text}");
+        let recs: Vec<serde_json::Value> =
+            std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // gpt4: 2 variants, moe: 3, on each of 4 ranks; one run id; every rank present.
+        assert_eq!(recs.len(), 4 * 5, "{text}");
+        let ids: std::collections::HashSet<_> = recs.iter().map(|r| r["run_id"].to_string()).collect();
+        assert_eq!(ids.len(), 1);
+        for rank in 0..4 {
+            assert_eq!(recs.iter().filter(|r| r["rank"] == rank && r["world_size"] == 4).count(), 5, "rank {rank}");
+        }
+        assert!(recs.iter().all(|r| r["status"] == "ok"), "{text}");
+        // CP and EP really ran: per-rank stats of both, and the across-rank table.
+        let gpt4 = recs.iter().find(|r| r["target"] == "gpt4" && r["variant"] == "optimized").unwrap();
+        assert!(gpt4["metrics"]["cp"]["sum_over_layers"]["bytes_recv"].as_f64().unwrap() > 0.0, "{gpt4}");
+        assert!(gpt4["metrics"]["ep"]["sum_over_layers"]["bytes_sent"].as_f64().unwrap() > 0.0, "{gpt4}");
+        assert!(text.contains("across ranks") && text.contains("slowest rank"), "{text}");
+        // Only rank 0 prints the table.
+        assert_eq!(text.matches("target  variant").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn four_rank_dry_run_validates_against_the_launched_world() {
+        let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100.toml");
+        let Some((out, text)) = rwm_np4(&["run", "--dry-run", "--target", "gpt4", "--cp", "4", "--topology", topo])
+        else {
+            return;
+        };
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("plan is valid for world size 4"), "{text}");
+        assert!(text.contains("world 4 = tp 1 x cp 4 x dp 1"), "{text}");
+        let Some((out, text)) = rwm_np4(&["run", "--dry-run", "--target", "gpt4", "--cp", "2"]) else { return };
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("--cp 2 must equal the world size 4"), "{text}");
+    }
+
     #[test]
     fn collectives_splits_and_local_ranks_across_four_ranks() {
         let Some((out, _, text)) = mpirun_np4("smoke", "60") else { return };
