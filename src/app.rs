@@ -302,7 +302,7 @@ fn run_rank(
                 w.variants()
                     .iter()
                     .filter(|v| opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name)))
-                    .map(|v| runner::error_record(&ctx, w.as_ref(), &info, v.name, v.tolerance, &opts, &e))
+                    .map(|v| runner::error_record(&ctx, w.as_ref(), &info, v, &opts, &e))
                     .collect()
             }
         };

@@ -45,6 +45,7 @@ fn run(c: &Gpt4Config, n: usize, layout: Layout, variant: &str) -> Vec<f32> {
                     let ctx = Ctx { backend: b.clone(), world, gemm_dtype: DType::Bf16, layout };
                     let mut w = Gpt4Target::with_dtype(c, DType::F32);
                     w.setup(&ctx).unwrap();
+                    w.prepare(&ctx, variant).unwrap();
                     b.download(&w.step(&ctx, variant).unwrap()).unwrap()
                 })
             })

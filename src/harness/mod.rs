@@ -34,8 +34,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct VariantSpec {
     pub name: &'static str,
     pub about: &'static str,
-    /// Largest accepted max |out - reference| / max |reference|.
+    /// Largest accepted error against the reference, measured by `gate`.
     pub tolerance: f64,
+    pub gate: GateMetric,
+}
+
+/// What the correctness gate bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMetric {
+    /// max |out - ref| / max |ref|: every element must be close.
+    MaxErr,
+    /// ||out - ref|| / ||ref||: for MoE stacks, where a bf16 rounding difference may flip a
+    /// token's expert choice and move that one token a lot.
+    RelL2,
+}
+
+impl VariantSpec {
+    pub const fn new(name: &'static str, about: &'static str, tolerance: f64) -> Self {
+        VariantSpec { name, about, tolerance, gate: GateMetric::MaxErr }
+    }
 }
 
 /// What a workload runs on.
@@ -56,6 +74,11 @@ pub trait Workload {
     fn variants(&self) -> Vec<VariantSpec>;
     /// Allocate weights and inputs; called once before any variant runs.
     fn setup(&mut self, ctx: &Ctx) -> Result<()>;
+    /// Hold what `variant` needs and free what only other variants need (weight copies),
+    /// before its peak memory is measured. Called once before each variant's steps.
+    fn prepare(&mut self, _ctx: &Ctx, _variant: &str) -> Result<()> {
+        Ok(())
+    }
     /// One timed step of `variant`; returns the output the correctness gate compares.
     fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor>;
     /// A variant-specific reference output (e.g. the baseline algorithm on the same

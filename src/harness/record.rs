@@ -60,6 +60,8 @@ pub struct Record {
     pub max_err: Option<f64>,
     pub rel_l2_err: Option<f64>,
     pub tolerance: f64,
+    /// Which error `tolerance` bounds: "max_err" or "rel_l2".
+    pub gate: super::GateMetric,
     /// What the output was compared with: "baseline", or "none" for the baseline itself.
     pub reference: String,
     pub peak_mem_bytes: Option<u64>,

@@ -2,7 +2,7 @@
 
 use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
 use super::stats::{errors, median, quantile};
-use super::{Ctx, Result, Workload};
+use super::{Ctx, GateMetric, Result, Workload};
 use crate::tensor::Tensor;
 use indicatif::ProgressBar;
 
@@ -21,6 +21,7 @@ struct Timed {
 
 fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, bar: &ProgressBar) -> Result<Timed> {
     let b = &ctx.backend;
+    w.prepare(ctx, variant)?;
     b.synchronize()?;
     b.reset_peak();
     let mut last: Option<Tensor> = None;
@@ -67,7 +68,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
         let run_opts =
             Options { warmup: opts.warmup, iterations: if timed_run { opts.iterations } else { 0 }, variants: None };
         let result = time_variant(ctx, w, spec.name, &run_opts, bar);
-        let mut rec = blank(ctx, w, info, spec.name, spec.tolerance, &run_opts);
+        let mut rec = blank(ctx, w, info, spec.name, (spec.tolerance, spec.gate), &run_opts);
         match result {
             Err(e) => {
                 rec.status = Status::Error;
@@ -104,10 +105,18 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         if own.is_some() {
                             rec.reference = format!("{baseline} on the same routing");
                         }
-                        let (max_err, rel) = errors(&t.output, own.as_deref().unwrap_or(base_out));
+                        let reference = own.as_deref().unwrap_or(base_out);
+                        let (max_err, rel) = errors(&t.output, reference);
                         rec.max_err = Some(max_err);
                         rec.rel_l2_err = Some(rel);
-                        if max_err <= spec.tolerance {
+                        let err = match spec.gate {
+                            GateMetric::MaxErr => max_err,
+                            GateMetric::RelL2 => rel,
+                        };
+                        if reference.iter().all(|x| *x == 0.0) {
+                            rec.status = Status::Error;
+                            rec.error = Some("the reference output is all zeros: the gate cannot check it".into());
+                        } else if err <= spec.tolerance {
                             rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
                         } else {
                             rec.status = Status::Failed;
@@ -135,18 +144,18 @@ pub fn error_record(
     ctx: &Ctx,
     w: &dyn Workload,
     info: &RunInfo,
-    variant: &str,
-    tolerance: f64,
+    spec: &super::VariantSpec,
     o: &Options,
     e: &super::Error,
 ) -> Record {
-    let mut r = blank(ctx, w, info, variant, tolerance, o);
+    let mut r = blank(ctx, w, info, spec.name, (spec.tolerance, spec.gate), o);
     r.status = Status::Error;
     r.error = Some(format!("setup: {e}"));
     r
 }
 
-fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, tolerance: f64, o: &Options) -> Record {
+fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64, GateMetric), o: &Options) -> Record {
+    let (tolerance, gate) = spec;
     Record {
         schema_version: SCHEMA_VERSION,
         run_id: info.run_id.clone(),
@@ -178,6 +187,7 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, tolerance: 
         max_err: None,
         rel_l2_err: None,
         tolerance,
+        gate,
         reference: "baseline".into(),
         peak_mem_bytes: None,
         est_mem_bytes: w.estimate_bytes(ctx, variant),
@@ -207,7 +217,7 @@ mod tests {
         fn variants(&self) -> Vec<VariantSpec> {
             ["baseline", "close", "far", "broken", "own"]
                 .into_iter()
-                .map(|name| VariantSpec { name, about: "", tolerance: 0.01 })
+                .map(|name| VariantSpec::new(name, "", 0.01))
                 .collect()
         }
         fn setup(&mut self, _: &Ctx) -> Result<()> {

@@ -177,17 +177,13 @@ impl Workload for MoeTarget {
     }
     fn variants(&self) -> Vec<VariantSpec> {
         vec![
-            VariantSpec { name: "baseline", about: "loop over experts, group sizes read on the host", tolerance: 0.0 },
-            VariantSpec {
-                name: "optimized",
-                about: "grouped GEMMs, routing and permutation on the device",
-                tolerance: 0.02,
-            },
-            VariantSpec {
-                name: "balanced",
-                about: "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
-                tolerance: 0.02,
-            },
+            VariantSpec::new("baseline", "loop over experts, group sizes read on the host", 0.0),
+            VariantSpec::new("optimized", "grouped GEMMs, routing and permutation on the device", 0.02),
+            VariantSpec::new(
+                "balanced",
+                "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+                0.02,
+            ),
         ]
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
@@ -212,17 +208,18 @@ impl Workload for MoeTarget {
         }
         Ok(())
     }
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
-        let b = ctx.backend.as_ref();
-        if variant != "baseline" {
-            self.per_expert = None;
-        } else if self.per_expert.is_none() {
-            self.per_expert = Some(self.plain().layer.split_experts(b)?);
+    fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+        self.per_expert = None;
+        if variant == "baseline" {
+            self.per_expert = Some(self.plain().layer.split_experts(ctx.backend.as_ref())?);
         }
-        let balanced = variant == "balanced";
-        if balanced && self.bias.is_none() {
+        if variant == "balanced" && self.bias.is_none() {
             self.balance(ctx)?;
         }
+        Ok(())
+    }
+    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+        let balanced = variant == "balanced";
         let r = self.routing(ctx, 0, balanced)?;
         let s = match (balanced, &self.balanced) {
             (true, Some(s)) => s,
