@@ -297,7 +297,10 @@ impl MemoryInputs {
         }
 
         let rows = if moe { ceil_count(self.capacity_factor * (t * u(self.top_k)) as f64) } else { 0 };
-        let dispatch = if moe { (2 * rows * h + 2 * rows * u(self.expert_ffn / self.tp)) * ab } else { 0 };
+        // Rows in, then the fused gate/up output (2F) with the activation (F) beside it, then the
+        // activation with the expert output (h) once gate/up is freed: the larger pair is the peak.
+        let fe = u(self.expert_ffn / self.tp);
+        let dispatch = if moe { rows * (h + (3 * fe).max(fe + h)) * ab } else { 0 };
 
         let mut terms = vec![
             Term { name: term::PARAMETERS, bytes: params },

@@ -51,8 +51,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, b: &dyn Backend, x: &Tensor, dtype: DType) -> Result<Tensor> {
-        let gu = self.gate_up.forward(b, x, dtype)?;
-        let a = b.swiglu(&gu, None)?;
+        let a = b.swiglu(&self.gate_up.forward(b, x, dtype)?, None)?;
         self.down.forward(b, &a, dtype)
     }
 

@@ -227,8 +227,8 @@ impl MoeLayer {
 
     /// Every local slot's MLP over rows grouped by slot, as two grouped GEMMs (no host round trip).
     pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
-        let gu = b.grouped_matmul(xp, &self.gate_up, offsets)?;
-        let a = b.swiglu(&gu, None)?;
+        // gate/up is freed before the down projection: it is the widest buffer (2F).
+        let a = b.swiglu(&b.grouped_matmul(xp, &self.gate_up, offsets)?, None)?;
         b.grouped_matmul(&a, &self.down, offsets)
     }
 

@@ -4,6 +4,7 @@
 
 use crate::backend::{AttnAlgo, AttnParams};
 use crate::harness::{Ctx, GateMetric, Result, VariantSpec, Workload};
+use crate::metrics::memory::MemoryInputs;
 use crate::models::Mlp;
 use crate::models::gpt4::{Gpt4, Gpt4Config};
 use crate::models::moe::MoeLayer;
@@ -183,12 +184,16 @@ impl Workload for Gpt4Target {
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
         let base = variant == "baseline";
         let attn = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
-        let total = super::memory::gpt4(&self.cfg, ctx.layout, attn, false).estimate().ok()?.total;
-        // FP8 runs hold one-byte copies of the attention projections (the experts stay bf16).
+        let inputs = super::memory::gpt4(&self.cfg, ctx.layout, attn, false);
+        let total = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..inputs }.estimate().ok()?.total;
+        // The baseline loop keeps one weight copy per local expert of every block.
         let c = &self.cfg;
+        let slots = c.num_experts / ctx.layout.ep;
+        let copies = if base { (c.layers * slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
+        // FP8 runs hold one-byte copies of the attention projections (the experts stay bf16).
         let fp8 = !base && self.dtype != DType::F32 && ctx.gemm_dtype == DType::F8;
         let attn_params = (c.layers * c.hidden * (2 * c.q_dim() + 2 * c.kv_dim())) as u64;
-        Some(total + if fp8 { attn_params } else { 0 })
+        Some(total + copies + if fp8 { attn_params } else { 0 })
     }
     fn tokens(&self) -> usize {
         self.chunks.iter().map(|r| r.len()).sum()

@@ -24,6 +24,10 @@ pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
     }
 }
 
+/// Runs are dropless (every routed row is computed): their buffers hold exactly
+/// t*k rows, which a capacity factor of 1 gives. `estimate` keeps the configured one.
+pub const DROPLESS: f64 = 1.0;
+
 /// One MoE layer with no attention of its own: the attention fields describe a
 /// one-head, one-dimension stub so that only the MoE terms count.
 pub fn moe(c: &MoeConfig, layout: Layout) -> MemoryInputs {

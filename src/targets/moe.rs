@@ -7,6 +7,7 @@
 use crate::backend::Routing;
 use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
 use crate::metrics::balance::{BiasBalancer, plan_placement};
+use crate::metrics::memory::MemoryInputs;
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::metrics::skew::Skew;
 use crate::models::Mlp;
@@ -238,8 +239,15 @@ impl Workload for MoeTarget {
         let r = self.routing(ctx, 0, true)?;
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
-    fn estimate_bytes(&self, ctx: &Ctx, _variant: &str) -> Option<u64> {
-        super::memory::moe(&self.cfg, ctx.layout).estimate().ok().map(|b| b.total)
+    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
+        let c = &self.cfg;
+        let inputs = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..super::memory::moe(c, ctx.layout) };
+        // The other input batches stay on the device for the routing statistics.
+        let batches = ((c.batches - 1) * c.tokens * c.hidden * 2) as u64;
+        // The baseline loop keeps one weight copy per local expert.
+        let slots = self.plain.as_ref().map_or(c.num_experts, |s| s.layer.slots.len());
+        let copies = if variant == "baseline" { (slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
+        Some(inputs.estimate().ok()?.total + batches + copies)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens

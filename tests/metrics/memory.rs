@@ -86,8 +86,9 @@ fn tiny_moe_by_hand() {
     // tiny's 236 + one more attention layer 56 + router 4*4 + routed 4*3*4*2 + shared 3*4*2
     assert_eq!(m.param_count().unwrap(), 236 + 56 + 16 + 96 + 24);
     let b = m.estimate().unwrap();
-    // rows = ceil(1.25 * 4 tokens * 2) = 10: in+out 2*10*4, intermediate 2*10*2, bf16
-    assert_eq!(b.bytes(term::MOE_DISPATCH), (80 + 40) * 2);
+    // rows = ceil(1.25 * 4 tokens * 2) = 10, h 4, F 2: rows in 10*4, then max(gate/up 2F + act F = 6,
+    // act F + out h = 6) per row: 10*(4 + 6), bf16
+    assert_eq!(b.bytes(term::MOE_DISPATCH), 10 * (4 + 6) * 2);
     // dense swiglu (64) beats the shared expert's (16); router logits+probs 2*4*4 f32
     assert_eq!(b.bytes(term::ACTIVATIONS), 288 + 128);
     assert_eq!(b.bytes(term::COMM_EP), 0);
