@@ -86,6 +86,10 @@ pub trait Workload {
     fn reference(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    /// Element type of `variant`'s GEMMs (recorded with its results).
+    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
+        if variant == "baseline" { DType::Bf16 } else { ctx.gemm_dtype }
+    }
     /// Tokens processed by one step on this rank.
     fn tokens(&self) -> usize;
     /// Floating-point operations of one step on this rank.

@@ -59,6 +59,9 @@ impl Workload for LlamaTarget {
         self.ids = Some(b.upload_i32(&ids, &[ids.len()])?);
         Ok(())
     }
+    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
+        self.mode(ctx, variant).gemm
+    }
     fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
         // FP8 weight copies exist only while an FP8 variant runs.
         let want = self.mode(ctx, variant).gemm == DType::F8;
