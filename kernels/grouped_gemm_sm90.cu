@@ -4,45 +4,12 @@
 // staged by cp.async into the 128-byte-swizzled K-major layout that wgmma reads
 // through shared-memory descriptors (the layout of swz<8> in mma.cuh).
 #include "mma.cuh"
+#include "grouped_tiles.cuh"
 
 #define WG_BM 128
 #define WG_BK 64
 #define WG_THREADS 256
 
-struct WgTile {
-    int e, row0, rows;
-};
-
-__device__ WgTile wg_find_tile(const int* offsets, int E, int g) {
-    __shared__ WgTile t;
-    if (threadIdx.x < 32) {
-        int lane = threadIdx.x;
-        if (lane == 0) t.e = -1;
-        __syncwarp();
-        int base = 0;
-        for (int e0 = 0; e0 < E; e0 += 32) {
-            int e = e0 + lane;
-            int lo = e < E ? offsets[e] : 0;
-            int cnt = e < E ? offsets[e + 1] - lo : 0;
-            int tiles = (cnt + WG_BM - 1) / WG_BM;
-            int inc = tiles;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                int v = __shfl_up_sync(0xffffffffu, inc, o);
-                if (lane >= o) inc += v;
-            }
-            int first = base + inc - tiles;
-            if (tiles > 0 && g >= first && g < first + tiles) {
-                t.e = e;
-                t.row0 = lo + (g - first) * WG_BM;
-                t.rows = min(WG_BM, cnt - (g - first) * WG_BM);
-            }
-            base += __shfl_sync(0xffffffffu, inc, 31);
-        }
-    }
-    __syncthreads();
-    return t;
-}
 
 // Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
 __device__ __forceinline__ u64 wg_desc(u32 saddr) {
@@ -78,7 +45,7 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
     // Tiles loaded ahead: the slot refilled was read by a wgmma group already retired.
     constexpr int DIST = WAIT_ALL ? STAGES - 1 : STAGES - 2;
     extern __shared__ unsigned char smem_raw[];
-    WgTile tile = wg_find_tile(offsets, E, blockIdx.y);
+    Tile tile = find_tile<WG_BM>(offsets, E, blockIdx.y);
     if (tile.e < 0) return;
     const u32 sbase = (smem_addr(smem_raw) + 1023) & ~1023u;  // swizzle atoms are 1024-byte aligned
     const int n0 = blockIdx.x * BN;

@@ -1,6 +1,9 @@
 //! Llama checked against Hugging Face transformers (LlamaForCausalLM, eager attention)
 //! on fixed weights and inputs: tests/fixtures/llama_tiny (made by make_fixture.py there).
 
+mod common;
+
+use common::errors as err;
 use rwm_dist::backend::{AttnAlgo, Backend, cpu::CpuBackend, cuda::CudaBackend};
 use rwm_dist::models::llama::{Llama, LlamaConfig, Mode};
 use rwm_dist::models::weights::Source;
@@ -29,17 +32,6 @@ fn expected() -> Expected {
     let l = st.tensor("logits").unwrap();
     let logits = l.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Expected { cfg, ids, logits }
-}
-
-/// (max |a - b| / max |b|, ||a - b|| / ||b||)
-fn err(a: &[f32], b: &[f32]) -> (f64, f64) {
-    assert_eq!(a.len(), b.len());
-    assert!(a.iter().all(|x| x.is_finite()), "non-finite output");
-    let md = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    let mr = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
-    let sd: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let sr: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (md / mr, (sd / sr).sqrt())
 }
 
 /// Logits of every position on backend `b` with weights in `dt`.

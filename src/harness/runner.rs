@@ -246,16 +246,16 @@ mod tests {
         }
     }
 
+    fn one_rank() -> (Ctx, RunInfo) {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+        let world = Arc::new(SingleComm::new(backend.clone()));
+        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        (Ctx { backend, world, gemm_dtype: DType::Bf16, layout: crate::plan::Layout { cp: 1, ep: 1 } }, info)
+    }
+
     #[test]
     fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
-        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
-        let ctx = Ctx {
-            backend: backend.clone(),
-            world: Arc::new(SingleComm::new(backend.clone())),
-            gemm_dtype: DType::Bf16,
-            layout: crate::plan::Layout { cp: 1, ep: 1 },
-        };
-        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let (ctx, info) = one_rank();
         let opts = Options { warmup: 1, iterations: 3, variants: None };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
         let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
@@ -277,14 +277,7 @@ mod tests {
 
     #[test]
     fn unselected_baseline_still_runs_as_reference() {
-        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
-        let ctx = Ctx {
-            backend: backend.clone(),
-            world: Arc::new(SingleComm::new(backend.clone())),
-            gemm_dtype: DType::Bf16,
-            layout: crate::plan::Layout { cp: 1, ep: 1 },
-        };
-        let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
+        let (ctx, info) = one_rank();
         let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]) };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
         assert_eq!(recs.len(), 1);
