@@ -86,8 +86,8 @@ fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome
     let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
     if let (None, Some(path)) = (device, &a.config.topology) {
         let topo = crate::topology::Topology::load(path)?;
-        // Datasheet "80 GB" H100s hold 80 GiB usable; read it like `--device-memory h100`.
-        device = Some((topo.memory_gb * (1u64 << 30) as f64) as u64);
+        // GB of 1e9 bytes, as NVML reports (and `topo discover` writes) it.
+        device = Some((topo.memory_gb * 1e9) as u64);
     }
     let mut overflows = 0;
     for t in &plan.targets {

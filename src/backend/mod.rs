@@ -114,6 +114,14 @@ pub struct MemStats {
     pub peak: usize,
 }
 
+/// Device work recorded once (a CUDA graph) and launched again as a whole.
+pub trait Replay {
+    /// Launch the recorded work; it rewrites `output` in place.
+    fn replay(&self) -> Result<()>;
+    /// The tensor the recorded work produces, as of the last replay.
+    fn output(&self) -> &Tensor;
+}
+
 /// A point on the backend's timeline.
 pub enum Mark {
     Host(std::time::Instant),
@@ -163,6 +171,12 @@ pub trait Backend: Send + Sync {
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted>;
     /// y [t*k, n] in permuted order -> [t, n] = sum over slots of weight * row.
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor>;
+
+    /// Record the device work `f` enqueues (it must not read results on the host) for
+    /// replay with one launch, and run it once. None where the backend has no graphs.
+    fn capture(&self, _f: &mut dyn FnMut() -> Result<Tensor>) -> Result<Option<Box<dyn Replay>>> {
+        Ok(None)
+    }
 
     fn synchronize(&self) -> Result<()>;
     fn mark(&self) -> Result<Mark>;

@@ -8,6 +8,7 @@
 mod attention;
 mod blas;
 pub mod compile;
+mod graph;
 mod layers;
 mod moe;
 mod pool;
@@ -364,6 +365,9 @@ impl Backend for CudaBackend {
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
         self.unpermute_tokens(y, row_of, weights)
     }
+    fn capture(&self, f: &mut dyn FnMut() -> Result<Tensor>) -> Result<Option<Box<dyn Replay>>> {
+        graph::capture(&self.stream, f).map(|g| Some(Box::new(g) as Box<dyn Replay>))
+    }
     fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| cuda_err("synchronize", e))
     }
@@ -382,14 +386,15 @@ impl Backend for CudaBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        match &self.pool {
-            Some(p) => p.stats(),
-            None => MemStats::default(),
-        }
+        let pool = self.pool.as_ref().map(|p| p.stats()).unwrap_or_default();
+        // Graphs allocate from their own pool: add it (the peaks may not coincide, so their sum bounds the peak).
+        let g = graph::memory(self.ctx.cu_device());
+        MemStats { in_use: pool.in_use + g.in_use, peak: pool.peak + g.peak }
     }
     fn reset_peak(&self) {
         if let Some(p) = &self.pool {
             p.reset_peak()
         }
+        graph::reset_peak(self.ctx.cu_device());
     }
 }
