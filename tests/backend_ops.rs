@@ -554,3 +554,31 @@ fn cuda_unavailable_falls_back_to_cpu() {
         }
     }
 }
+
+#[test]
+fn captured_graph_replays_the_eager_result() {
+    for b in under_test() {
+        let b = b.as_ref();
+        let seed = fresh_seed();
+        let (m, k, n) = (96, 256, 320);
+        let x = b.upload(&data(seed, m * k, 1.0), &[m, k], DType::Bf16).unwrap();
+        let w = b.upload(&data(seed ^ 1, n * k, 0.05), &[n, k], DType::Bf16).unwrap();
+        let g = b.upload(&data(seed ^ 2, k, 0.1), &[k], DType::Bf16).unwrap();
+        // Several ops with intermediates freed inside the recorded pass.
+        let pass = || -> Result<Tensor> {
+            let h = b.rms_norm(&x, &g, 1e-5)?;
+            let y = b.matmul(&h, &w, DType::Bf16)?;
+            b.swiglu(&y, None)
+        };
+        let eager = get(b, &pass().unwrap());
+        let mut f = || pass();
+        let graph = b.capture(&mut f).unwrap().expect("the CUDA backend records graphs");
+        assert_close("graph after capture", &get(b, graph.output()), &eager, 0.0);
+        poison(b, m * n * 4);
+        for _ in 0..3 {
+            graph.replay().unwrap();
+        }
+        assert_close("graph after replays", &get(b, graph.output()), &eager, 0.0);
+    }
+    assert!(cpu().capture(&mut || cpu().zeros(&[1], DType::F32)).unwrap().is_none());
+}
