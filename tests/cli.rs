@@ -188,3 +188,23 @@ fn dry_run_validates_without_running() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains("\"num_experts\": 256") && out.contains("nothing was run"), "{out}");
 }
+
+#[test]
+fn fp8_runs_every_gpt4_gemm_in_fp8_and_reports_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let o = rwm(&["run", "--backend", "cpu", "--target", "gpt4", "--dtype", "fp8", "--iters", "1", "--warmup", "0"]
+        .into_iter()
+        .chain(["--output", path.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let recs: Vec<Value> =
+        std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (base, opt) = (&recs[0], &recs[1]);
+    assert_eq!((base["variant"].as_str(), base["gemm_dtype"].as_str()), (Some("baseline"), Some("bf16")));
+    assert_eq!((opt["variant"].as_str(), opt["gemm_dtype"].as_str()), (Some("optimized"), Some("fp8")));
+    assert_eq!((opt["gate"].as_str(), opt["tolerance"].as_f64()), (Some("rel_l2"), Some(0.2)));
+    // FP8 really changes the numbers: a visible error against the bf16 baseline, inside the bound.
+    let rel = opt["rel_l2_err"].as_f64().unwrap();
+    assert!(rel > 1e-3 && rel <= 0.2, "{rel}");
+}

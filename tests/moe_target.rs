@@ -94,7 +94,7 @@ fn expert_parallel_equals_one_device() {
                 .into_iter()
                 .map(|bias| {
                     let r = all.route(b, x, Some(&skew), bias).unwrap();
-                    b.download(&all.forward(b, x, &r, None).unwrap()).unwrap()
+                    b.download(&all.forward(b, x, &r, None, DType::Bf16).unwrap()).unwrap()
                 })
                 .collect();
             (got, want)

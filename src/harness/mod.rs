@@ -36,6 +36,8 @@ pub struct VariantSpec {
     pub about: &'static str,
     /// Largest accepted error against the reference, measured by `gate`.
     pub tolerance: f64,
+    /// The bound when the variant's GEMMs run in FP8 (`--dtype fp8`), if it differs.
+    pub fp8_tolerance: Option<f64>,
     pub gate: GateMetric,
 }
 
@@ -52,7 +54,15 @@ pub enum GateMetric {
 
 impl VariantSpec {
     pub const fn new(name: &'static str, about: &'static str, tolerance: f64) -> Self {
-        VariantSpec { name, about, tolerance, gate: GateMetric::MaxErr }
+        VariantSpec { name, about, tolerance, fp8_tolerance: None, gate: GateMetric::MaxErr }
+    }
+
+    /// The bound that applies when the variant's GEMMs run in `dtype`.
+    pub fn tolerance_for(&self, dtype: DType) -> f64 {
+        match (dtype, self.fp8_tolerance) {
+            (DType::F8, Some(t)) => t,
+            _ => self.tolerance,
+        }
     }
 }
 
@@ -101,5 +111,18 @@ pub trait Workload {
     /// Workload-specific results after a variant's steps (routing health, KV bytes, ...).
     fn metrics(&mut self, _ctx: &Ctx, _variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         Ok(Default::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp8_bound_applies_only_to_fp8_gemms() {
+        let v = VariantSpec { fp8_tolerance: Some(0.2), ..VariantSpec::new("optimized", "", 0.05) };
+        assert_eq!(v.tolerance_for(DType::Bf16), 0.05);
+        assert_eq!(v.tolerance_for(DType::F8), 0.2);
+        assert_eq!(VariantSpec::new("x", "", 0.05).tolerance_for(DType::F8), 0.05);
     }
 }

@@ -68,7 +68,8 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
         let run_opts =
             Options { warmup: opts.warmup, iterations: if timed_run { opts.iterations } else { 0 }, variants: None };
         let result = time_variant(ctx, w, spec.name, &run_opts, bar);
-        let mut rec = blank(ctx, w, info, spec.name, (spec.tolerance, spec.gate), &run_opts);
+        let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
+        let mut rec = blank(ctx, w, info, spec.name, (tolerance, spec.gate), &run_opts);
         match result {
             Err(e) => {
                 rec.status = Status::Error;
@@ -116,7 +117,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         if reference.iter().all(|x| *x == 0.0) {
                             rec.status = Status::Error;
                             rec.error = Some("the reference output is all zeros: the gate cannot check it".into());
-                        } else if err <= spec.tolerance {
+                        } else if err <= tolerance {
                             rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
                         } else {
                             rec.status = Status::Failed;
@@ -148,7 +149,8 @@ pub fn error_record(
     o: &Options,
     e: &super::Error,
 ) -> Record {
-    let mut r = blank(ctx, w, info, spec.name, (spec.tolerance, spec.gate), o);
+    let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
+    let mut r = blank(ctx, w, info, spec.name, (tolerance, spec.gate), o);
     r.status = Status::Error;
     r.error = Some(format!("setup: {e}"));
     r

@@ -232,14 +232,22 @@ impl MoeLayer {
         b.grouped_matmul(&a, &self.down, offsets)
     }
 
-    /// The same with one GEMM pair per expert, reading the group sizes on the host.
-    pub fn experts_loop(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor, per_expert: &[Mlp]) -> Result<Tensor> {
+    /// The same with one GEMM pair per expert, reading the group sizes on the host; `gemm`
+    /// F8 runs them in FP8 (the per-expert weights must have their FP8 copies).
+    pub fn experts_loop(
+        &self,
+        b: &dyn Backend,
+        xp: &Tensor,
+        offsets: &Tensor,
+        per_expert: &[Mlp],
+        gemm: DType,
+    ) -> Result<Tensor> {
         let off = b.download_i32(offsets)?;
         let mut parts = Vec::new();
         for (e, mlp) in per_expert.iter().enumerate() {
             let (lo, hi) = (off[e] as usize, off[e + 1] as usize);
             if hi > lo {
-                parts.push(mlp.forward(b, &b.rows(xp, lo, hi - lo)?, xp.dtype())?);
+                parts.push(mlp.forward(b, &b.rows(xp, lo, hi - lo)?, gemm)?);
             }
         }
         if parts.is_empty() {
@@ -266,12 +274,19 @@ impl MoeLayer {
     }
 
     /// The whole layer on one device (all experts local): grouped experts, or the
-    /// per-expert loop when `per_expert` is given.
-    pub fn forward(&self, b: &dyn Backend, x: &Tensor, r: &Routing, per_expert: Option<&[Mlp]>) -> Result<Tensor> {
+    /// per-expert loop (GEMMs in `gemm`) when `per_expert` is given.
+    pub fn forward(
+        &self,
+        b: &dyn Backend,
+        x: &Tensor,
+        r: &Routing,
+        per_expert: Option<&[Mlp]>,
+        gemm: DType,
+    ) -> Result<Tensor> {
         debug_assert_eq!(self.slots.len(), self.cfg.num_experts, "single-device forward needs every expert");
         let p = b.permute(x, &r.ids, self.cfg.num_experts)?;
         let y = match per_expert {
-            Some(m) => self.experts_loop(b, &p.x, &p.offsets, m)?,
+            Some(m) => self.experts_loop(b, &p.x, &p.offsets, m, gemm)?,
             None => self.experts_grouped(b, &p.x, &p.offsets)?,
         };
         self.combine(b, x, &y, &p.row_of, r)

@@ -82,11 +82,11 @@ impl Gpt4Target {
             layer += 1;
             let r = m.route(b, x, None, None)?;
             match placement {
-                None => Ok(m.forward(b, x, &r, pe)?),
+                None => Ok(m.forward(b, x, &r, pe, gemm)?),
                 Some(p) => {
                     let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
                         Ok(match pe {
-                            Some(per_slot) => m.experts_loop(b, rows, offsets, per_slot)?,
+                            Some(per_slot) => m.experts_loop(b, rows, offsets, per_slot, gemm)?,
                             None => m.experts_grouped(b, rows, offsets)?,
                         })
                     };
@@ -129,11 +129,13 @@ impl Workload for Gpt4Target {
             VariantSpec::new("baseline", "naive attention, loop over experts, bf16", 0.0),
             // Flash and naive attention round differently in bf16, which can flip a token's
             // top-2 experts: bound the error over all tokens, not the worst element.
+            // FP8 everywhere (per-tensor scales, two blocks of random weights): rel ~0.1 seen.
             VariantSpec {
                 gate: GateMetric::RelL2,
+                fp8_tolerance: Some(0.2),
                 ..VariantSpec::new(
                     "optimized",
-                    "flash attention, grouped experts, GEMMs in --dtype (bf16 or fp8)",
+                    "flash attention, grouped experts; with --dtype fp8 every GEMM in FP8 (experts as a loop)",
                     0.08,
                 )
             },
@@ -172,9 +174,20 @@ impl Workload for Gpt4Target {
             self.fp8_ready = fp8;
         }
         self.per_expert = None;
-        if base {
-            let split = model.blocks.iter().map(|blk| blk.moe.split_experts(b));
-            self.per_expert = Some(split.collect::<std::result::Result<_, _>>()?);
+        // The baseline loops over experts in bf16; FP8 loops over per-expert FP8 GEMMs (there
+        // is no FP8 grouped kernel), reading the group sizes on the host once per layer.
+        if base || fp8 {
+            let mut split = Vec::with_capacity(model.blocks.len());
+            for blk in &model.blocks {
+                let mut mlps = blk.moe.split_experts(b)?;
+                if fp8 {
+                    for l in mlps.iter_mut().flat_map(|m| m.linears()) {
+                        l.prepare_fp8(b)?;
+                    }
+                }
+                split.push(mlps);
+            }
+            self.per_expert = Some(split);
         }
         Ok(())
     }
@@ -186,12 +199,19 @@ impl Workload for Gpt4Target {
         let attn = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
         let inputs = super::memory::gpt4(&self.cfg, ctx.layout, attn, false);
         let total = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..inputs }.estimate().ok()?.total;
-        // The baseline loop keeps one weight copy per local expert of every block.
         let c = &self.cfg;
         let slots = c.num_experts / ctx.layout.ep;
-        let copies = if base { (c.layers * slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
-        // FP8 runs hold one-byte copies of the attention projections (the experts stay bf16).
         let fp8 = !base && self.dtype != DType::F32 && ctx.gemm_dtype == DType::F8;
+        // The expert loops keep per-expert weight copies: bf16 (baseline), bf16 and FP8 (fp8).
+        let per_copy = (c.layers * slots * 3 * c.hidden * c.expert_ffn) as u64;
+        let copies = if base {
+            2 * per_copy
+        } else if fp8 {
+            3 * per_copy
+        } else {
+            0
+        };
+        // FP8 runs also hold one-byte copies of the attention projections.
         let attn_params = (c.layers * c.hidden * (2 * c.q_dim() + 2 * c.kv_dim())) as u64;
         Some(total + copies + if fp8 { attn_params } else { 0 })
     }

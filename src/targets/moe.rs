@@ -153,11 +153,11 @@ fn forward(
 ) -> Result<(Tensor, Option<EpStats>)> {
     let b = ctx.backend.as_ref();
     let Some(p) = &s.placement else {
-        return Ok((s.layer.forward(b, x, r, per_expert)?, None));
+        return Ok((s.layer.forward(b, x, r, per_expert, x.dtype())?, None));
     };
     let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
         Ok(match per_expert {
-            Some(m) => s.layer.experts_loop(b, rows, offsets, m)?,
+            Some(m) => s.layer.experts_loop(b, rows, offsets, m, x.dtype())?,
             None => s.layer.experts_grouped(b, rows, offsets)?,
         })
     };
