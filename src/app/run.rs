@@ -1,132 +1,18 @@
-//! The commands, between the parsed flags and the harness.
+//! `rwm-dist run`: the world, the backend and communicators of each rank, the
+//! harness over every target, and the records gathered to rank 0.
 
-use crate::backend::AttnAlgo;
+use super::{Error, Outcome, config_err, io};
 use crate::backend::{self, Backend};
-use crate::cli::{Command, RunArgs};
+use crate::cli::RunArgs;
 use crate::comm::{Comm, single::SingleComm};
 use crate::harness::record::{Record, RunInfo, Status};
-use crate::harness::registry::TargetConfig;
-use crate::harness::{self, Ctx, registry, runner, table};
+use crate::harness::{Ctx, runner, table};
 use crate::plan::RunPlan;
-use crate::targets;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Harness(#[from] harness::Error),
-    #[error(transparent)]
-    Backend(#[from] backend::Error),
-    #[error(transparent)]
-    Comm(#[from] crate::comm::Error),
-    #[error(transparent)]
-    Topology(#[from] crate::topology::Error),
-    #[error(transparent)]
-    World(#[from] crate::world::Error),
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
-}
-
-/// What the process should exit with when no error escaped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// Some variant FAILED its correctness gate or errored, or a layout does not fit: (count, what).
-    Failures(usize, &'static str),
-}
-
-pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
-    match cmd {
-        Command::List => list(out).map(|_| Outcome::Ok),
-        Command::Run(a) => run_targets(a, out),
-        Command::Estimate(a) => estimate(a, out),
-        Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
-    }
-}
-
-fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.into(), source }
-}
-
-fn list(out: &mut dyn Write) -> Result<(), Error> {
-    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
-    w(out, "targets:".into())?;
-    for (name, about) in registry::TARGETS {
-        let cfg = registry::TargetConfig::for_profile(name, "quick")?;
-        w(out, format!("  {name:<6} {about}"))?;
-        for v in cfg.workload().variants() {
-            w(out, format!("         {:<10} {}", v.name, v.about))?;
-        }
-        let keys = serde_json::to_value(&cfg).expect("configs serialise");
-        let keys: Vec<String> = keys.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-        w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
-    }
-    w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
-    w(out, "  llama: llama3.1-8b, small   moe: deepseek-v2-lite, deepseek-v3   gpt4: full, small".into())?;
-    w(out, "profiles:".into())?;
-    for p in registry::PROFILES {
-        w(out, format!("  {:<6} {} (warm-up {}, steps {})", p.name, p.about, p.warmup, p.iterations))?;
-    }
-    Ok(())
-}
-
-/// Per-rank budgets of the selected targets at the optimized variant's attention.
-fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
-    use crate::metrics::memory::parse_device_memory;
-    let plan = crate::plan::Plan::resolve(&a.config)?;
-    let world = a.world.unwrap_or(plan.world_size() * a.tp);
-    plan.check_world(world)?;
-    if a.tp == 0 || !world.is_multiple_of(a.tp) {
-        return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
-    }
-    let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
-    if let (None, Some(path)) = (device, &a.config.topology) {
-        let topo = crate::topology::Topology::load(path)?;
-        // GB of 1e9 bytes, as NVML reports (and `topo discover` writes) it.
-        device = Some((topo.memory_gb * 1e9) as u64);
-    }
-    let mut overflows = 0;
-    for t in &plan.targets {
-        let mut inputs = match t {
-            TargetConfig::Llama(c) => targets::memory::llama(c, AttnAlgo::Flash),
-            TargetConfig::Moe(c) => targets::memory::moe(c, plan.layout),
-            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, plan.layout, AttnAlgo::Flash, true),
-        };
-        inputs.tp = a.tp;
-        let budget = inputs.estimate().map_err(config_err)?;
-        let params = inputs.param_count().map_err(config_err)?;
-        writeln!(
-            out,
-            "{}: {:.3}B parameters; world {world} (tp {}, cp {}, ep {}); flash attention",
-            t.name(),
-            params as f64 / 1e9,
-            a.tp,
-            plan.layout.cp,
-            plan.layout.ep
-        )
-        .map_err(io("stdout"))?;
-        budget.render(device, out).map_err(io("stdout"))?;
-        writeln!(out).map_err(io("stdout"))?;
-        if device.is_some_and(|d| budget.check_fit(d).is_err()) {
-            overflows += 1;
-        }
-    }
-    Ok(if overflows == 0 {
-        Outcome::Ok
-    } else {
-        Outcome::Failures(overflows, "layout(s) do not fit the device memory")
-    })
-}
-
-pub(crate) fn config_err(e: impl std::fmt::Display) -> Error {
-    crate::config::ConfigError::Invalid(e.to_string()).into()
-}
-
-fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
+pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     let plan = RunPlan::resolve(a)?;
     if a.ranks == 0 {
         return Err(config_err("--ranks must be at least 1"));

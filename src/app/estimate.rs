@@ -1,0 +1,55 @@
+//! `rwm-dist estimate`: per-rank memory budgets before anything is allocated.
+
+use super::{Error, Outcome, config_err, io};
+use crate::backend::AttnAlgo;
+use crate::harness::registry::TargetConfig;
+use crate::targets;
+use std::io::Write;
+
+/// Per-rank budgets of the selected targets at the optimized variant's attention.
+pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
+    use crate::metrics::memory::parse_device_memory;
+    let plan = crate::plan::Plan::resolve(&a.config)?;
+    let world = a.world.unwrap_or(plan.world_size() * a.tp);
+    plan.check_world(world)?;
+    if a.tp == 0 || !world.is_multiple_of(a.tp) {
+        return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
+    }
+    let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
+    if let (None, Some(path)) = (device, &a.config.topology) {
+        let topo = crate::topology::Topology::load(path)?;
+        // GB of 1e9 bytes, as NVML reports (and `topo discover` writes) it.
+        device = Some((topo.memory_gb * 1e9) as u64);
+    }
+    let mut overflows = 0;
+    for t in &plan.targets {
+        let mut inputs = match t {
+            TargetConfig::Llama(c) => targets::memory::llama(c, AttnAlgo::Flash),
+            TargetConfig::Moe(c) => targets::memory::moe(c, plan.layout),
+            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, plan.layout, AttnAlgo::Flash, true),
+        };
+        inputs.tp = a.tp;
+        let budget = inputs.estimate().map_err(config_err)?;
+        let params = inputs.param_count().map_err(config_err)?;
+        writeln!(
+            out,
+            "{}: {:.3}B parameters; world {world} (tp {}, cp {}, ep {}); flash attention",
+            t.name(),
+            params as f64 / 1e9,
+            a.tp,
+            plan.layout.cp,
+            plan.layout.ep
+        )
+        .map_err(io("stdout"))?;
+        budget.render(device, out).map_err(io("stdout"))?;
+        writeln!(out).map_err(io("stdout"))?;
+        if device.is_some_and(|d| budget.check_fit(d).is_err()) {
+            overflows += 1;
+        }
+    }
+    Ok(if overflows == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Failures(overflows, "layout(s) do not fit the device memory")
+    })
+}

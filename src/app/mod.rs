@@ -1,0 +1,75 @@
+//! The commands, between the parsed flags and the harness: `list` here, `estimate`
+//! and `run` in their own files.
+
+mod estimate;
+mod run;
+
+use crate::backend;
+use crate::cli::Command;
+use crate::harness::{self, registry};
+use std::io::Write;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Harness(#[from] harness::Error),
+    #[error(transparent)]
+    Backend(#[from] backend::Error),
+    #[error(transparent)]
+    Comm(#[from] crate::comm::Error),
+    #[error(transparent)]
+    Topology(#[from] crate::topology::Error),
+    #[error(transparent)]
+    World(#[from] crate::world::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// What the process should exit with when no error escaped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Some variant FAILED its correctness gate or errored, or a layout does not fit: (count, what).
+    Failures(usize, &'static str),
+}
+
+pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
+    match cmd {
+        Command::List => list(out).map(|_| Outcome::Ok),
+        Command::Run(a) => run::run_targets(a, out),
+        Command::Estimate(a) => estimate::estimate(a, out),
+        Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
+    }
+}
+
+pub(crate) fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.into(), source }
+}
+
+fn list(out: &mut dyn Write) -> Result<(), Error> {
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
+    w(out, "targets:".into())?;
+    for (name, about) in registry::TARGETS {
+        let cfg = registry::TargetConfig::for_profile(name, "quick")?;
+        w(out, format!("  {name:<6} {about}"))?;
+        for v in cfg.workload().variants() {
+            w(out, format!("         {:<10} {}", v.name, v.about))?;
+        }
+        let keys = serde_json::to_value(&cfg).expect("configs serialise");
+        let keys: Vec<String> = keys.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
+    }
+    w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
+    w(out, "  llama: llama3.1-8b, small   moe: deepseek-v2-lite, deepseek-v3   gpt4: full, small".into())?;
+    w(out, "profiles:".into())?;
+    for p in registry::PROFILES {
+        w(out, format!("  {:<6} {} (warm-up {}, steps {})", p.name, p.about, p.warmup, p.iterations))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn config_err(e: impl std::fmt::Display) -> Error {
+    crate::config::ConfigError::Invalid(e.to_string()).into()
+}
