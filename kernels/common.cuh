@@ -60,50 +60,40 @@ __device__ __forceinline__ float rng_uniform(u64 seed, u64 i) {
 }
 
 // ---- reductions ----
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
+struct SumOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
-__device__ __forceinline__ float block_sum(float v) {
+template <class Op> __device__ __forceinline__ float warp_reduce(float v, Op op) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, SumOp()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp()); }
+
+// Reduce over the block (blockDim.x a multiple of 32, at most 1024); every thread gets
+// the result. `identity` fills the slots of warps the block does not have.
+template <class Op> __device__ __forceinline__ float block_reduce(float v, Op op, float identity) {
     __shared__ float part[32];
     __shared__ float total;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) part[w] = v;
     __syncthreads();
     if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
-        s = warp_sum(s);
+        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : identity;
+        s = warp_reduce(s, op);
         if (lane == 0) total = s;
     }
     __syncthreads();
     return total;
 }
-
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : __int_as_float(0xff800000);
-        s = warp_max(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    return total;
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce(v, SumOp(), 0.f); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce(v, MaxOp(), __int_as_float(0xff800000)); }
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }

@@ -104,13 +104,13 @@ impl ParallelDims {
         Ok(ParallelDims { tp, cp, ep, dp: world_size / inner, ep_layout })
     }
 
+    /// The four degrees, read like coordinates.
+    pub fn degrees(&self) -> Coords {
+        Coords { tp: self.tp, cp: self.cp, ep: self.ep, dp: self.dp }
+    }
+
     pub fn get(&self, d: Dim) -> usize {
-        match d {
-            Dim::Tp => self.tp,
-            Dim::Cp => self.cp,
-            Dim::Ep => self.ep,
-            Dim::Dp => self.dp,
-        }
+        self.degrees().get(d)
     }
 
     pub fn world_size(&self) -> usize {
