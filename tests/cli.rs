@@ -208,3 +208,25 @@ fn fp8_runs_every_gpt4_gemm_in_fp8_and_reports_its_error() {
     let rel = opt["rel_l2_err"].as_f64().unwrap();
     assert!(rel > 1e-3 && rel <= 0.2, "{rel}");
 }
+
+#[test]
+fn layouts_and_topology_files_are_checked_before_anything_runs() {
+    fails_with(&["run", "--target", "moe", "--ranks", "3", "--ep", "3"], &["moe.num_experts (64)", "EP size (3)"]);
+    fails_with(&["run", "--target", "gpt4", "--ranks", "4", "--cp", "2"], &["--cp 2", "world size 4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100.toml")).unwrap();
+    std::fs::write(&bad, good.replace("nvlink_gb_per_s = 450", "nvlink_gb_per_s = 0")).unwrap();
+    let o = rwm(&["topo", "show", "--topology", bad.to_str().unwrap(), "--world", "8"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let line = good.lines().position(|l| l.starts_with("nvlink_gb_per_s")).unwrap() + 1;
+    assert!(err.contains(&format!("bad.toml:{line}")) && err.contains("nvlink_gb_per_s"), "{err}");
+    let o = rwm(&["topo", "show", "--topology", concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100-x3.toml")]
+        .into_iter()
+        .chain(["--world", "24", "--cp", "4", "--ep", "8"])
+        .collect::<Vec<_>>());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("world 24 = tp 1 x cp 4 x dp 6") && out.contains("naive round-robin"), "{out}");
+}
