@@ -63,10 +63,10 @@ impl Plan {
         if let Some(w) = &a.weights {
             flags.push(shortcut("llama", "weights", w.display().to_string()));
         }
-        let layout = Layout { cp: a.cp.max(1), ep: a.ep.max(1) };
         if a.cp == 0 || a.ep == 0 {
             return Err(ConfigError::Invalid(format!("--cp ({}) and --ep ({}) must be at least 1", a.cp, a.ep)));
         }
+        let layout = Layout { cp: a.cp, ep: a.ep };
         let mut targets = vec![];
         for name in &names {
             let mut cfg = TargetConfig::for_profile(name, profile.name)?;

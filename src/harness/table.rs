@@ -49,8 +49,8 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
                 opt(r.tflops, |x| format!("{x:.2}")),
                 opt(r.speedup, |x| format!("{x:.2}x")),
                 if r.reference == "none" { "ref".into() } else { opt(r.max_err, |x| format!("{x:.2e}")) },
-                opt(r.peak_mem_bytes.map(|b| b as f64), |b| gib(b as u64)),
-                opt(r.est_mem_bytes.map(|b| b as f64), |b| gib(b as u64)),
+                r.peak_mem_bytes.map(gib).unwrap_or_else(|| "-".into()),
+                r.est_mem_bytes.map(gib).unwrap_or_else(|| "-".into()),
                 match r.status {
                     Status::Ok => "ok".into(),
                     Status::Failed => format!("FAILED (tol {:.0e})", r.tolerance),

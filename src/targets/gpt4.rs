@@ -56,7 +56,7 @@ impl Gpt4Target {
     fn forward(&mut self, ctx: &Ctx, variant: &str, measure_comm: bool) -> Result<Tensor> {
         let b = ctx.backend.as_ref();
         let base = variant == "baseline";
-        let gemm = if base || self.dtype == DType::F32 { self.dtype } else { ctx.gemm_dtype };
+        let gemm = self.gemm_dtype(ctx, variant);
         let model = self.model.as_ref().expect("setup ran");
         let algo = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
         let world = ctx.world.as_ref();
@@ -164,10 +164,14 @@ impl Workload for Gpt4Target {
         }
         Ok(())
     }
+    /// bf16 for the baseline, `--dtype` otherwise; everything in f32 when built `with_dtype(F32)`.
+    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
+        if variant == "baseline" || self.dtype == DType::F32 { self.dtype } else { ctx.gemm_dtype }
+    }
     fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
         let b = ctx.backend.as_ref();
         let base = variant == "baseline";
-        let fp8 = !base && self.dtype != DType::F32 && ctx.gemm_dtype == DType::F8;
+        let fp8 = self.gemm_dtype(ctx, variant) == DType::F8;
         let model = self.model.as_mut().expect("setup ran");
         if fp8 != self.fp8_ready {
             model.set_fp8(b, fp8)?;
@@ -201,7 +205,7 @@ impl Workload for Gpt4Target {
         let total = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..inputs }.estimate().ok()?.total;
         let c = &self.cfg;
         let slots = c.num_experts / ctx.layout.ep;
-        let fp8 = !base && self.dtype != DType::F32 && ctx.gemm_dtype == DType::F8;
+        let fp8 = self.gemm_dtype(ctx, variant) == DType::F8;
         // The expert loops keep per-expert weight copies: bf16 (baseline), bf16 and FP8 (fp8).
         let per_copy = (c.layers * slots * 3 * c.hidden * c.expert_ffn) as u64;
         let copies = if base {
