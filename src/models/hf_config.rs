@@ -19,6 +19,7 @@ struct Raw {
     num_attention_heads: usize,
     num_key_value_heads: Option<usize>,
     head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
     rms_norm_eps: f64,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Map<String, serde_json::Value>>,
@@ -33,6 +34,11 @@ struct Raw {
     #[serde(default)]
     mlp_bias: bool,
     quantization_config: Option<serde_json::Value>,
+}
+
+/// transformers' LlamaConfig default.
+fn default_eps() -> f64 {
+    1e-6
 }
 
 /// What a checkpoint's config.json says, in `llama.*` terms.
@@ -236,10 +242,9 @@ mod tests {
     fn defaults_follow_transformers() {
         // Llama 2 style: no scaling, no head_dim, no num_key_value_heads, no rope_theta.
         let text = r#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
-            "num_attention_heads": 32, "num_hidden_layers": 32, "rms_norm_eps": 1e-06, "rope_scaling": null,
-            "vocab_size": 32000}"#;
+            "num_attention_heads": 32, "num_hidden_layers": 32, "rope_scaling": null, "vocab_size": 32000}"#;
         let c = parse(text).unwrap().arch;
-        assert_eq!((c.kv_heads, c.head_dim, c.rope_theta, c.rope_factor), (32, 128, 10_000.0, 1.0));
+        assert_eq!((c.kv_heads, c.head_dim, c.rope_theta, c.rope_factor, c.eps), (32, 128, 10_000.0, 1.0, 1e-6));
         assert!(!c.tie_embeddings);
     }
 
