@@ -277,6 +277,17 @@ fn run_with_a_prompt_prints_and_records_what_the_model_says() {
         assert_verdict(&v, &e, 512, 2e-2, &format!("record {}", r["variant"]));
         assert_eq!(r["metrics"]["checkpoint_dtype"], "bfloat16");
     }
+    // The same prompt from a file.
+    let file = out.path().join("prompt.txt");
+    std::fs::write(&file, &e.prompt).unwrap();
+    let from_file = ["run", "--target", "llama", "--weights", &dir, "--prompt-file", file.to_str().unwrap()];
+    let (code, stdout, stderr) = rwm(&[
+        &from_file[..],
+        &["--backend", "cpu", "--variant", "baseline", "--iters", "1", "--output", jsonl.to_str().unwrap()],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("prompt of {} tokens", e.ids.len())), "{stdout}");
     // A `--set` that contradicts the checkpoint is bad input naming both values.
     let (code, _, stderr) = rwm(&[&args[..], &["--set", "llama.heads=8", "--dry-run"]].concat());
     assert_eq!(code, 2, "{stderr}");

@@ -16,7 +16,19 @@ pub fn resolve(asked: &LlamaConfig, explicit: &[&str]) -> Result<LlamaConfig, Co
         None => asked.clone(),
         Some(dir) => {
             let cfg = HfConfig::load(dir, asked)?.adopt(asked, explicit)?;
-            Checkpoint::open(dir)?.check(&cfg.tensors())?;
+            let (ck, want) = (Checkpoint::open(dir)?, cfg.tensors());
+            ck.check(&want)?;
+            // Old exports carry buffers (rotary inv_freq) and tied ones may store lm_head:
+            // worth a word, not a refusal.
+            let unused = ck.unused(&want);
+            if !unused.is_empty() {
+                tracing::warn!(
+                    "weights: {} tensor(s) in {} are not used: {}",
+                    unused.len(),
+                    dir.display(),
+                    unused.join(", ")
+                );
+            }
             cfg
         }
     };

@@ -167,6 +167,14 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Tensors of the checkpoint that `want` does not name, sorted.
+    pub fn unused(&self, want: &[(String, Vec<usize>)]) -> Vec<&str> {
+        let wanted: std::collections::HashSet<&str> = want.iter().map(|(n, _)| n.as_str()).collect();
+        let mut left: Vec<&str> = self.owner.keys().map(|n| n.as_str()).filter(|n| !wanted.contains(n)).collect();
+        left.sort();
+        left
+    }
+
     /// Shape and f32 values of tensor `name`.
     pub fn read(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), Error> {
         let (s, info) = self.info(name)?;
