@@ -114,6 +114,9 @@ fn config_json_decides_the_architecture() {
         // The parameter count the record reports is the checkpoint's element count.
         let elements: usize = c.tensors().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(c.params(), elements as u64, "{name}");
+        // So is the memory estimate's (the tied LM head counted once).
+        let est = rwm_dist::targets::memory::llama(&c, AttnAlgo::Flash).param_count().unwrap();
+        assert_eq!(est, elements as u64, "{name}");
     }
 }
 
