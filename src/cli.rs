@@ -34,6 +34,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print a per-rank memory budget for a config and parallel layout; allocates nothing.
     Estimate(EstimateArgs),
+    /// Compare two results files: deltas of the same work, regressions marked (exit 1 on one).
+    Compare(CompareArgs),
     /// Topology files: show a rank map and its communication cost, or discover this machine.
     Topo {
         #[command(subcommand)]
@@ -132,4 +134,25 @@ pub struct EstimateArgs {
     /// (default: the topology file's GPU, else no check).
     #[arg(long)]
     pub device_memory: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The results file to compare against (JSON Lines of `run`).
+    pub base: PathBuf,
+    /// The results file under test.
+    pub new: PathBuf,
+    /// A median slower (or a peak larger) by more than this is a regression, if also outside
+    /// the noise band: a percentage, `3%` or `3`.
+    #[arg(long, default_value = "3%", value_parser = parse_percent)]
+    pub threshold: f64,
+}
+
+/// `3%` or `3` as the fraction 0.03.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches('%').trim();
+    match n.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x / 100.0),
+        _ => Err(format!("`{s}` is not a percentage (e.g. 3%)")),
+    }
 }

@@ -1,7 +1,9 @@
-//! The commands, between the parsed flags and the harness: `list` here, `estimate`
-//! and `run` in their own files.
+//! The commands, between the parsed flags and the harness: `list` here, `estimate`,
+//! `run` and `compare` in their own files.
 
+mod compare;
 mod estimate;
+pub mod records;
 mod run;
 
 use crate::backend;
@@ -23,6 +25,8 @@ pub enum Error {
     Topology(#[from] crate::topology::Error),
     #[error(transparent)]
     World(#[from] crate::world::Error),
+    #[error(transparent)]
+    Records(#[from] records::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -40,6 +44,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::List => list(out).map(|_| Outcome::Ok),
         Command::Run(a) => run::run_targets(a, out),
         Command::Estimate(a) => estimate::estimate(a, out),
+        Command::Compare(a) => compare::compare(a, out),
         Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
     }
 }
