@@ -5,10 +5,15 @@ use serde_json::Value;
 use std::process::{Command, Output};
 
 fn rwm(args: &[&str]) -> Output {
+    rwm_with(args, &[])
+}
+
+fn rwm_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("OMPI_COMM_WORLD_SIZE")
+        .envs(vars.iter().copied())
         .output()
         .expect("binary runs")
 }
@@ -17,70 +22,25 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
-/// The subset of JSON Schema that schema/results-v2.json uses.
-fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
-    if let Some(t) = schema.get("type") {
-        let types: Vec<&str> = match t {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
-            _ => return Err(format!("{path}: bad schema type")),
-        };
-        let ok = types.iter().any(|t| match *t {
-            "object" => v.is_object(),
-            "array" => v.is_array(),
-            "string" => v.is_string(),
-            "integer" => v.is_u64() || v.is_i64(),
-            "number" => v.is_number(),
-            "null" => v.is_null(),
-            "boolean" => v.is_boolean(),
-            _ => false,
-        });
-        if !ok {
-            return Err(format!("{path}: {v} is not of type {types:?}"));
-        }
-    }
-    if let Some(Value::Array(allowed)) = schema.get("enum")
-        && !allowed.contains(v)
-    {
-        return Err(format!("{path}: {v} not in {allowed:?}"));
-    }
-    if let (Some(obj), Some(props)) = (v.as_object(), schema.get("properties").and_then(|p| p.as_object())) {
-        for r in schema.get("required").and_then(|r| r.as_array()).into_iter().flatten() {
-            let r = r.as_str().unwrap();
-            if !obj.contains_key(r) {
-                return Err(format!("{path}: missing required `{r}`"));
-            }
-        }
-        for (k, x) in obj {
-            match props.get(k) {
-                Some(s) => validate(s, x, &format!("{path}.{k}"))?,
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                    return Err(format!("{path}: unexpected `{k}`"));
-                }
-                None => {}
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
-        for (i, x) in arr.iter().enumerate() {
-            validate(items, x, &format!("{path}[{i}]"))?;
-        }
-    }
-    Ok(())
-}
-
 fn schema() -> Value {
     serde_json::from_str(include_str!("../schema/results-v2.json")).unwrap()
 }
 
+/// Every way `v` breaks schema/results-v2.json (a full JSON Schema 2020-12 validator,
+/// formats asserted), one line each.
+fn validate(v: &Value) -> Result<(), String> {
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema())
+        .expect("schema/results-v2.json is a valid JSON Schema");
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+}
+
 #[test]
 fn validator_rejects_what_the_schema_forbids() {
-    let s = schema();
-    let bad = serde_json::json!({"schema_version": 1});
-    assert!(validate(&s, &bad, "$").unwrap_err().contains("missing required"));
-    let t = serde_json::json!({"type": ["number", "null"]});
-    assert!(validate(&t, &serde_json::json!("x"), "$").is_err());
-    assert!(validate(&t, &Value::Null, "$").is_ok());
+    let err = validate(&serde_json::json!({"schema_version": 1})).unwrap_err();
+    assert!(err.contains("\"run_id\" is a required property") && err.contains("1 is not one of"), "{err}");
 }
 
 #[test]
@@ -97,16 +57,26 @@ fn list_names_targets_variants_and_profiles() {
 fn quick_run_writes_schema_valid_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
-    let o = rwm(&["run", "--backend", "cpu", "--iters", "2", "--warmup", "0", "--output", path.to_str().unwrap()]);
+    let o = rwm_with(
+        &["run", "--backend", "cpu", "--iters", "2", "--warmup", "0", "--output", path.to_str().unwrap()],
+        &[("NCCL_DEBUG", "WARN"), ("SLURM_JOB_ID", "4242")],
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
     let lines: Vec<Value> =
         std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     // llama 3 variants, moe 3, gpt4 2
     assert_eq!(lines.len(), 8, "{lines:?}");
-    let s = schema();
     for l in &lines {
-        validate(&s, l, "$").unwrap();
+        if let Err(e) = validate(l) {
+            panic!("{e}\nin {l}");
+        }
+        // The CPU backend: the environment without a GPU.
+        let env = &l["env"];
+        assert!(env["gpu"].as_object().unwrap().values().all(Value::is_null), "{env}");
+        assert!(env["driver_version"].is_null() && env["nccl_version"].is_null(), "{env}");
+        assert_eq!(env["nccl_env"]["NCCL_DEBUG"], "WARN", "{env}");
+        assert_eq!(env["job_id"], "4242", "{env}");
         assert_eq!(l["status"], "ok", "{l}");
         assert_eq!(l["samples_ms"].as_array().unwrap().len(), 2);
         assert!(l["median_ms"].as_f64().unwrap() > 0.0);
@@ -229,4 +199,58 @@ fn layouts_and_topology_files_are_checked_before_anything_runs() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("world 24 = tp 1 x cp 4 x dp 6") && out.contains("naive round-robin"), "{out}");
+}
+
+/// A moe run's records with their times set to `ms` (p10/p90 at +-1%) and rates to match.
+fn with_times(records: &str, ms: f64) -> String {
+    records
+        .lines()
+        .map(|l| {
+            let mut r: Value = serde_json::from_str(l).unwrap();
+            let tokens = r["tokens"].as_f64().unwrap();
+            for (k, x) in [("median_ms", ms), ("p10_ms", ms * 0.99), ("p90_ms", ms * 1.01)] {
+                r[k] = x.into();
+            }
+            r["samples_ms"] = serde_json::json!([ms * 0.99, ms, ms * 1.01]);
+            r["tokens_per_s"] = (tokens / (ms / 1e3)).into();
+            r.to_string() + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn compare_exits_1_on_a_slower_file_and_0_on_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let o = rwm(&["run", "--backend", "cpu", "--target", "moe", "--seq-len", "64", "--iters", "3", "--warmup", "0"]
+        .into_iter()
+        .chain(["--output", &path("run.jsonl")])
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let run = std::fs::read_to_string(path("run.jsonl")).unwrap();
+    std::fs::write(path("base.jsonl"), with_times(&run, 10.0)).unwrap();
+    std::fs::write(path("slow.jsonl"), with_times(&run, 11.0)).unwrap();
+    std::fs::write(path("bad.jsonl"), format!("{}\n{{\"target\": \"moe\"}}\n", run.lines().next().unwrap())).unwrap();
+
+    let o = rwm(&["compare", &path("run.jsonl"), &path("run.jsonl")]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("moe ") && l.ends_with("same")).count(), 3, "{out}");
+
+    let o = rwm(&["compare", &path("base.jsonl"), &path("slow.jsonl")]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert_eq!(out.matches("REGRESSION: SLOWER +10.0%").count(), 3, "{out}");
+    assert!(err.contains("3 regression(s)"), "{err}");
+    // 10% is within a 15% threshold; faster is never a regression.
+    assert_eq!(
+        rwm(&["compare", &path("base.jsonl"), &path("slow.jsonl"), "--threshold", "15%"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(rwm(&["compare", &path("slow.jsonl"), &path("base.jsonl")]).status.code(), Some(0));
+
+    let o = rwm(&["compare", &path("base.jsonl"), &path("bad.jsonl")]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.jsonl:2: missing field `variant`"), "{err}");
 }

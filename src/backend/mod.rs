@@ -144,6 +144,11 @@ pub enum Mark {
 pub trait Backend: Send + Sync {
     fn kind(&self) -> BackendKind;
     fn device_name(&self) -> String;
+    /// The device's ordinal as CUDA numbers it and its UUID (`GPU-xxxxxxxx-...`, as NVML and
+    /// nvidia-smi print it); None on the CPU.
+    fn device_identity(&self) -> Option<(usize, String)> {
+        None
+    }
 
     fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor>;
     fn upload_i32(&self, v: &[i32], shape: &[usize]) -> Result<Tensor>;

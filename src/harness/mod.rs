@@ -2,6 +2,7 @@
 //! how to set up and run one step of each variant; the harness owns warm-up,
 //! timing, statistics, the correctness gate, gathering and output.
 
+pub mod env;
 pub mod record;
 pub mod registry;
 pub mod runner;

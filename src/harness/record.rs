@@ -72,6 +72,8 @@ pub struct Record {
     pub peak_mem_bytes: Option<u64>,
     pub est_mem_bytes: Option<u64>,
     pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// Versions, GPU identity and settings, NCCL variables, job ids (`harness::env`).
+    pub env: super::env::Environment,
 }
 
 /// One comparison of an output with a reference.
@@ -100,14 +102,15 @@ pub struct RunInfo {
     pub profile: String,
     pub rank: usize,
     pub world_size: usize,
+    pub env: super::env::Environment,
 }
 
 impl RunInfo {
     pub fn new(backend: &dyn crate::backend::Backend, profile: &str, rank: usize, world_size: usize) -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         RunInfo {
-            run_id: format!("{}-{}", now.as_millis(), std::process::id()),
-            timestamp: rfc3339(now.as_secs()),
+            run_id: run_id(now, random_u16()),
+            timestamp: now.format(&time::format_description::well_known::Rfc3339).expect("UTC times format"),
             machine: Machine {
                 hostname: hostname(),
                 os: std::env::consts::OS.into(),
@@ -119,8 +122,31 @@ impl RunInfo {
             profile: profile.into(),
             rank,
             world_size,
+            env: super::env::Environment::collect(backend),
         }
     }
+}
+
+/// `20261201T141502Z-3f9a`: the start in UTC, sortable as text, and a random suffix that
+/// tells apart runs started in the same second.
+pub fn run_id(t: time::OffsetDateTime, suffix: u16) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{suffix:04x}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// 16 random bits from the standard library's per-process random hash keys.
+fn random_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u16
 }
 
 pub fn git_rev() -> &'static str {
@@ -134,31 +160,19 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// UTC seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, H. Hinnant).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    fn run_ids_are_utc_times_that_sort() {
+        let t = |secs| time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
         // 2000-02-29 12:34:56 UTC (leap day)
-        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(run_id(t(951_827_696), 0x3f9a), "20000229T123456Z-3f9a");
+        assert_eq!(run_id(t(1_795_000_000), 7), "20261118T110640Z-0007");
+        assert!(run_id(t(951_827_696), 0xffff) < run_id(t(951_827_697), 0));
+        let info = RunInfo::new(&crate::backend::cpu::CpuBackend::new(), "quick", 0, 1);
+        assert!(info.timestamp.ends_with('Z') && info.timestamp.len() == 20, "{}", info.timestamp);
+        assert_eq!(info.run_id.len(), "20261118T110640Z-0007".len());
     }
 }

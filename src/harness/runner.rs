@@ -316,6 +316,7 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64,
         peak_mem_bytes: None,
         est_mem_bytes: w.estimate_bytes(ctx, variant),
         metrics: Default::default(),
+        env: info.env.clone(),
     }
 }
 

@@ -299,6 +299,12 @@ impl Backend for CudaBackend {
     fn device_name(&self) -> String {
         self.name.clone()
     }
+    fn device_identity(&self) -> Option<(usize, String)> {
+        let b = self.ctx.uuid().ok()?.bytes.map(|c| c as u8);
+        let hex = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let uuid = format!("GPU-{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16));
+        Some((self.ctx.ordinal(), uuid))
+    }
     fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
         self.upload_f32(v, shape, dtype)
     }
