@@ -36,6 +36,8 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Compare two results files: deltas of the same work, regressions marked (exit 1 on one).
     Compare(CompareArgs),
+    /// Write one self-contained HTML file with charts of one or more results files.
+    Report(ReportArgs),
     /// Topology files: show a rank map and its communication cost, or discover this machine.
     Topo {
         #[command(subcommand)]
@@ -155,4 +157,14 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() && x >= 0.0 => Ok(x / 100.0),
         _ => Err(format!("`{s}` is not a percentage (e.g. 3%)")),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Results files (JSON Lines of `run`); each is one colour in the charts.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short, long, default_value = "report.html")]
+    pub output: PathBuf,
 }

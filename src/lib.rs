@@ -8,6 +8,7 @@ pub mod comm;
 pub mod config;
 pub mod harness;
 pub mod layout;
+pub mod logging;
 pub mod metrics;
 pub mod models;
 pub mod ops;

@@ -254,3 +254,67 @@ fn compare_exits_1_on_a_slower_file_and_0_on_itself() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("bad.jsonl:2: missing field `variant`"), "{err}");
 }
+
+#[test]
+fn report_writes_one_self_contained_html_file_with_every_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let args = ["run", "--backend", "cpu", "--target", "moe", "--seq-len", "64", "--ranks", "2", "--ep", "2"];
+    let o = rwm_with(
+        &args.into_iter().chain(["--iters", "2", "--warmup", "0", "--output", &path("moe.jsonl")]).collect::<Vec<_>>(),
+        &[("RUST_LOG", "rwm_dist=info")],
+    );
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // Logs into a pipe carry no colour.
+    assert!(err.contains("backend: ") && !err.contains('\x1b'), "{err:?}");
+    let o = rwm(&["report", &path("moe.jsonl"), "-o", &path("report.html")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let html = std::fs::read_to_string(path("report.html")).unwrap();
+    let xml = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let doc = roxmltree::Document::parse_with_options(&html, xml).expect("the report is well-formed XHTML");
+    let sections: Vec<roxmltree::Node> = doc.descendants().filter(|n| n.has_tag_name("section")).collect();
+    let section = |title: &str| {
+        *sections
+            .iter()
+            .find(|s| s.descendants().any(|n| n.has_tag_name("h2") && n.text() == Some(title)))
+            .unwrap_or_else(|| panic!("no section `{title}`"))
+    };
+    let count = |s: roxmltree::Node, tag: &str| s.descendants().filter(|n| n.has_tag_name(tag)).count();
+    // Three variants: a bar each (plus the background and legend rectangles).
+    assert!(count(section("Tokens per second"), "rect") >= 3);
+    // Two ranks of three variants: six dots.
+    assert_eq!(count(section("Per-rank spread"), "circle"), 6);
+    assert!(count(section("Memory: estimate and measured peak"), "rect") >= 6);
+    // A line of 64 experts per variant.
+    assert!(count(section("Per-expert load"), "polyline") >= 3);
+    assert!(count(section("Gini and router entropy"), "rect") >= 6);
+    // Every record in the table: 3 variants x 2 ranks, plus the header row.
+    assert_eq!(count(section("Records"), "tr"), 7);
+    // Self-contained: no scripts, nothing loaded from elsewhere.
+    assert!(doc.descendants().all(|n| !n.has_tag_name("script") && n.attribute("src").is_none()));
+    assert!(!html.contains("href=\"http") && !html.contains("url("), "nothing fetched");
+
+    let o = rwm(&["report", &path("missing.jsonl"), "-o", &path("x.html")]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "an OS error said once: {err}");
+}
+
+#[test]
+fn json_logs_are_json_to_the_last_line() {
+    let lines = |o: &Output| -> Vec<Value> {
+        let (_, err) = text(o);
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    };
+    let o = rwm(&["--log-format", "json", "compare", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+    let last = lines(&o).pop().unwrap();
+    let msg = last["fields"]["message"].as_str().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert!(msg.contains("/nonexistent/a.jsonl") && msg.matches("os error 2").count() == 1, "{msg}");
+    // Flags that do not parse, too.
+    let o = rwm(&["run", "--log-format=json", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(lines(&o).pop().unwrap()["fields"]["message"].as_str().unwrap().contains("--no-such-flag"));
+}

@@ -1,9 +1,10 @@
 //! The commands, between the parsed flags and the harness: `list` here, `estimate`,
-//! `run` and `compare` in their own files.
+//! `run`, `compare` and `report` in their own files.
 
 mod compare;
 mod estimate;
 pub mod records;
+mod report;
 mod run;
 
 use crate::backend;
@@ -27,6 +28,8 @@ pub enum Error {
     World(#[from] crate::world::Error),
     #[error(transparent)]
     Records(#[from] records::Error),
+    #[error(transparent)]
+    Report(#[from] report::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -45,6 +48,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::Run(a) => run::run_targets(a, out),
         Command::Estimate(a) => estimate::estimate(a, out),
         Command::Compare(a) => compare::compare(a, out),
+        Command::Report(a) => report::report(a, out),
         Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
     }
 }

@@ -55,6 +55,8 @@ pub struct Row {
     pub metrics: serde_json::Map<String, Value>,
     #[serde(default)]
     pub machine: Value,
+    #[serde(default)]
+    pub env: Option<Value>,
 }
 
 fn one() -> usize {
@@ -83,13 +85,17 @@ impl Row {
         l
     }
 
-    /// Whether two records measured the same thing (and so can be compared).
+    /// Whether two records measured the same thing on the same rank (and so can be compared).
     pub fn same_work(&self, o: &Row) -> bool {
+        self.rank == o.rank && self.same_work_any_rank(o)
+    }
+
+    /// Whether two records measured the same thing, on any rank of the same layout.
+    pub fn same_work_any_rank(&self, o: &Row) -> bool {
         self.target == o.target
             && self.variant == o.variant
             && self.gemm_dtype == o.gemm_dtype
             && self.world_size == o.world_size
-            && self.rank == o.rank
             && self.config == o.config
             && self.layout_dims() == o.layout_dims()
     }
