@@ -8,7 +8,6 @@ pub mod watchdog;
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
 use crate::comm::{self, Comm};
-use crate::layout::{Dim, ParallelDims};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -200,25 +199,6 @@ impl World {
         }
     }
 
-    /// Collective over all ranks: ranks with equal `color` get a communicator together,
-    /// ordered by `key`; `label` names it in messages.
-    pub fn split(&self, color: usize, key: usize, label: &str) -> Result<Arc<dyn Comm>> {
-        match &self.inner {
-            Inner::Single => {
-                let _ = label;
-                Ok(Arc::from(self.comm().split(color, key)?))
-            }
-            #[cfg(feature = "mpi")]
-            Inner::Mpi(c) => Ok(Arc::new(c.split_labeled(color, key, label)?)),
-        }
-    }
-
-    /// This rank's group along `dim` of the parallel layout (collective over all ranks).
-    pub fn group(&self, dims: &ParallelDims, dim: Dim) -> Result<Arc<dyn Comm>> {
-        let (color, key) = dims.split_color_key(self.rank, dim);
-        self.split(color, key, dim.name())
-    }
-
     /// End the whole job after a failure on this rank: print why, then MPI_Abort (every
     /// rank stops), or exit with `code` when there is one rank.
     pub fn abort(&self, code: i32, msg: &str) -> ! {
@@ -272,6 +252,5 @@ mod tests {
         let w = World::single(Some("h".into()), None);
         assert_eq!((w.rank, w.size, w.local_rank, w.local_size, w.node), (0, 1, 0, 1, 0));
         assert_eq!(w.comm().size(), 1);
-        assert_eq!(w.group(&ParallelDims::new(1, 1, 1, 1), Dim::Cp).unwrap().size(), 1);
     }
 }
