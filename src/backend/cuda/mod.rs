@@ -176,6 +176,27 @@ impl CudaBackend {
         smem: u32,
         args: &[Arg],
     ) -> Result<()> {
+        let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
+        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
+        // SAFETY: one live 8-byte slot per kernel parameter (the kernel signatures in kernels/*.cu
+        // are matched by the callers); the slots outlive the call.
+        unsafe { self.launch_params(file, name, grid, block, smem, &mut params) }
+    }
+
+    /// Launches with raw parameter pointers (for parameters wider than 8 bytes, such as tensor maps).
+    ///
+    /// # Safety
+    /// `params` must hold one pointer per kernel parameter, each to a live value of that parameter's
+    /// size and layout.
+    pub(crate) unsafe fn launch_params(
+        &self,
+        file: &'static str,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        params: &mut [*mut std::ffi::c_void],
+    ) -> Result<()> {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
@@ -184,11 +205,8 @@ impl CudaBackend {
             f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
                 .map_err(|e| cuda_err(format!("{name}: {smem} bytes of shared memory"), e))?;
         }
-        let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
-        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
-        // SAFETY: `params` holds one live slot per kernel parameter (the kernel signatures in
-        // kernels/*.cu are matched by the callers); the slots outlive the call, which copies them.
+        // SAFETY: the caller guarantees `params`; the driver copies the values during the call.
         unsafe {
             sys::cuLaunchKernel(
                 f.cu_function(),
@@ -210,6 +228,48 @@ impl CudaBackend {
             self.stream.synchronize().map_err(|e| cuda_err(format!("after {file}:{name}"), e))?;
         }
         Ok(())
+    }
+
+    /// A 2-D TMA tensor map over a row-major bf16 matrix [rows, cols] at `ptr`: boxes of
+    /// `box_rows` x `box_cols` (box_cols * 2 = 128 bytes), 128-byte swizzle, zero fill past the edges.
+    pub(crate) fn tensor_map_bf16(
+        &self,
+        ptr: u64,
+        rows: usize,
+        cols: usize,
+        box_rows: u32,
+        box_cols: u32,
+    ) -> Result<sys::CUtensorMap> {
+        let mut map = sys::CUtensorMap { opaque: [0; 16] };
+        let dims = [cols as u64, rows as u64];
+        let strides = [cols as u64 * 2];
+        let boxes = [box_cols, box_rows];
+        let elem = [1u32, 1];
+        // SAFETY: every pointer is to a live local array of the length the rank (2) implies.
+        unsafe {
+            sys::cuTensorMapEncodeTiled(
+                &mut map,
+                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                2,
+                ptr as *mut std::ffi::c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxes.as_ptr(),
+                elem.as_ptr(),
+                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+            .result()
+        }
+        .map_err(|e| cuda_err(format!("tensor map [{rows}, {cols}] box {box_rows}x{box_cols}"), e))?;
+        Ok(map)
+    }
+
+    /// Streaming multiprocessors of the device.
+    pub(crate) fn sm_count(&self) -> u32 {
+        self.sms
     }
 
     /// Blocks for a grid-stride loop over `n` items.

@@ -49,19 +49,40 @@ pub struct GroupedKernel {
     pub smem: u32,
     /// wgmma kernels run on sm_90a only.
     pub sm90a: bool,
+    /// Warp-specialised TMA kernel (grouped_gemm_tma.cu): persistent grid, tensor-map
+    /// arguments, and 12 bytes per expert of shared memory on top of `smem`.
+    pub tma: bool,
+}
+
+impl GroupedKernel {
+    /// Dynamic shared memory for `e` experts.
+    pub fn smem_for(&self, e: usize) -> u32 {
+        if self.tma { self.smem + (12 * e + 4) as u32 } else { self.smem }
+    }
 }
 
 const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> GroupedKernel {
     // stages x (A tile + B tile) of 64-wide bf16 rows.
     let smem = (stages * (bm + bn) * 64 * 2) as u32;
-    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false }
+    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false, tma: false }
 }
 
 const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
     // Plus 1 KiB to align the 1024-byte swizzle atoms.
     let smem = (stages * (128 + bn) * 64 * 2 + 1024) as u32;
-    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true }
+    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true, tma: false }
 }
+
+const fn tma(name: &'static str, bn: usize, stages: usize, smem_epilogue: bool) -> GroupedKernel {
+    // 1 KiB to align the swizzle atoms, the stages, the epilogue's 128 x bn bf16 staging when it has
+    // one, and a full and an empty mbarrier per stage.
+    let epi = if smem_epilogue { 128 * bn * 2 } else { 0 };
+    let smem = (1024 + stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
+    GroupedKernel { name, file: "grouped_gemm_tma.cu", bm: 128, bn, threads: 384, stages, smem, sm90a: true, tma: true }
+}
+
+/// The TMA kernel keeps its tile list (three ints per expert) in shared memory.
+pub const TMA_MAX_EXPERTS: usize = 1024;
 
 pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     mma_sync("grouped_gemm_128x128", 128, 128, 3),
@@ -72,13 +93,19 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     wgmma("grouped_gemm_wgmma_s4w", 256, 4),
     wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
     wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
+    tma("grouped_gemm_tma_256_s4", 256, 4, false),
+    tma("grouped_gemm_tma_256_s3e", 256, 3, true),
+    tma("grouped_gemm_tma_128_s6", 128, 6, false),
+    tma("grouped_gemm_tma_128_s4e", 128, 4, true),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
 const LONG_SEQUENCE: usize = 16384;
 const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
-const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
+const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_tma_256_s4";
+/// sm_90a shapes the TMA kernel does not take (see `tma_fits`) run this one.
+const FALLBACK_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
 
 #[derive(Default)]
 pub(crate) struct Choice {
@@ -137,11 +164,21 @@ impl CudaBackend {
         DEFAULT_FLASH.iter().find_map(|n| by_name(n))
     }
 
-    pub(crate) fn grouped_kernel(&self) -> GroupedKernel {
-        let default = if self.arch() == "sm_90a" { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
-        let name = self.choice.grouped.read().unwrap().unwrap_or(default);
-        *GROUPED_KERNELS.iter().find(|k| k.name == name).expect("grouped kernel table")
+    /// The grouped GEMM kernel for `r` rows, `e` experts of [n, k] weights: the chosen one, else the
+    /// default for the architecture; a TMA kernel only where `tma_fits`, else the cp.async wgmma one.
+    pub(crate) fn grouped_kernel(&self, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
+        let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
+        let sm90a = self.arch() == "sm_90a";
+        let default = if sm90a { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
+        let gk = by_name(self.choice.grouped.read().unwrap().unwrap_or(default));
+        if gk.tma && !tma_fits(r, e, n, k) { by_name(FALLBACK_GROUPED_SM90A) } else { gk }
     }
+}
+
+/// Shapes the TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
+/// non-zero), its tile list in shared memory, and tensor-map coordinates in i32.
+pub(crate) fn tma_fits(r: usize, e: usize, n: usize, k: usize) -> bool {
+    k > 0 && k % 8 == 0 && r > 0 && (1..=TMA_MAX_EXPERTS).contains(&e) && e * n < i32::MAX as usize && r < i32::MAX as usize
 }
 
 #[cfg(test)]
@@ -169,7 +206,14 @@ mod tests {
             assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
         }
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
-        for k in GROUPED_KERNELS.iter().filter(|k| k.file != "grouped_gemm.cu") {
+        for k in GROUPED_KERNELS.iter().filter(|k| k.tma) {
+            let src = compile::source_of(k.file).unwrap();
+            let inst = format!("TG({}, {}, {}, {})", k.name, k.bn, k.stages, k.name.ends_with('e'));
+            assert!(src.contains(&inst), "{inst} not instantiated");
+            assert!(k.smem_for(TMA_MAX_EXPERTS) <= 227 * 1024, "{} shared memory", k.name);
+        }
+        assert!(tma_fits(1, 1, 1, 8) && !tma_fits(1, 1, 1, 0) && !tma_fits(1, 1, 1, 12) && !tma_fits(1, 1025, 1, 8));
+        for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm_sm90.cu") {
             let src = compile::source_of(k.file).unwrap();
             let inst = format!("WG({}, {}, {},", k.name, k.stages, k.bn / 128);
             assert!(src.contains(&inst), "{inst} not instantiated");
