@@ -4,10 +4,12 @@
 //! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
 //!
 //!   cargo build --release --example ops_bench
-//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3] [--variants]
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3]
+//!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
-//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults.
+//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults; `--kernels`
+//! times only the grouped GEMM kernels listed.
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
@@ -18,6 +20,8 @@ struct Bench<'a> {
     b: &'a CudaBackend,
     iters: usize,
     variants: bool,
+    /// `--kernels a,b`: the grouped GEMM kernels that `--variants` times (all when empty).
+    kernels: Vec<String>,
     rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
 }
@@ -167,7 +171,9 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     let down = format!("{rows}x{h}x{f}, {e} experts");
     if bench.variants {
         // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
-        for gk in GROUPED_KERNELS.iter().filter(|g| s.mlp || g.sm90a) {
+        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
+        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (s.mlp || g.sm90a) && listed(g.name)).collect();
+        for gk in kernels {
             if gk.sm90a && b.arch() != "sm_90a" {
                 continue;
             }
@@ -197,6 +203,7 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut iters, mut json, mut only, mut offsets, mut variants) = (20usize, None, None, None, false);
+    let mut kernels = vec![];
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
@@ -204,13 +211,17 @@ fn main() -> Result<()> {
             "--only" => only = args.next(),
             "--offsets" => offsets = args.next(),
             "--variants" => variants = true,
+            "--kernels" => {
+                variants = true;
+                kernels = args.next().expect("--kernels a,b").split(',').map(String::from).collect();
+            }
             _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
         }
     }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
     let mut bench =
-        Bench { b: &b, iters, variants, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
+        Bench { b: &b, iters, variants, kernels, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
     let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
     if want("gemm") || want("fp8") {
         gemms(&mut bench)?;

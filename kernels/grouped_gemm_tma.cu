@@ -11,13 +11,16 @@
 //     from shared memory; one k-tile's wgmma group stays in flight, and the stage it read is released
 //     only after wgmma.wait_group confirms the previous group retired.
 // Persistent: gridDim.x <= #SMs blocks walk tiles t = blockIdx.x, + gridDim.x, ...; the tile list is
-// expert by expert, and within an expert column block by column block with the row blocks inner, so
-// a wave of blocks shares one expert's weights (and its rows) in L2. The list is built per block from
+// expert by expert, and within an expert column block by column block with the row blocks inner
+// (M_INNER) or the other way round, so a wave of blocks shares one expert's weights and rows in L2. The list is built per block from
 // the offsets on the device (prefix sums of ceil(rows / BM) * ceil(N / BN) into shared memory): the
 // offsets never go to the host.
 // Ragged edges cost nothing to load: TMA zero-fills past R, past E*N and past K; a tile's rows of the
-// next expert (or columns of the next expert's weight rows) are computed and not stored. The epilogue
-// writes registers straight to global memory, masked to the tile's rows and N.
+// next expert (or columns of the next expert's weight rows) are computed and not stored.
+// Epilogue: either registers straight to global memory (masked to the tile's rows and N), or (SMEM_EPI,
+// the default) through a 64 x BN staging buffer per consumer warpgroup, stored by TMA when all of the
+// warpgroup's 64 rows belong to the tile's expert and N is a multiple of 8 (asynchronous: the
+// warpgroup starts the next tile while the store drains), else by 16-byte stores of the valid rows.
 // Limits (checked by the host, src/backend/cuda/moe.rs): K a multiple of 8 and > 0 (16-byte TMA row
 // strides), E <= 1024 (shared memory for the tile list), E*N and R below 2^31; 16-byte aligned X, W.
 #include "common.cuh"
@@ -78,7 +81,7 @@ struct TgTile {
 };
 
 // Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
-template <int BN>
+template <int BN, bool M_INNER>
 __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, const int* cnt, int E, int N) {
     int lo = 0, hi = E - 1;  // the last expert whose first tile is <= t (skips empty experts)
     while (lo < hi) {
@@ -91,7 +94,15 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     }
     int e = lo, local = t - start[e];
     int mb = (cnt[e] + TG_BM - 1) / TG_BM;
-    int nb = local / mb, m = local - nb * mb;
+    int nb, m;
+    if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
+        nb = local / mb;
+        m = local - nb * mb;
+    } else {  // row block outer: the blocks of a wave share rows of X
+        int nblocks = (N + BN - 1) / BN;
+        m = local / nblocks;
+        nb = local - m * nblocks;
+    }
     TgTile r;
     r.e = e;
     r.row0 = off[e] + m * TG_BM;
@@ -100,9 +111,9 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     return r;
 }
 
-template <int BN, int STAGES, bool SMEM_EPI>
-__device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const int* __restrict__ offsets,
-                                 bf16* __restrict__ Y, int E, int N, int K) {
+template <int BN, int STAGES, bool SMEM_EPI, bool M_INNER>
+__device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
+                                 const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
     extern __shared__ unsigned char smem_raw[];
     const u32 sbase = (tg_smem(smem_raw) + 1023) & ~1023u;  // swizzle atoms are 1024-byte aligned
@@ -158,7 +169,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             u32 phase = 0;
             const int ktiles = (K + TG_BK - 1) / TG_BK;
             for (int t = blockIdx.x; t < total; t += gridDim.x) {
-                TgTile tile = tg_tile<BN>(t, start, off, cnt, E, N);
+                TgTile tile = tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
                 const int wrow = tile.e * N + tile.n0;
                 for (int kt = 0; kt < ktiles; kt++) {
                     mbar_wait(empty(stage), phase ^ 1);
@@ -183,7 +194,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     int stage = 0;
     u32 phase = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        TgTile tile = tg_tile<BN>(t, start, off, cnt, E, N);
+        TgTile tile = tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
         int prev = 0;
         for (int kt = 0; kt < ktiles; kt++) {
             mbar_wait(full(stage), phase);
@@ -213,33 +224,54 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
 
         const int g = lane >> 2, q = lane & 3, wrow = c * 64 + (warp & 3) * 16;
         if constexpr (SMEM_EPI) {
-            // Through shared memory, so that each warp stores whole 16-byte chunks of one row:
-            // rows of BN bf16, 16-byte chunks XOR-swizzled by row (conflict-free both ways).
-            constexpr int CH = BN / 8;
+            // Through shared memory: BN / 64 slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by
+            // row (TMA's SWIZZLE_128B layout; conflict-free writes from the accumulator layout). A warpgroup
+            // whose 64 rows all belong to the tile's expert stores its slabs with TMA (asynchronous: the
+            // warpgroup goes on to the next tile, and waits for the reads of this buffer before refilling
+            // it); otherwise its threads store 16-byte chunks of the valid rows.
             unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * BN * 2);
-            epi_sync(c);  // the previous tile's reads of this buffer are done
+            const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * BN * 2);
+            const int tid_c = tid & 127;
+            if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+            epi_sync(c);  // the previous tile's stores have read this buffer
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 int r = (warp & 3) * 16 + g + half * 8;
 #pragma unroll
-                for (int j = 0; j < CH; j++) {
+                for (int j = 0; j < BN / 8; j++) {
                     u32 v = pack_bf16x2(acc[j * 4 + half * 2], acc[j * 4 + half * 2 + 1]);
-                    *(u32*)(epi + r * (BN * 2) + ((j ^ (r & 7)) * 16) + q * 4) = v;
+                    *(u32*)(epi + (j >> 3) * 8192 + r * 128 + (((j & 7) ^ (r & 7)) * 16) + q * 4) = v;
                 }
             }
+            const bool by_tma = y_tma && tile.rows >= (c + 1) * 64;
+            if (by_tma) fence_proxy_async();  // generic-proxy writes, read by the TMA (async proxy)
             epi_sync(c);
-            const int tid_c = tid & 127;
+            if (by_tma) {
+                if (tid_c == 0) {
+#pragma unroll
+                    for (int sl = 0; sl < BN / 64; sl++) {
+                        if (tile.n0 + sl * 64 >= N) break;
+                        asm volatile(
+                            "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                                (u64)tma_y),
+                            "r"(tile.n0 + sl * 64), "r"(tile.row0 + c * 64), "r"(epi_s + sl * 8192)
+                            : "memory");
+                    }
+                    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+                }
+            } else {
 #pragma unroll 4
-            for (int i = tid_c; i < 64 * CH; i += 128) {
-                int r = i / CH, ch = i % CH;
-                int row = c * 64 + r, col = tile.n0 + ch * 8;
-                if (row >= tile.rows || col >= N) continue;
-                const unsigned char* src = epi + r * (BN * 2) + ((ch ^ (r & 7)) * 16);
-                bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
-                if (col + 8 <= N && !(N & 7)) {
-                    *(uint4*)dst = *(const uint4*)src;
-                } else {
-                    for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                for (int i = tid_c; i < 64 * (BN / 8); i += 128) {
+                    int r = i / (BN / 8), ch = i % (BN / 8);
+                    int row = c * 64 + r, col = tile.n0 + ch * 8;
+                    if (row >= tile.rows || col >= N) continue;
+                    const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
+                    bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
+                    if (col + 8 <= N && !(N & 7)) {
+                        *(uint4*)dst = *(const uint4*)src;
+                    } else {
+                        for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                    }
                 }
             }
         } else {
@@ -262,17 +294,21 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         }
         }
     }
+    // The last TMA stores must have read shared memory before the block exits.
+    if (SMEM_EPI && (tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
-// Name, BN, stages, epilogue through shared memory. The host table (and its shared-memory sizes)
-// is src/backend/cuda/variants.rs.
-#define TG(NAME, BN, ST, SE)                                                                                      \
+// Name, BN, stages, epilogue through shared memory, row blocks inner. The host table (and its
+// shared-memory sizes) is src/backend/cuda/variants.rs.
+#define TG(NAME, BN, ST, SE, MI)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
-        NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w, const int* off, bf16* Y, \
-             int E, int N, int K) {                                                                            \
-        grouped_gemm_tma<BN, ST, SE>(&tma_x, &tma_w, off, Y, E, N, K);                                             \
+        NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
+             const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
+        grouped_gemm_tma<BN, ST, SE, MI>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
     }
-TG(grouped_gemm_tma_256_s4, 256, 4, false)
-TG(grouped_gemm_tma_256_s3e, 256, 3, true)
-TG(grouped_gemm_tma_128_s6, 128, 6, false)
-TG(grouped_gemm_tma_128_s4e, 128, 4, true)
+TG(grouped_gemm_tma_256_s4, 256, 4, false, true)
+TG(grouped_gemm_tma_256_s3e, 256, 3, true, true)
+TG(grouped_gemm_tma_256_s3e_n, 256, 3, true, false)
+TG(grouped_gemm_tma_128_s6, 128, 6, false, true)
+TG(grouped_gemm_tma_128_s4e, 128, 4, true, true)
+TG(grouped_gemm_tma_128_s4e_n, 128, 4, true, false)

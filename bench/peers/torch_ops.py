@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only", default="gemm,fp8,attn,moe")
     ap.add_argument("--variants", action="store_true", help="ignored (ops_bench's kernel sweep)")
+    ap.add_argument("--kernels", help="ignored (ops_bench's kernel sweep)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = open(args.json, "w") if args.json else sys.stdout

@@ -15,7 +15,7 @@ mod pool;
 mod tensors;
 mod variants;
 
-pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel};
+pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;

@@ -117,25 +117,31 @@ impl CudaBackend {
         let y = self.alloc(&[r, n], DType::Bf16)?;
         let gk = self.grouped_kernel(r, e, n, k);
         let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
-        if gk.tma {
+        if gk.tma.is_some() {
             // Persistent: at most one block per SM; blocks find their tiles from the offsets.
             let upper = (r.div_ceil(gk.bm) + e) * n.div_ceil(gk.bn);
             let grid = (upper.min(self.sm_count() as usize) as u32, 1, 1);
             let mut mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
             let mut mw = self.tensor_map_bf16(wp, e * n, k, gk.bn as u32, 64)?;
-            let mut slots = [op, yp, e as u64, n as u64, k as u64];
-            let [s0, s1, s2, s3, s4] = &mut slots;
-            let mut params: [*mut std::ffi::c_void; 7] = [
+            // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
+            // itself and the map is a placeholder.
+            let y_tma = n % 8 == 0;
+            let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+            let mut slots = [op, yp, e as u64, n as u64, k as u64, y_tma as u64];
+            let [s0, s1, s2, s3, s4, s5] = &mut slots;
+            let mut params: [*mut std::ffi::c_void; 9] = [
                 &mut mx as *mut _ as *mut _,
                 &mut mw as *mut _ as *mut _,
+                &mut my as *mut _ as *mut _,
                 s0 as *mut u64 as *mut _,
                 s1 as *mut u64 as *mut _,
                 s2 as *mut u64 as *mut _,
                 s3 as *mut u64 as *mut _,
                 s4 as *mut u64 as *mut _,
+                s5 as *mut u64 as *mut _,
             ];
-            // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: two 128-byte
-            // tensor maps, two pointers and three ints (read from the low half of their slots).
+            // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
+            // tensor maps, two pointers and four ints (read from the low half of their slots).
             unsafe { self.launch_params(gk.file, gk.name, grid, gk.threads, gk.smem_for(e), &mut params)? };
             return Ok(y);
         }

@@ -51,34 +51,53 @@ pub struct GroupedKernel {
     pub sm90a: bool,
     /// Warp-specialised TMA kernel (grouped_gemm_tma.cu): persistent grid, tensor-map
     /// arguments, and 12 bytes per expert of shared memory on top of `smem`.
-    pub tma: bool,
+    pub tma: Option<TmaOptions>,
+}
+
+/// Template options of a TMA kernel (the TG macro's last two arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmaOptions {
+    /// Epilogue through shared memory and TMA stores (else registers straight to global memory).
+    pub smem_epilogue: bool,
+    /// Tiles of an expert column block by column block, row blocks inner.
+    pub m_inner: bool,
 }
 
 impl GroupedKernel {
     /// Dynamic shared memory for `e` experts.
     pub fn smem_for(&self, e: usize) -> u32 {
-        if self.tma { self.smem + (12 * e + 4) as u32 } else { self.smem }
+        if self.tma.is_some() { self.smem + (12 * e + 4) as u32 } else { self.smem }
     }
 }
 
 const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> GroupedKernel {
     // stages x (A tile + B tile) of 64-wide bf16 rows.
     let smem = (stages * (bm + bn) * 64 * 2) as u32;
-    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false, tma: false }
+    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false, tma: None }
 }
 
 const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
     // Plus 1 KiB to align the 1024-byte swizzle atoms.
     let smem = (stages * (128 + bn) * 64 * 2 + 1024) as u32;
-    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true, tma: false }
+    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true, tma: None }
 }
 
-const fn tma(name: &'static str, bn: usize, stages: usize, smem_epilogue: bool) -> GroupedKernel {
+const fn tma(name: &'static str, bn: usize, stages: usize, smem_epilogue: bool, m_inner: bool) -> GroupedKernel {
     // 1 KiB to align the swizzle atoms, the stages, the epilogue's 128 x bn bf16 staging when it has
     // one, and a full and an empty mbarrier per stage.
     let epi = if smem_epilogue { 128 * bn * 2 } else { 0 };
     let smem = (1024 + stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
-    GroupedKernel { name, file: "grouped_gemm_tma.cu", bm: 128, bn, threads: 384, stages, smem, sm90a: true, tma: true }
+    GroupedKernel {
+        name,
+        file: "grouped_gemm_tma.cu",
+        bm: 128,
+        bn,
+        threads: 384,
+        stages,
+        smem,
+        sm90a: true,
+        tma: Some(TmaOptions { smem_epilogue, m_inner }),
+    }
 }
 
 /// The TMA kernel keeps its tile list (three ints per expert) in shared memory.
@@ -93,17 +112,19 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     wgmma("grouped_gemm_wgmma_s4w", 256, 4),
     wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
     wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
-    tma("grouped_gemm_tma_256_s4", 256, 4, false),
-    tma("grouped_gemm_tma_256_s3e", 256, 3, true),
-    tma("grouped_gemm_tma_128_s6", 128, 6, false),
-    tma("grouped_gemm_tma_128_s4e", 128, 4, true),
+    tma("grouped_gemm_tma_256_s4", 256, 4, false, true),
+    tma("grouped_gemm_tma_256_s3e", 256, 3, true, true),
+    tma("grouped_gemm_tma_256_s3e_n", 256, 3, true, false),
+    tma("grouped_gemm_tma_128_s6", 128, 6, false, true),
+    tma("grouped_gemm_tma_128_s4e", 128, 4, true, true),
+    tma("grouped_gemm_tma_128_s4e_n", 128, 4, true, false),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
 const LONG_SEQUENCE: usize = 16384;
 const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
-const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_tma_256_s4";
+const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_tma_256_s3e";
 /// sm_90a shapes the TMA kernel does not take (see `tma_fits`) run this one.
 const FALLBACK_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
 
@@ -171,7 +192,7 @@ impl CudaBackend {
         let sm90a = self.arch() == "sm_90a";
         let default = if sm90a { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
         let gk = by_name(self.choice.grouped.read().unwrap().unwrap_or(default));
-        if gk.tma && !tma_fits(r, e, n, k) { by_name(FALLBACK_GROUPED_SM90A) } else { gk }
+        if gk.tma.is_some() && !tma_fits(r, e, n, k) { by_name(FALLBACK_GROUPED_SM90A) } else { gk }
     }
 }
 
@@ -206,9 +227,10 @@ mod tests {
             assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
         }
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
-        for k in GROUPED_KERNELS.iter().filter(|k| k.tma) {
+        for k in GROUPED_KERNELS.iter() {
+            let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
-            let inst = format!("TG({}, {}, {}, {})", k.name, k.bn, k.stages, k.name.ends_with('e'));
+            let inst = format!("TG({}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.smem_epilogue, o.m_inner);
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(TMA_MAX_EXPERTS) <= 227 * 1024, "{} shared memory", k.name);
         }
