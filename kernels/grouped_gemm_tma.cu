@@ -76,23 +76,101 @@ __device__ __forceinline__ void epi_sync(int c) {
     }
 }
 
+// The same, multicast to the CTAs of the cluster in `mask` (same shared-memory offset and mbarrier in each).
+__device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+        "%3}], [%4], %5;\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+        : "memory");
+}
+
+// Arrives on the mbarrier at shared offset `bar` of CTA `cta` of the cluster.
+__device__ __forceinline__ void mbar_arrive_cta(u32 bar, int cta) {
+    u32 remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(cta));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
+__device__ __forceinline__ int cluster_reg(int which) {
+    int v;
+    if (which == 0) {
+        asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(v));
+    } else if (which == 1) {
+        asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(v));
+    } else {
+        asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(v));
+    }
+    return v;
+}
+
+// Every thread of every CTA of the cluster (threads may be diverged).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
 struct TgTile {
     int e, row0, rows, n0;
+    bool valid;  // false: a multicast pair's second row block past the last one (nothing to compute)
+    bool mc;     // both row blocks of the pair belong to one expert: the weight tile is multicast
 };
 
-// Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
-template <int BN, bool M_INNER>
-__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, const int* cnt, int E, int N) {
-    int lo = 0, hi = E - 1;  // the last expert whose first tile is <= t (skips empty experts)
+// The last expert whose first unit (tile or row block) is <= u.
+__device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
+    int lo = 0, hi = E - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) >> 1;
-        if (start[mid] <= t) {
+        if (start[mid] <= u) {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    int e = lo, local = t - start[e];
+    return lo;
+}
+
+// Multicast pairs in bands of TG_BAND pairs (row-block pairs inner within a band).
+#define TG_BAND 8
+
+// Pair tile t of a cluster of two (start[e] = row blocks before expert e, start[E] = all of them):
+// row-block pair P (blocks 2P and 2P + 1 over all experts, one per CTA) and column block nb.
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start, const int* off, const int* cnt, int E,
+                                               int N) {
+    const int nblocks = (N + BN - 1) / BN, mblocks = start[E], pairs = (mblocks + 1) / 2;
+    int P, nb;
+    if (M_INNER) {
+        int band = t / (TG_BAND * nblocks), r = t - band * (TG_BAND * nblocks);
+        int in_band = min(TG_BAND, pairs - band * TG_BAND);
+        nb = r / in_band;
+        P = band * TG_BAND + (r - nb * in_band);
+    } else {
+        P = t / nblocks;
+        nb = t - P * nblocks;
+    }
+    int e0 = tg_expert(2 * P, start, E);
+    int e1 = 2 * P + 1 < mblocks ? tg_expert(2 * P + 1, start, E) : -1;
+    TgTile r;
+    r.mc = e0 == e1;
+    r.e = rank ? e1 : e0;
+    r.valid = r.e >= 0;
+    r.n0 = nb * BN;
+    if (r.valid) {
+        int m = 2 * P + rank - start[r.e];
+        r.row0 = off[r.e] + m * TG_BM;
+        r.rows = min(TG_BM, cnt[r.e] - m * TG_BM);
+    } else {
+        r.e = 0;
+        r.row0 = 0;
+        r.rows = 0;
+    }
+    return r;
+}
+
+// Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, const int* cnt, int E, int N) {
+    int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
     int mb = (cnt[e] + TG_BM - 1) / TG_BM;
     int nb, m;
     if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
@@ -108,10 +186,12 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     r.row0 = off[e] + m * TG_BM;
     r.rows = min(TG_BM, cnt[e] - m * TG_BM);
     r.n0 = nb * BN;
+    r.valid = true;
+    r.mc = false;
     return r;
 }
 
-template <int BN, int STAGES, bool SMEM_EPI, bool M_INNER>
+template <int BN, int STAGES, bool SMEM_EPI, bool M_INNER, bool MC>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
@@ -135,7 +215,8 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             int e = e0 + lane;
             int lo = e < E ? offsets[e] : 0;
             int c = e < E ? offsets[e + 1] - lo : 0;
-            int tiles = (c + TG_BM - 1) / TG_BM * nblocks;
+            // Units: tiles, or row blocks for multicast pairs.
+            int tiles = (c + TG_BM - 1) / TG_BM * (MC ? 1 : nblocks);
             int inc = tiles;
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
@@ -153,12 +234,34 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     } else if (warp == 1 && lane == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(full(s), 1);
-            mbar_init(empty(s), 8);  // lane 0 of each consumer warp
+            mbar_init(empty(s), MC ? 16 : 8);  // lane 0 of each consumer warp (of both CTAs)
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
-    const int total = start[E];
+    if (MC) {
+        cluster_sync();  // the peer's barriers are initialised before anything lands on them
+    } else {
+        __syncthreads();
+    }
+    const int total = MC ? (start[E] + 1) / 2 * nblocks : start[E];
+    const int rank = MC ? cluster_reg(0) : 0;
+    const int first = MC ? cluster_reg(1) : blockIdx.x, step = MC ? cluster_reg(2) : gridDim.x;
+    auto tile_of = [&](int t) {
+        if constexpr (MC) {
+            return tg_pair_tile<BN, M_INNER>(t, rank, start, off, cnt, E, N);
+        } else {
+            return tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
+        }
+    };
+    // Consumers release a stage to the producers of every CTA that may write it.
+    auto release = [&](int s) {
+        if (MC) {
+            mbar_arrive_cta(empty(s), 0);
+            mbar_arrive_cta(empty(s), 1);
+        } else {
+            mbar_arrive(empty(s));
+        }
+    };
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
@@ -168,15 +271,31 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             int stage = 0;
             u32 phase = 0;
             const int ktiles = (K + TG_BK - 1) / TG_BK;
-            for (int t = blockIdx.x; t < total; t += gridDim.x) {
-                TgTile tile = tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
+            for (int t = first; t < total; t += step) {
+                TgTile tile = tile_of(t);
                 const int wrow = tile.e * N + tile.n0;
                 for (int kt = 0; kt < ktiles; kt++) {
                     mbar_wait(empty(stage), phase ^ 1);
-                    mbar_expect_tx(full(stage), STAGE_BYTES);
                     u32 sa = sbase + stage * STAGE_BYTES;
-                    tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
-                    tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                    if (!tile.valid) {
+                        mbar_arrive(full(stage));  // nothing to load: the consumers only pass the stage on
+                    } else if (!MC) {
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                    } else {
+                        // The W map's box is BN / 2 rows: each CTA of a pair loads one half of the weight
+                        // tile for both (multicast), or both halves for itself when the pair is split.
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        const u32 sb = sa + A_BYTES, half = B_BYTES / 2;
+                        if (tile.mc) {
+                            tma_load_2d_mc(sb + rank * half, tma_w, kt * TG_BK, wrow + rank * (BN / 2), full(stage), 3);
+                        } else {
+                            tma_load_2d(sb, tma_w, kt * TG_BK, wrow, full(stage));
+                            tma_load_2d(sb + half, tma_w, kt * TG_BK, wrow + BN / 2, full(stage));
+                        }
+                    }
                     if (++stage == STAGES) {
                         stage = 0;
                         phase ^= 1;
@@ -184,6 +303,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
                 }
             }
         }
+        if (MC) cluster_sync();  // no CTA leaves while its peer may still signal its barriers
         return;
     }
 
@@ -193,8 +313,19 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     float acc[BN / 2];
     int stage = 0;
     u32 phase = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        TgTile tile = tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
+    for (int t = first; t < total; t += step) {
+        TgTile tile = tile_of(t);
+        if (!tile.valid) {
+            for (int kt = 0; kt < ktiles; kt++) {
+                mbar_wait(full(stage), phase);
+                if (lane == 0) release(stage);
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            }
+            continue;
+        }
         int prev = 0;
         for (int kt = 0; kt < ktiles; kt++) {
             mbar_wait(full(stage), phase);
@@ -211,7 +342,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             }
             wg_commit();
             wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
-            if (kt > 0 && lane == 0) mbar_arrive(empty(prev));
+            if (kt > 0 && lane == 0) release(prev);
             prev = stage;
             if (++stage == STAGES) {
                 stage = 0;
@@ -219,7 +350,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             }
         }
         wg_wait<0>();
-        if (lane == 0) mbar_arrive(empty(prev));
+        if (lane == 0) release(prev);
         wg_pin(acc);
 
         const int g = lane >> 2, q = lane & 3, wrow = c * 64 + (warp & 3) * 16;
@@ -296,19 +427,23 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     }
     // The last TMA stores must have read shared memory before the block exits.
     if (SMEM_EPI && (tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    if (MC) cluster_sync();
 }
 
-// Name, BN, stages, epilogue through shared memory, row blocks inner. The host table (and its
-// shared-memory sizes) is src/backend/cuda/variants.rs.
-#define TG(NAME, BN, ST, SE, MI)                                                                                      \
+// Name, BN, stages, epilogue through shared memory, row blocks inner, clusters of two with the weight
+// tile multicast. The host table (and its shared-memory sizes) is src/backend/cuda/variants.rs.
+#define TG(NAME, BN, ST, SE, MI, MC)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
-        grouped_gemm_tma<BN, ST, SE, MI>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
+        grouped_gemm_tma<BN, ST, SE, MI, MC>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
     }
-TG(grouped_gemm_tma_256_s4, 256, 4, false, true)
-TG(grouped_gemm_tma_256_s3e, 256, 3, true, true)
-TG(grouped_gemm_tma_256_s3e_n, 256, 3, true, false)
-TG(grouped_gemm_tma_128_s6, 128, 6, false, true)
-TG(grouped_gemm_tma_128_s4e, 128, 4, true, true)
-TG(grouped_gemm_tma_128_s4e_n, 128, 4, true, false)
+TG(grouped_gemm_tma_256_s4, 256, 4, false, true, false)
+TG(grouped_gemm_tma_256_s3e, 256, 3, true, true, false)
+TG(grouped_gemm_tma_256_s3e_n, 256, 3, true, false, false)
+TG(grouped_gemm_tma_128_s6, 128, 6, false, true, false)
+TG(grouped_gemm_tma_128_s4e, 128, 4, true, true, false)
+TG(grouped_gemm_tma_128_s4e_n, 128, 4, true, false, false)
+TG(grouped_gemm_tma_256_s3e_mc, 256, 3, true, true, true)
+TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, true, false, true)
+TG(grouped_gemm_tma_128_s4e_mc, 128, 4, true, true, true)

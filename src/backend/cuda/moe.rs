@@ -117,12 +117,22 @@ impl CudaBackend {
         let y = self.alloc(&[r, n], DType::Bf16)?;
         let gk = self.grouped_kernel(r, e, n, k);
         let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
-        if gk.tma.is_some() {
-            // Persistent: at most one block per SM; blocks find their tiles from the offsets.
-            let upper = (r.div_ceil(gk.bm) + e) * n.div_ceil(gk.bn);
-            let grid = (upper.min(self.sm_count() as usize) as u32, 1, 1);
+        if let Some(o) = gk.tma {
+            // Persistent: at most one block per SM (multicast: as many pairs as can be resident);
+            // blocks find their tiles from the offsets.
+            let smem = gk.smem_for(e);
+            let row_blocks = r.div_ceil(gk.bm) + e;
+            let (grid, cluster) = if o.multicast {
+                let pairs = row_blocks.div_ceil(2) * n.div_ceil(gk.bn);
+                let resident = self.resident_pairs(&gk, smem)? as usize;
+                check("grouped_matmul", resident > 0, || format!("{}: no cluster of two fits", gk.name))?;
+                ((2 * pairs.min(resident)) as u32, 2)
+            } else {
+                ((row_blocks * n.div_ceil(gk.bn)).min(self.sm_count() as usize) as u32, 1)
+            };
             let mut mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
-            let mut mw = self.tensor_map_bf16(wp, e * n, k, gk.bn as u32, 64)?;
+            let w_box = if o.multicast { gk.bn / 2 } else { gk.bn };
+            let mut mw = self.tensor_map_bf16(wp, e * n, k, w_box as u32, 64)?;
             // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
             // itself and the map is a placeholder.
             let y_tma = n % 8 == 0;
@@ -142,7 +152,7 @@ impl CudaBackend {
             ];
             // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
             // tensor maps, two pointers and four ints (read from the low half of their slots).
-            unsafe { self.launch_params(gk.file, gk.name, grid, gk.threads, gk.smem_for(e), &mut params)? };
+            unsafe { self.launch_params(gk.file, gk.name, (grid, 1, 1), gk.threads, smem, cluster, &mut params)? };
             return Ok(y);
         }
         let grid = (n.div_ceil(gk.bn) as u32, (r.div_ceil(gk.bm) + e) as u32, 1);

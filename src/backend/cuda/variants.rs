@@ -59,8 +59,12 @@ pub struct GroupedKernel {
 pub struct TmaOptions {
     /// Epilogue through shared memory and TMA stores (else registers straight to global memory).
     pub smem_epilogue: bool,
-    /// Tiles of an expert column block by column block, row blocks inner.
+    /// Tiles of an expert column block by column block, row blocks inner (with `multicast`: in
+    /// bands of 8 row-block pairs).
     pub m_inner: bool,
+    /// Clusters of two blocks on neighbouring row blocks; the weight tile is multicast to both
+    /// when the two row blocks belong to one expert.
+    pub multicast: bool,
 }
 
 impl GroupedKernel {
@@ -82,10 +86,10 @@ const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
     GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true, tma: None }
 }
 
-const fn tma(name: &'static str, bn: usize, stages: usize, smem_epilogue: bool, m_inner: bool) -> GroupedKernel {
+const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> GroupedKernel {
     // 1 KiB to align the swizzle atoms, the stages, the epilogue's 128 x bn bf16 staging when it has
     // one, and a full and an empty mbarrier per stage.
-    let epi = if smem_epilogue { 128 * bn * 2 } else { 0 };
+    let epi = if o.smem_epilogue { 128 * bn * 2 } else { 0 };
     let smem = (1024 + stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
     GroupedKernel {
         name,
@@ -96,8 +100,12 @@ const fn tma(name: &'static str, bn: usize, stages: usize, smem_epilogue: bool, 
         stages,
         smem,
         sm90a: true,
-        tma: Some(TmaOptions { smem_epilogue, m_inner }),
+        tma: Some(o),
     }
+}
+
+const fn opts(smem_epilogue: bool, m_inner: bool, multicast: bool) -> TmaOptions {
+    TmaOptions { smem_epilogue, m_inner, multicast }
 }
 
 /// The TMA kernel keeps its tile list (three ints per expert) in shared memory.
@@ -112,12 +120,15 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     wgmma("grouped_gemm_wgmma_s4w", 256, 4),
     wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
     wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
-    tma("grouped_gemm_tma_256_s4", 256, 4, false, true),
-    tma("grouped_gemm_tma_256_s3e", 256, 3, true, true),
-    tma("grouped_gemm_tma_256_s3e_n", 256, 3, true, false),
-    tma("grouped_gemm_tma_128_s6", 128, 6, false, true),
-    tma("grouped_gemm_tma_128_s4e", 128, 4, true, true),
-    tma("grouped_gemm_tma_128_s4e_n", 128, 4, true, false),
+    tma("grouped_gemm_tma_256_s4", 256, 4, opts(false, true, false)),
+    tma("grouped_gemm_tma_256_s3e", 256, 3, opts(true, true, false)),
+    tma("grouped_gemm_tma_256_s3e_n", 256, 3, opts(true, false, false)),
+    tma("grouped_gemm_tma_128_s6", 128, 6, opts(false, true, false)),
+    tma("grouped_gemm_tma_128_s4e", 128, 4, opts(true, true, false)),
+    tma("grouped_gemm_tma_128_s4e_n", 128, 4, opts(true, false, false)),
+    tma("grouped_gemm_tma_256_s3e_mc", 256, 3, opts(true, true, true)),
+    tma("grouped_gemm_tma_256_s3e_mcn", 256, 3, opts(true, false, true)),
+    tma("grouped_gemm_tma_128_s4e_mc", 128, 4, opts(true, true, true)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
@@ -132,6 +143,8 @@ const FALLBACK_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
 pub(crate) struct Choice {
     flash: std::sync::RwLock<Option<&'static str>>,
     grouped: std::sync::RwLock<Option<&'static str>>,
+    /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
+    clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
 }
 
 impl CudaBackend {
@@ -169,6 +182,16 @@ impl CudaBackend {
         }
         *self.choice.grouped.write().unwrap() = k;
         Ok(())
+    }
+
+    /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
+    pub(crate) fn resident_pairs(&self, gk: &GroupedKernel, smem: u32) -> Result<u32> {
+        if let Some(n) = self.choice.clusters.lock().unwrap().get(&(gk.name, smem)) {
+            return Ok(*n);
+        }
+        let n = self.max_active_clusters(gk.file, gk.name, gk.threads, smem, 2)?;
+        self.choice.clusters.lock().unwrap().insert((gk.name, smem), n);
+        Ok(n)
     }
 
     /// The flash kernel for head dim `d` and `sq` query rows: the chosen one, else the
@@ -230,7 +253,7 @@ mod tests {
         for k in GROUPED_KERNELS.iter() {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
-            let inst = format!("TG({}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.smem_epilogue, o.m_inner);
+            let inst = format!("TG({}, {}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.smem_epilogue, o.m_inner, o.multicast);
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(TMA_MAX_EXPERTS) <= 227 * 1024, "{} shared memory", k.name);
         }
