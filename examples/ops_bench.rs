@@ -218,6 +218,9 @@ fn main() -> Result<()> {
             _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
         }
     }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
     let mut bench =

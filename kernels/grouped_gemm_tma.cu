@@ -89,7 +89,7 @@ __device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c
 __device__ __forceinline__ void mbar_arrive_cta(u32 bar, int cta) {
     u32 remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(cta));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 
 __device__ __forceinline__ int cluster_reg(int which) {
@@ -135,8 +135,7 @@ __device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
 // Pair tile t of a cluster of two (start[e] = row blocks before expert e, start[E] = all of them):
 // row-block pair P (blocks 2P and 2P + 1 over all experts, one per CTA) and column block nb.
 template <int BN, bool M_INNER>
-__device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start, const int* off, const int* cnt, int E,
-                                               int N) {
+__device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start, const int* off, int E, int N) {
     const int nblocks = (N + BN - 1) / BN, mblocks = start[E], pairs = (mblocks + 1) / 2;
     int P, nb;
     if (M_INNER) {
@@ -158,7 +157,7 @@ __device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start
     if (r.valid) {
         int m = 2 * P + rank - start[r.e];
         r.row0 = off[r.e] + m * TG_BM;
-        r.rows = min(TG_BM, cnt[r.e] - m * TG_BM);
+        r.rows = min(TG_BM, off[r.e + 1] - off[r.e] - m * TG_BM);
     } else {
         r.e = 0;
         r.row0 = 0;
@@ -169,9 +168,9 @@ __device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start
 
 // Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
 template <int BN, bool M_INNER>
-__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, const int* cnt, int E, int N) {
+__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
     int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
-    int mb = (cnt[e] + TG_BM - 1) / TG_BM;
+    const int cnt = off[e + 1] - off[e], mb = (cnt + TG_BM - 1) / TG_BM;
     int nb, m;
     if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
         nb = local / mb;
@@ -184,26 +183,28 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     TgTile r;
     r.e = e;
     r.row0 = off[e] + m * TG_BM;
-    r.rows = min(TG_BM, cnt[e] - m * TG_BM);
+    r.rows = min(TG_BM, cnt - m * TG_BM);
     r.n0 = nb * BN;
     r.valid = true;
     r.mc = false;
     return r;
 }
 
-template <int BN, int STAGES, bool SMEM_EPI, bool M_INNER, bool MC>
+template <int BN, int STAGES, int EPI, bool M_INNER, bool MC>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
-    extern __shared__ unsigned char smem_raw[];
-    const u32 sbase = (tg_smem(smem_raw) + 1023) & ~1023u;  // swizzle atoms are 1024-byte aligned
-    unsigned char* gbase = smem_raw + (sbase - tg_smem(smem_raw));
-    // Epilogue staging (SMEM_EPI): 64 rows x BN per consumer warpgroup.
-    constexpr u32 EPI_BYTES = SMEM_EPI ? 2 * 64 * BN * 2 : 0;
+    // Dynamic shared memory starts 1024-byte aligned (no static shared memory here), as the swizzle
+    // atoms need; checked below.
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 sbase = tg_smem(smem_raw);
+    unsigned char* gbase = smem_raw;
+    // Epilogue staging (EPI parts): 64 rows x BN / EPI per consumer warpgroup.
+    constexpr u32 EPI_BYTES = EPI > 0 ? 2 * 64 * (BN / EPI) * 2 : 0;
     const u32 bars = sbase + STAGES * STAGE_BYTES + EPI_BYTES;  // full[STAGES], then empty[STAGES]
-    int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);
-    int* off = start + E + 1;
-    int* cnt = off + E;
+    int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);  // [E + 1]
+    int* off = start + E + 1;                                                       // [E + 1]
+    if (sbase & 1023) __trap();
     auto full = [&](int s) { return bars + 8 * s; };
     auto empty = [&](int s) { return bars + 8 * (STAGES + s); };
 
@@ -226,11 +227,13 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             if (e < E) {
                 start[e] = base + inc - tiles;
                 off[e] = lo;
-                cnt[e] = c;
             }
             base += __shfl_sync(0xffffffffu, inc, 31);
         }
-        if (lane == 0) start[E] = base;
+        if (lane == 0) {
+            start[E] = base;
+            off[E] = offsets[E];
+        }
     } else if (warp == 1 && lane == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(full(s), 1);
@@ -248,9 +251,9 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     const int first = MC ? cluster_reg(1) : blockIdx.x, step = MC ? cluster_reg(2) : gridDim.x;
     auto tile_of = [&](int t) {
         if constexpr (MC) {
-            return tg_pair_tile<BN, M_INNER>(t, rank, start, off, cnt, E, N);
+            return tg_pair_tile<BN, M_INNER>(t, rank, start, off, E, N);
         } else {
-            return tg_tile<BN, M_INNER>(t, start, off, cnt, E, N);
+            return tg_tile<BN, M_INNER>(t, start, off, E, N);
         }
     };
     // Consumers release a stage to the producers of every CTA that may write it.
@@ -354,54 +357,61 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         wg_pin(acc);
 
         const int g = lane >> 2, q = lane & 3, wrow = c * 64 + (warp & 3) * 16;
-        if constexpr (SMEM_EPI) {
-            // Through shared memory: BN / 64 slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by
-            // row (TMA's SWIZZLE_128B layout; conflict-free writes from the accumulator layout). A warpgroup
-            // whose 64 rows all belong to the tile's expert stores its slabs with TMA (asynchronous: the
-            // warpgroup goes on to the next tile, and waits for the reads of this buffer before refilling
-            // it); otherwise its threads store 16-byte chunks of the valid rows.
-            unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * BN * 2);
-            const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * BN * 2);
+        if constexpr (EPI > 0) {
+            // Through shared memory, in EPI parts of BN / EPI columns: each part is BN / EPI / 64 slabs of
+            // 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout;
+            // conflict-free writes from the accumulator layout). A warpgroup whose 64 rows all belong to
+            // the tile's expert stores its slabs with TMA (asynchronous: the warpgroup goes on, and waits
+            // for the reads of this buffer before refilling it); otherwise its threads store 16-byte
+            // chunks of the valid rows.
+            constexpr int PW = BN / EPI, PJ = PW / 8;
+            unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
+            const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
             const int tid_c = tid & 127;
-            if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-            epi_sync(c);  // the previous tile's stores have read this buffer
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                int r = (warp & 3) * 16 + g + half * 8;
-#pragma unroll
-                for (int j = 0; j < BN / 8; j++) {
-                    u32 v = pack_bf16x2(acc[j * 4 + half * 2], acc[j * 4 + half * 2 + 1]);
-                    *(u32*)(epi + (j >> 3) * 8192 + r * 128 + (((j & 7) ^ (r & 7)) * 16) + q * 4) = v;
-                }
-            }
             const bool by_tma = y_tma && tile.rows >= (c + 1) * 64;
-            if (by_tma) fence_proxy_async();  // generic-proxy writes, read by the TMA (async proxy)
-            epi_sync(c);
-            if (by_tma) {
-                if (tid_c == 0) {
 #pragma unroll
-                    for (int sl = 0; sl < BN / 64; sl++) {
-                        if (tile.n0 + sl * 64 >= N) break;
-                        asm volatile(
-                            "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
-                                (u64)tma_y),
-                            "r"(tile.n0 + sl * 64), "r"(tile.row0 + c * 64), "r"(epi_s + sl * 8192)
-                            : "memory");
+            for (int p = 0; p < EPI; p++) {
+                if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+                epi_sync(c);  // the previous stores have read this buffer
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    int r = (warp & 3) * 16 + g + half * 8;
+#pragma unroll
+                    for (int jj = 0; jj < PJ; jj++) {
+                        const int j = p * PJ + jj;
+                        u32 v = pack_bf16x2(acc[j * 4 + half * 2], acc[j * 4 + half * 2 + 1]);
+                        *(u32*)(epi + (jj >> 3) * 8192 + r * 128 + (((jj & 7) ^ (r & 7)) * 16) + q * 4) = v;
                     }
-                    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
                 }
-            } else {
+                if (by_tma) fence_proxy_async();  // generic-proxy writes, read by the TMA (async proxy)
+                epi_sync(c);
+                const int col0 = tile.n0 + p * PW;
+                if (by_tma) {
+                    if (tid_c == 0) {
+#pragma unroll
+                        for (int sl = 0; sl < PW / 64; sl++) {
+                            if (col0 + sl * 64 >= N) break;
+                            asm volatile(
+                                "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                                    (u64)tma_y),
+                                "r"(col0 + sl * 64), "r"(tile.row0 + c * 64), "r"(epi_s + sl * 8192)
+                                : "memory");
+                        }
+                        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+                    }
+                } else {
 #pragma unroll 4
-                for (int i = tid_c; i < 64 * (BN / 8); i += 128) {
-                    int r = i / (BN / 8), ch = i % (BN / 8);
-                    int row = c * 64 + r, col = tile.n0 + ch * 8;
-                    if (row >= tile.rows || col >= N) continue;
-                    const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
-                    bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
-                    if (col + 8 <= N && !(N & 7)) {
-                        *(uint4*)dst = *(const uint4*)src;
-                    } else {
-                        for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                    for (int i = tid_c; i < 64 * PJ; i += 128) {
+                        int r = i / PJ, ch = i % PJ;
+                        int row = c * 64 + r, col = col0 + ch * 8;
+                        if (row >= tile.rows || col >= N) continue;
+                        const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
+                        bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
+                        if (col + 8 <= N && !(N & 7)) {
+                            *(uint4*)dst = *(const uint4*)src;
+                        } else {
+                            for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                        }
                     }
                 }
             }
@@ -426,24 +436,25 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         }
     }
     // The last TMA stores must have read shared memory before the block exits.
-    if (SMEM_EPI && (tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    if (EPI > 0 && (tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     if (MC) cluster_sync();
 }
 
-// Name, BN, stages, epilogue through shared memory, row blocks inner, clusters of two with the weight
-// tile multicast. The host table (and its shared-memory sizes) is src/backend/cuda/variants.rs.
+// Name, BN, stages, epilogue parts through shared memory (0: straight from registers), row blocks
+// inner, clusters of two with the weight tile multicast. The host table (and its shared-memory sizes) is src/backend/cuda/variants.rs.
 #define TG(NAME, BN, ST, SE, MI, MC)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
         grouped_gemm_tma<BN, ST, SE, MI, MC>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
     }
-TG(grouped_gemm_tma_256_s4, 256, 4, false, true, false)
-TG(grouped_gemm_tma_256_s3e, 256, 3, true, true, false)
-TG(grouped_gemm_tma_256_s3e_n, 256, 3, true, false, false)
-TG(grouped_gemm_tma_128_s6, 128, 6, false, true, false)
-TG(grouped_gemm_tma_128_s4e, 128, 4, true, true, false)
-TG(grouped_gemm_tma_128_s4e_n, 128, 4, true, false, false)
-TG(grouped_gemm_tma_256_s3e_mc, 256, 3, true, true, true)
-TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, true, false, true)
-TG(grouped_gemm_tma_128_s4e_mc, 128, 4, true, true, true)
+TG(grouped_gemm_tma_256_s4, 256, 4, 0, true, false)
+TG(grouped_gemm_tma_256_s3e, 256, 3, 1, true, false)
+TG(grouped_gemm_tma_256_s3e_n, 256, 3, 1, false, false)
+TG(grouped_gemm_tma_128_s6, 128, 6, 0, true, false)
+TG(grouped_gemm_tma_128_s4e, 128, 4, 1, true, false)
+TG(grouped_gemm_tma_128_s4e_n, 128, 4, 1, false, false)
+TG(grouped_gemm_tma_256_s3e_mc, 256, 3, 1, true, true)
+TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true)
+TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true)
+TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false)

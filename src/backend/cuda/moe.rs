@@ -126,6 +126,7 @@ impl CudaBackend {
                 let pairs = row_blocks.div_ceil(2) * n.div_ceil(gk.bn);
                 let resident = self.resident_pairs(&gk, smem)? as usize;
                 check("grouped_matmul", resident > 0, || format!("{}: no cluster of two fits", gk.name))?;
+                tracing::debug!("{}: {resident} resident pairs, {pairs} pair tiles", gk.name);
                 ((2 * pairs.min(resident)) as u32, 2)
             } else {
                 ((row_blocks * n.div_ceil(gk.bn)).min(self.sm_count() as usize) as u32, 1)

@@ -50,15 +50,16 @@ pub struct GroupedKernel {
     /// wgmma kernels run on sm_90a only.
     pub sm90a: bool,
     /// Warp-specialised TMA kernel (grouped_gemm_tma.cu): persistent grid, tensor-map
-    /// arguments, and 12 bytes per expert of shared memory on top of `smem`.
+    /// arguments, and 8 bytes per expert (plus 8) of shared memory on top of `smem`.
     pub tma: Option<TmaOptions>,
 }
 
 /// Template options of a TMA kernel (the TG macro's last two arguments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TmaOptions {
-    /// Epilogue through shared memory and TMA stores (else registers straight to global memory).
-    pub smem_epilogue: bool,
+    /// Epilogue through shared memory and TMA stores, in this many column parts (0: registers
+    /// straight to global memory).
+    pub epilogue_parts: usize,
     /// Tiles of an expert column block by column block, row blocks inner (with `multicast`: in
     /// bands of 8 row-block pairs).
     pub m_inner: bool,
@@ -70,7 +71,7 @@ pub struct TmaOptions {
 impl GroupedKernel {
     /// Dynamic shared memory for `e` experts.
     pub fn smem_for(&self, e: usize) -> u32 {
-        if self.tma.is_some() { self.smem + (12 * e + 4) as u32 } else { self.smem }
+        if self.tma.is_some() { self.smem + (8 * e + 8) as u32 } else { self.smem }
     }
 }
 
@@ -87,10 +88,10 @@ const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
 }
 
 const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> GroupedKernel {
-    // 1 KiB to align the swizzle atoms, the stages, the epilogue's 128 x bn bf16 staging when it has
-    // one, and a full and an empty mbarrier per stage.
-    let epi = if o.smem_epilogue { 128 * bn * 2 } else { 0 };
-    let smem = (1024 + stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
+    // The stages, the epilogue's 128 x bn / parts bf16 staging when it has one, and a full and an
+    // empty mbarrier per stage.
+    let epi = if o.epilogue_parts > 0 { 128 * bn * 2 / o.epilogue_parts } else { 0 };
+    let smem = (stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
     GroupedKernel {
         name,
         file: "grouped_gemm_tma.cu",
@@ -104,9 +105,12 @@ const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> Gro
     }
 }
 
-const fn opts(smem_epilogue: bool, m_inner: bool, multicast: bool) -> TmaOptions {
-    TmaOptions { smem_epilogue, m_inner, multicast }
+const fn opts(epilogue_parts: usize, m_inner: bool, multicast: bool) -> TmaOptions {
+    TmaOptions { epilogue_parts, m_inner, multicast }
 }
+
+/// Dynamic shared memory a block may have on sm_90 (227 KiB).
+pub const MAX_SMEM_SM90: u32 = 227 * 1024;
 
 /// The TMA kernel keeps its tile list (three ints per expert) in shared memory.
 pub const TMA_MAX_EXPERTS: usize = 1024;
@@ -120,24 +124,24 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     wgmma("grouped_gemm_wgmma_s4w", 256, 4),
     wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
     wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
-    tma("grouped_gemm_tma_256_s4", 256, 4, opts(false, true, false)),
-    tma("grouped_gemm_tma_256_s3e", 256, 3, opts(true, true, false)),
-    tma("grouped_gemm_tma_256_s3e_n", 256, 3, opts(true, false, false)),
-    tma("grouped_gemm_tma_128_s6", 128, 6, opts(false, true, false)),
-    tma("grouped_gemm_tma_128_s4e", 128, 4, opts(true, true, false)),
-    tma("grouped_gemm_tma_128_s4e_n", 128, 4, opts(true, false, false)),
-    tma("grouped_gemm_tma_256_s3e_mc", 256, 3, opts(true, true, true)),
-    tma("grouped_gemm_tma_256_s3e_mcn", 256, 3, opts(true, false, true)),
-    tma("grouped_gemm_tma_128_s4e_mc", 128, 4, opts(true, true, true)),
+    tma("grouped_gemm_tma_256_s4", 256, 4, opts(0, true, false)),
+    tma("grouped_gemm_tma_256_s3e", 256, 3, opts(1, true, false)),
+    tma("grouped_gemm_tma_256_s3e_n", 256, 3, opts(1, false, false)),
+    tma("grouped_gemm_tma_128_s6", 128, 6, opts(0, true, false)),
+    tma("grouped_gemm_tma_128_s4e", 128, 4, opts(1, true, false)),
+    tma("grouped_gemm_tma_128_s4e_n", 128, 4, opts(1, false, false)),
+    tma("grouped_gemm_tma_256_s3e_mc", 256, 3, opts(1, true, true)),
+    tma("grouped_gemm_tma_256_s3e_mcn", 256, 3, opts(1, false, true)),
+    tma("grouped_gemm_tma_128_s4e_mc", 128, 4, opts(1, true, true)),
+    tma("grouped_gemm_tma_256_s4h", 256, 4, opts(2, true, false)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
 const LONG_SEQUENCE: usize = 16384;
 const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
-const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_tma_256_s3e";
-/// sm_90a shapes the TMA kernel does not take (see `tma_fits`) run this one.
-const FALLBACK_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
+/// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
+const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
 
 #[derive(Default)]
 pub(crate) struct Choice {
@@ -209,20 +213,38 @@ impl CudaBackend {
     }
 
     /// The grouped GEMM kernel for `r` rows, `e` experts of [n, k] weights: the chosen one, else the
-    /// default for the architecture; a TMA kernel only where `tma_fits`, else the cp.async wgmma one.
+    /// default for the architecture (on sm_90a the first of `DEFAULT_GROUPED_SM90A` that takes the
+    /// shape). A TMA kernel runs only where `tma_fits`; a chosen one that does not falls back the same way.
     pub(crate) fn grouped_kernel(&self, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
-        let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
-        let sm90a = self.arch() == "sm_90a";
-        let default = if sm90a { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
-        let gk = by_name(self.choice.grouped.read().unwrap().unwrap_or(default));
-        if gk.tma.is_some() && !tma_fits(r, e, n, k) { by_name(FALLBACK_GROUPED_SM90A) } else { gk }
+        let chosen = *self.choice.grouped.read().unwrap();
+        pick_grouped(chosen, self.arch() == "sm_90a", r, e, n, k)
     }
 }
 
-/// Shapes the TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
+/// The kernel for a shape: a pure function of the choice, the architecture and the shape.
+fn pick_grouped(chosen: Option<&str>, sm90a: bool, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
+    let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
+    let takes = |g: &GroupedKernel| g.tma.is_none() || tma_fits(g, r, e, n, k);
+    if let Some(g) = chosen.map(by_name).filter(takes) {
+        return g;
+    }
+    if !sm90a {
+        return by_name(DEFAULT_GROUPED);
+    }
+    DEFAULT_GROUPED_SM90A.iter().map(|n| by_name(n)).find(takes).expect("the last default takes every shape")
+}
+
+/// Shapes a TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
 /// non-zero), its tile list in shared memory, and tensor-map coordinates in i32.
-pub(crate) fn tma_fits(r: usize, e: usize, n: usize, k: usize) -> bool {
-    k > 0 && k % 8 == 0 && r > 0 && (1..=TMA_MAX_EXPERTS).contains(&e) && e * n < i32::MAX as usize && r < i32::MAX as usize
+pub(crate) fn tma_fits(gk: &GroupedKernel, r: usize, e: usize, n: usize, k: usize) -> bool {
+    gk.tma.is_some()
+        && k > 0
+        && k % 8 == 0
+        && r > 0
+        && (1..=TMA_MAX_EXPERTS).contains(&e)
+        && gk.smem_for(e) <= MAX_SMEM_SM90
+        && e * n < i32::MAX as usize
+        && r < i32::MAX as usize
 }
 
 #[cfg(test)]
@@ -250,14 +272,29 @@ mod tests {
             assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
         }
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
+        assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED_SM90A[1] && k.tma.is_none()));
+        // V2-Lite and V3 shapes and 1024 experts take the TMA kernel; no rows or K % 8 != 0 the last.
+        assert_eq!(pick_grouped(None, true, 98304, 64, 2816, 2048).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 131072, 256, 7168, 2048).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 4096, 1024, 256, 256).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 0, 8, 256, 256).name, DEFAULT_GROUPED_SM90A[1]);
+        assert_eq!(pick_grouped(None, false, 4096, 8, 256, 256).name, DEFAULT_GROUPED);
+        // A chosen kernel that does not take the shape falls back through the defaults.
+        assert_eq!(pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(Some("grouped_gemm_tma_128_s4e"), true, 64, 4, 64, 4).name, DEFAULT_GROUPED_SM90A[1]);
         for k in GROUPED_KERNELS.iter() {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
-            let inst = format!("TG({}, {}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.smem_epilogue, o.m_inner, o.multicast);
+            let inst = format!("TG({}, {}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.epilogue_parts, o.m_inner, o.multicast);
             assert!(src.contains(&inst), "{inst} not instantiated");
-            assert!(k.smem_for(TMA_MAX_EXPERTS) <= 227 * 1024, "{} shared memory", k.name);
+            assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
-        assert!(tma_fits(1, 1, 1, 8) && !tma_fits(1, 1, 1, 0) && !tma_fits(1, 1, 1, 12) && !tma_fits(1, 1025, 1, 8));
+        let fits = |e, k| GROUPED_KERNELS.iter().filter(|g| tma_fits(g, 1, e, 1, k)).count();
+        assert_eq!(fits(1, 8), GROUPED_KERNELS.iter().filter(|g| g.tma.is_some()).count());
+        assert_eq!((fits(1, 0), fits(1, 12), fits(1025, 8)), (0, 0, 0));
+        let s3e = GROUPED_KERNELS.iter().find(|g| g.name == "grouped_gemm_tma_256_s3e").unwrap();
+        let s4h = GROUPED_KERNELS.iter().find(|g| g.name == "grouped_gemm_tma_256_s4h").unwrap();
+        assert!(tma_fits(s3e, 1, 1024, 1, 8) && tma_fits(s4h, 1, 256, 1, 8) && !tma_fits(s4h, 1, 1024, 1, 8));
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm_sm90.cu") {
             let src = compile::source_of(k.file).unwrap();
             let inst = format!("WG({}, {}, {},", k.name, k.stages, k.bn / 128);
