@@ -137,7 +137,7 @@ struct MoeShape {
     k: usize,
     h: usize,
     f: usize,
-    /// Also time gate/up + SwiGLU + down (the V2-Lite shape only).
+    /// Also time gate/up + SwiGLU + down, unfused and fused.
     mlp: bool,
 }
 
@@ -145,7 +145,7 @@ struct MoeShape {
 /// shapes (256 experts, top-8, hidden 7168, expert FFN 2048), 16384 tokens each.
 const MOE_SHAPES: [MoeShape; 2] = [
     MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true },
-    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: false },
+    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true },
 ];
 
 /// Grouped GEMMs on the offsets of a real routing (random logits, softmax top-k, device-side
@@ -172,7 +172,8 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     if bench.variants {
         // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
         let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
-        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (s.mlp || g.sm90a) && listed(g.name)).collect();
+        let small = s.e <= 64;
+        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (small || g.sm90a) && listed(g.name)).collect();
         for gk in kernels {
             if gk.sm90a && b.arch() != "sm_90a" {
                 continue;
@@ -196,6 +197,11 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
             b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
         })?;
         bench.record("moe_expert_mlp", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
+        let ms = bench.time(|i| {
+            let act = b.grouped_matmul_swiglu(&xs[i % 2], &w1, &p.offsets)?;
+            b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
+        })?;
+        bench.record("moe_expert_mlp[fused swiglu]", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
     }
     Ok(())
 }

@@ -190,17 +190,21 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     return r;
 }
 
-template <int BN, int STAGES, int EPI, bool M_INNER, bool MC>
+template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
+    // SW (fused SwiGLU): W[e] is [2N, K], gate rows then up rows; a tile's weight rows are BN / 2 gate
+    // rows and the BN / 2 up rows of the same outputs, so a tile writes ON = BN / 2 output columns.
+    static_assert(!(SW && (MC || EPI == 0)), "fused SwiGLU: no multicast, epilogue through shared memory");
+    constexpr int ON = SW ? BN / 2 : BN;
     // Dynamic shared memory starts 1024-byte aligned (no static shared memory here), as the swizzle
     // atoms need; checked below.
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 sbase = tg_smem(smem_raw);
     unsigned char* gbase = smem_raw;
     // Epilogue staging (EPI parts): 64 rows x BN / EPI per consumer warpgroup.
-    constexpr u32 EPI_BYTES = EPI > 0 ? 2 * 64 * (BN / EPI) * 2 : 0;
+    constexpr u32 EPI_BYTES = EPI > 0 ? 2 * 64 * (ON / EPI) * 2 : 0;
     const u32 bars = sbase + STAGES * STAGE_BYTES + EPI_BYTES;  // full[STAGES], then empty[STAGES]
     int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);  // [E + 1]
     int* off = start + E + 1;                                                       // [E + 1]
@@ -209,7 +213,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     auto empty = [&](int s) { return bars + 8 * (STAGES + s); };
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-    const int nblocks = (N + BN - 1) / BN;
+    const int nblocks = (N + ON - 1) / ON;
     if (warp == 0) {
         int base = 0;
         for (int e0 = 0; e0 < E; e0 += 32) {
@@ -251,9 +255,9 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     const int first = MC ? cluster_reg(1) : blockIdx.x, step = MC ? cluster_reg(2) : gridDim.x;
     auto tile_of = [&](int t) {
         if constexpr (MC) {
-            return tg_pair_tile<BN, M_INNER>(t, rank, start, off, E, N);
+            return tg_pair_tile<ON, M_INNER>(t, rank, start, off, E, N);
         } else {
-            return tg_tile<BN, M_INNER>(t, start, off, E, N);
+            return tg_tile<ON, M_INNER>(t, start, off, E, N);
         }
     };
     // Consumers release a stage to the producers of every CTA that may write it.
@@ -276,12 +280,17 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             const int ktiles = (K + TG_BK - 1) / TG_BK;
             for (int t = first; t < total; t += step) {
                 TgTile tile = tile_of(t);
-                const int wrow = tile.e * N + tile.n0;
+                const int wrow = SW ? tile.e * 2 * N + tile.n0 : tile.e * N + tile.n0;
                 for (int kt = 0; kt < ktiles; kt++) {
                     mbar_wait(empty(stage), phase ^ 1);
                     u32 sa = sbase + stage * STAGE_BYTES;
                     if (!tile.valid) {
                         mbar_arrive(full(stage));  // nothing to load: the consumers only pass the stage on
+                    } else if (SW) {  // the W map's box is BN / 2 rows: gate rows, then up rows
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TG_BK, wrow + N, full(stage));
                     } else if (!MC) {
                         mbar_expect_tx(full(stage), STAGE_BYTES);
                         tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
@@ -357,6 +366,15 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         wg_pin(acc);
 
         const int g = lane >> 2, q = lane & 3, wrow = c * 64 + (warp & 3) * 16;
+        // Output element i (0..3) of 8-column chunk j: the accumulator, or silu(gate) * up.
+        auto outv = [&](int j, int i) {
+            if constexpr (SW) {
+                float gt = acc[j * 4 + i], up = acc[(j + ON / 8) * 4 + i];
+                return gt / (1.f + __expf(-gt)) * up;
+            } else {
+                return acc[j * 4 + i];
+            }
+        };
         if constexpr (EPI > 0) {
             // Through shared memory, in EPI parts of BN / EPI columns: each part is BN / EPI / 64 slabs of
             // 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout;
@@ -364,7 +382,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             // the tile's expert stores its slabs with TMA (asynchronous: the warpgroup goes on, and waits
             // for the reads of this buffer before refilling it); otherwise its threads store 16-byte
             // chunks of the valid rows.
-            constexpr int PW = BN / EPI, PJ = PW / 8;
+            constexpr int PW = ON / EPI, PJ = PW / 8;
             unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
             const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
             const int tid_c = tid & 127;
@@ -379,7 +397,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
 #pragma unroll
                     for (int jj = 0; jj < PJ; jj++) {
                         const int j = p * PJ + jj;
-                        u32 v = pack_bf16x2(acc[j * 4 + half * 2], acc[j * 4 + half * 2 + 1]);
+                        u32 v = pack_bf16x2(outv(j, half * 2), outv(j, half * 2 + 1));
                         *(u32*)(epi + (jj >> 3) * 8192 + r * 128 + (((jj & 7) ^ (r & 7)) * 16) + q * 4) = v;
                     }
                 }
@@ -441,20 +459,22 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
 }
 
 // Name, BN, stages, epilogue parts through shared memory (0: straight from registers), row blocks
-// inner, clusters of two with the weight tile multicast. The host table (and its shared-memory sizes) is src/backend/cuda/variants.rs.
-#define TG(NAME, BN, ST, SE, MI, MC)                                                                                      \
+// inner, clusters of two with the weight tile multicast, fused SwiGLU. The host table (and its
+// shared-memory sizes) is src/backend/cuda/variants.rs.
+#define TG(NAME, BN, ST, SE, MI, MC, SW)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
-        grouped_gemm_tma<BN, ST, SE, MI, MC>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
+        grouped_gemm_tma<BN, ST, SE, MI, MC, SW>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
     }
-TG(grouped_gemm_tma_256_s4, 256, 4, 0, true, false)
-TG(grouped_gemm_tma_256_s3e, 256, 3, 1, true, false)
-TG(grouped_gemm_tma_256_s3e_n, 256, 3, 1, false, false)
-TG(grouped_gemm_tma_128_s6, 128, 6, 0, true, false)
-TG(grouped_gemm_tma_128_s4e, 128, 4, 1, true, false)
-TG(grouped_gemm_tma_128_s4e_n, 128, 4, 1, false, false)
-TG(grouped_gemm_tma_256_s3e_mc, 256, 3, 1, true, true)
-TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true)
-TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true)
-TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false)
+TG(grouped_gemm_tma_256_s4, 256, 4, 0, true, false, false)
+TG(grouped_gemm_tma_256_s3e, 256, 3, 1, true, false, false)
+TG(grouped_gemm_tma_256_s3e_n, 256, 3, 1, false, false, false)
+TG(grouped_gemm_tma_128_s6, 128, 6, 0, true, false, false)
+TG(grouped_gemm_tma_128_s4e, 128, 4, 1, true, false, false)
+TG(grouped_gemm_tma_128_s4e_n, 128, 4, 1, false, false, false)
+TG(grouped_gemm_tma_256_s3e_mc, 256, 3, 1, true, true, false)
+TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true, false)
+TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true, false)
+TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false, false)
+TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)

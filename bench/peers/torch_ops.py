@@ -114,7 +114,7 @@ def main():
             del qkv
 
     # The expert shapes of examples/ops_bench.rs (MOE_SHAPES): key, tokens, experts, top-k, hidden, FFN, MLP too.
-    shapes = [("v2lite", 16384, 64, 6, 2048, 1408, True), ("v3", 16384, 256, 8, 7168, 2048, False)]
+    shapes = [("v2lite", 16384, 64, 6, 2048, 1408, True), ("v3", 16384, 256, 8, 7168, 2048, True)]
     saved = json.load(open(args.offsets)) if args.offsets else {}
     if isinstance(saved, list):  # an older ops_bench wrote the V2-Lite offsets alone
         saved = {"v2lite": saved}

@@ -15,7 +15,7 @@ mod pool;
 mod tensors;
 mod variants;
 
-pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel, TmaOptions};
+pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;
@@ -454,6 +454,9 @@ impl Backend for CudaBackend {
     }
     fn grouped_matmul(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm(x, w, offsets)
+    }
+    fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        self.grouped_gemm_swiglu(x, w, offsets)
     }
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.norm(x, None, w, eps).map(|(_, n)| n)

@@ -66,6 +66,9 @@ pub struct TmaOptions {
     /// Clusters of two blocks on neighbouring row blocks; the weight tile is multicast to both
     /// when the two row blocks belong to one expert.
     pub multicast: bool,
+    /// SwiGLU fused into the epilogue: a tile's bn weight rows are bn / 2 gate rows and the
+    /// matching up rows, and it writes bn / 2 columns of silu(gate) * up.
+    pub swiglu: bool,
 }
 
 impl GroupedKernel {
@@ -90,7 +93,8 @@ const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
 const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> GroupedKernel {
     // The stages, the epilogue's 128 x bn / parts bf16 staging when it has one, and a full and an
     // empty mbarrier per stage.
-    let epi = if o.epilogue_parts > 0 { 128 * bn * 2 / o.epilogue_parts } else { 0 };
+    let out_cols = if o.swiglu { bn / 2 } else { bn };
+    let epi = if o.epilogue_parts > 0 { 128 * out_cols * 2 / o.epilogue_parts } else { 0 };
     let smem = (stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
     GroupedKernel {
         name,
@@ -106,8 +110,12 @@ const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> Gro
 }
 
 const fn opts(epilogue_parts: usize, m_inner: bool, multicast: bool) -> TmaOptions {
-    TmaOptions { epilogue_parts, m_inner, multicast }
+    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false }
 }
+
+/// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` on sm_90a).
+pub const GROUPED_SWIGLU: GroupedKernel =
+    tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, TmaOptions { swiglu: true, ..opts(1, true, false) });
 
 /// Dynamic shared memory a block may have on sm_90 (227 KiB).
 pub const MAX_SMEM_SM90: u32 = 227 * 1024;
@@ -186,6 +194,12 @@ impl CudaBackend {
         }
         *self.choice.grouped.write().unwrap() = k;
         Ok(())
+    }
+
+    /// The fused gate/up + SwiGLU kernel for `r` rows, `e` experts of [2f, k] weights, where it takes
+    /// the shape (sm_90a only); None: compose the grouped GEMM and SwiGLU.
+    pub(crate) fn grouped_swiglu_kernel(&self, r: usize, e: usize, f: usize, k: usize) -> Option<GroupedKernel> {
+        (self.arch() == "sm_90a" && tma_fits(&GROUPED_SWIGLU, r, e, 2 * f, k)).then_some(GROUPED_SWIGLU)
     }
 
     /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
@@ -282,10 +296,12 @@ mod tests {
         // A chosen kernel that does not take the shape falls back through the defaults.
         assert_eq!(pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name, DEFAULT_GROUPED_SM90A[0]);
         assert_eq!(pick_grouped(Some("grouped_gemm_tma_128_s4e"), true, 64, 4, 64, 4).name, DEFAULT_GROUPED_SM90A[1]);
-        for k in GROUPED_KERNELS.iter() {
+        for k in GROUPED_KERNELS.iter().chain([&GROUPED_SWIGLU]) {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
-            let inst = format!("TG({}, {}, {}, {}, {}, {})", k.name, k.bn, k.stages, o.epilogue_parts, o.m_inner, o.multicast);
+            let (parts, mi, mc, sw) = (o.epilogue_parts, o.m_inner, o.multicast, o.swiglu);
+            let inst = format!("TG({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
+            assert_eq!(sw, k.name == GROUPED_SWIGLU.name);
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
