@@ -2,12 +2,12 @@
 //! that `rwm-dist estimate` prints and that runs print next to the measured peak.
 
 use crate::backend::AttnAlgo;
+use crate::layout::ParallelDims;
 use crate::metrics::memory::{CpMode, MemoryInputs};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
 use crate::parallel::context::CpKind;
-use crate::plan::Layout;
 
 pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
     MemoryInputs {
@@ -30,7 +30,7 @@ pub const DROPLESS: f64 = 1.0;
 
 /// One MoE layer with no attention of its own: the attention fields describe a
 /// one-head, one-dimension stub so that only the MoE terms count.
-pub fn moe(c: &MoeConfig, layout: Layout) -> MemoryInputs {
+pub fn moe(c: &MoeConfig, layout: &ParallelDims) -> MemoryInputs {
     MemoryInputs {
         layers: 1,
         hidden: c.hidden,
@@ -53,7 +53,7 @@ pub fn moe(c: &MoeConfig, layout: Layout) -> MemoryInputs {
 
 /// `with_embedding`: count the token embedding and LM head of the deployed model
 /// (`estimate`); the `gpt4` target runs the block stack on hidden states and has none.
-pub fn gpt4(c: &Gpt4Config, layout: Layout, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
+pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
     MemoryInputs {
         layers: c.layers,
         hidden: c.hidden,
