@@ -2,7 +2,8 @@
 // tile scheduling as grouped_gemm.cu (offsets read on the device), with a
 // 128 x 256 block tile computed by two warpgroups of 64 x 256 each. Operands are
 // staged by cp.async into the 128-byte-swizzled K-major layout that wgmma reads
-// through shared-memory descriptors (the layout of swz<8> in mma.cuh).
+// through shared-memory descriptors (the layout of swz<8> in mma.cuh). On sm_90a it is the fallback
+// for shapes the TMA kernel (grouped_gemm_tma.cu) does not take.
 #include "mma.cuh"
 #include "grouped_tiles.cuh"
 #include "wgmma.cuh"

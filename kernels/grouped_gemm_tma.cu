@@ -1,28 +1,37 @@
 // Grouped GEMM for MoE experts, warp-specialised for Hopper (sm_90a only):
 //   Y[offsets[e] .. offsets[e+1]) = X[offsets[e] .. offsets[e+1]) W[e]^T  for each expert e,
-//   X [R, K], W [E, N, K], Y [R, N], bf16 in and out, f32 accumulation (wgmma).
+//   X [R, K], W [E, N, K], Y [R, N], bf16 in and out, f32 accumulation (wgmma);
+//   with SW (fused SwiGLU), W [E, 2N, K] holds each expert's N gate rows then N up rows and
+//   Y [R, N] = silu(X W_gate^T) * (X W_up^T), from the f32 accumulators.
 //
 // Tile: BM = 128 rows x BN (128 or 256) columns, BK = 64. 384 threads = 3 warpgroups:
 //   warpgroup 0, the producer (setmaxnreg 40): one thread issues TMA loads of the A tile (rows of X,
 //     one 2-D tensor map over all R rows) and the B tile (W viewed as [E*N, K], one tensor map) into
-//     STAGES 128-byte-swizzled stages; each stage has a full mbarrier (expect-tx bytes) and an empty
-//     mbarrier (one arrival per consumer warp).
+//     STAGES (3 or 4) 128-byte-swizzled stages; each stage has a full mbarrier (expect-tx bytes) and
+//     an empty mbarrier (one arrival per consumer warp).
 //   warpgroups 1 and 2, the consumers (setmaxnreg 232): 64 rows x BN each, m64nBNk16 wgmma straight
 //     from shared memory; one k-tile's wgmma group stays in flight, and the stage it read is released
 //     only after wgmma.wait_group confirms the previous group retired.
 // Persistent: gridDim.x <= #SMs blocks walk tiles t = blockIdx.x, + gridDim.x, ...; the tile list is
 // expert by expert, and within an expert column block by column block with the row blocks inner
-// (M_INNER) or the other way round, so a wave of blocks shares one expert's weights and rows in L2. The list is built per block from
-// the offsets on the device (prefix sums of ceil(rows / BM) * ceil(N / BN) into shared memory): the
-// offsets never go to the host.
+// (M_INNER) or the other way round, so a wave of blocks shares one expert's weights and rows in L2.
+// The list is built per block from the offsets on the device (prefix sums of ceil(rows / BM) *
+// ceil(N / BN) into shared memory): the offsets never go to the host.
+// MC: clusters of two blocks on neighbouring row blocks (over all experts, in bands of 8 pairs);
+// when both belong to one expert each loads half of the weight tile and multicasts it to both, and
+// the consumers release a stage to both producers. Correct, but slower than the plain kernel on
+// H200 (not a default; BENCHMARKS.md).
 // Ragged edges cost nothing to load: TMA zero-fills past R, past E*N and past K; a tile's rows of the
 // next expert (or columns of the next expert's weight rows) are computed and not stored.
-// Epilogue: either registers straight to global memory (masked to the tile's rows and N), or (SMEM_EPI,
-// the default) through a 64 x BN staging buffer per consumer warpgroup, stored by TMA when all of the
-// warpgroup's 64 rows belong to the tile's expert and N is a multiple of 8 (asynchronous: the
-// warpgroup starts the next tile while the store drains), else by 16-byte stores of the valid rows.
-// Limits (checked by the host, src/backend/cuda/moe.rs): K a multiple of 8 and > 0 (16-byte TMA row
-// strides), E <= 1024 (shared memory for the tile list), E*N and R below 2^31; 16-byte aligned X, W.
+// Epilogue: either registers straight to global memory (masked to the tile's rows and N), or (EPI
+// parts, the default 1) through a 64 x BN / EPI staging buffer per consumer warpgroup, stored by TMA
+// when all of the warpgroup's 64 rows belong to the tile's expert and N is a multiple of 8
+// (asynchronous: the warpgroup starts the next tile while the store drains), else by 16-byte stores
+// of the valid rows.
+// Limits (checked by the host, src/backend/cuda/variants.rs tma_fits): K a multiple of 8 and > 0
+// (16-byte TMA row strides), the tile list (8 bytes per expert) fitting next to the stages in 227 KiB
+// of shared memory (E <= 1024 for the default 3-stage BN = 256 kernel), E*N and R below 2^31;
+// 16-byte aligned X, W, Y (whole allocations).
 #include "common.cuh"
 #include "wgmma.cuh"
 

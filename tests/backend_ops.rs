@@ -264,7 +264,10 @@ const GROUPED_CASES: [(&[usize], usize, usize); 6] = [
     (&[300, 0, 513, 1, 129, 0, 0, 700], 520, 200),
     (&GROUPED_MANY, 640, 192),
 ];
-const GROUPED_MANY: [usize; 48] = [0, 137, 274, 110, 247, 83, 220, 0, 193, 29, 166, 2, 139, 276, 0, 249, 85, 222, 58, 195, 31, 0, 4, 141, 278, 114, 251, 87, 0, 60, 197, 33, 170, 6, 143, 0, 116, 253, 89, 226, 62, 199, 0, 172, 8, 145, 282, 118];
+const GROUPED_MANY: [usize; 48] = [
+    0, 137, 274, 110, 247, 83, 220, 0, 193, 29, 166, 2, 139, 276, 0, 249, 85, 222, 58, 195, 31, 0, 4, 141, 278, 114,
+    251, 87, 0, 60, 197, 33, 170, 6, 143, 0, 116, 253, 89, 226, 62, 199, 0, 172, 8, 145, 282, 118,
+];
 
 /// The fused gate/up GEMM + SwiGLU against the composition of the two reference ops (w [e, 2n, k]).
 fn check_grouped_swiglu(b: &dyn Backend, counts: &[usize], n: usize, k: usize) {

@@ -191,7 +191,7 @@ impl CudaBackend {
         let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
         // SAFETY: one live 8-byte slot per kernel parameter (the kernel signatures in kernels/*.cu
         // are matched by the callers); the slots outlive the call.
-        unsafe { self.launch_params(file, name, grid, block, smem, 1, &mut params) }
+        unsafe { self.launch_params((file, name), grid, block, smem, 1, &mut params) }
     }
 
     /// Launches with raw parameter pointers (for parameters wider than 8 bytes, such as tensor maps),
@@ -202,8 +202,7 @@ impl CudaBackend {
     /// size and layout.
     pub(crate) unsafe fn launch_params(
         &self,
-        file: &'static str,
-        name: &'static str,
+        (file, name): (&'static str, &'static str),
         grid: (u32, u32, u32),
         block: u32,
         smem: u32,

@@ -121,7 +121,7 @@ impl CudaBackend {
     /// fused into the TMA kernel's epilogue where it takes the shape, else the two ops.
     pub(crate) fn grouped_gemm_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         let (r, e, n, k) = grouped_shape(x, w, offsets)?;
-        check("grouped_matmul_swiglu", n % 2 == 0, || format!("w {w:?}: gate and up rows, an even count"))?;
+        check("grouped_matmul_swiglu", n.is_multiple_of(2), || format!("w {w:?}: gate and up rows, an even count"))?;
         let f = n / 2;
         let Some(gk) = self.grouped_swiglu_kernel(r, e, f, k) else {
             return self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None);
@@ -134,7 +134,15 @@ impl CudaBackend {
 
     /// Launches a TG kernel of kernels/grouped_gemm_tma.cu on pointers [x, w, offsets, y] for `r` rows,
     /// `e` experts, `n` output columns (with SwiGLU: f, of 2f weight rows) and depth `k`.
-    fn launch_tma_grouped(&self, gk: &GroupedKernel, ptrs: [u64; 4], r: usize, e: usize, n: usize, k: usize) -> Result<()> {
+    fn launch_tma_grouped(
+        &self,
+        gk: &GroupedKernel,
+        ptrs: [u64; 4],
+        r: usize,
+        e: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<()> {
         let o = gk.tma.expect("a TMA kernel");
         let [xp, wp, op, yp] = ptrs;
         // Persistent: at most one block per SM (multicast: as many pairs as can be resident);
@@ -157,7 +165,7 @@ impl CudaBackend {
         let mut mw = self.tensor_map_bf16(wp, w_rows, k, w_box as u32, 64)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
         // itself and the map is a placeholder.
-        let y_tma = n % 8 == 0;
+        let y_tma = n.is_multiple_of(8);
         let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
         let mut slots = [op, yp, e as u64, n as u64, k as u64, y_tma as u64];
         let [s0, s1, s2, s3, s4, s5] = &mut slots;
@@ -174,7 +182,7 @@ impl CudaBackend {
         ];
         // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
         // tensor maps, two pointers and four ints (read from the low half of their slots).
-        unsafe { self.launch_params(gk.file, gk.name, (grid, 1, 1), gk.threads, smem, cluster, &mut params) }
+        unsafe { self.launch_params((gk.file, gk.name), (grid, 1, 1), gk.threads, smem, cluster, &mut params) }
     }
 }
 
@@ -188,7 +196,7 @@ fn grouped_shape(x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<(usize, usi
     if x.dtype != DType::Bf16 || w.dtype != DType::Bf16 {
         return Err(Error::Unsupported { op: "grouped_matmul", what: format!("{x:?} x {w:?} (bf16 only)") });
     }
-    check("grouped_matmul", k % 8 == 0, || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
+    check("grouped_matmul", k.is_multiple_of(8), || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
     check("grouped_matmul", n < i32::MAX as usize && k < i32::MAX as usize, || format!("n {n} k {k}"))?;
     Ok((r, e, n, k))
 }

@@ -1,6 +1,8 @@
 //! The tile configurations compiled for the flash attention and grouped GEMM
 //! kernels (the tables mirror the instantiation macros at the end of
-//! kernels/flash_attention.cu and kernels/grouped_gemm.cu), and which one runs.
+//! kernels/flash_attention.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
+//! grouped_gemm_tma.cu), and which one runs: a pure function of the choice made
+//! with `choose_*`, the architecture and the shape.
 
 use super::*;
 
@@ -89,14 +91,27 @@ const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> Gr
 const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
     // Plus 1 KiB to align the 1024-byte swizzle atoms.
     let smem = (stages * (128 + bn) * 64 * 2 + 1024) as u32;
-    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true, tma: None }
+    GroupedKernel {
+        name,
+        file: "grouped_gemm_sm90.cu",
+        bm: 128,
+        bn,
+        threads: 256,
+        stages,
+        smem,
+        sm90a: true,
+        tma: None,
+    }
 }
 
 const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> GroupedKernel {
     // The stages, the epilogue's 128 x bn / parts bf16 staging when it has one, and a full and an
     // empty mbarrier per stage.
     let out_cols = if o.swiglu { bn / 2 } else { bn };
-    let epi = if o.epilogue_parts > 0 { 128 * out_cols * 2 / o.epilogue_parts } else { 0 };
+    let epi = match (128 * out_cols * 2).checked_div(o.epilogue_parts) {
+        Some(bytes) => bytes,
+        None => 0,
+    };
     let smem = (stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
     GroupedKernel {
         name,
@@ -255,7 +270,7 @@ fn pick_grouped(chosen: Option<&str>, sm90a: bool, r: usize, e: usize, n: usize,
 pub(crate) fn tma_fits(gk: &GroupedKernel, r: usize, e: usize, n: usize, k: usize) -> bool {
     gk.tma.is_some()
         && k > 0
-        && k % 8 == 0
+        && k.is_multiple_of(8)
         && r > 0
         && (1..=TMA_MAX_EXPERTS).contains(&e)
         && gk.smem_for(e) <= MAX_SMEM_SM90
@@ -296,7 +311,10 @@ mod tests {
         assert_eq!(pick_grouped(None, true, 0, 8, 256, 256).name, DEFAULT_GROUPED_SM90A[1]);
         assert_eq!(pick_grouped(None, false, 4096, 8, 256, 256).name, DEFAULT_GROUPED);
         // A chosen kernel that does not take the shape falls back through the defaults.
-        assert_eq!(pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(
+            pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name,
+            DEFAULT_GROUPED_SM90A[0]
+        );
         assert_eq!(pick_grouped(Some("grouped_gemm_tma_128_s4e"), true, 64, 4, 64, 4).name, DEFAULT_GROUPED_SM90A[1]);
         for k in GROUPED_KERNELS.iter().chain([&GROUPED_SWIGLU]) {
             let Some(o) = k.tma else { continue };
