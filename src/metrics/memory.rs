@@ -75,6 +75,8 @@ pub struct MemoryInputs {
     /// Dense SwiGLU intermediate size; 0 if dense layers have no MLP.
     pub ffn: usize,
     pub vocab: usize,
+    /// The LM head is the embedding table (counted once).
+    pub tied_embeddings: bool,
     pub num_experts: usize,
     pub top_k: usize,
     /// SwiGLU intermediate size of one routed (and one shared) expert.
@@ -112,6 +114,7 @@ impl Default for MemoryInputs {
             head_dim: 0,
             ffn: 0,
             vocab: 0,
+            tied_embeddings: false,
             num_experts: 0,
             top_k: 0,
             expert_ffn: 0,
@@ -235,7 +238,7 @@ impl MemoryInputs {
         let kv = u(self.kv_heads_at(tp));
         let attn = 2 * h * u(self.heads / tp) * d + 2 * h * kv * d;
         let per_layer = attn + 2 * h;
-        let embed = 2 * u(self.vocab.div_ceil(tp)) * h;
+        let embed = if self.tied_embeddings { 1 } else { 2 } * u(self.vocab.div_ceil(tp)) * h;
         let dense_mlp = 3 * h * u(self.ffn / tp);
         let expert = 3 * h * u(self.expert_ffn / tp);
         let moe = if self.moe_layer_count > 0 {

@@ -18,6 +18,7 @@ pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
         head_dim: c.head_dim,
         ffn: c.ffn,
         vocab: c.vocab,
+        tied_embeddings: c.tie_embeddings,
         seq_len: c.seq_len,
         attention: attn,
         ..Default::default()
