@@ -85,7 +85,10 @@ fn the_issue_examples() {
     // Without a topology the dry run prints every rank's coordinates and replica.
     let o = rwm(&["run", "--dry-run", "--world", "8", "--cp", "2", "--ep", "4", "--target", "gpt4"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("world 8 = tp 1 x cp 2 x dp 4, ep 4 folded over cp x dp; 4 data replica(s)"), "{out}");
+    assert!(
+        out.contains("world 8 = tp 1 x cp 2 x dp 4, ep 4 folded over cp x dp; 4 data replica(s); 2 EP group(s)"),
+        "{out}"
+    );
     // A run with tensor parallelism is refused before anything runs, by run and its dry run.
     for dry in [true, false] {
         let mut a = vec!["run", "--tp", "2", "--ranks", "2", "--target", "gpt4"];

@@ -36,6 +36,7 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
     b.synchronize()?;
     b.reset_peak();
     let mut last: Option<Tensor> = None;
+    crate::world::fault::at_step(ctx.rank(), w.name()).map_err(super::Error::Workload)?;
     for _ in 0..opts.warmup {
         last = Some(w.step(ctx, variant)?);
         b.synchronize()?;
