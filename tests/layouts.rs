@@ -2,20 +2,13 @@
 //! and refuse the same layouts with the same message, and the layouts they accept run on
 //! the CPU thread world, every rank checked against one rank alone.
 
+mod common;
+
+use common::rwm;
 use serde_json::Value;
-use std::process::{Command, Output};
 
 const NVL72: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/gb200-nvl72.toml");
 const DGX_X3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100-x3.toml");
-
-fn rwm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .output()
-        .expect("binary runs")
-}
 
 /// Exit code and the `layout: …` line of stderr, if any.
 fn verdict(args: &[&str]) -> (Option<i32>, String) {

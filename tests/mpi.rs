@@ -78,19 +78,23 @@ mod with_mpi {
         std::env::split_paths(&path).map(|d| d.join("mpirun")).find(|p| p.is_file())
     }
 
-    fn mpirun_np4(mode: &str, timeout_s: &str) -> Option<(Output, Duration, String)> {
+    /// `mpirun -np N` as root with more ranks than cores; None (SKIPPED) without mpirun.
+    fn mpirun_np(n: usize) -> Option<Command> {
         let Some(mpirun) = mpirun() else {
             skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
             return None;
         };
         let mut cmd = Command::new(mpirun);
-        cmd.args(["-np", "4"])
-            .arg(example())
-            .arg(mode)
+        cmd.args(["-np", &n.to_string()])
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-            .env("RWM_TIMEOUT_S", timeout_s);
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+        Some(cmd)
+    }
+
+    fn mpirun_np4(mode: &str, timeout_s: &str) -> Option<(Output, Duration, String)> {
+        let mut cmd = mpirun_np(4)?;
+        cmd.arg(example()).arg(mode).env("RWM_TIMEOUT_S", timeout_s);
         let (out, took) = run(cmd, Duration::from_secs(90));
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         Some((out, took, text))
@@ -108,17 +112,9 @@ mod with_mpi {
 
     /// As `rwm_np`, with extra environment variables; also how long it took.
     fn rwm_np_env(n: usize, args: &[&str], env: &[(&str, &str)]) -> Option<(Output, String, Duration)> {
-        let Some(mpirun) = mpirun() else {
-            skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
-            return None;
-        };
-        let mut cmd = Command::new(mpirun);
-        cmd.args(["-np", &n.to_string()])
-            .arg(env!("CARGO_BIN_EXE_rwm-dist"))
+        let mut cmd = mpirun_np(n)?;
+        cmd.arg(env!("CARGO_BIN_EXE_rwm-dist"))
             .args(args)
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
             .env("RWM_TIMEOUT_S", "120")
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied());
