@@ -1,4 +1,5 @@
-//! CUDA backend: the only module that touches cudarc's driver, NVRTC and cuBLASLt.
+//! CUDA backend: cudarc's driver, NVRTC and cuBLASLt (comm/nccl.rs also uses the driver's
+//! streams and events, for NCCL's own stream).
 //! One stream per backend; kernels from kernels/*.cu compiled at run time
 //! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool (`pool`).
 //! The ops live in files by family: `tensors` (upload, random, copies, fp8),
