@@ -153,11 +153,10 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         }
                     }
                 }
-                if opts.single_rank && ctx.world.size() > 1 && timed_run && rec.status != Status::Error {
-                    if let Err(e) = check_single_rank(ctx, w, spec, &t.output, &mut rec) {
-                        rec.status = Status::Error;
-                        rec.error = Some(format!("single-rank check: {e}"));
-                    }
+                let check = opts.single_rank && ctx.world.size() > 1 && timed_run && rec.status != Status::Error;
+                if check && let Err(e) = check_single_rank(ctx, w, spec, &t.output, &mut rec) {
+                    rec.status = Status::Error;
+                    rec.error = Some(format!("single-rank check: {e}"));
                 }
                 match w.metrics(ctx, spec.name) {
                     Ok(m) => rec.metrics.extend(m),
