@@ -3,6 +3,7 @@
 
 mod compare;
 mod estimate;
+mod preflight;
 pub mod records;
 mod report;
 mod run;

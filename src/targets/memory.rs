@@ -3,11 +3,10 @@
 
 use crate::backend::AttnAlgo;
 use crate::layout::ParallelDims;
-use crate::metrics::memory::{CpMode, MemoryInputs};
+use crate::metrics::memory::MemoryInputs;
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
-use crate::parallel::context::CpKind;
 
 pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
     MemoryInputs {
@@ -70,10 +69,7 @@ pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embeddin
         cp: layout.cp,
         ep: layout.ep,
         attention: attn,
-        cp_mode: match c.cp_kind {
-            CpKind::Ring => CpMode::Ring,
-            CpKind::AllGather => CpMode::AllGather,
-        },
+        cp_mode: c.cp_kind,
         capacity_factor: c.capacity_factor as f64,
         ..Default::default()
     }
