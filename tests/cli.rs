@@ -318,3 +318,31 @@ fn json_logs_are_json_to_the_last_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(lines(&o).pop().unwrap()["fields"]["message"].as_str().unwrap().contains("--no-such-flag"));
 }
+
+/// Validates results written elsewhere (a GPU run) against the schema:
+/// `RWM_VALIDATE=results/gpu.jsonl cargo test --test cli validate_files -- --nocapture`.
+/// With RWM_VALIDATE_GPU=1 every record must also have its GPU environment filled.
+#[test]
+fn validate_files_named_in_rwm_validate() {
+    let Ok(files) = std::env::var("RWM_VALIDATE") else {
+        println!("SKIPPED: RWM_VALIDATE names no results file");
+        return;
+    };
+    let gpu = std::env::var("RWM_VALIDATE_GPU").is_ok_and(|v| v == "1");
+    for f in files.split(',') {
+        for (i, l) in std::fs::read_to_string(f).unwrap().lines().enumerate() {
+            let r: Value = serde_json::from_str(l).unwrap();
+            validate(&r).unwrap_or_else(|e| panic!("{f}:{}: {e}", i + 1));
+            let env = &r["env"];
+            if gpu {
+                for k in
+                    ["ordinal", "uuid", "pci_bus_id", "sm_clock_mhz", "mem_clock_mhz", "power_limit_w", "ecc", "mig"]
+                {
+                    assert!(!env["gpu"][k].is_null(), "{f}:{}: env.gpu.{k} is null", i + 1);
+                }
+                assert!(!env["driver_version"].is_null() && !env["cuda_version"].is_null(), "{f}:{}: {env}", i + 1);
+            }
+            println!("{f}:{}: valid; env {env}", i + 1);
+        }
+    }
+}
