@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// one rank alone (always on in the quick profile).
     #[arg(long)]
     pub single_rank_check: bool,
+    /// Bracket the timed steps (not set-up or warm-up) with cuProfilerStart/Stop, for
+    /// `ncu --profile-from-start off` or `nsys profile --capture-range=cudaProfilerApi`.
+    #[arg(long)]
+    pub profile_steps: bool,
     /// Validate everything and print the plan (and rank map) without touching a GPU.
     #[arg(long)]
     pub dry_run: bool,

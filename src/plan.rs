@@ -34,6 +34,8 @@ pub struct RunPlan {
     /// Distributed runs compare each rank's output with one rank alone: always in the
     /// quick profile, with --single-rank-check in the others.
     pub single_rank_check: bool,
+    /// cuProfilerStart/Stop around the timed steps (--profile-steps).
+    pub profile_steps: bool,
 }
 
 impl Plan {
@@ -158,6 +160,7 @@ impl RunPlan {
             iterations: a.iters.unwrap_or(profile.iterations),
             output: a.output.clone(),
             single_rank_check: a.single_rank_check || plan.profile == "quick",
+            profile_steps: a.profile_steps,
             plan,
         })
     }

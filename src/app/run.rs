@@ -226,6 +226,7 @@ fn run_rank(
         iterations: plan.iterations,
         variants: plan.variants.clone(),
         single_rank: plan.single_rank_check,
+        profile_steps: plan.profile_steps,
     };
     let total_steps: usize = plan.plan.targets.iter().map(|t| t.workload().variants().len() * opts.iterations).sum();
     let target =

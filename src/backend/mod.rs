@@ -149,6 +149,11 @@ pub trait Backend: Send + Sync {
     fn device_identity(&self) -> Option<(usize, String)> {
         None
     }
+    /// Start (true) or stop (false) the CUDA profiler's capture (cuProfilerStart/Stop);
+    /// nothing on the CPU.
+    fn profiler_capture(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
 
     fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor>;
     fn upload_i32(&self, v: &[i32], shape: &[usize]) -> Result<Tensor>;

@@ -1,5 +1,6 @@
 //! Runs every selected variant of a workload: warm-up, timed steps, the gate.
 
+use super::profile::Range;
 use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
 use super::stats::{errors, median, quantile};
 use super::{Ctx, GateMetric, Result, Workload};
@@ -14,6 +15,8 @@ pub struct Options {
     /// In a distributed run, also compare each rank's output with the same variant
     /// computed on one rank alone (`single_rank_output`).
     pub single_rank: bool,
+    /// cuProfilerStart/Stop around the timed steps.
+    pub profile_steps: bool,
 }
 
 /// The single-rank check's bound on ||out - one rank|| / ||one rank||: a distributed run
@@ -37,13 +40,20 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
     b.reset_peak();
     let mut last: Option<Tensor> = None;
     crate::world::fault::at_step(ctx.rank(), w.name()).map_err(super::Error::Workload)?;
+    let _range = Range::push(&format!("{} {variant}", w.name()));
     for _ in 0..opts.warmup {
+        let _warmup = Range::push("warmup");
         last = Some(w.step(ctx, variant)?);
         b.synchronize()?;
     }
     let mut samples = Vec::with_capacity(opts.iterations);
-    for _ in 0..opts.iterations {
+    let capture = opts.profile_steps && opts.iterations > 0;
+    if capture {
+        b.profiler_capture(true)?;
+    }
+    for i in 0..opts.iterations {
         drop(last.take());
+        let _step = Range::push(&format!("step {i}"));
         let start = b.mark()?;
         let out = w.step(ctx, variant)?;
         let end = b.mark()?;
@@ -51,6 +61,9 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
         samples.push(b.elapsed_ms(&start, &end)?);
         last = Some(out);
         bar.inc(1);
+    }
+    if capture {
+        b.profiler_capture(false)?;
     }
     let out = match last {
         Some(t) => t,
@@ -82,6 +95,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
             iterations: if timed_run { opts.iterations } else { 0 },
             variants: None,
             single_rank: opts.single_rank,
+            profile_steps: opts.profile_steps,
         };
         let result = time_variant(ctx, w, spec.name, &run_opts, bar);
         let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
@@ -396,7 +410,7 @@ mod tests {
     #[test]
     fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
         let (ctx, info) = one_rank();
-        let opts = Options { warmup: 1, iterations: 3, variants: None, single_rank: false };
+        let opts = Options { warmup: 1, iterations: 3, variants: None, single_rank: false, profile_steps: false };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
         let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
         assert_eq!(by("baseline").status, Status::Ok);
@@ -437,7 +451,13 @@ mod tests {
     #[test]
     fn unselected_baseline_still_runs_as_reference() {
         let (ctx, info) = one_rank();
-        let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]), single_rank: false };
+        let opts = Options {
+            warmup: 0,
+            iterations: 2,
+            variants: Some(vec!["far".into()]),
+            single_rank: false,
+            profile_steps: false,
+        };
         let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].status, Status::Failed);

@@ -424,6 +424,11 @@ impl Backend for CudaBackend {
         let uuid = format!("GPU-{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16));
         Some((self.ctx.ordinal(), uuid))
     }
+    fn profiler_capture(&self, on: bool) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| cuda_err("bind context", e))?;
+        let r = if on { cudarc::driver::profiler_start() } else { cudarc::driver::profiler_stop() };
+        r.map_err(|e| cuda_err(if on { "cuProfilerStart" } else { "cuProfilerStop" }, e))
+    }
     fn upload(&self, v: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
         self.upload_f32(v, shape, dtype)
     }
