@@ -3,6 +3,7 @@
 //! (which GPU of the node to use) comes from an all-gather of host names, not from
 //! launcher variables, so it is right whatever launched the job.
 
+pub mod fault;
 pub mod watchdog;
 
 use crate::backend::cpu::CpuBackend;
@@ -113,22 +114,27 @@ impl std::fmt::Debug for World {
 }
 
 impl World {
-    /// The world of this process, from the environment; also arms the watchdog
-    /// (`RWM_TIMEOUT_S`, default 600 s, 0 disables).
+    /// The world of this process, from the environment; also arms the watchdog when there
+    /// are several ranks (`RWM_TIMEOUT_S`, default 600 s, 0 disables; one rank only when
+    /// set; `RWM_SETUP_TIMEOUT_S`, default 120 s, for setup).
     pub fn init() -> Result<World> {
         Self::init_with_host(None)
     }
 
     /// As `init`, with this rank's host name given instead of read (tests fake several nodes on one).
     pub fn init_with_host(host: Option<String>) -> Result<World> {
-        let timeout = watchdog::timeout_from_env(std::env::var("RWM_TIMEOUT_S").ok().as_deref()).map_err(Error::Env)?;
+        let asked = std::env::var("RWM_TIMEOUT_S").ok();
+        let timeout = watchdog::timeout_from_env(asked.as_deref()).map_err(Error::Env)?;
+        let setup = std::env::var("RWM_SETUP_TIMEOUT_S").ok();
+        let setup = watchdog::setup_timeout_from_env(setup.as_deref()).map_err(Error::Env)?;
         let launcher = detect_launcher(|k| std::env::var(k).ok());
         let world = match &launcher {
             None => Self::single(host, None),
             Some(l) => Self::launched(l.clone(), host)?,
         };
-        if let Some(t) = timeout {
-            watchdog::arm(t, world.rank, abort_job);
+        // One rank has no peer to wait for: watch it only when asked.
+        if let Some(t) = timeout.filter(|_| world.size > 1 || asked.is_some()) {
+            watchdog::arm(t, setup, world.rank, abort_job);
         }
         Ok(world)
     }

@@ -2,6 +2,7 @@
 //! and `run` in their own files.
 
 mod estimate;
+mod preflight;
 mod run;
 
 use crate::backend;

@@ -204,21 +204,3 @@ pub trait Backend: Send + Sync {
     fn memory(&self) -> MemStats;
     fn reset_peak(&self);
 }
-
-/// The CUDA backend when a driver and a GPU are found, else the CPU one.
-pub fn best(device: usize) -> Arc<dyn Backend> {
-    match cuda::CudaBackend::new(device) {
-        Ok(b) => Arc::new(b),
-        Err(e) => {
-            tracing::info!("no usable GPU ({e}); using the CPU backend");
-            Arc::new(cpu::CpuBackend::new())
-        }
-    }
-}
-
-pub fn create(kind: BackendKind, device: usize) -> Result<Arc<dyn Backend>> {
-    Ok(match kind {
-        BackendKind::Cpu => Arc::new(cpu::CpuBackend::new()),
-        BackendKind::Cuda => Arc::new(cuda::CudaBackend::new(device)?),
-    })
-}

@@ -55,7 +55,6 @@ pub fn parse_device_memory(s: &str) -> Result<u64, MemoryError> {
     }
 }
 
-
 /// Model shape and parallel layout. The lead maps each model config onto this.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MemoryInputs {

@@ -15,9 +15,8 @@ use crate::backend::{AttnAlgo, AttnOut, AttnParams, Backend, Mark};
 use crate::comm::Comm;
 pub use crate::layout::CpKind;
 use crate::tensor::Tensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::ops::Range;
-
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CpParams {

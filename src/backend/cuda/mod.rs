@@ -1,4 +1,5 @@
-//! CUDA backend: the only module that touches cudarc's driver, NVRTC and cuBLASLt.
+//! CUDA backend: cudarc's driver, NVRTC and cuBLASLt (comm/nccl.rs also uses the driver's
+//! streams and events, for NCCL's own stream).
 //! One stream per backend; kernels from kernels/*.cu compiled at run time
 //! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool (`pool`).
 //! The ops live in files by family: `tensors` (upload, random, copies, fp8),
@@ -224,18 +225,7 @@ impl CudaBackend {
         let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
         let mut attr = cluster_attr(cluster);
-        let config = sys::CUlaunchConfig {
-            gridDimX: grid.0,
-            gridDimY: grid.1,
-            gridDimZ: grid.2,
-            blockDimX: block,
-            blockDimY: 1,
-            blockDimZ: 1,
-            sharedMemBytes: smem,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: (cluster > 1) as u32,
-        };
+        let config = self.launch_config(grid, block, smem, &mut attr, cluster > 1);
         let (pp, extra) = (params.as_mut_ptr(), std::ptr::null_mut());
         // SAFETY: the caller guarantees `params`; the driver copies the values during the call;
         // `config` and the attribute it points to live across the call.
@@ -253,6 +243,30 @@ impl CudaBackend {
             self.stream.synchronize().map_err(|e| cuda_err(format!("after {file}:{name}"), e))?;
         }
         Ok(())
+    }
+
+    /// A launch of `grid` x `block` threads with `smem` bytes on this backend's stream;
+    /// with `use_attr` the cluster attribute `attr` applies (it must outlive the config).
+    fn launch_config(
+        &self,
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        attr: &mut sys::CUlaunchAttribute,
+        use_attr: bool,
+    ) -> sys::CUlaunchConfig {
+        sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: smem,
+            hStream: self.stream.cu_stream(),
+            attrs: attr,
+            numAttrs: use_attr as u32,
+        }
     }
 
     fn function_with_smem(&self, file: &'static str, name: &'static str, smem: u32) -> Result<CudaFunction> {
@@ -276,18 +290,7 @@ impl CudaBackend {
         let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
         let mut attr = cluster_attr(cluster);
-        let config = sys::CUlaunchConfig {
-            gridDimX: cluster * self.sms,
-            gridDimY: 1,
-            gridDimZ: 1,
-            blockDimX: block,
-            blockDimY: 1,
-            blockDimZ: 1,
-            sharedMemBytes: smem,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: 1,
-        };
+        let config = self.launch_config((cluster * self.sms, 1, 1), block, smem, &mut attr, true);
         let mut n = 0i32;
         // SAFETY: `config` and its attribute live across the call; `n` is a live out-parameter.
         unsafe { sys::cuOccupancyMaxActiveClusters(&mut n, f.cu_function(), &config).result() }
