@@ -26,16 +26,7 @@ use crate::tensor::Data;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
 use half::bf16;
 
-pub enum DeviceData {
-    Bf16(CudaSlice<bf16>),
-    F32(CudaSlice<f32>),
-    I32(CudaSlice<i32>),
-    /// e4m3 bytes and the per-tensor scale (device f32) that dequantises them.
-    F8 {
-        data: CudaSlice<u8>,
-        scale: CudaSlice<f32>,
-    },
-}
+pub use crate::tensor::DeviceData;
 
 pub struct Event(pub(crate) CudaEvent);
 
