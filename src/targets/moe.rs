@@ -288,6 +288,10 @@ impl Workload for MoeTarget {
         let copies = if variant == "baseline" { (slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
         Some(inputs.estimate().ok()?.total + batches + copies)
     }
+    /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
+    fn gemm_dtype(&self, _ctx: &Ctx, _variant: &str) -> DType {
+        DType::Bf16
+    }
     fn tokens(&self) -> usize {
         self.cfg.tokens
     }
