@@ -33,7 +33,9 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("rwm-dist: error: {e:#}");
+            // Every error's message already ends with its cause (`{path}: {source}`): `{e:#}`
+            // would print the OS error a second time.
+            eprintln!("rwm-dist: error: {e}");
             ExitCode::from(2)
         }
     }

@@ -144,6 +144,13 @@ impl RunPlan {
                 });
             }
         }
+        // Zero timed steps would record null medians as a success.
+        if a.iters == Some(0) {
+            return Err(ConfigError::Invalid("--iters must be at least 1 (timed steps per variant)".into()));
+        }
+        if a.world == Some(0) {
+            return Err(ConfigError::Invalid("--world must be at least 1".into()));
+        }
         Ok(RunPlan {
             variants,
             backend: a.backend,

@@ -2,7 +2,7 @@
 
 use super::discover::{self, DiscoverOptions, Source};
 use super::placement::{self, Cost, Dim, EpLayout, GroupBytes, ParallelDims, Placement};
-use super::{Result, Topology};
+use super::{Error, Result, Topology};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -80,6 +80,12 @@ pub fn run(cmd: &TopoCommand, out: &mut dyn Write) -> Result<()> {
 fn show(a: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     let topo = Topology::load(&a.topology)?;
     let world = a.world.unwrap_or(topo.gpu_count());
+    // Plain messages before any product of degrees is formed ("tp 0 x cp 4 = 0" helps no one).
+    for (flag, v) in [("--world", world), ("--tp", a.tp), ("--cp", a.cp), ("--ep", a.ep), ("--dp", a.dp.unwrap_or(1))] {
+        if v == 0 {
+            return Err(Error::Dims(format!("{flag} must be at least 1")));
+        }
+    }
     let dims = match a.dp {
         Some(dp) => ParallelDims { tp: a.tp, cp: a.cp, ep: a.ep, dp, ep_layout: a.ep_layout },
         None => ParallelDims::infer_dp(world, a.tp, a.cp, a.ep, a.ep_layout)?,
