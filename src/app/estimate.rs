@@ -8,11 +8,22 @@ use std::io::Write;
 
 /// Per-rank budgets of the selected targets at the optimized variant's attention.
 pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
-    use crate::metrics::memory::parse_device_memory;
+    use crate::metrics::memory::{gib, parse_device_memory};
     let plan = crate::plan::Plan::resolve(&a.config)?;
-    let world = a.world.unwrap_or(plan.world_size() * a.tp);
+    for (flag, v) in [("--world", a.world.unwrap_or(1)), ("--tp", a.tp)] {
+        if v == 0 {
+            return Err(config_err(format!("{flag} must be at least 1")));
+        }
+    }
+    let world = match a.world {
+        Some(w) => w,
+        None => plan
+            .world_size()
+            .checked_mul(a.tp)
+            .ok_or_else(|| config_err("--tp x the larger of --cp and --ep overflows"))?,
+    };
     plan.check_world(world)?;
-    if a.tp == 0 || !world.is_multiple_of(a.tp) {
+    if !world.is_multiple_of(a.tp) {
         return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
     }
     let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
@@ -42,6 +53,19 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
         )
         .map_err(io("stdout"))?;
         budget.render(device, out).map_err(io("stdout"))?;
+        if a.tp == 1 && !matches!(t, TargetConfig::Moe(_)) {
+            // `run` times the naive baseline as the reference: its score matrix can dwarf the rest.
+            let at = targets::memory::Storage::Device;
+            let base = targets::memory::run_budget(t, plan.layout, plan.gemm_dtype, "baseline", at);
+            let base = base.map_err(|e| config_err(format!("{} baseline: {e}", t.name())))?;
+            writeln!(
+                out,
+                "run's baseline (naive attention, the reference): {:.3} GiB per rank, attention workspace {:.3} GiB",
+                gib(base.total),
+                gib(base.bytes(crate::metrics::memory::term::ATTENTION))
+            )
+            .map_err(io("stdout"))?;
+        }
         writeln!(out).map_err(io("stdout"))?;
         if device.is_some_and(|d| budget.check_fit(d).is_err()) {
             overflows += 1;

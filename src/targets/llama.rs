@@ -22,11 +22,16 @@ impl LlamaTarget {
     }
 
     fn mode(&self, ctx: &Ctx, variant: &str) -> Mode {
-        match variant {
-            "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
-            "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
-            _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: ctx.gemm_dtype },
-        }
+        mode(ctx.gemm_dtype, variant)
+    }
+}
+
+/// How `variant` runs, given the run's `--dtype`.
+pub(crate) fn mode(gemm_dtype: DType, variant: &str) -> Mode {
+    match variant {
+        "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
+        "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
+        _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: gemm_dtype },
     }
 }
 
@@ -104,12 +109,8 @@ impl Workload for LlamaTarget {
         self.cfg.prefill_flops()
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let mode = self.mode(ctx, variant);
-        let total = super::memory::llama(&self.cfg, mode.attn).estimate().ok()?.total;
-        // FP8 variants hold one-byte copies of every linear weight beside the bf16 ones.
-        let c = &self.cfg;
-        let fp8 = if mode.gemm == DType::F8 { c.params() - (c.vocab * c.hidden) as u64 } else { 0 };
-        Some(total + fp8)
+        let at = super::memory::Storage::Device;
+        Some(super::memory::llama_run(&self.cfg, ctx.gemm_dtype, variant, at).ok()?.total)
     }
     fn metrics(&mut self, _ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;

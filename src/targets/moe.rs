@@ -7,7 +7,6 @@
 use crate::backend::Routing;
 use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
 use crate::metrics::balance::{BiasBalancer, plan_placement};
-use crate::metrics::memory::MemoryInputs;
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::metrics::skew::Skew;
 use crate::models::Mlp;
@@ -104,7 +103,7 @@ impl MoeTarget {
                 probs = normalize_rows(&probs, e);
             }
             let tally = RoutingTally::from_assignments(&b.download_i32(&r.ids)?, &probs, e, k).map_err(err)?;
-            batches.push(tally.batch_stats(self.cfg.capacity_factor as f64).map_err(err)?);
+            batches.push(tally.batch_stats(self.cfg.capacity_factor).map_err(err)?);
         }
         RoutingStats::from_batches(&batches).map_err(err)
     }
@@ -240,14 +239,8 @@ impl Workload for MoeTarget {
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let c = &self.cfg;
-        let inputs = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..super::memory::moe(c, ctx.layout) };
-        // The other input batches stay on the device for the routing statistics.
-        let batches = ((c.batches - 1) * c.tokens * c.hidden * 2) as u64;
-        // The baseline loop keeps one weight copy per local expert.
-        let slots = self.plain.as_ref().map_or(c.num_experts, |s| s.layer.slots.len());
-        let copies = if variant == "baseline" { (slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
-        Some(inputs.estimate().ok()?.total + batches + copies)
+        let at = super::memory::Storage::Device;
+        Some(super::memory::moe_run(&self.cfg, ctx.layout, variant, at).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens
