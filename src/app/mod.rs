@@ -2,6 +2,7 @@
 //! and `run` in their own files.
 
 mod estimate;
+mod output;
 mod run;
 
 use crate::backend;
