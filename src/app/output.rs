@@ -52,6 +52,9 @@ pub(crate) fn append_whole(sink: &mut impl Sink, buf: &[u8]) -> std::io::Result<
     }
 }
 
+/// Every rank's records gathered on rank 0, and whether they all reached the results file.
+pub(super) type Gathered = (Vec<Record>, Result<(), Error>);
+
 /// Rank 0's results file. A failed write does not stop the run: the records stay in memory for
 /// the table, and `finish` reports the first failure afterwards.
 pub struct Results {

@@ -153,7 +153,7 @@ fn run_rank(
     backend: Arc<dyn Backend>,
     world: Arc<dyn Comm>,
     output: Option<PathBuf>,
-) -> Result<Option<(Vec<Record>, Result<(), Error>)>, Error> {
+) -> Result<Option<super::output::Gathered>, Error> {
     let rank = world.rank();
     if rank == 0 {
         tracing::info!("backend: {}; {} rank(s)", backend.device_name(), world.size());
