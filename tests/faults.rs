@@ -167,6 +167,7 @@ fn a_full_disk_still_prints_the_table_and_names_the_error_once() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
     assert!(out.lines().any(|l| l.starts_with("moe") && l.contains("optimized")), "table:\n{out}");
+    assert!(out.contains("results: /dev/full (incomplete: writing failed)"), "{out}");
     assert!(err.contains("rwm-dist: error: /dev/full: No space left on device"), "{err}");
     assert_eq!(err.matches("No space left").count(), 1, "the OS error is printed once:\n{err}");
 }

@@ -83,7 +83,9 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         table::print_spread(&records, out).map_err(io("stdout"))?;
     }
     if let Some(r) = records.first() {
-        writeln!(out, "results: {}", output_path(&plan.output, &r.run_id).display()).map_err(io("stdout"))?;
+        let incomplete = if saved.is_ok() { "" } else { " (incomplete: writing failed)" };
+        let path = output_path(&plan.output, &r.run_id);
+        writeln!(out, "results: {}{incomplete}", path.display()).map_err(io("stdout"))?;
     }
     // The table is out; now say that the file lacks records (exit 2).
     saved?;
