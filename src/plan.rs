@@ -9,6 +9,9 @@ use crate::tensor::DType;
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// The most warm-up or timed steps per variant a run accepts.
+pub const MAX_STEPS: usize = 1_000_000;
+
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 pub struct Layout {
     pub cp: usize,
@@ -144,9 +147,15 @@ impl RunPlan {
                 });
             }
         }
-        // Zero timed steps would record null medians as a success.
+        // Zero timed steps would record null medians as a success; a huge count would reserve its
+        // samples up front and abort.
         if a.iters == Some(0) {
             return Err(ConfigError::Invalid("--iters must be at least 1 (timed steps per variant)".into()));
+        }
+        for (flag, v) in [("--iters", a.iters), ("--warmup", a.warmup)] {
+            if v.is_some_and(|v| v > MAX_STEPS) {
+                return Err(ConfigError::Invalid(format!("{flag} must be at most {MAX_STEPS}")));
+            }
         }
         if a.world == Some(0) {
             return Err(ConfigError::Invalid("--world must be at least 1".into()));

@@ -73,6 +73,8 @@ fn llama_rope_values_and_iteration_counts_are_refused() {
     refused_before_timing(&["--set", "llama.rope_theta=-1"], &["llama.rope_theta", "> 0"]);
     refused_before_timing(&["--set", "llama.vocab=4000000000"], &["llama.vocab", "token ids are i32"]);
     refused_before_timing(&["--iters", "0"], &["--iters must be at least 1"]);
+    refused_before_timing(&["--iters", "18446744073709551615"], &["--iters must be at most 1000000"]);
+    refused_before_timing(&["--warmup", "10000000"], &["--warmup must be at most 1000000"]);
     refused(&["run", "--dry-run", "--world", "0"], &["--world must be at least 1"]);
 }
 
