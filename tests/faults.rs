@@ -138,10 +138,32 @@ fn absurd_topologies_are_refused_at_load() {
 }
 
 fn quick_moe(output: &str) -> Output {
-    rwm(&["run", "--backend", "cpu", "--target", "moe", "--variant", "optimized", "--seq-len", "64"]
-        .into_iter()
-        .chain(["--iters", "1", "--warmup", "0", "--output", output])
-        .collect::<Vec<_>>())
+    quick_moe_env(output, &[])
+}
+
+fn quick_moe_env(output: &str, env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .env_remove("OMPI_COMM_WORLD_SIZE")
+        .args(
+            ["run", "--backend", "cpu", "--target", "moe", "--variant", "optimized", "--seq-len", "64"]
+                .into_iter()
+                .chain(["--iters", "1", "--warmup", "0", "--output", output]),
+        )
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn records_state_the_nccl_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let o = quick_moe_env(path.to_str().unwrap(), &[("NCCL_NVLS_ENABLE", "0"), ("NCCL_MNNVL_ENABLE", "1")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let rec: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+    let env = &rec["machine"]["nccl_env"];
+    assert_eq!((env["NCCL_NVLS_ENABLE"].as_str(), env["NCCL_MNNVL_ENABLE"].as_str()), (Some("0"), Some("1")), "{rec}");
 }
 
 #[test]
