@@ -7,8 +7,8 @@
 //! `features` (prints whether this build has MPI).
 
 use rwm_dist::backend::{Backend, cpu::CpuBackend};
+use rwm_dist::layout::{Dim, ParallelDims};
 use rwm_dist::tensor::DType;
-use rwm_dist::topology::{Dim, ParallelDims};
 use rwm_dist::world::World;
 
 fn main() {

@@ -101,7 +101,7 @@ fn attention(bench: &mut Bench) -> Result<()> {
         };
         for kname in kernels {
             b.choose_flash_kernel(kname)?;
-            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: AttnAlgo::Flash };
+            let p = AttnParams::causal(0, 0, AttnAlgo::Flash);
             let ms = bench.time(|i| {
                 let [q, k, v] = &qkv[i % sets];
                 b.attention(q, k, v, &p).map(drop)
@@ -113,7 +113,7 @@ fn attention(bench: &mut Bench) -> Result<()> {
             if algo == AttnAlgo::Naive && s > 8192 {
                 continue; // 4 GiB of scores per head: the baseline is shown at 8192 only
             }
-            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo };
+            let p = AttnParams::causal(0, 0, algo);
             let ms = bench.time(|i| {
                 let [q, k, v] = &qkv[i % sets];
                 b.attention(q, k, v, &p).map(drop)

@@ -3,8 +3,9 @@
 // K/V tiles of 64 keys double-buffered with cp.async; S = QK^T and O += PV on
 // mma.sync m16n8k16 with ldmatrix (.trans for V); online softmax in the log2
 // domain (exp2 with log2(e) folded into the scale); causal tiles past the
-// diagonal are never loaded. Writes out [sq, hq, d] and the natural-log lse [hq, sq]
-// (-inf, and a zero row, where a query sees no key).
+// diagonal are never loaded. Writes out [sq, hq, d] (bf16, or f32 for partial results
+// that context parallelism merges by lse: the `_f32o` kernels) and the natural-log lse
+// [hq, sq] (-inf, and a zero row, where a query sees no key).
 #include "mma.cuh"
 
 #define FA_BKV 64
@@ -18,9 +19,9 @@ __device__ __forceinline__ float ex2(float x) {
 // WARPS warps, each owning MT x 16 query rows (BQ = WARPS * MT * 16 rows per block).
 // Q_REGS keeps the warp's Q fragments in registers for the whole block; otherwise
 // they are reloaded from shared memory each key tile (fewer registers, which MT = 2 needs).
-template <int D, int WARPS, int MT, bool Q_REGS>
+template <int D, int WARPS, int MT, bool Q_REGS, class OT>
 __device__ void flash_fwd(const bf16* __restrict__ Q, const bf16* __restrict__ Kp, const bf16* __restrict__ Vp,
-                          bf16* __restrict__ O, float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta,
+                          OT* __restrict__ O, float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta,
                           int causal, float scale_log2) {
     constexpr int THREADS = WARPS * 32;
     constexpr int BQ = WARPS * MT * 16;
@@ -212,22 +213,30 @@ __device__ void flash_fwd(const bf16* __restrict__ Q, const bf16* __restrict__ K
             int i = q0 + wrow + mt * 16 + g + r * 8;
             if (i >= sq) continue;
             float inv = lt > 0.f ? 1.0f / lt : 0.f;
-            bf16* orow = O + (u64)i * q_rs + (u64)h * D;
+            OT* orow = O + (u64)i * q_rs + (u64)h * D;
 #pragma unroll
-            for (int j = 0; j < NT_O; j++)
-                *(u32*)(orow + j * 8 + q * 2) = pack_bf16x2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+            for (int j = 0; j < NT_O; j++) {
+                if constexpr (sizeof(OT) == 4)
+                    *(float2*)(orow + j * 8 + q * 2) = make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+                else
+                    *(u32*)(orow + j * 8 + q * 2) = pack_bf16x2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+            }
             if (q == 0) lse[(u64)h * sq + i] = lt > 0.f ? (m[mt][r] + log2f(lt)) * 0.6931471805599453f : neg_inf();
         }
 }
 
-// Name, head dim, warps, m16 tiles per warp, Q in registers, min blocks per SM.
-// The host (src/backend/cuda/attention.rs) keeps the same table.
-#define FA(NAME, D, W, MT, QR, MINB)                                                                             \
+// Name, head dim, warps, m16 tiles per warp, Q in registers, min blocks per SM; each
+// with a bf16 output (NAME) and an f32 one (NAME_f32o).
+// The host (src/backend/cuda/variants.rs) keeps the same table.
+#define FA_OUT(NAME, OT, D, W, MT, QR, MINB)                                                                     \
     extern "C" __global__ void __launch_bounds__(W * 32, MINB)                                                  \
-        NAME(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int sq, int sk, int hq, int hkv,   \
+        NAME(const bf16* q, const bf16* k, const bf16* v, OT* o, float* lse, int sq, int sk, int hq, int hkv,     \
              i64 delta, int causal, float scale_log2) {                                                           \
-        flash_fwd<D, W, MT, QR>(q, k, v, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);                    \
+        flash_fwd<D, W, MT, QR, OT>(q, k, v, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);                \
     }
+#define FA(NAME, D, W, MT, QR, MINB)          \
+    FA_OUT(NAME, bf16, D, W, MT, QR, MINB)    \
+    FA_OUT(NAME##_f32o, float, D, W, MT, QR, MINB)
 FA(flash_fwd_d128_w8m1, 128, 8, 1, true, 1)
 FA(flash_fwd_d128_w4m2, 128, 4, 2, false, 2)
 FA(flash_fwd_d128_w8m2, 128, 8, 2, false, 1)

@@ -62,12 +62,8 @@ pub struct ConfigArgs {
     /// Element type of the GEMMs in the optimized variants.
     #[arg(long, value_enum, default_value_t = GemmDtype::Bf16)]
     pub dtype: GemmDtype,
-    /// Context-parallel size (gpt4 attention).
-    #[arg(long, default_value_t = 1)]
-    pub cp: usize,
-    /// Expert-parallel size (moe and gpt4 experts).
-    #[arg(long, default_value_t = 1)]
-    pub ep: usize,
+    #[command(flatten)]
+    pub layout: crate::layout::LayoutArgs,
     /// Context-parallel attention: ring or allgather (gpt4).
     #[arg(long)]
     pub cp_kind: Option<String>,
@@ -101,6 +97,10 @@ pub struct RunArgs {
     /// JSON Lines output file (default: results/<run id>.jsonl).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// In a distributed run, compare every rank's output with the same inputs computed on
+    /// one rank alone (always on in the quick profile).
+    #[arg(long)]
+    pub single_rank_check: bool,
     /// Validate everything and print the plan (and rank map) without touching a GPU.
     #[arg(long)]
     pub dry_run: bool,
@@ -117,12 +117,9 @@ pub struct RunArgs {
 pub struct EstimateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// World size of the layout (default: tp x the larger of cp and ep).
+    /// World size of the layout (default: the smallest the degrees fit).
     #[arg(long)]
     pub world: Option<usize>,
-    /// Tensor-parallel size (shards attention heads, FFNs and the vocabulary).
-    #[arg(long, default_value_t = 1)]
-    pub tp: usize,
     /// Device memory per GPU to check the budget against: h100, h200, gb200 or a number of GiB
     /// (default: the topology file's GPU, else no check).
     #[arg(long)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod comm;
 pub mod config;
 pub mod harness;
+pub mod layout;
 pub mod metrics;
 pub mod models;
 pub mod ops;

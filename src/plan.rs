@@ -5,6 +5,7 @@ use crate::backend::BackendKind;
 use crate::cli::{ConfigArgs, GemmDtype, RunArgs};
 use crate::config::{ConfigError, Override};
 use crate::harness::registry::{self, Profile, TARGETS, TargetConfig};
+use crate::layout::{LayoutArgs, ParallelDims};
 use crate::tensor::DType;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -12,18 +13,14 @@ use std::path::PathBuf;
 /// The most warm-up or timed steps per variant a run accepts.
 pub const MAX_STEPS: usize = 1_000_000;
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-pub struct Layout {
-    pub cp: usize,
-    pub ep: usize,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub profile: &'static str,
     pub targets: Vec<TargetConfig>,
     pub gemm_dtype: DType,
-    pub layout: Layout,
+    /// The layout flags; `dims` resolves them against a world size.
+    #[serde(skip)]
+    pub layout: LayoutArgs,
     #[serde(skip)]
     pub topology: Option<PathBuf>,
 }
@@ -37,6 +34,9 @@ pub struct RunPlan {
     pub warmup: usize,
     pub iterations: usize,
     pub output: Option<PathBuf>,
+    /// Distributed runs compare each rank's output with one rank alone: always in the
+    /// quick profile, with --single-rank-check in the others.
+    pub single_rank_check: bool,
 }
 
 impl Plan {
@@ -66,10 +66,7 @@ impl Plan {
         if let Some(w) = &a.weights {
             flags.push(shortcut("llama", "weights", w.display().to_string()));
         }
-        if a.cp == 0 || a.ep == 0 {
-            return Err(ConfigError::Invalid(format!("--cp ({}) and --ep ({}) must be at least 1", a.cp, a.ep)));
-        }
-        let layout = Layout { cp: a.cp, ep: a.ep };
+        let layout = a.layout;
         let mut targets = vec![];
         for name in &names {
             let mut cfg = TargetConfig::for_profile(name, profile.name)?;
@@ -81,8 +78,8 @@ impl Plan {
             }
             match &cfg {
                 TargetConfig::Llama(c) => c.validate()?,
-                TargetConfig::Moe(c) => c.validate(layout.ep)?,
-                TargetConfig::Gpt4(c) => c.validate(layout.cp, layout.ep)?,
+                TargetConfig::Moe(c) => c.validate()?,
+                TargetConfig::Gpt4(c) => c.validate()?,
             }
             targets.push(cfg);
         }
@@ -93,35 +90,36 @@ impl Plan {
         Ok(Plan { profile: profile.name, targets, gemm_dtype, layout, topology: a.topology.clone() })
     }
 
-    /// The world size the layout needs: CP and EP groups span the same ranks
-    /// (gpt4 reuses the CP ranks as its EP group), so it is the larger of the two.
-    pub fn world_size(&self) -> usize {
-        self.layout.cp.max(self.layout.ep)
-    }
-
-    /// Each degree must divide the world; messages name each factor.
-    pub fn check_world(&self, world: usize) -> Result<(), ConfigError> {
-        let Layout { cp, ep } = self.layout;
-        for (name, d) in [("--cp", cp), ("--ep", ep)] {
-            if !world.is_multiple_of(d) {
-                return Err(ConfigError::Invalid(format!("{name} {d} does not divide the world size {world}")));
+    /// The layout over `world` ranks, checked against every selected target's model:
+    /// the one check `run`, `run --dry-run` and `estimate` share (`topo show` shares the
+    /// layout part). Messages name each factor and the target's own keys.
+    pub fn dims(&self, world: usize) -> Result<ParallelDims, ConfigError> {
+        let dims = ParallelDims::resolve(world, &self.layout).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let bad = |e: crate::layout::Error| ConfigError::Invalid(e.to_string());
+        for t in &self.targets {
+            match t {
+                TargetConfig::Llama(_) => {}
+                TargetConfig::Moe(c) => {
+                    dims.check_experts(c.num_experts, "moe.num_experts").map_err(bad)?;
+                    c.check_redundant(dims.ep)?;
+                }
+                TargetConfig::Gpt4(c) => {
+                    dims.check_experts(c.num_experts, "gpt4.num_experts").map_err(bad)?;
+                    if c.seq_len < 2 * dims.cp {
+                        return Err(ConfigError::Invalid(format!(
+                            "gpt4.seq_len ({}) must be at least 2 x cp ({}): each CP rank holds two zigzag chunks",
+                            c.seq_len, dims.cp
+                        )));
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(dims)
     }
 
-    /// Runs use the whole world as the CP group and as the EP group: each degree is 1 or the world size.
-    pub fn check_run_world(&self, world: usize) -> Result<(), ConfigError> {
-        self.check_world(world)?;
-        let Layout { cp, ep } = self.layout;
-        for (name, d, group) in [("--cp", cp, "context-parallel"), ("--ep", ep, "expert-parallel")] {
-            if d > 1 && d != world {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} {d} must equal the world size {world} (or be 1): every rank joins the {group} group"
-                )));
-            }
-        }
-        Ok(())
+    /// The world size used when none is given: the smallest the layout flags fit.
+    pub fn smallest_world(&self) -> usize {
+        self.layout.smallest_world()
     }
 }
 
@@ -166,6 +164,7 @@ impl RunPlan {
             warmup: a.warmup.unwrap_or(profile.warmup),
             iterations: a.iters.unwrap_or(profile.iterations),
             output: a.output.clone(),
+            single_rank_check: a.single_rank_check || plan.profile == "quick",
             plan,
         })
     }

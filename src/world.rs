@@ -8,7 +8,7 @@ pub mod watchdog;
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
 use crate::comm::{self, Comm};
-use crate::topology::{Dim, ParallelDims};
+use crate::layout::{Dim, ParallelDims};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

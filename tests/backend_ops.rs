@@ -363,7 +363,7 @@ fn check_attention(b: &dyn Backend, sq: usize, sk: usize, hq: usize, hkv: usize,
 fn attention_naive_and_flash() {
     for b in under_test() {
         for algo in [AttnAlgo::Naive, AttnAlgo::Flash] {
-            let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo };
+            let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo, f32_out: false };
             check_attention(&*b, 150, 150, 4, 2, 128, p(true, 0, 0));
             check_attention(&*b, 200, 333, 4, 1, 128, p(false, 0, 0));
             // A later query chunk against earlier keys (context parallelism).
@@ -523,7 +523,13 @@ fn cuda_kernel_variants() {
     };
     for fk in rwm_dist::backend::cuda::FLASH_KERNELS {
         b.choose_flash_kernel(Some(fk.name)).unwrap();
-        let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash };
+        let p = |causal, q_offset, k_offset| AttnParams {
+            causal,
+            q_offset,
+            k_offset,
+            algo: AttnAlgo::Flash,
+            f32_out: false,
+        };
         check_attention(&b, 300, 300, 4, 2, fk.d, p(true, 0, 0));
         check_attention(&b, 100, 333, 2, 1, fk.d, p(false, 0, 0));
         check_attention(&b, 130, 200, 2, 2, fk.d, p(true, 20, 60));

@@ -17,7 +17,7 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
-/// The subset of JSON Schema that schema/results-v1.json uses.
+/// The subset of JSON Schema that schema/results-v2.json uses.
 fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
     if let Some(t) = schema.get("type") {
         let types: Vec<&str> = match t {
@@ -70,7 +70,7 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
 }
 
 fn schema() -> Value {
-    serde_json::from_str(include_str!("../schema/results-v1.json")).unwrap()
+    serde_json::from_str(include_str!("../schema/results-v2.json")).unwrap()
 }
 
 #[test]
@@ -211,8 +211,8 @@ fn fp8_runs_every_gpt4_gemm_in_fp8_and_reports_its_error() {
 
 #[test]
 fn layouts_and_topology_files_are_checked_before_anything_runs() {
-    fails_with(&["run", "--target", "moe", "--ranks", "3", "--ep", "3"], &["moe.num_experts (64)", "EP size (3)"]);
-    fails_with(&["run", "--target", "gpt4", "--ranks", "4", "--cp", "2"], &["--cp 2", "world size 4"]);
+    fails_with(&["run", "--target", "moe", "--ranks", "3", "--ep", "3"], &["ep 3 must divide moe.num_experts = 64"]);
+    fails_with(&["run", "--target", "gpt4", "--ranks", "6", "--cp", "4"], &["world size 6", "tp 1 x cp 4 = 4"]);
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100.toml")).unwrap();

@@ -80,7 +80,7 @@ fn llama_rope_values_and_iteration_counts_are_refused() {
 
 #[test]
 fn zero_degrees_get_plain_messages() {
-    refused(&["estimate", "--world", "0"], &["--world must be at least 1"]);
+    refused(&["estimate", "--world", "0"], &["world size must be at least 1"]);
     refused(&["estimate", "--tp", "0"], &["--tp must be at least 1"]);
     let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100-x3.toml");
     let err = refused(&["topo", "show", "--topology", topo, "--tp", "0", "--cp", "4"], &["--tp must be at least 1"]);

@@ -5,9 +5,9 @@ mod common;
 
 use common::{errors, on_ranks};
 use rwm_dist::harness::Workload;
+use rwm_dist::layout::ParallelDims;
 use rwm_dist::models::moe::{MoeConfig, MoeLayer};
 use rwm_dist::models::weights::Source;
-use rwm_dist::plan::Layout;
 use rwm_dist::targets::moe::MoeTarget;
 use rwm_dist::tensor::DType;
 
@@ -30,7 +30,7 @@ fn routing(m: &serde_json::Map<String, serde_json::Value>) -> &serde_json::Value
 #[test]
 fn default_inputs_route_evenly_and_stably() {
     let cfg = MoeConfig { tokens: 1024, ..small() };
-    let m = on_ranks(1, Layout { cp: 1, ep: 1 }, |ctx| {
+    let m = on_ranks(ParallelDims::single(), |ctx| {
         let mut t = MoeTarget::new(cfg.clone());
         t.setup(ctx).unwrap();
         t.prepare(ctx, "optimized").unwrap();
@@ -48,7 +48,7 @@ fn default_inputs_route_evenly_and_stably() {
 #[test]
 fn skew_shows_and_bias_balancing_reduces_it() {
     let cfg = MoeConfig { skew: "zipf:1.2".into(), ..small() };
-    let m = on_ranks(1, Layout { cp: 1, ep: 1 }, |ctx| {
+    let m = on_ranks(ParallelDims::single(), |ctx| {
         let mut t = MoeTarget::new(cfg.clone());
         t.setup(ctx).unwrap();
         t.prepare(ctx, "balanced").unwrap();
@@ -66,7 +66,7 @@ fn skew_shows_and_bias_balancing_reduces_it() {
 fn expert_parallel_equals_one_device() {
     for (n, redundant) in [(2, 0), (4, 0), (4, 4)] {
         let cfg = MoeConfig { skew: "zipf:1.0".into(), redundant_experts: redundant, ..small() };
-        let outs = on_ranks(n, Layout { cp: 1, ep: n }, |ctx| {
+        let outs = on_ranks(ParallelDims::folded(1, 1, n, n), |ctx| {
             let mut t = MoeTarget::new(cfg.clone());
             t.setup(ctx).unwrap();
             let b = ctx.backend.as_ref();

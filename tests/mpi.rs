@@ -106,14 +106,19 @@ mod with_mpi {
         Some((out, took, text))
     }
 
-    /// `mpirun -np 4 rwm-dist ARGS` (CPU backend), its output and how long it took.
+    /// `mpirun -np 4 rwm-dist ARGS` (CPU backend) and its output.
     fn rwm_np4(args: &[&str]) -> Option<(Output, String)> {
+        rwm_np(4, args)
+    }
+
+    /// `mpirun -np N rwm-dist ARGS` (CPU backend) and its output.
+    fn rwm_np(n: usize, args: &[&str]) -> Option<(Output, String)> {
         let Some(mpirun) = mpirun() else {
             skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
             return None;
         };
         let mut cmd = Command::new(mpirun);
-        cmd.args(["-np", "4"])
+        cmd.args(["-np", &n.to_string()])
             .arg(env!("CARGO_BIN_EXE_rwm-dist"))
             .args(args)
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -165,9 +170,34 @@ mod with_mpi {
         assert!(out.status.success(), "{text}");
         assert!(text.contains("plan is valid for world size 4"), "{text}");
         assert!(text.contains("world 4 = tp 1 x cp 4 x dp 1"), "{text}");
-        let Some((out, text)) = rwm_np4(&["run", "--dry-run", "--target", "gpt4", "--cp", "2"]) else { return };
+        let Some((out, text)) = rwm_np4(&["run", "--dry-run", "--target", "gpt4", "--cp", "3"]) else { return };
         assert_eq!(out.status.code(), Some(2), "{text}");
-        assert!(text.contains("--cp 2 must equal the world size 4"), "{text}");
+        assert!(text.contains("world size 4 is not a multiple of tp 1 x cp 3 = 3"), "{text}");
+    }
+
+    #[test]
+    fn eight_ranks_cp4_ep2_match_one_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let p = path.to_str().unwrap();
+        let args = ["run", "--backend", "cpu", "--target", "gpt4", "--cp", "4", "--ep", "2", "--seq-len", "100"];
+        let Some((out, text)) = rwm_np(8, &[&args[..], &["--iters", "1", "--warmup", "0", "--output", p]].concat())
+        else {
+            return;
+        };
+        assert!(out.status.success(), "{text}");
+        let recs: Vec<serde_json::Value> =
+            std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(recs.len(), 8 * 2, "{text}");
+        for r in &recs {
+            assert_eq!((r["status"].as_str(), r["reference"].as_str()), (Some("ok"), Some("single-rank")), "{r}");
+            assert_eq!(
+                (r["layout"]["cp"].as_u64(), r["layout"]["ep"].as_u64(), r["layout"]["dp"].as_u64()),
+                (Some(4), Some(2), Some(2))
+            );
+            let rank = r["rank"].as_u64().unwrap();
+            assert_eq!(r["layout"]["coords"]["cp"].as_u64(), Some(rank % 4), "{r}");
+        }
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Attn {
     fn reference(&self) -> Vec<f32> {
         let b = CpuBackend::new();
         let (q, k, v) = self.qkv(&b);
-        let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: AttnAlgo::Naive };
+        let p = AttnParams::causal(0, 0, AttnAlgo::Naive);
         b.download(&b.attention(&q, &k, &v, &p).unwrap().out).unwrap()
     }
     /// This rank's output rows and stats.

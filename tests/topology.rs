@@ -361,7 +361,8 @@ mod discover {
 
 mod placement {
     use super::*;
-    use rwm_dist::topology::{Dim, EpLayout, GroupBytes, ParallelDims, cost, place, round_robin};
+    use rwm_dist::layout::{Dim, EpLayout, ParallelDims};
+    use rwm_dist::topology::{GroupBytes, cost, place, round_robin};
 
     fn dims(tp: usize, cp: usize, ep: usize, dp: usize) -> ParallelDims {
         ParallelDims::new(tp, cp, ep, dp)
@@ -369,23 +370,23 @@ mod placement {
 
     #[test]
     fn validate_names_each_factor() {
-        let e = dims(1, 4, 8, 1).validate(24, None).unwrap_err().to_string();
-        assert_eq!(e, "world size 24 != tp 1 x cp 4 x ep 8 x dp 1 = 32");
-        let e = dims(1, 1, 6, 1).validate(6, Some(64)).unwrap_err().to_string();
-        assert_eq!(e, "ep 6 must divide the number of experts 64 (each EP rank holds 64/6 experts)");
-        assert!(dims(1, 1, 8, 1).validate(8, Some(64)).is_ok());
-        assert_eq!(dims(0, 1, 1, 1).validate(0, None).unwrap_err().to_string(), "tp must be at least 1, got 0");
+        let e = dims(1, 4, 8, 1).validate(24).unwrap_err().to_string();
+        assert_eq!(e, "layout: world size 24 != tp 1 x cp 4 x ep 8 x dp 1 = 32");
+        let e = dims(1, 1, 6, 1).check_experts(64, "--experts").unwrap_err().to_string();
+        assert!(e.starts_with("layout: ep 6 must divide --experts = 64"), "{e}");
+        assert!(dims(1, 1, 8, 1).validate(8).is_ok() && dims(1, 1, 8, 1).check_experts(64, "e").is_ok());
+        assert_eq!(dims(0, 1, 1, 1).validate(0).unwrap_err().to_string(), "layout: tp must be at least 1, got 0");
         let e = ParallelDims::infer_dp(24, 1, 4, 8, EpLayout::Separate).unwrap_err().to_string();
-        assert_eq!(e, "world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
+        assert_eq!(e, "layout: world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
         assert_eq!(ParallelDims::infer_dp(24, 2, 2, 2, EpLayout::Separate).unwrap(), dims(2, 2, 2, 3));
         // Folded, EP reuses the CP x DP ranks: 24 = tp 1 x cp 4 x dp 6 and ep 8 divides 4 x 6.
         let f = ParallelDims::infer_dp(24, 1, 4, 8, EpLayout::Folded).unwrap();
         assert_eq!(f, ParallelDims::folded(1, 4, 8, 6));
-        assert!(f.validate(24, Some(64)).is_ok());
-        let e = ParallelDims::folded(1, 4, 16, 6).validate(24, None).unwrap_err().to_string();
-        assert_eq!(e, "ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
-        let e = ParallelDims::folded(1, 4, 8, 6).validate(32, None).unwrap_err().to_string();
-        assert_eq!(e, "world size 32 != tp 1 x cp 4 x dp 6 (ep 8 folded over cp x dp) = 24");
+        assert!(f.validate(24).is_ok());
+        let e = ParallelDims::folded(1, 4, 16, 6).validate(24).unwrap_err().to_string();
+        assert_eq!(e, "layout: ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
+        let e = ParallelDims::folded(1, 4, 8, 6).validate(32).unwrap_err().to_string();
+        assert_eq!(e, "layout: world size 32 != tp 1 x cp 4 x dp 6, ep 8 folded over cp x dp = 24");
     }
 
     #[test]
@@ -502,7 +503,7 @@ mod placement {
             for cp in divisors {
                 for ep in divisors {
                     let Ok(d) = ParallelDims::infer_dp(24, tp, cp, ep, EpLayout::Folded) else { continue };
-                    if d.validate(24, None).is_err() {
+                    if d.validate(24).is_err() {
                         continue;
                     }
                     let p = place(&t, 24, d).unwrap();
@@ -554,18 +555,14 @@ mod placement {
 
 mod show {
     use super::*;
-    use rwm_dist::topology::EpLayout;
+    use rwm_dist::layout::{EpLayout, LayoutArgs};
     use rwm_dist::topology::cli::{ShowArgs, TopoCommand, run};
 
     fn args(world: usize, cp: usize, ep: usize, dp: Option<usize>, ep_layout: EpLayout) -> TopoCommand {
         TopoCommand::Show(ShowArgs {
             topology: root().join("topology/dgx-h100-x3.toml"),
             world: Some(world),
-            tp: 1,
-            cp,
-            ep,
-            dp,
-            ep_layout,
+            layout: LayoutArgs { tp: 1, cp, ep, dp, ep_layout },
             experts: None,
             tp_bytes: 1e9,
             cp_bytes: 1e9,
@@ -607,10 +604,10 @@ mod show {
     fn impossible_layouts_name_the_factors() {
         let err = |cmd| run(&cmd, &mut Vec::new()).unwrap_err().to_string();
         let e = err(args(24, 4, 8, None, EpLayout::Separate));
-        assert_eq!(e, "world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
+        assert_eq!(e, "layout: world size 24 is not a multiple of tp 1 x cp 4 x ep 8 = 32, so no dp fits");
         let e = err(args(24, 4, 8, Some(1), EpLayout::Separate));
-        assert_eq!(e, "world size 24 != tp 1 x cp 4 x ep 8 x dp 1 = 32");
+        assert_eq!(e, "layout: world size 24 != tp 1 x cp 4 x ep 8 x dp 1 = 32");
         let e = err(args(24, 4, 16, None, EpLayout::Folded));
-        assert_eq!(e, "ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
+        assert_eq!(e, "layout: ep 16 must divide cp 4 x dp 6 = 24: folded EP groups are formed from those ranks");
     }
 }

@@ -10,22 +10,8 @@ use std::io::Write;
 pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     use crate::metrics::memory::{gib, parse_device_memory};
     let plan = crate::plan::Plan::resolve(&a.config)?;
-    for (flag, v) in [("--world", a.world.unwrap_or(1)), ("--tp", a.tp)] {
-        if v == 0 {
-            return Err(config_err(format!("{flag} must be at least 1")));
-        }
-    }
-    let world = match a.world {
-        Some(w) => w,
-        None => plan
-            .world_size()
-            .checked_mul(a.tp)
-            .ok_or_else(|| config_err("--tp x the larger of --cp and --ep overflows"))?,
-    };
-    plan.check_world(world)?;
-    if !world.is_multiple_of(a.tp) {
-        return Err(config_err(format!("--tp {} does not divide the world size {world}", a.tp)));
-    }
+    let world = a.world.unwrap_or(plan.smallest_world());
+    let dims = plan.dims(world)?;
     let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
     if let (None, Some(path)) = (device, &a.config.topology) {
         let topo = crate::topology::Topology::load(path)?;
@@ -36,27 +22,19 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
     for t in &plan.targets {
         let mut inputs = match t {
             TargetConfig::Llama(c) => targets::memory::llama(c, AttnAlgo::Flash),
-            TargetConfig::Moe(c) => targets::memory::moe(c, plan.layout),
-            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, plan.layout, AttnAlgo::Flash, true),
+            TargetConfig::Moe(c) => targets::memory::moe(c, &dims),
+            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, &dims, AttnAlgo::Flash, true),
         };
-        inputs.tp = a.tp;
+        inputs.tp = dims.tp;
         let budget = inputs.estimate().map_err(config_err)?;
         let params = inputs.param_count().map_err(config_err)?;
-        writeln!(
-            out,
-            "{}: {:.3}B parameters; world {world} (tp {}, cp {}, ep {}); flash attention",
-            t.name(),
-            params as f64 / 1e9,
-            a.tp,
-            plan.layout.cp,
-            plan.layout.ep
-        )
-        .map_err(io("stdout"))?;
+        writeln!(out, "{}: {:.3}B parameters; world {world} = {dims}; flash attention", t.name(), params as f64 / 1e9,)
+            .map_err(io("stdout"))?;
         budget.render(device, out).map_err(io("stdout"))?;
-        if a.tp == 1 && !matches!(t, TargetConfig::Moe(_)) {
+        if dims.tp == 1 && !matches!(t, TargetConfig::Moe(_)) {
             // `run` times the naive baseline as the reference: its score matrix can dwarf the rest.
             let at = targets::memory::Storage::Device;
-            let base = targets::memory::run_budget(t, plan.layout, plan.gemm_dtype, "baseline", at);
+            let base = targets::memory::run_budget(t, &dims, plan.gemm_dtype, "baseline", at);
             let base = base.map_err(|e| config_err(format!("{} baseline: {e}", t.name())))?;
             writeln!(
                 out,

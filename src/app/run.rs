@@ -7,6 +7,7 @@ use crate::cli::RunArgs;
 use crate::comm::{Comm, single::SingleComm};
 use crate::harness::record::{Record, RunInfo, Status};
 use crate::harness::{Ctx, runner, table};
+use crate::layout::ParallelDims;
 use crate::plan::RunPlan;
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,15 +18,22 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
     if a.ranks == 0 {
         return Err(config_err("--ranks must be at least 1"));
     }
+    if plan.plan.layout.tp > 1 {
+        return Err(config_err(format!(
+            "--tp {}: runs have no tensor parallelism yet (estimate and topo show model it)",
+            plan.plan.layout.tp
+        )));
+    }
     if a.dry_run {
         let launched = crate::world::detect_launcher(|k| std::env::var(k).ok()).and_then(|l| l.size);
         let world_size = a.world.or(launched).unwrap_or(a.ranks);
-        plan.plan.check_run_world(world_size)?;
-        let memory = crate::targets::fit::check_dry_run(&plan, a.ranks)?;
+        let dims = plan.plan.dims(world_size)?;
+        let memory = crate::targets::fit::check_dry_run(&plan, &dims, a.ranks)?;
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
         writeln!(out, "{text}\n{memory}").map_err(io("stdout"))?;
-        if let Some(p) = placement(&plan, world_size)? {
-            crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?;
+        match placement(&plan, &dims)? {
+            Some(p) => crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?,
+            None => render_coords(&dims, out).map_err(io("stdout"))?,
         }
         writeln!(out, "plan is valid for world size {world_size}; nothing was run (--dry-run)")
             .map_err(io("stdout"))?;
@@ -36,7 +44,9 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         return Err(config_err("--ranks runs ranks as threads without a launcher; under mpirun leave it out"));
     }
     let world_size = if world.size > 1 { world.size } else { a.ranks };
-    plan.plan.check_run_world(world_size)?;
+    let dims = plan.plan.dims(world_size)?;
+    // A topology file is honoured (and checked) however the ranks are started.
+    let placed = placement(&plan, &dims)?;
     let path = plan.output.clone();
     let records = if a.ranks > 1 {
         if plan.backend == Some(backend::BackendKind::Cuda) {
@@ -45,7 +55,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
             ));
         }
         let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
-        crate::targets::fit::check_backend(&plan, backend.as_ref(), a.ranks)?;
+        crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), a.ranks)?;
         let comms = crate::comm::local::LocalComm::group(a.ranks);
         std::thread::scope(|s| {
             let handles: Vec<_> = comms
@@ -53,22 +63,29 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
                 .map(|c| {
                     let (b, path) = (backend.clone(), path.clone());
                     let plan = &plan;
-                    s.spawn(move || run_rank(plan, b, Arc::new(c), path))
+                    s.spawn(move || run_rank(plan, dims, b, Arc::new(c), path))
                 })
                 .collect();
             let mut gathered = None;
+            let mut first_err = None;
             for h in handles {
-                if let Some(r) = h.join().expect("rank thread panicked")? {
-                    gathered = Some(r);
+                match h.join().expect("rank thread panicked") {
+                    Ok(Some(r)) => gathered = Some(r),
+                    Ok(None) => {}
+                    Err(e) => first_err = first_err.or(Some(e)),
                 }
             }
-            Ok::<_, Error>(gathered.expect("rank 0 returns the gathered records"))
+            match (gathered, first_err) {
+                (Some(r), _) => Ok(r),
+                (None, Some(e)) => Err(e),
+                (None, None) => unreachable!("rank 0 returns the gathered records or an error"),
+            }
         })?
     } else {
-        let device = device_for(&plan, &world)?;
+        let device = placed.as_ref().map_or(world.local_rank, |p| p.slots[world.rank].local_gpu);
         let (backend, comm) = connect(&plan, &world, device)?;
-        let fits = crate::targets::fit::check_backend(&plan, backend.as_ref(), world.local_size);
-        match fits.map_err(Error::from).and_then(|()| run_rank(&plan, backend, comm, path)) {
+        let fits = crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), world.local_size);
+        match fits.map_err(Error::from).and_then(|()| run_rank(&plan, dims, backend, comm, path)) {
             Ok(Some(r)) => r,
             // Ranks other than 0 print nothing: rank 0 prints for the job.
             Ok(None) => return Ok(Outcome::Ok),
@@ -94,21 +111,22 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
 }
 
 /// Rank -> GPU map of the run's layout on the --topology file, if one was given.
-fn placement(plan: &RunPlan, world: usize) -> Result<Option<crate::topology::Placement>, Error> {
-    use crate::topology::placement::{EpLayout, ParallelDims, place};
+fn placement(plan: &RunPlan, dims: &ParallelDims) -> Result<Option<crate::topology::Placement>, Error> {
     let Some(path) = &plan.plan.topology else { return Ok(None) };
     let topo = crate::topology::Topology::load(path)?;
-    let crate::plan::Layout { cp, ep } = plan.plan.layout;
-    let dims = ParallelDims::infer_dp(world, 1, cp, ep, EpLayout::Folded)?;
-    Ok(Some(place(&topo, world, dims)?))
+    Ok(Some(crate::topology::place(&topo, dims.world_size(), *dims)?))
 }
 
-/// This rank's GPU: from the topology placement when given, else the local rank.
-fn device_for(plan: &RunPlan, world: &crate::world::World) -> Result<usize, Error> {
-    Ok(match placement(plan, world.size)? {
-        Some(p) => p.slots[world.rank].local_gpu,
-        None => world.local_rank,
-    })
+/// The layout and every rank's coordinates, when no topology places the ranks.
+fn render_coords(dims: &ParallelDims, out: &mut dyn Write) -> std::io::Result<()> {
+    let world = dims.world_size();
+    writeln!(out, "world {world} = {dims}; {} data replica(s)", dims.replicas())?;
+    writeln!(out, "{:>5} {:>4} {:>4} {:>4} {:>4} {:>8}", "rank", "tp", "cp", "ep", "dp", "replica")?;
+    for r in 0..world {
+        let c = dims.coords(r);
+        writeln!(out, "{r:>5} {:>4} {:>4} {:>4} {:>4} {:>8}", c.tp, c.cp, c.ep, c.dp, dims.replica(r))?;
+    }
+    Ok(())
 }
 
 type Connected = (Arc<dyn Backend>, Arc<dyn Comm>);
@@ -152,27 +170,28 @@ fn output_path(output: &Option<PathBuf>, run_id: &str) -> PathBuf {
 /// already measured) and finally returns them all.
 fn run_rank(
     plan: &RunPlan,
+    dims: ParallelDims,
     backend: Arc<dyn Backend>,
     world: Arc<dyn Comm>,
     output: Option<PathBuf>,
 ) -> Result<Option<super::output::Gathered>, Error> {
     let rank = world.rank();
     if rank == 0 {
-        tracing::info!("backend: {}; {} rank(s)", backend.device_name(), world.size());
+        tracing::info!("backend: {}; {} rank(s): {dims}", backend.device_name(), world.size());
     }
-    let ctx = Ctx {
-        backend: backend.clone(),
-        world: world.clone(),
-        gemm_dtype: plan.plan.gemm_dtype,
-        layout: plan.plan.layout,
-    };
+    let ctx = Ctx::new(backend.clone(), world.clone(), dims, plan.plan.gemm_dtype)?;
     let info = RunInfo::new(backend.as_ref(), plan.plan.profile, rank, world.size());
     // Every rank must name the run alike: rank 0's id wins.
     let run_id = String::from_utf8_lossy(&world.broadcast_bytes(info.run_id.as_bytes())?).into_owned();
     let info = RunInfo { run_id, ..info };
     let path = output_path(&output, &info.run_id);
     let mut results = if rank == 0 { Some(super::output::Results::open(&path)?) } else { None };
-    let opts = runner::Options { warmup: plan.warmup, iterations: plan.iterations, variants: plan.variants.clone() };
+    let opts = runner::Options {
+        warmup: plan.warmup,
+        iterations: plan.iterations,
+        variants: plan.variants.clone(),
+        single_rank: plan.single_rank_check,
+    };
     let total_steps: usize = plan.plan.targets.iter().map(|t| t.workload().variants().len() * opts.iterations).sum();
     let target =
         if rank == 0 { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };

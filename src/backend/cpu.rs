@@ -184,13 +184,17 @@ impl Backend for CpuBackend {
             AttnAlgo::Flash => ops::attention::flash,
         };
         let (o, lse) = f(f32s(q)?, f32s(k)?, f32s(v)?, n, p.causal, p.q_offset, p.k_offset);
-        Ok(AttnOut { out: out(&q.shape, q.dtype, o), lse: Tensor::host(&[n.hq, n.sq], DType::F32, lse) })
+        let dtype = if p.f32_out { DType::F32 } else { q.dtype };
+        Ok(AttnOut { out: out(&q.shape, dtype, o), lse: Tensor::host(&[n.hq, n.sq], DType::F32, lse) })
     }
     fn attn_merge(&self, a: &AttnOut, b: &AttnOut) -> Result<AttnOut> {
         check("attn_merge", a.out.shape == b.out.shape, || format!("{:?} vs {:?}", a.out.shape, b.out.shape))?;
         let (sq, hq, d) = (a.out.shape[0], a.out.shape[1], a.out.shape[2]);
         let (o, lse) = ops::attention::merge(f32s(&a.out)?, f32s(&a.lse)?, f32s(&b.out)?, f32s(&b.lse)?, sq, hq, d);
         Ok(AttnOut { out: out(&a.out.shape, a.out.dtype, o), lse: Tensor::host(&[hq, sq], DType::F32, lse) })
+    }
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        Ok(out(&x.shape, dtype, f32s(x)?.to_vec()))
     }
     fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing> {
         let (t, e) = (logits.shape[0], logits.dim(-1));

@@ -52,10 +52,20 @@ pub struct AttnParams {
     pub q_offset: usize,
     pub k_offset: usize,
     pub algo: AttnAlgo,
+    /// Write the output in f32 instead of q's dtype: partial results that are merged
+    /// by log-sum-exp (context parallelism) round once, at the end, not per block.
+    pub f32_out: bool,
+}
+
+impl AttnParams {
+    /// Causal attention of queries at `q_offset` to keys at `k_offset`, output in q's dtype.
+    pub fn causal(q_offset: usize, k_offset: usize, algo: AttnAlgo) -> Self {
+        AttnParams { causal: true, q_offset, k_offset, algo, f32_out: false }
+    }
 }
 
 pub struct AttnOut {
-    /// [sq, hq, d], dtype of q.
+    /// [sq, hq, d], dtype of q (f32 with `f32_out`).
     pub out: Tensor,
     /// [hq, sq] f32 natural-log sum of exp of the scaled scores; -inf where a row saw no key.
     pub lse: Tensor,
@@ -166,6 +176,8 @@ pub trait Backend: Send + Sync {
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut>;
     /// Combine two partial attentions over disjoint key sets by their log-sum-exp.
     fn attn_merge(&self, a: &AttnOut, b: &AttnOut) -> Result<AttnOut>;
+    /// A copy of `x` in `dtype` (bf16 <-> f32).
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor>;
     /// logits [t, e] f32; bias [e] steers selection only (auxiliary-loss-free balancing).
     fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing>;
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted>;

@@ -10,6 +10,8 @@ pub mod table;
 
 use crate::backend::Backend;
 use crate::comm::Comm;
+use crate::layout::{Coords, ParallelDims};
+use crate::parallel::groups::Groups;
 use crate::tensor::{DType, Tensor};
 use std::sync::Arc;
 
@@ -69,12 +71,60 @@ impl VariantSpec {
 /// What a workload runs on.
 pub struct Ctx {
     pub backend: Arc<dyn Backend>,
-    /// All ranks of the run; workloads split it into CP/EP groups as they need.
+    /// All ranks of the run (records, the single-rank check); workloads use `groups`.
     pub world: Arc<dyn Comm>,
+    /// This rank's CP, EP and DP communicators, split once from the world.
+    pub groups: Groups,
+    /// The validated layout.
+    pub dims: ParallelDims,
     /// Element type of the GEMM operands in non-baseline variants (bf16 or fp8).
     pub gemm_dtype: DType,
-    /// Context- and expert-parallel degrees (each 1 or the world size).
-    pub layout: crate::plan::Layout,
+    /// Whose inputs this context generates (see `Data`).
+    pub data: Data,
+}
+
+/// Which inputs a rank generates, from seeds: its own `rank` (tokens of its own, as the
+/// moe target draws them) and its `replica` (one sequence per TP x CP block, as gpt4
+/// draws it). The single-rank check keeps the checked rank's `Data`, so a one-rank
+/// run computes the same inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Data {
+    pub rank: usize,
+    pub replica: usize,
+}
+
+impl Ctx {
+    /// A context over `world` with the layout `dims`; splits the groups (collective).
+    pub fn new(backend: Arc<dyn Backend>, world: Arc<dyn Comm>, dims: ParallelDims, gemm_dtype: DType) -> Result<Ctx> {
+        let rank = world.rank();
+        if dims.world_size() != world.size() {
+            let msg = format!("layout {dims} is for {} ranks, the world has {}", dims.world_size(), world.size());
+            return Err(Error::Workload(msg));
+        }
+        let groups = Groups::split(world.as_ref(), &dims, &backend)?;
+        Ok(Ctx { data: Data { rank, replica: dims.replica(rank) }, backend, world, groups, dims, gemm_dtype })
+    }
+
+    /// One rank alone, on this backend.
+    pub fn single(backend: Arc<dyn Backend>, gemm_dtype: DType) -> Ctx {
+        let world: Arc<dyn Comm> = Arc::new(crate::comm::single::SingleComm::new(backend.clone()));
+        let groups = Groups::single(&backend);
+        Ctx { backend, world, groups, dims: ParallelDims::single(), gemm_dtype, data: Data { rank: 0, replica: 0 } }
+    }
+
+    /// This rank's inputs on one rank alone (the single-rank check's context).
+    pub fn single_rank(&self) -> Ctx {
+        Ctx { data: self.data, ..Ctx::single(self.backend.clone(), self.gemm_dtype) }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.world.rank()
+    }
+
+    /// This rank's coordinates in the layout.
+    pub fn coords(&self) -> Coords {
+        self.dims.coords(self.rank())
+    }
 }
 
 pub trait Workload {
@@ -91,6 +141,12 @@ pub trait Workload {
     }
     /// One timed step of `variant`; returns the output the correctness gate compares.
     fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor>;
+    /// This rank's output of `variant` computed on one rank alone on the same inputs
+    /// (the whole sequence, every expert), for the single-rank check of distributed runs;
+    /// None where no such run can reproduce it.
+    fn single_rank_output(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
     /// A variant-specific reference output (e.g. the baseline algorithm on the same
     /// routing), when comparing with the baseline's output would be wrong.
     fn reference(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {

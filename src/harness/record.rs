@@ -1,9 +1,9 @@
 //! One JSON Lines record per (target, variant, rank). The schema is documented
-//! in README.md and in schema/results-v1.json; bump SCHEMA_VERSION on any change.
+//! in README.md and in schema/results-v2.json; bump SCHEMA_VERSION on any change.
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,11 +66,33 @@ pub struct Record {
     pub tolerance: f64,
     /// Which error `tolerance` bounds: "max_err" or "rel_l2".
     pub gate: super::GateMetric,
-    /// What the output was compared with: "baseline", or "none" for the baseline itself.
+    /// What the output was compared with: "baseline", "none" for the baseline itself, or
+    /// "single-rank" (distributed runs: the same variant on one rank alone).
     pub reference: String,
+    /// With `reference: "single-rank"`, the gate against the baseline of the same layout.
+    pub vs_baseline: Option<Check>,
+    /// The parallel layout and this rank's coordinates in it.
+    pub layout: Option<LayoutRecord>,
     pub peak_mem_bytes: Option<u64>,
     pub est_mem_bytes: Option<u64>,
     pub metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One comparison of an output with a reference.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub reference: String,
+    pub max_err: Option<f64>,
+    pub rel_l2_err: Option<f64>,
+    pub tolerance: f64,
+    pub gate: super::GateMetric,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LayoutRecord {
+    #[serde(flatten)]
+    pub dims: crate::layout::ParallelDims,
+    pub coords: crate::layout::Coords,
 }
 
 /// Identity of this run, shared by all its records.

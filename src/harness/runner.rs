@@ -11,7 +11,16 @@ pub struct Options {
     pub iterations: usize,
     /// Variants to time; None times all. The baseline always runs (untimed if not selected).
     pub variants: Option<Vec<String>>,
+    /// In a distributed run, also compare each rank's output with the same variant
+    /// computed on one rank alone (`single_rank_output`).
+    pub single_rank: bool,
 }
+
+/// The single-rank check's bound on ||out - one rank|| / ||one rank||: a distributed run
+/// only reorders sums (f32 partials merged by log-sum-exp, the same expert GEMMs), so
+/// bf16 outputs agree to rounding. FP8 variants quantise each rank's shard with its own
+/// scales and are bounded by their FP8 tolerance instead.
+pub const SINGLE_RANK_TOLERANCE: f64 = 5e-3;
 
 struct Timed {
     samples: Vec<f64>,
@@ -65,8 +74,12 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
             continue;
         }
         bar.set_message(format!("{} {}", w.name(), spec.name));
-        let run_opts =
-            Options { warmup: opts.warmup, iterations: if timed_run { opts.iterations } else { 0 }, variants: None };
+        let run_opts = Options {
+            warmup: opts.warmup,
+            iterations: if timed_run { opts.iterations } else { 0 },
+            variants: None,
+            single_rank: opts.single_rank,
+        };
         let result = time_variant(ctx, w, spec.name, &run_opts, bar);
         let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
         let mut rec = blank(ctx, w, info, spec.name, (tolerance, spec.gate), &run_opts);
@@ -101,7 +114,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                     }
                     None => {
                         rec.reference = "none".into();
-                        reference = Some(Ok((t.output, rec.median_ms.unwrap_or(f64::NAN))));
+                        reference = Some(Ok((t.output.clone(), rec.median_ms.unwrap_or(f64::NAN))));
                     }
                     Some(Err(why)) => {
                         rec.status = Status::Error;
@@ -121,9 +134,9 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         let (max_err, rel) = errors(&t.output, reference);
                         rec.max_err = Some(max_err);
                         rec.rel_l2_err = Some(rel);
-                        let (err, gate) = match spec.gate {
-                            GateMetric::MaxErr => (max_err, "max_err"),
-                            GateMetric::RelL2 => (rel, "rel_l2_err"),
+                        let err = match spec.gate {
+                            GateMetric::MaxErr => max_err,
+                            GateMetric::RelL2 => rel,
                         };
                         if bad_ref.is_some() {
                             rec.status = Status::Error;
@@ -135,12 +148,19 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                             rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
                         } else {
                             rec.status = Status::Failed;
-                            rec.error = Some(format!("{gate} {err:.3e} exceeds the tolerance {tolerance}"));
+                            rec.error = Some(format!(
+                                "{} {err:.3e} > {tolerance:.1e} against {}",
+                                gate_name(spec.gate),
+                                rec.reference
+                            ));
                         }
                     }
                 }
+                if opts.single_rank && ctx.world.size() > 1 && timed_run {
+                    check_single_rank(ctx, w, spec, &t.output, &mut rec)?;
+                }
                 match w.metrics(ctx, spec.name) {
-                    Ok(m) => rec.metrics = m,
+                    Ok(m) => rec.metrics.extend(m),
                     Err(e) => {
                         rec.status = Status::Error;
                         rec.error = Some(format!("metrics: {e}"));
@@ -160,6 +180,102 @@ fn non_finite(v: &[f32], what: &str) -> Option<String> {
     let (i, x) = v.iter().enumerate().find(|(_, x)| !x.is_finite())?;
     let n = v.iter().filter(|x| !x.is_finite()).count();
     Some(format!("{what} holds {n} non-finite value(s): element {i} is {x}"))
+}
+
+fn gate_name(g: GateMetric) -> &'static str {
+    match g {
+        GateMetric::MaxErr => "max_err",
+        GateMetric::RelL2 => "rel_l2",
+    }
+}
+
+/// A row (token) whose own rel-L2 error against one rank exceeds this is "off".
+const ROW_OFF: f64 = 0.1;
+
+/// The single-rank comparison, row by row (one row per token).
+#[derive(Debug, serde::Serialize)]
+struct RowCheck {
+    rows: usize,
+    /// Rows off by more than `ROW_OFF`, and how many may be.
+    rows_off: usize,
+    allowed_off: usize,
+    /// ||out - ref|| / ||ref|| over the rows that are not off.
+    rel_l2_rest: f64,
+}
+
+/// Off rows allowed: none in f32, where only summation order differs; in bf16 and FP8 one
+/// in a hundred (at least one), since a last-bit difference can flip a near-tied top-k
+/// expert choice and move that one token a lot. A wrong shard or expert is off everywhere.
+fn row_check(out: &[f32], one: &[f32], rows: usize, exact: bool) -> RowCheck {
+    let width = one.len() / rows.max(1);
+    let (mut rows_off, mut num, mut den) = (0, 0.0f64, 0.0f64);
+    for (o, r) in out.chunks(width.max(1)).zip(one.chunks(width.max(1))) {
+        let d: f64 = o.iter().zip(r).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        let n: f64 = r.iter().map(|y| (*y as f64).powi(2)).sum();
+        if d > ROW_OFF * ROW_OFF * n || !d.is_finite() {
+            rows_off += 1;
+        } else {
+            (num, den) = (num + d, den + n);
+        }
+    }
+    let rel_l2_rest = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
+    RowCheck { rows, rows_off, allowed_off: if exact { 0 } else { (rows / 100).max(1) }, rel_l2_rest }
+}
+
+/// Compare this rank's output with the same variant run on one rank alone. The record's
+/// error fields then describe that comparison (`reference: "single-rank"`, details in
+/// `metrics.single_rank`); the gate against the baseline of the same layout moves to
+/// `vs_baseline` and still counts.
+fn check_single_rank(
+    ctx: &Ctx,
+    w: &mut dyn Workload,
+    spec: &super::VariantSpec,
+    output: &[f32],
+    rec: &mut Record,
+) -> Result<()> {
+    let Some(one_t) = w.single_rank_output(ctx, spec.name)? else { return Ok(()) };
+    let one = ctx.backend.download(&one_t)?;
+    if one.len() != output.len() {
+        let msg = format!("single-rank output has {} values, this rank's {}", one.len(), output.len());
+        return Err(super::Error::Workload(msg));
+    }
+    rec.vs_baseline = Some(super::record::Check {
+        reference: rec.reference.clone(),
+        max_err: rec.max_err,
+        rel_l2_err: rec.rel_l2_err,
+        tolerance: rec.tolerance,
+        gate: rec.gate,
+    });
+    let (max_err, rel) = errors(output, &one);
+    let fp8 = w.gemm_dtype(ctx, spec.name) == crate::tensor::DType::F8;
+    let tolerance = if fp8 { spec.tolerance_for(crate::tensor::DType::F8) } else { SINGLE_RANK_TOLERANCE };
+    let rows = row_check(
+        output,
+        &one,
+        one_t.shape().first().copied().unwrap_or(1),
+        one_t.dtype() == crate::tensor::DType::F32,
+    );
+    (rec.reference, rec.max_err, rec.rel_l2_err, rec.tolerance, rec.gate) =
+        ("single-rank".into(), Some(max_err), Some(rel), tolerance, GateMetric::RelL2);
+    let pass = rel <= tolerance || (rows.rows_off <= rows.allowed_off && rows.rel_l2_rest <= tolerance);
+    let detail = format!(
+        "single-rank check: rel_l2 {rel:.3e} (bound {tolerance:.1e}); {} of {} rows off by > {ROW_OFF} \
+         ({} allowed), the rest rel_l2 {:.3e}",
+        rows.rows_off, rows.rows, rows.allowed_off, rows.rel_l2_rest
+    );
+    rec.metrics.insert("single_rank".into(), serde_json::to_value(&rows).expect("serialises"));
+    if one.iter().all(|x| *x == 0.0) {
+        rec.status = Status::Error;
+        rec.error = Some("the single-rank output is all zeros: the check cannot fail".into());
+    } else if !pass {
+        rec.status = Status::Failed;
+        rec.speedup = None;
+        rec.error = Some(match rec.error.take() {
+            Some(e) => format!("{e}; {detail}"),
+            None => detail,
+        });
+    }
+    Ok(())
 }
 
 /// The record of a variant that never ran because its target failed to set up.
@@ -213,6 +329,8 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64,
         tolerance,
         gate,
         reference: "baseline".into(),
+        vs_baseline: None,
+        layout: Some(super::record::LayoutRecord { dims: ctx.dims, coords: ctx.coords() }),
         peak_mem_bytes: None,
         est_mem_bytes: w.estimate_bytes(ctx, variant),
         metrics: Default::default(),
@@ -223,7 +341,6 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64,
 mod tests {
     use super::*;
     use crate::backend::{Backend, cpu::CpuBackend};
-    use crate::comm::single::SingleComm;
     use crate::harness::{Error, VariantSpec};
     use crate::tensor::DType;
     use std::sync::Arc;
@@ -277,15 +394,14 @@ mod tests {
 
     fn one_rank() -> (Ctx, RunInfo) {
         let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
-        let world = Arc::new(SingleComm::new(backend.clone()));
         let info = RunInfo::new(backend.as_ref(), "quick", 0, 1);
-        (Ctx { backend, world, gemm_dtype: DType::Bf16, layout: crate::plan::Layout { cp: 1, ep: 1 } }, info)
+        (Ctx::single(backend, DType::Bf16), info)
     }
 
     #[test]
     fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
         let (ctx, info) = one_rank();
-        let opts = Options { warmup: 1, iterations: 3, variants: None };
+        let opts = Options { warmup: 1, iterations: 3, variants: None, single_rank: false };
         let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
         assert_eq!(by("baseline").status, Status::Ok);
@@ -297,7 +413,7 @@ mod tests {
         // 0.2 / 4 = 0.05 > 0.01
         assert_eq!(by("far").status, Status::Failed);
         assert_eq!(by("far").speedup, None);
-        assert!(by("far").error.as_deref().unwrap().contains("max_err 5.000e-2 exceeds the tolerance 0.01"));
+        assert!(by("far").error.as_deref().unwrap().contains("max_err 5.000e-2 > 1.0e-2 against baseline"));
         assert_eq!(by("broken").status, Status::Error);
         assert!(by("broken").error.as_deref().unwrap().contains("kernel exploded"));
         // Same output as "far", but compared with its own reference: passes.
@@ -306,9 +422,24 @@ mod tests {
     }
 
     #[test]
+    fn row_check_allows_a_few_flipped_tokens_only_outside_f32() {
+        // 200 rows of 4: two rows far off, the rest within 1e-4.
+        let one: Vec<f32> = (0..800).map(|i| 1.0 + (i % 7) as f32).collect();
+        let mut out: Vec<f32> = one.iter().map(|x| x * (1.0 + 1e-4)).collect();
+        out[8..16].iter_mut().for_each(|x| *x *= 2.0);
+        let c = row_check(&out, &one, 200, false);
+        assert_eq!((c.rows, c.rows_off, c.allowed_off), (200, 2, 2));
+        assert!((c.rel_l2_rest - 1e-4).abs() < 1e-6, "{}", c.rel_l2_rest);
+        assert_eq!(row_check(&out, &one, 200, true).allowed_off, 0);
+        // A wrong shard is off everywhere.
+        let shifted: Vec<f32> = one.iter().rev().copied().collect();
+        assert!(row_check(&shifted, &one, 200, false).rows_off > 100);
+    }
+
+    #[test]
     fn unselected_baseline_still_runs_as_reference() {
         let (ctx, info) = one_rank();
-        let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]) };
+        let opts = Options { warmup: 0, iterations: 2, variants: Some(vec!["far".into()]), single_rank: false };
         let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].status, Status::Failed);
@@ -317,7 +448,7 @@ mod tests {
     #[test]
     fn non_finite_outputs_are_errors_naming_the_tensor() {
         let (ctx, info) = one_rank();
-        let opts = Options { warmup: 0, iterations: 1, variants: None };
+        let opts = Options { warmup: 0, iterations: 1, variants: None, single_rank: false };
         let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         let nan = recs.iter().find(|r| r.variant == "nan").unwrap();
         assert_eq!(nan.status, Status::Error);

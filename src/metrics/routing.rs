@@ -43,7 +43,7 @@ const PROB_SUM_TOL: f64 = 1e-3;
 
 /// Additive per-batch sums: tallies from several ranks (or micro-batches) of one batch merge by
 /// adding, so ranks can all-reduce `2 * experts + 2` numbers instead of gathering the assignments.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct RoutingTally {
     pub experts: usize,
     pub top_k: usize,

@@ -262,7 +262,7 @@ impl Llama {
             let k = b.rope(&l.wk.forward(b, &n, mode.gemm)?.reshape(&[s, c.kv_heads, c.head_dim]), 0, &rope)?;
             let v = l.wv.forward(b, &n, mode.gemm)?.reshape(&[s, c.kv_heads, c.head_dim]);
             drop(n);
-            let p = AttnParams { causal: true, q_offset: 0, k_offset: 0, algo: mode.attn };
+            let p = AttnParams::causal(0, 0, mode.attn);
             let a = b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()]);
             drop(q);
             kv_cache.push((k, v));

@@ -96,7 +96,8 @@ impl MoeConfig {
         }
     }
 
-    pub fn validate(&self, ep: usize) -> std::result::Result<(), ConfigError> {
+    /// The config's own facts; how they meet the layout is `plan::Plan::dims`'s business.
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         for (k, v) in [("hidden", self.hidden), ("expert_ffn", self.expert_ffn), ("num_experts", self.num_experts)]
             .into_iter()
@@ -128,14 +129,11 @@ impl MoeConfig {
                 self.num_experts / self.n_group
             ));
         }
-        if !self.num_experts.is_multiple_of(ep) {
-            return bad(format!("moe.num_experts ({}) must be divisible by the EP size ({ep})", self.num_experts));
-        }
-        self.validate_factors(ep)
+        self.validate_factors()
     }
 
     /// The values that setup and the balanced variant would otherwise refuse only after timing.
-    fn validate_factors(&self, ep: usize) -> std::result::Result<(), ConfigError> {
+    fn validate_factors(&self) -> std::result::Result<(), ConfigError> {
         let bad = |key: &str, value: String, reason: String| {
             Err(ConfigError::BadValue { key: format!("moe.{key}"), value, reason })
         };
@@ -156,17 +154,25 @@ impl MoeConfig {
         if !(self.routed_scaling.is_finite() && self.routed_scaling > 0.0) {
             return bad("routed_scaling", self.routed_scaling.to_string(), "expected a finite number > 0".into());
         }
+        Ok(())
+    }
+
+    /// EPLB replicas (balanced variant) fill `redundant_experts` extra slots over the `ep` ranks:
+    /// at most E x (ep - 1) of them, E + redundant a multiple of ep; none without EP.
+    pub fn check_redundant(&self, ep: usize) -> std::result::Result<(), ConfigError> {
         let (e, r) = (self.num_experts, self.redundant_experts);
-        if ep == 1 && r > 0 {
-            return bad("redundant_experts", r.to_string(), "0 without --ep: replicas are placed over EP ranks".into());
+        let bad = |why: String| {
+            Err(ConfigError::BadValue { key: "moe.redundant_experts".into(), value: r.to_string(), reason: why })
+        };
+        if ep <= 1 && r > 0 {
+            return bad("0 without --ep: replicas are placed over EP ranks".into());
         }
-        let max = e * (ep - 1);
+        let max = e * ep.saturating_sub(1);
         if ep > 1 && (r > max || !(e + r).is_multiple_of(ep)) {
-            let why = format!(
+            return bad(format!(
                 "at most num_experts x (EP - 1) = {e} x {} = {max}, with num_experts + redundant_experts a multiple of the EP size {ep}",
                 ep - 1
-            );
-            return bad("redundant_experts", r.to_string(), why);
+            ));
         }
         Ok(())
     }

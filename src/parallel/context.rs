@@ -148,7 +148,8 @@ pub fn attention(
         .into_iter()
         .zip(&q_chunks)
         .map(|(o, qc)| match o {
-            Some(a) => Ok(a.out),
+            Some(a) if a.out.dtype() == q.dtype() => Ok(a.out),
+            Some(a) => b.cast(&a.out, q.dtype()),
             None => b.zeros(qc.shape(), q.dtype()),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -210,7 +211,8 @@ fn ring(
                     continue;
                 }
                 let (kt, vt) = (b.rows(&kb, local, kr.len())?, b.rows(&vb, local, kr.len())?);
-                let ap = AttnParams { causal: true, q_offset: qr.start, k_offset: kr.start, algo: p.algo };
+                // f32 partials: the merge rounds once, at the end, as one rank would.
+                let ap = AttnParams { f32_out: true, ..AttnParams::causal(qr.start, kr.start, p.algo) };
                 let part = b.attention(&q_chunks[qi], &kt, &vt, &ap)?;
                 acc[qi] = Some(match acc[qi].take() {
                     None => part,
@@ -279,7 +281,7 @@ fn all_gather(
         let v_full = b.concat_rows(&vs.iter().collect::<Vec<_>>())?;
         for (qi, qr) in mine.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
             let (kt, vt) = (b.rows(&k_full, 0, qr.end)?, b.rows(&v_full, 0, qr.end)?);
-            let ap = AttnParams { causal: true, q_offset: qr.start, k_offset: 0, algo: p.algo };
+            let ap = AttnParams::causal(qr.start, 0, p.algo);
             acc[qi] = Some(b.attention(&q_chunks[qi], &kt, &vt, &ap)?);
             computed += 1;
         }

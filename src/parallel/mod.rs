@@ -1,10 +1,12 @@
 //! Parallelism around single-device layers (torchtitan style): the model code calls
 //! the `Backend` ops for one device; these wrappers split the work over a group of
 //! ranks and move data with a `Comm`. `expert`: expert parallelism for MoE layers;
-//! `context`: context-parallel causal attention (ring and all-gather).
+//! `context`: context-parallel causal attention (ring and all-gather); `groups`: the
+//! communicators of the layout's groups.
 
 pub mod context;
 pub mod expert;
+pub mod groups;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

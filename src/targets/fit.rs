@@ -4,6 +4,7 @@
 
 use super::memory::{Storage, run_budget};
 use crate::config::ConfigError;
+use crate::layout::ParallelDims;
 use crate::metrics::memory::{Budget, gib};
 use crate::plan::RunPlan;
 
@@ -35,6 +36,7 @@ impl Capacity {
 /// memory shared by `ranks_on_host` ranks. Nothing to check where neither can be read.
 pub fn check_backend(
     plan: &RunPlan,
+    dims: &ParallelDims,
     backend: &dyn crate::backend::Backend,
     ranks_on_host: usize,
 ) -> Result<(), ConfigError> {
@@ -43,7 +45,7 @@ pub fn check_backend(
         None => Capacity::host(ranks_on_host),
     };
     match cap {
-        Some(cap) => check_plan(plan, cap),
+        Some(cap) => check_plan(plan, dims, cap),
         None => {
             tracing::warn!("memory not checked: the available memory cannot be read");
             Ok(())
@@ -53,7 +55,7 @@ pub fn check_backend(
 
 /// What `--dry-run` can check without touching a device: the host for the CPU backend and for
 /// `--ranks` threads, a topology file's GPU memory otherwise. Returns the line to print.
-pub fn check_dry_run(plan: &RunPlan, ranks: usize) -> Result<String, ConfigError> {
+pub fn check_dry_run(plan: &RunPlan, dims: &ParallelDims, ranks: usize) -> Result<String, ConfigError> {
     let cpu = ranks > 1 || plan.backend == Some(crate::backend::BackendKind::Cpu);
     // An unreadable file is reported by the placement that follows.
     let gpu = plan.plan.topology.as_deref().and_then(|p| crate::topology::Topology::load(p).ok());
@@ -68,8 +70,8 @@ pub fn check_dry_run(plan: &RunPlan, ranks: usize) -> Result<String, ConfigError
                    --topology for the GPU's memory); the run checks it before allocating"
             .into());
     };
-    check_plan(plan, cap)?;
-    let (target, variant, b) = peak(plan, cap.storage())?;
+    check_plan(plan, dims, cap)?;
+    let (target, variant, b) = peak(plan, dims, cap.storage())?;
     Ok(format!("memory: fits; the largest per-rank estimate is {target} {variant}, {:.2} GiB", gib(b.total)))
 }
 
@@ -86,12 +88,15 @@ fn variants_run(plan: &RunPlan, cfg: &crate::harness::registry::TargetConfig) ->
 
 /// The largest per-rank budget of the run: (target, variant, budget). Targets run one after
 /// another and free their tensors in between, so the peak is the largest single variant.
-pub fn peak(plan: &RunPlan, at: Storage) -> Result<(&'static str, &'static str, Budget), ConfigError> {
-    let layout = plan.plan.layout;
+pub fn peak(
+    plan: &RunPlan,
+    dims: &ParallelDims,
+    at: Storage,
+) -> Result<(&'static str, &'static str, Budget), ConfigError> {
     let mut worst: Option<(&'static str, &'static str, Budget)> = None;
     for t in &plan.plan.targets {
         for v in variants_run(plan, t) {
-            let b = run_budget(t, layout, plan.plan.gemm_dtype, v, at)
+            let b = run_budget(t, dims, plan.plan.gemm_dtype, v, at)
                 .map_err(|e| ConfigError::Invalid(format!("{} {v}: {e}", t.name())))?;
             if worst.as_ref().is_none_or(|(_, _, w)| b.total > w.total) {
                 worst = Some((t.name(), v, b));
@@ -103,8 +108,8 @@ pub fn peak(plan: &RunPlan, at: Storage) -> Result<(&'static str, &'static str, 
 
 /// Refuses a plan whose largest per-rank estimate exceeds what each rank has, with the estimate
 /// in the message. Sizes that overflow 64 bits are refused as well.
-pub fn check_plan(plan: &RunPlan, cap: Capacity) -> Result<(), ConfigError> {
-    let (target, variant, budget) = peak(plan, cap.storage())?;
+pub fn check_plan(plan: &RunPlan, dims: &ParallelDims, cap: Capacity) -> Result<(), ConfigError> {
+    let (target, variant, budget) = peak(plan, dims, cap.storage())?;
     let (per_rank, whose, label) = match cap {
         Capacity::Device { bytes } => (bytes, format!("the device's {:.2} GiB", gib(bytes)), "device memory"),
         Capacity::Host { available, ranks } => (
@@ -136,56 +141,58 @@ mod tests {
     use crate::cli::Cli;
     use clap::Parser;
 
-    fn plan(args: &[&str]) -> RunPlan {
+    fn plan(args: &[&str]) -> (RunPlan, ParallelDims) {
         let cli = Cli::try_parse_from(["rwm-dist", "run"].iter().chain(args)).expect("flags parse");
         let crate::cli::Command::Run(a) = cli.command else { unreachable!() };
-        RunPlan::resolve(&a).expect("plan resolves")
+        let p = RunPlan::resolve(&a).expect("plan resolves");
+        let dims = p.plan.dims(1).expect("one rank fits");
+        (p, dims)
     }
 
     const GIB: u64 = 1 << 30;
 
     #[test]
     fn the_bench_profile_does_not_fit_a_small_host_and_fits_a_large_one() {
-        let p = plan(&["--profile", "bench"]);
+        let (p, d) = plan(&["--profile", "bench"]);
         // Llama 3.1 8B in f32 on the host: 32 GB of parameters alone.
-        let (target, _, b) = peak(&p, Storage::Host).unwrap();
+        let (target, _, b) = peak(&p, &d, Storage::Host).unwrap();
         assert_eq!(target, "llama");
         assert!(b.total > 32_000_000_000, "{}", b.total);
-        let e = check_plan(&p, Capacity::Host { available: 16 * GIB, ranks: 1 }).unwrap_err().to_string();
+        let e = check_plan(&p, &d, Capacity::Host { available: 16 * GIB, ranks: 1 }).unwrap_err().to_string();
         assert!(e.contains("memory: llama") && e.contains("16.00 GiB the host has available"), "{e}");
         assert!(e.contains("parameters") && e.contains("DOES NOT FIT"), "the estimate is shown: {e}");
-        check_plan(&p, Capacity::Host { available: 1024 * GIB, ranks: 1 }).unwrap();
+        check_plan(&p, &d, Capacity::Host { available: 1024 * GIB, ranks: 1 }).unwrap();
         // On an 80 GiB GPU the bf16 model fits.
-        check_plan(&p, Capacity::Device { bytes: 80 * GIB }).unwrap();
+        check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB }).unwrap();
     }
 
     #[test]
     fn the_naive_baseline_counts_its_score_matrix() {
-        let p = plan(&["--target", "llama", "--seq-len", "1000000"]);
-        let (_, variant, b) = peak(&p, Storage::Device).unwrap();
+        let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000"]);
+        let (_, variant, b) = peak(&p, &d, Storage::Device).unwrap();
         assert_eq!(variant, "baseline");
         // One head's 10^6 x 10^6 scores in f32 and probabilities in bf16.
         assert_eq!(b.bytes(crate::metrics::memory::term::ATTENTION), 1_000_000u64 * 1_000_000 * 6);
-        let e = check_plan(&p, Capacity::Device { bytes: 141 * GIB }).unwrap_err().to_string();
+        let e = check_plan(&p, &d, Capacity::Device { bytes: 141 * GIB }).unwrap_err().to_string();
         assert!(e.contains("llama baseline") && e.contains("attention workspace"), "{e}");
         // Without the baseline's variant selected it still runs as the reference.
-        let p = plan(&["--target", "llama", "--seq-len", "1000000", "--variant", "optimized"]);
-        assert_eq!(peak(&p, Storage::Device).unwrap().1, "baseline");
+        let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000", "--variant", "optimized"]);
+        assert_eq!(peak(&p, &d, Storage::Device).unwrap().1, "baseline");
     }
 
     #[test]
     fn ranks_on_one_host_share_it() {
-        let p = plan(&["--target", "moe"]);
-        let one = peak(&p, Storage::Host).unwrap().2.total;
-        check_plan(&p, Capacity::Host { available: one, ranks: 1 }).unwrap();
-        let e = check_plan(&p, Capacity::Host { available: one, ranks: 2 }).unwrap_err().to_string();
+        let (p, d) = plan(&["--target", "moe"]);
+        let one = peak(&p, &d, Storage::Host).unwrap().2.total;
+        check_plan(&p, &d, Capacity::Host { available: one, ranks: 1 }).unwrap();
+        let e = check_plan(&p, &d, Capacity::Host { available: one, ranks: 2 }).unwrap_err().to_string();
         assert!(e.contains("shared by 2 ranks"), "{e}");
     }
 
     #[test]
     fn sizes_beyond_64_bits_are_refused() {
-        let p = plan(&["--target", "llama", "--seq-len", "18446744073709551615"]);
-        let e = check_plan(&p, Capacity::Device { bytes: 80 * GIB }).unwrap_err().to_string();
+        let (p, d) = plan(&["--target", "llama", "--seq-len", "18446744073709551615"]);
+        let e = check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB }).unwrap_err().to_string();
         assert!(e.contains("llama baseline") && e.contains("overflows 64-bit"), "{e}");
     }
 }

@@ -64,19 +64,19 @@ impl Gpt4Target {
         let gemm = self.gemm_dtype(ctx, variant);
         let model = self.model.as_ref().expect("setup ran");
         let algo = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
-        let world = ctx.world.as_ref();
+        let (cp_group, ep_group) = (ctx.groups.cp.as_ref(), ctx.groups.ep.as_ref());
         let seq_len = self.cfg.seq_len;
         let cp = CpParams { kind: self.cfg.cp_kind, algo, seq_len, measure_comm };
         let (cp_stats, ep_stats) = (&mut self.cp_stats, &mut self.ep_stats);
         cp_stats.clear();
         ep_stats.clear();
         let mut attn = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
-            if ctx.layout.cp > 1 {
-                let (o, st) = context::attention(b, world, q, k, v, &cp)?;
+            if ctx.dims.cp > 1 {
+                let (o, st) = context::attention(b, cp_group, q, k, v, &cp)?;
                 cp_stats.push(st);
                 Ok(o)
             } else {
-                Ok(b.attention(q, k, v, &AttnParams { causal: true, q_offset: 0, k_offset: 0, algo })?.out)
+                Ok(b.attention(q, k, v, &AttnParams::causal(0, 0, algo))?.out)
             }
         };
         let per_expert = self.per_expert.as_deref();
@@ -95,7 +95,7 @@ impl Gpt4Target {
                             None => m.experts_grouped(b, rows, offsets)?,
                         })
                     };
-                    let (y, st) = expert::forward(b, world, p, x, &r, run)?;
+                    let (y, st) = expert::forward(b, ep_group, p, x, &r, run)?;
                     ep_stats.push(st);
                     Ok(y)
                 }
@@ -103,6 +103,14 @@ impl Gpt4Target {
         };
         let x = b.concat_rows(&[self.x.as_ref().expect("setup ran")])?;
         model.forward(b, x, &self.chunks, gemm, &mut attn, &mut moe)
+    }
+}
+
+/// Seed of replica `r`'s input sequence (replica 0 keeps the one-rank seed).
+fn input_seed(seed: u64, replica: usize) -> u64 {
+    match replica {
+        0 => child_seed(seed, "x"),
+        r => child_seed(seed, &format!("x.replica{r}")),
     }
 }
 
@@ -148,21 +156,22 @@ impl Workload for Gpt4Target {
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
-        let (rank, c) = (ctx.world.rank(), &self.cfg);
-        let experts: Vec<usize> = if ctx.layout.ep > 1 {
-            let p = ExpertPlacement::contiguous(c.num_experts, ctx.layout.ep)?;
-            let mine = p.slot_experts(rank);
+        let c = &self.cfg;
+        let (ep, cp) = (&ctx.groups.ep, &ctx.groups.cp);
+        let experts: Vec<usize> = if ep.size() > 1 {
+            let p = ExpertPlacement::contiguous(c.num_experts, ep.size())?;
+            let mine = p.slot_experts(ep.rank());
             self.placement = Some(p);
             mine
         } else {
             (0..c.num_experts).collect()
         };
         self.model = Some(Gpt4::new(b, c, &Source::Random { seed: c.seed }, &experts, self.dtype)?);
-        // Every rank draws the same full input and keeps its own shard of it.
-        let full = b.random(&[c.seq_len, c.hidden], self.dtype, child_seed(c.seed, "x"), 1.0)?;
-        if ctx.layout.cp > 1 {
-            self.chunks = context::shard(c.seq_len, ctx.layout.cp, rank)?;
-            self.x = Some(context::take_shard(b, &full, ctx.layout.cp, rank)?);
+        // The ranks of a CP group draw their replica's whole sequence and keep their shard of it.
+        let full = b.random(&[c.seq_len, c.hidden], self.dtype, input_seed(c.seed, ctx.data.replica), 1.0)?;
+        if cp.size() > 1 {
+            self.chunks = context::shard(c.seq_len, cp.size(), cp.rank())?;
+            self.x = Some(context::take_shard(b, &full, cp.size(), cp.rank())?);
         } else {
             self.chunks = std::iter::once(0..c.seq_len).collect();
             self.x = Some(full);
@@ -203,9 +212,18 @@ impl Workload for Gpt4Target {
     fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
         self.forward(ctx, variant, false)
     }
+    fn single_rank_output(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+        let one = ctx.single_rank();
+        let mut w = Gpt4Target::with_dtype(self.cfg.clone(), self.dtype);
+        w.setup(&one)?;
+        w.prepare(&one, variant)?;
+        let full = w.step(&one, variant)?;
+        let cp = &ctx.groups.cp;
+        Ok(Some(context::take_shard(ctx.backend.as_ref(), &full, cp.size(), cp.rank())?))
+    }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
         let (gemm, at) = (self.gemm_dtype(ctx, variant), super::memory::Storage::Device);
-        Some(super::memory::gpt4_run(&self.cfg, ctx.layout, variant, gemm, at).ok()?.total)
+        Some(super::memory::gpt4_run(&self.cfg, &ctx.dims, variant, gemm, at).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.chunks.iter().map(|r| r.len()).sum()
@@ -217,7 +235,7 @@ impl Workload for Gpt4Target {
     fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
         m.insert("params".into(), json!(self.cfg.params()));
-        if ctx.layout.cp > 1 {
+        if ctx.dims.cp > 1 {
             // One more step that also replays the ring's transfers alone, to measure overlap.
             self.forward(ctx, variant, true)?;
             let mut cp = sum_stats(&self.cp_stats);
@@ -229,7 +247,7 @@ impl Workload for Gpt4Target {
             };
             m.insert("cp".into(), json!({"kind": self.cfg.cp_kind, "sum_over_layers": cp, "overlap": overlap}));
         }
-        if ctx.layout.ep > 1 {
+        if ctx.dims.ep > 1 {
             m.insert("ep".into(), json!({"sum_over_layers": sum_stats(&self.ep_stats)}));
         }
         Ok(m)

@@ -3,12 +3,12 @@
 
 use crate::backend::AttnAlgo;
 use crate::harness::registry::TargetConfig;
+use crate::layout::ParallelDims;
 use crate::metrics::memory::{Budget, Checked, CpMode, MemoryError, MemoryInputs, Term, n};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
 use crate::parallel::context::CpKind;
-use crate::plan::Layout;
 use crate::tensor::DType;
 
 pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
@@ -32,7 +32,7 @@ pub const DROPLESS: f64 = 1.0;
 
 /// One MoE layer with no attention of its own: the attention fields describe a
 /// one-head, one-dimension stub so that only the MoE terms count.
-pub fn moe(c: &MoeConfig, layout: Layout) -> MemoryInputs {
+pub fn moe(c: &MoeConfig, layout: &ParallelDims) -> MemoryInputs {
     MemoryInputs {
         layers: 1,
         hidden: c.hidden,
@@ -55,7 +55,7 @@ pub fn moe(c: &MoeConfig, layout: Layout) -> MemoryInputs {
 
 /// `with_embedding`: count the token embedding and LM head of the deployed model
 /// (`estimate`); the `gpt4` target runs the block stack on hidden states and has none.
-pub fn gpt4(c: &Gpt4Config, layout: Layout, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
+pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
     MemoryInputs {
         layers: c.layers,
         hidden: c.hidden,
@@ -129,7 +129,7 @@ pub fn llama_run(c: &LlamaConfig, gemm_dtype: DType, variant: &str, at: Storage)
 /// One rank of `moe` running `variant` (dropless: t*k rows), with the other input batches kept
 /// for the routing statistics, the baseline's per-expert weight copies, and the balanced variant's
 /// second layer on its EPLB placement.
-pub fn moe_run(c: &MoeConfig, layout: Layout, variant: &str, at: Storage) -> Result<Budget, MemoryError> {
+pub fn moe_run(c: &MoeConfig, layout: &ParallelDims, variant: &str, at: Storage) -> Result<Budget, MemoryError> {
     let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(moe(c, layout)) };
     let bf16 = n(at.bytes(DType::Bf16));
     let expert = n(3) * n(c.hidden) * n(c.expert_ffn) * bf16;
@@ -150,7 +150,7 @@ pub fn moe_run(c: &MoeConfig, layout: Layout, variant: &str, at: Storage) -> Res
 /// the baseline, bf16 and FP8 for FP8) and FP8 copies of the attention projections.
 pub fn gpt4_run(
     c: &Gpt4Config,
-    layout: Layout,
+    layout: &ParallelDims,
     variant: &str,
     gemm: DType,
     at: Storage,
@@ -177,7 +177,7 @@ pub fn gpt4_run(
 /// One rank of `cfg` running `variant` under the plan's layout and `--dtype`.
 pub fn run_budget(
     cfg: &TargetConfig,
-    layout: Layout,
+    layout: &ParallelDims,
     gemm_dtype: DType,
     variant: &str,
     at: Storage,

@@ -79,23 +79,26 @@ impl MoeTarget {
         Ok(self.plain().layer.route(ctx.backend.as_ref(), &self.inputs[batch], self.skew.as_ref(), bias)?)
     }
 
-    /// Expert load of one routing, summed over the EP group (every rank gets the same).
+    /// Expert load of one routing, summed over every rank of the layer (all get the same,
+    /// so every rank learns the same bias).
     fn group_load(&self, ctx: &Ctx, r: &Routing) -> Result<Vec<u64>> {
         let b = ctx.backend.as_ref();
         let mut load = vec![0f32; self.cfg.num_experts];
         b.download_i32(&r.ids)?.iter().for_each(|&e| load[e as usize] += 1.0);
-        if ctx.layout.ep > 1 {
+        if ctx.world.size() > 1 {
             let t = b.upload(&load, &[load.len()], DType::F32)?;
             load = b.download(&ctx.world.all_reduce_sum(&t)?)?;
         }
         Ok(load.iter().map(|&x| x.round() as u64).collect())
     }
 
-    /// Routing health of every batch on this rank, with or without the learned bias.
-    fn routing_stats(&self, ctx: &Ctx, biased: bool) -> Result<RoutingStats> {
+    /// Routing health of every batch, with or without the learned bias: on this rank's
+    /// tokens, and layer-wide (each batch's tallies summed over every rank of the layer).
+    fn routing_stats(&self, ctx: &Ctx, biased: bool) -> Result<(RoutingStats, RoutingStats)> {
         let b = ctx.backend.as_ref();
         let (e, k) = (self.cfg.num_experts, self.cfg.top_k);
-        let mut batches: Vec<BatchRouting> = vec![];
+        let (mut mine, mut layer): (Vec<BatchRouting>, Vec<BatchRouting>) = (vec![], vec![]);
+        let cf = self.cfg.capacity_factor;
         for i in 0..self.cfg.batches {
             let r = self.routing(ctx, i, biased)?;
             let mut probs = b.download(&r.probs)?;
@@ -103,9 +106,10 @@ impl MoeTarget {
                 probs = normalize_rows(&probs, e);
             }
             let tally = RoutingTally::from_assignments(&b.download_i32(&r.ids)?, &probs, e, k).map_err(err)?;
-            batches.push(tally.batch_stats(self.cfg.capacity_factor).map_err(err)?);
+            mine.push(tally.batch_stats(cf).map_err(err)?);
+            layer.push(sum_over(ctx.world.as_ref(), tally)?.batch_stats(cf).map_err(err)?);
         }
-        RoutingStats::from_batches(&batches).map_err(err)
+        Ok((RoutingStats::from_batches(&mine).map_err(err)?, RoutingStats::from_batches(&layer).map_err(err)?))
     }
 
     /// DeepSeek-V3's auxiliary-loss-free balancing: `balance_steps` updates cycling over
@@ -126,12 +130,12 @@ impl MoeTarget {
         let loads: Vec<f64> = total.iter().map(|&x| x as f64).collect();
         let mut report =
             json!({"gamma": bal.gamma(), "bias_abs_max": bal.bias().iter().fold(0f32, |m, x| m.max(x.abs()))});
-        if ctx.layout.ep > 1 {
-            let p = plan_placement(&loads, ctx.layout.ep, self.cfg.redundant_experts).map_err(err)?;
+        if ctx.dims.ep > 1 {
+            let p = plan_placement(&loads, ctx.dims.ep, self.cfg.redundant_experts).map_err(err)?;
             report["placement"] = serde_json::to_value(p.report(&loads).map_err(err)?).expect("serialises");
             let placement = ExpertPlacement { slots_per_rank: p.slots_per_rank, replicas: p.replicas };
-            placement.validate(ctx.layout.ep)?;
-            let slots = placement.slot_experts(ctx.world.rank());
+            placement.validate(ctx.dims.ep)?;
+            let slots = placement.slot_experts(ctx.groups.ep.rank());
             let layer =
                 MoeLayer::new(b, &self.cfg, &Source::Random { seed: self.cfg.seed }, "moe", &slots, DType::Bf16)?;
             self.balanced = Some(Sharded { layer, placement: Some(placement) });
@@ -139,6 +143,27 @@ impl MoeTarget {
         self.balance_report = report;
         Ok(())
     }
+}
+
+/// `tally` summed over every rank of `comm` (exact: gathered to rank 0 as JSON, merged,
+/// broadcast back).
+fn sum_over(comm: &dyn crate::comm::Comm, tally: RoutingTally) -> Result<RoutingTally> {
+    if comm.size() == 1 {
+        return Ok(tally);
+    }
+    let mine = serde_json::to_vec(&tally).expect("tallies serialise");
+    let merged = match comm.gather_bytes(&mine)? {
+        Some(all) => {
+            let mut sum = tally.clone();
+            for bytes in &all[1..] {
+                let other: RoutingTally = serde_json::from_slice(bytes).map_err(err)?;
+                sum.merge(&other).map_err(err)?;
+            }
+            serde_json::to_vec(&sum).expect("tallies serialise")
+        }
+        None => vec![],
+    };
+    serde_json::from_slice(&comm.broadcast_bytes(&merged)?).map_err(err)
 }
 
 /// The layer over `x` with routing `r`, on the experts of `s`; the loop over experts
@@ -160,7 +185,7 @@ fn forward(
             None => s.layer.experts_grouped(b, rows, offsets)?,
         })
     };
-    let (routed, st) = expert::forward(b, ctx.world.as_ref(), p, x, r, run)?;
+    let (routed, st) = expert::forward(b, ctx.groups.ep.as_ref(), p, x, r, run)?;
     let out = match &s.layer.shared {
         Some(m) => b.add(&routed, &m.forward(b, x, x.dtype())?)?,
         None => routed,
@@ -190,14 +215,16 @@ impl Workload for MoeTarget {
         let b = ctx.backend.as_ref();
         let c = &self.cfg;
         let src = Source::Random { seed: c.seed };
-        let (slots, placement) = if ctx.layout.ep > 1 {
-            let p = ExpertPlacement::contiguous(c.num_experts, ctx.layout.ep)?;
-            (p.slot_experts(ctx.world.rank()), Some(p))
+        let ep = &ctx.groups.ep;
+        let (slots, placement) = if ep.size() > 1 {
+            let p = ExpertPlacement::contiguous(c.num_experts, ep.size())?;
+            (p.slot_experts(ep.rank()), Some(p))
         } else {
             (MoeLayer::all_experts(c), None)
         };
         self.plain = Some(Sharded { layer: MoeLayer::new(b, c, &src, "moe", &slots, DType::Bf16)?, placement });
-        let rank = ctx.world.rank();
+        // Every rank routes tokens of its own.
+        let rank = ctx.data.rank;
         self.inputs = (0..c.batches)
             .map(|i| b.random(&[c.tokens, c.hidden], DType::Bf16, child_seed(c.seed, &format!("x{i}.{rank}")), 1.0))
             .collect::<std::result::Result<_, _>>()?;
@@ -229,6 +256,18 @@ impl Workload for MoeTarget {
         self.ep_stats = st;
         Ok(out)
     }
+    /// Baseline and optimized only: a one-rank balanced run would learn its bias from one
+    /// rank's load, not the layer's (balanced is checked against `reference` instead).
+    fn single_rank_output(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+        if variant == "balanced" {
+            return Ok(None);
+        }
+        let one = ctx.single_rank();
+        let mut w = MoeTarget::new(self.cfg.clone());
+        w.setup(&one)?;
+        w.prepare(&one, variant)?;
+        Ok(Some(w.step(&one, variant)?))
+    }
     fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
         if variant != "balanced" {
             return Ok(None);
@@ -240,7 +279,7 @@ impl Workload for MoeTarget {
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
         let at = super::memory::Storage::Device;
-        Some(super::memory::moe_run(&self.cfg, ctx.layout, variant, at).ok()?.total)
+        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens
@@ -251,9 +290,13 @@ impl Workload for MoeTarget {
     fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
         let balanced = variant == "balanced";
-        m.insert("routing".into(), serde_json::to_value(self.routing_stats(ctx, balanced)?).expect("serialises"));
+        let (mine, layer) = self.routing_stats(ctx, balanced)?;
+        m.insert("routing".into(), serde_json::to_value(mine).expect("serialises"));
+        if ctx.world.size() > 1 {
+            m.insert("routing_layer".into(), serde_json::to_value(layer).expect("serialises"));
+        }
         if balanced {
-            let before = self.routing_stats(ctx, false)?;
+            let before = self.routing_stats(ctx, false)?.0;
             let mut report = self.balance_report.clone();
             report["gini_before"] = json!(before.overall.gini);
             report["max_mean_before"] = json!(before.overall.max_mean);

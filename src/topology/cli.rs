@@ -1,8 +1,9 @@
 //! `rwm-dist topo show` and `rwm-dist topo discover`.
 
 use super::discover::{self, DiscoverOptions, Source};
-use super::placement::{self, Cost, Dim, EpLayout, GroupBytes, ParallelDims, Placement};
-use super::{Error, Result, Topology};
+use super::placement::{self, Cost, GroupBytes, Placement};
+use super::{Result, Topology};
+use crate::layout::{Dim, LayoutArgs, ParallelDims};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -22,19 +23,8 @@ pub struct ShowArgs {
     /// Number of ranks; default: every GPU of the topology.
     #[arg(long)]
     pub world: Option<usize>,
-    #[arg(long, default_value_t = 1)]
-    pub tp: usize,
-    #[arg(long, default_value_t = 1)]
-    pub cp: usize,
-    #[arg(long, default_value_t = 1)]
-    pub ep: usize,
-    /// Default: what the world leaves: world / (tp x cp), or world / (tp x cp x ep) with --ep-layout separate.
-    #[arg(long)]
-    pub dp: Option<usize>,
-    /// folded: EP groups are formed from the CP x DP ranks (world = tp x cp x dp);
-    /// separate: EP is a dimension of its own (world = tp x cp x ep x dp).
-    #[arg(long, value_enum, default_value_t = EpLayout::Folded)]
-    pub ep_layout: EpLayout,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// Number of experts, to check that EP divides it.
     #[arg(long)]
     pub experts: Option<usize>,
@@ -80,17 +70,10 @@ pub fn run(cmd: &TopoCommand, out: &mut dyn Write) -> Result<()> {
 fn show(a: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     let topo = Topology::load(&a.topology)?;
     let world = a.world.unwrap_or(topo.gpu_count());
-    // Plain messages before any product of degrees is formed ("tp 0 x cp 4 = 0" helps no one).
-    for (flag, v) in [("--world", world), ("--tp", a.tp), ("--cp", a.cp), ("--ep", a.ep), ("--dp", a.dp.unwrap_or(1))] {
-        if v == 0 {
-            return Err(Error::Dims(format!("{flag} must be at least 1")));
-        }
+    let dims = ParallelDims::resolve(world, &a.layout)?;
+    if let Some(e) = a.experts {
+        dims.check_experts(e, "--experts")?;
     }
-    let dims = match a.dp {
-        Some(dp) => ParallelDims { tp: a.tp, cp: a.cp, ep: a.ep, dp, ep_layout: a.ep_layout },
-        None => ParallelDims::infer_dp(world, a.tp, a.cp, a.ep, a.ep_layout)?,
-    };
-    dims.validate(world, a.experts)?;
     let p = placement::place(&topo, world, dims)?;
     writeln!(
         out,
@@ -120,11 +103,7 @@ fn show(a: &ShowArgs, out: &mut dyn Write) -> Result<()> {
 /// The rank table: rank, node, local GPU, coordinates and NVLink domain of every rank.
 pub fn render_map(p: &Placement, out: &mut dyn Write) -> std::io::Result<()> {
     let d = p.dims;
-    let layout = match d.ep_layout {
-        EpLayout::Separate => format!("tp {} x cp {} x ep {} x dp {}", d.tp, d.cp, d.ep, d.dp),
-        EpLayout::Folded => format!("tp {} x cp {} x dp {}, ep {} folded over cp x dp", d.tp, d.cp, d.dp, d.ep),
-    };
-    writeln!(out, "world {} = {layout} on {} (nodes {})", p.world_size(), p.topology, compact(&p.nodes_used()))?;
+    writeln!(out, "world {} = {d} on {} (nodes {})", p.world_size(), p.topology, compact(&p.nodes_used()))?;
     writeln!(out, "{:>5} {:>5} {:>4} {:>4} {:>4} {:>4} {:>4}  domain", "rank", "node", "gpu", "tp", "cp", "ep", "dp")?;
     for (r, s) in p.slots.iter().enumerate() {
         let c = d.coords(r);

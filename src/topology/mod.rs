@@ -9,9 +9,7 @@ pub mod nvsmi;
 pub mod placement;
 mod schema;
 
-pub use placement::{
-    Coords, Cost, Dim, DimCost, EpLayout, GroupBytes, ParallelDims, Placement, Slot, cost, place, round_robin,
-};
+pub use placement::{Cost, DimCost, GroupBytes, Placement, Slot, cost, place, round_robin};
 
 use std::fmt;
 use std::path::Path;
@@ -26,9 +24,11 @@ pub enum Error {
     Field { at: Loc, field: String, msg: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    /// Parallel degrees that do not fit the world size, the experts or the topology.
+    /// A world that does not fit the topology.
     #[error("{0}")]
     Dims(String),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::Error),
     #[error("nvidia-smi topo -m output, line {line}: {msg}")]
     Nvsmi { line: usize, msg: String },
     #[error("topology discovery failed: {0}")]

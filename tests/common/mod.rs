@@ -4,12 +4,14 @@
 use rwm_dist::backend::{Backend, cpu::CpuBackend};
 use rwm_dist::comm::{Comm, local::LocalComm, single::SingleComm};
 use rwm_dist::harness::Ctx;
-use rwm_dist::plan::Layout;
+use rwm_dist::layout::ParallelDims;
 use rwm_dist::tensor::DType;
 use std::sync::Arc;
 
-/// Run `f` on `n` ranks (threads sharing one CPU backend) and collect each rank's result.
-pub fn on_ranks<T: Send>(n: usize, layout: Layout, f: impl Fn(&Ctx) -> T + Sync) -> Vec<T> {
+/// Run `f` on every rank of `dims` (threads sharing one CPU backend, each with its layout
+/// groups) and collect each rank's result.
+pub fn on_ranks<T: Send>(dims: ParallelDims, f: impl Fn(&Ctx) -> T + Sync) -> Vec<T> {
+    let n = dims.world_size();
     let b: Arc<dyn Backend> = Arc::new(CpuBackend::new());
     let comms: Vec<Arc<dyn Comm>> = if n == 1 {
         vec![Arc::new(SingleComm::new(b.clone()))]
@@ -21,7 +23,7 @@ pub fn on_ranks<T: Send>(n: usize, layout: Layout, f: impl Fn(&Ctx) -> T + Sync)
             .into_iter()
             .map(|world| {
                 let (b, f) = (b.clone(), &f);
-                s.spawn(move || f(&Ctx { backend: b, world, gemm_dtype: DType::Bf16, layout }))
+                s.spawn(move || f(&Ctx::new(b, world, dims, DType::Bf16).unwrap()))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()

@@ -12,14 +12,15 @@ impl CudaBackend {
         if [q, k, v].iter().any(|t| t.dtype != DType::Bf16) {
             return Err(Error::Unsupported { op: "attention", what: format!("q {q:?} k {k:?} v {v:?} (bf16 only)") });
         }
-        let out = self.alloc(&q.shape, q.dtype)?;
+        let out_dtype = if p.f32_out { DType::F32 } else { q.dtype };
+        let out = self.alloc(&q.shape, out_dtype)?;
         let lse = self.alloc(&[n.hq, n.sq], DType::F32)?;
         if n.sq == 0 {
             return Ok(AttnOut { out, lse });
         }
         if n.sk == 0 {
             // No keys: zero rows and lse -inf, as the reference leaves them.
-            let out = self.zeros_on_device(&q.shape, q.dtype)?;
+            let out = self.zeros_on_device(&q.shape, out_dtype)?;
             let lse = self.upload_f32(&vec![f32::NEG_INFINITY; n.hq * n.sq], &[n.hq, n.sq], DType::F32)?;
             return Ok(AttnOut { out, lse });
         }
@@ -45,7 +46,8 @@ impl CudaBackend {
                     p.causal,
                     scale * std::f32::consts::LOG2_E
                 ];
-                self.launch("flash_attention.cu", fk.name, grid, fk.threads(), fk.smem(), a)?;
+                let name = if p.f32_out { fk.name_f32o } else { fk.name };
+                self.launch("flash_attention.cu", name, grid, fk.threads(), fk.smem(), a)?;
             }
             (AttnAlgo::Flash, None) => {
                 tracing::debug!(
@@ -77,6 +79,7 @@ impl CudaBackend {
         let (qp, kp, vp, op) = (self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(out)?);
         let (sp, pp, lp) = (self.ptr(&scores)?, self.ptr(&probs)?, self.ptr(lse)?);
         let (d, group) = (n.d as i64, n.hq / n.hkv);
+        let (out_ty, out_bytes) = if out.dtype == DType::F32 { (Ty::F32, 4) } else { (Ty::Bf16, 2) };
         let one = |m: usize, nn: usize, kk: usize, a: Ty, dt: Ty, trans_a: bool, lda: i64, ldb: i64, ldd: i64| Gemm {
             m: m as u64,
             n: nn as u64,
@@ -97,10 +100,10 @@ impl CudaBackend {
         // Column-major views: scores^T [sk, sq] = K_h (as [d, sk], transposed) x Q_h ([d, sq]).
         let g_scores = one(n.sk, n.sq, n.d, Ty::Bf16, Ty::F32, true, n.hkv as i64 * d, n.hq as i64 * d, n.sk as i64);
         // out_h^T [d, sq] = V_h ([d, sk]) x P^T ([sk, sq]).
-        let g_out = one(n.d, n.sq, n.sk, Ty::Bf16, Ty::Bf16, false, n.hkv as i64 * d, n.sk as i64, n.hq as i64 * d);
+        let g_out = one(n.d, n.sq, n.sk, Ty::Bf16, out_ty, false, n.hkv as i64 * d, n.sk as i64, n.hq as i64 * d);
         for h in 0..n.hq {
             let kh = h / group;
-            let (qo, ko, oo) = ((h * n.d * 2) as u64, (kh * n.d * 2) as u64, (h * n.d * 2) as u64);
+            let (qo, ko, oo) = ((h * n.d * 2) as u64, (kh * n.d * 2) as u64, (h * n.d * out_bytes) as u64);
             self.blas.run(&g_scores, kp + ko, qp + qo, sp, scale, None)?;
             let a = args![sp, pp, lp + (h * n.sq * 4) as u64, n.sk, p.causal, p.q_offset, p.k_offset];
             self.launch("attention.cu", "softmax_rows", (n.sq as u32, 1, 1), 256, 0, a)?;

@@ -356,6 +356,9 @@ impl Backend for CudaBackend {
     fn attn_merge(&self, a: &AttnOut, b: &AttnOut) -> Result<AttnOut> {
         self.merge(a, b)
     }
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        CudaBackend::cast(self, x, dtype)
+    }
     fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing> {
         self.route_tokens(logits, p, bias)
     }

@@ -8,6 +8,8 @@ use super::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
+    /// The same tiles writing an f32 output (partials merged by lse).
+    pub name_f32o: &'static str,
     pub d: usize,
     pub warps: usize,
     pub mt: usize,
@@ -29,11 +31,11 @@ impl FlashKernel {
 }
 
 pub const FLASH_KERNELS: &[FlashKernel] = &[
-    FlashKernel { name: "flash_fwd_d128_w8m1", d: 128, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d128_w4m2", d: 128, warps: 4, mt: 2 },
-    FlashKernel { name: "flash_fwd_d128_w8m2", d: 128, warps: 8, mt: 2 },
-    FlashKernel { name: "flash_fwd_d64_w8m1", d: 64, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d64_w4m2", d: 64, warps: 4, mt: 2 },
+    FlashKernel { name: "flash_fwd_d128_w8m1", name_f32o: "flash_fwd_d128_w8m1_f32o", d: 128, warps: 8, mt: 1 },
+    FlashKernel { name: "flash_fwd_d128_w4m2", name_f32o: "flash_fwd_d128_w4m2_f32o", d: 128, warps: 4, mt: 2 },
+    FlashKernel { name: "flash_fwd_d128_w8m2", name_f32o: "flash_fwd_d128_w8m2_f32o", d: 128, warps: 8, mt: 2 },
+    FlashKernel { name: "flash_fwd_d64_w8m1", name_f32o: "flash_fwd_d64_w8m1_f32o", d: 64, warps: 8, mt: 1 },
+    FlashKernel { name: "flash_fwd_d64_w4m2", name_f32o: "flash_fwd_d64_w4m2_f32o", d: 64, warps: 4, mt: 2 },
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
