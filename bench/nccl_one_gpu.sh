@@ -37,12 +37,12 @@ topology() {
         echo "nodes = $n"
         echo "gpus_per_node = 1"
         echo "gpus = $n"
-        echo "network_gb_per_s = 1"
         echo "[gpu]"
         echo "model = \"$(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 2>/dev/null || echo GPU)\""
         echo "memory_gb = 1"
+        echo "network_gb_per_s = 1  # loopback sockets"
         for ((i = 0; i < n; i++)); do
-            printf '[[nvlink_domain]]\nname = "node%d"\ngpus = [%d]\n' "$i" "$i"
+            printf '[[nvlink_domain]]\nname = "node%d"\nnodes = [%d]\n' "$i" "$i"
         done
     } >"$f"
     echo "$f"
@@ -69,8 +69,8 @@ for n in "${sizes[@]}"; do
     topo=$(topology "$n")
     while IFS='|' read -r name args; do
         # shellcheck disable=SC2086 # $args holds several flags
-        if mpirun -np "$n" --bind-to none "$wrapper" "$bin" run --backend cuda --topology "$topo" $args \
-            --output "$out/$n-$name.jsonl" >"$out/$n-$name.log" 2>&1; then rc=0; else rc=$?; fi
+        if mpirun -np "$n" --bind-to none "$wrapper" "$bin" run --backend "${RWM_BACKEND:-cuda}" --topology "$topo" $args \
+            --output "$out/$n-$name.jsonl" </dev/null >"$out/$n-$name.log" 2>&1; then rc=0; else rc=$?; fi
         echo "$n ranks $name: exit $rc" | tee -a "$out/summary.txt"
     done < <(layouts "$n")
 done

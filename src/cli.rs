@@ -70,9 +70,17 @@ pub struct ConfigArgs {
     /// Router input skew for moe: none, zipf:S or hot:N:P.
     #[arg(long)]
     pub skew: Option<String>,
-    /// Llama checkpoint directory (safetensors, Hugging Face names).
+    /// Llama checkpoint directory as Hugging Face publishes it: config.json (decides the
+    /// architecture), safetensors (one file or shards with their index), tokenizer.json.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Prompt to prefill (llama): prints its top-5 next tokens and perplexity; timing repeats
+    /// or cuts it to --seq-len. Token ids (`128000 791`) when the checkpoint has no tokenizer.json.
+    #[arg(long, conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
     /// Topology file (topology/*.toml) for rank placement.
     #[arg(long)]
     pub topology: Option<PathBuf>,

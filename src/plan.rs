@@ -66,6 +66,12 @@ impl Plan {
         if let Some(w) = &a.weights {
             flags.push(shortcut("llama", "weights", w.display().to_string()));
         }
+        if let Some(p) = &a.prompt {
+            flags.push(shortcut("llama", "prompt", p.clone()));
+        }
+        if let Some(f) = &a.prompt_file {
+            flags.push(shortcut("llama", "prompt", crate::models::tokenizer::read_prompt_file(f)?));
+        }
         let layout = a.layout;
         let mut targets = vec![];
         for name in &names {
@@ -75,6 +81,12 @@ impl Plan {
                 overrides.iter().filter(|o| o.key == "preset").chain(overrides.iter().filter(|o| o.key != "preset"));
             for o in ordered.chain(flags.iter()).filter(|o| &o.target == name) {
                 cfg = cfg.set(o)?;
+            }
+            if let TargetConfig::Llama(c) = &cfg {
+                // The checkpoint decides the architecture; what the user set must agree with it.
+                let explicit: Vec<&str> =
+                    overrides.iter().chain(&flags).filter(|o| &o.target == name).map(|o| o.key.as_str()).collect();
+                cfg = TargetConfig::Llama(crate::models::checkpoint::resolve(c, &explicit)?);
             }
             match &cfg {
                 TargetConfig::Llama(c) => c.validate()?,

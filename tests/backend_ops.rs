@@ -349,6 +349,10 @@ fn check_attention(b: &dyn Backend, sq: usize, sk: usize, hq: usize, hkv: usize,
     let got = b.attention(&gq, &gk, &gv, &p).unwrap();
     let what = format!("attention {:?} sq {sq} sk {sk} hq {hq} hkv {hkv} d {d} seed {seed}", p);
     assert_close(&what, &get(b, &got.out), &get(&cpu(), &want.out), 2e-2);
+    // The f32 output (context-parallel partials): same values, one rounding fewer.
+    let f32_out = b.attention(&gq, &gk, &gv, &AttnParams { f32_out: true, ..p }).unwrap();
+    assert_eq!(f32_out.out.dtype(), DType::F32, "{what}");
+    assert_close(&format!("{what} f32 out"), &get(b, &f32_out.out), &get(&cpu(), &want.out), 2e-2);
     let (gl, wl) = (get(b, &got.lse), get(&cpu(), &want.lse));
     for (i, (x, y)) in gl.iter().zip(&wl).enumerate() {
         if *y == f32::NEG_INFINITY {

@@ -28,7 +28,8 @@ fn verdict(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn estimate_topo_show_and_dry_run_agree_on_every_layout() {
     // (world, cp, ep, dp, separate, accepted); gpt4 has 16 experts.
-    let table: &[(usize, usize, usize, Option<usize>, bool, bool)] = &[
+    type Case = (usize, usize, usize, Option<usize>, bool, bool);
+    let table: &[Case] = &[
         (24, 4, 8, None, false, true),
         (24, 4, 16, None, false, false),
         (8, 2, 4, None, false, true),

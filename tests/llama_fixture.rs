@@ -6,7 +6,7 @@ mod common;
 use common::errors as err;
 use rwm_dist::backend::{AttnAlgo, Backend, cpu::CpuBackend, cuda::CudaBackend};
 use rwm_dist::models::llama::{Llama, LlamaConfig, Mode};
-use rwm_dist::models::weights::Source;
+use rwm_dist::models::weights::{Checkpoint, Source};
 use rwm_dist::tensor::DType;
 use std::path::PathBuf;
 
@@ -100,4 +100,15 @@ fn checkpoint_shape_mismatch_names_the_tensor() {
     let src = Source::load(&fixture()).unwrap();
     let err = Llama::new(&CpuBackend::new(), &e.cfg, &src, DType::F32).err().unwrap().to_string();
     assert!(err.contains("no tensor `model.layers.0.mlp.gate_proj.weight`"), "{err}");
+}
+
+#[test]
+fn every_checkpoint_tensor_is_read_with_its_shape() {
+    let e = expected();
+    let ck = Checkpoint::open(&fixture().join("model")).unwrap();
+    ck.check(&e.cfg.tensors()).unwrap();
+    assert!(ck.unused(&e.cfg.tensors()).is_empty(), "{:?}", ck.unused(&e.cfg.tensors()));
+    // Tied, the model reads no LM head: the fixture's own is left over.
+    let tied = LlamaConfig { tie_embeddings: true, ..e.cfg };
+    assert_eq!(ck.unused(&tied.tensors()), vec!["lm_head.weight"]);
 }

@@ -20,6 +20,9 @@ pub enum Error {
     Cuda { op: String, msg: String },
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// Model files that failed to load (weights, tokenizer); the source says which and why.
+    #[error(transparent)]
+    Load(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

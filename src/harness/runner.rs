@@ -17,10 +17,12 @@ pub struct Options {
 }
 
 /// The single-rank check's bound on ||out - one rank|| / ||one rank||: a distributed run
-/// only reorders sums (f32 partials merged by log-sum-exp, the same expert GEMMs), so
-/// bf16 outputs agree to rounding. FP8 variants quantise each rank's shard with its own
-/// scales and are bounded by their FP8 tolerance instead.
-pub const SINGLE_RANK_TOLERANCE: f64 = 5e-3;
+/// only reorders sums (f32 partials merged by log-sum-exp, the same expert GEMMs), so bf16
+/// outputs agree to a few roundings (2.5 units of bf16's 2^-8): on a GPU the flash kernel
+/// rounds its probabilities to bf16 against each key block's own running maximum, which
+/// moves ring CP outputs by 3-6e-3 after two layers (H200). FP8 variants quantise each
+/// rank's shard with its own scales and are bounded by their FP8 tolerance instead.
+pub const SINGLE_RANK_TOLERANCE: f64 = 1e-2;
 
 struct Timed {
     samples: Vec<f64>,
@@ -204,8 +206,9 @@ struct RowCheck {
 }
 
 /// Off rows allowed: none in f32, where only summation order differs; in bf16 and FP8 one
-/// in a hundred (at least one), since a last-bit difference can flip a near-tied top-k
-/// expert choice and move that one token a lot. A wrong shard or expert is off everywhere.
+/// in fifty (at least two), since a last-bit difference can flip a near-tied top-k expert
+/// choice and move that one token a lot (H200, quick gpt4 over ring CP: 0-2 of 128 rows;
+/// 11-26 of 4096 at 8K). A wrong shard or expert is off nearly everywhere.
 fn row_check(out: &[f32], one: &[f32], rows: usize, exact: bool) -> RowCheck {
     let width = one.len() / rows.max(1);
     let (mut rows_off, mut num, mut den) = (0, 0.0f64, 0.0f64);
@@ -219,7 +222,7 @@ fn row_check(out: &[f32], one: &[f32], rows: usize, exact: bool) -> RowCheck {
         }
     }
     let rel_l2_rest = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
-    RowCheck { rows, rows_off, allowed_off: if exact { 0 } else { (rows / 100).max(1) }, rel_l2_rest }
+    RowCheck { rows, rows_off, allowed_off: if exact { 0 } else { (rows / 50).max(2) }, rel_l2_rest }
 }
 
 /// Compare this rank's output with the same variant run on one rank alone. The record's
@@ -428,7 +431,7 @@ mod tests {
         let mut out: Vec<f32> = one.iter().map(|x| x * (1.0 + 1e-4)).collect();
         out[8..16].iter_mut().for_each(|x| *x *= 2.0);
         let c = row_check(&out, &one, 200, false);
-        assert_eq!((c.rows, c.rows_off, c.allowed_off), (200, 2, 2));
+        assert_eq!((c.rows, c.rows_off, c.allowed_off), (200, 2, 4));
         assert!((c.rel_l2_rest - 1e-4).abs() < 1e-6, "{}", c.rel_l2_rest);
         assert_eq!(row_check(&out, &one, 200, true).allowed_off, 0);
         // A wrong shard is off everywhere.

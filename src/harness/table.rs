@@ -71,6 +71,32 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
     for r in records.iter().filter(|r| r.status == Status::Error) {
         writeln!(out, "error in {} {}: {}", r.target, r.variant, r.error.as_deref().unwrap_or("?"))?;
     }
+    prompt_lines(records, out)
+}
+
+/// What each variant made of the prompt (`metrics.prompt`): perplexity and the next tokens.
+fn prompt_lines(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
+    for r in records {
+        let Some(p) = r.metrics.get("prompt") else { continue };
+        let next: Vec<String> = p["next"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let token = t["text"].as_str().map_or_else(|| format!("#{}", t["id"]), |s| format!("{s:?}"));
+                format!("{token} {:.3}", t["p"].as_f64().unwrap_or(f64::NAN))
+            })
+            .collect();
+        let ppl = p["perplexity"].as_f64().map_or_else(|| "-".into(), |x| format!("{x:.3}"));
+        writeln!(
+            out,
+            "{} {}: prompt of {} tokens, perplexity {ppl}; next token: {}",
+            r.target,
+            r.variant,
+            p["tokens"],
+            next.join(", ")
+        )?;
+    }
     Ok(())
 }
 

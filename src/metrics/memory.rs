@@ -80,6 +80,8 @@ pub struct MemoryInputs {
     /// Dense SwiGLU intermediate size; 0 if dense layers have no MLP.
     pub ffn: usize,
     pub vocab: usize,
+    /// The LM head is the embedding table (counted once).
+    pub tied_embeddings: bool,
     pub num_experts: usize,
     pub top_k: usize,
     /// SwiGLU intermediate size of one routed (and one shared) expert.
@@ -117,6 +119,7 @@ impl Default for MemoryInputs {
             head_dim: 0,
             ffn: 0,
             vocab: 0,
+            tied_embeddings: false,
             num_experts: 0,
             top_k: 0,
             expert_ffn: 0,
@@ -239,7 +242,7 @@ impl MemoryInputs {
         let kv = n(self.kv_heads_at(tp));
         let attn = n(2) * h * n(self.heads / tp) * d + n(2) * h * kv * d;
         let per_layer = attn + n(2) * h;
-        let embed = n(2) * n(self.vocab.div_ceil(tp)) * h;
+        let embed = n(if self.tied_embeddings { 1 } else { 2 }) * n(self.vocab.div_ceil(tp)) * h;
         let dense_mlp = n(3) * h * n(self.ffn / tp);
         let expert = n(3) * h * n(self.expert_ffn / tp);
         let moe = if self.moe_layer_count > 0 {

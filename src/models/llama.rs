@@ -1,5 +1,6 @@
 //! Llama 3 decoder (Llama 3.1 8B by default) for prefill on one device.
 
+use super::next_token::{Scorer, Verdict};
 use super::weights::Source;
 use super::{Linear, Mlp, causal_attn_flops, gemm_flops};
 use crate::backend::{AttnAlgo, AttnParams, Backend, Result, RopeParams};
@@ -23,10 +24,18 @@ pub struct LlamaConfig {
     pub rope_high_freq_factor: f32,
     pub rope_original_max_position: usize,
     pub eps: f32,
+    /// The LM head is the embedding table (Llama 3.2 1B/3B); no `lm_head.weight` is read.
+    #[serde(default)]
+    pub tie_embeddings: bool,
     pub seq_len: usize,
     pub seed: u64,
-    /// Directory of a safetensors checkpoint (Hugging Face names); empty for seeded random weights.
+    /// Directory of a Hugging Face checkpoint (config.json, safetensors, tokenizer.json);
+    /// empty for seeded random weights. Its config.json decides the architecture keys.
     pub weights: String,
+    /// Text to prefill (token ids when there is no tokenizer.json); empty for seeded ids.
+    /// Its top next tokens and perplexity are reported; timing repeats or cuts it to seq_len.
+    #[serde(default)]
+    pub prompt: String,
 }
 
 impl LlamaConfig {
@@ -45,9 +54,11 @@ impl LlamaConfig {
             rope_high_freq_factor: 4.0,
             rope_original_max_position: 8192,
             eps: 1e-5,
+            tie_embeddings: false,
             seq_len: 8192,
             seed: 0,
             weights: String::new(),
+            prompt: String::new(),
         }
     }
 
@@ -127,11 +138,37 @@ impl LlamaConfig {
         self.kv_heads * self.head_dim
     }
 
-    /// Parameters, embedding and LM head included.
+    /// Parameters, embedding and LM head included (once when tied).
     pub fn params(&self) -> u64 {
         let h = self.hidden as u64;
         let layer = h * (2 * self.q_dim() as u64 + 2 * self.kv_dim() as u64) + 3 * h * self.ffn as u64 + 2 * h;
-        2 * self.vocab as u64 * h + self.layers as u64 * layer + h
+        let tables = if self.tie_embeddings { 1 } else { 2 };
+        tables * self.vocab as u64 * h + self.layers as u64 * layer + h
+    }
+
+    /// Every checkpoint tensor the model reads, with its shape (Hugging Face names).
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, f, q, kv) = (self.hidden, self.ffn, self.q_dim(), self.kv_dim());
+        let mut t = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab, h])];
+        for i in 0..self.layers {
+            let p = format!("model.layers.{i}");
+            t.extend([
+                (format!("{p}.input_layernorm.weight"), vec![h]),
+                (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+                (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+                (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+                (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+                (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+                (format!("{p}.mlp.gate_proj.weight"), vec![f, h]),
+                (format!("{p}.mlp.up_proj.weight"), vec![f, h]),
+                (format!("{p}.mlp.down_proj.weight"), vec![h, f]),
+            ]);
+        }
+        t.push(("model.norm.weight".into(), vec![h]));
+        if !self.tie_embeddings {
+            t.push(("lm_head.weight".into(), vec![self.vocab, h]));
+        }
+        t
     }
 
     /// Prefill FLOPs: every projection for every token, causal attention, LM head for the last token.
@@ -167,10 +204,12 @@ impl Layer {
 
 pub struct Llama {
     pub cfg: LlamaConfig,
-    pub embed: Tensor,
+    /// The embedding table, [vocab, hidden]; also the LM head when tied.
+    pub embed: Linear,
     pub layers: Vec<Layer>,
     pub norm: Tensor,
-    pub lm_head: Linear,
+    /// None when tied to the embedding.
+    pub lm_head: Option<Linear>,
 }
 
 /// How a forward pass runs: the knobs that separate the variants.
@@ -209,15 +248,21 @@ impl Llama {
         }
         Ok(Llama {
             cfg: cfg.clone(),
-            embed: src.get(b, "model.embed_tokens.weight", &[cfg.vocab, h], dt, 1.0)?,
+            embed: Linear::new(src.get(b, "model.embed_tokens.weight", &[cfg.vocab, h], dt, 1.0)?),
             layers,
             norm: src.norm(b, "model.norm.weight", h, dt)?,
-            lm_head: lin("lm_head.weight", cfg.vocab, h)?,
+            lm_head: if cfg.tie_embeddings { None } else { Some(lin("lm_head.weight", cfg.vocab, h)?) },
         })
     }
 
+    /// The LM head: its own weight, or the embedding table when tied.
+    pub fn head(&self) -> &Linear {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
     pub fn set_fp8(&mut self, b: &dyn Backend, on: bool) -> Result<()> {
-        for l in self.layers.iter_mut().flat_map(|l| l.linears()).chain([&mut self.lm_head]) {
+        let head = self.lm_head.as_mut().unwrap_or(&mut self.embed);
+        for l in self.layers.iter_mut().flat_map(|l| l.linears()).chain([head]) {
             if on { l.prepare_fp8(b)? } else { l.drop_fp8() }
         }
         Ok(())
@@ -230,12 +275,27 @@ impl Llama {
         self.logits(b, &last, mode)
     }
 
+    /// What the model says about the prompt `ids`: its perplexity and the `k` most likely
+    /// next tokens. Logits are made and read a chunk of rows at a time (a 128K vocabulary
+    /// is 0.5 MB of f32 per position).
+    pub fn score(&self, b: &dyn Backend, ids: &[u32], mode: Mode, k: usize) -> Result<Verdict> {
+        const ROWS: usize = 256;
+        let as_i32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+        let x = self.hidden(b, &b.upload_i32(&as_i32, &[ids.len()])?, mode)?;
+        let mut scorer = Scorer::new(ids);
+        for start in (0..ids.len()).step_by(ROWS) {
+            let rows = b.rows(&x, start, ROWS.min(ids.len() - start))?;
+            scorer.feed(&b.download(&self.logits(b, &rows, mode)?)?, self.cfg.vocab);
+        }
+        Ok(scorer.finish(k))
+    }
+
     /// Final norm and LM head over rows of hidden states.
     pub fn logits(&self, b: &dyn Backend, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let n = b.rms_norm(x, &self.norm, self.cfg.eps)?;
         match mode.gemm {
-            DType::F8 => self.lm_head.forward(b, &n, DType::F8),
-            _ => b.matmul(&n, &self.lm_head.w, DType::F32),
+            DType::F8 => self.head().forward(b, &n, DType::F8),
+            _ => b.matmul(&n, &self.head().w, DType::F32),
         }
     }
 
@@ -244,7 +304,7 @@ impl Llama {
         let c = &self.cfg;
         let s = ids.numel();
         let rope = c.rope();
-        let mut x = b.embedding(&self.embed, ids)?;
+        let mut x = b.embedding(&self.embed.w, ids)?;
         let mut pending: Option<Tensor> = None;
         // Prefill fills the KV cache that decoding would read: it stays until the pass ends.
         let mut kv_cache = Vec::with_capacity(self.layers.len());

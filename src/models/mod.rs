@@ -1,8 +1,12 @@
 //! Model maths for one device. Parallelism (src/parallel) wraps these layers.
 
+pub mod checkpoint;
 pub mod gpt4;
+pub mod hf_config;
 pub mod llama;
 pub mod moe;
+pub mod next_token;
+pub mod tokenizer;
 pub mod weights;
 
 use crate::backend::{Backend, Result};

@@ -1,8 +1,11 @@
 //! The `llama` target: full-model prefill, baseline vs optimized vs FP8.
 
-use crate::backend::{AttnAlgo, BackendKind, Replay};
+use crate::backend::{AttnAlgo, BackendKind, Error, Replay};
 use crate::harness::{Ctx, Result, VariantSpec, Workload};
+use crate::models::checkpoint::weights_dir;
+use crate::models::hf_config::HfConfig;
 use crate::models::llama::{Llama, LlamaConfig, Mode};
+use crate::models::tokenizer::{Tokenizer, prompt_ids};
 use crate::models::weights::Source;
 use crate::tensor::{DType, Tensor};
 use serde_json::json;
@@ -11,6 +14,10 @@ pub struct LlamaTarget {
     pub cfg: LlamaConfig,
     model: Option<Llama>,
     ids: Option<Tensor>,
+    /// The prompt's own tokens (before repeating to seq_len) and its tokenizer, if any.
+    prompt: Option<(Vec<u32>, Option<Tokenizer>)>,
+    /// The checkpoint's stated element type (config.json `torch_dtype`).
+    checkpoint_dtype: Option<String>,
     fp8_ready: bool,
     /// The prefill recorded as a CUDA graph for the variant running now (optimized, fp8).
     graph: Option<Box<dyn Replay>>,
@@ -18,7 +25,7 @@ pub struct LlamaTarget {
 
 impl LlamaTarget {
     pub fn new(cfg: LlamaConfig) -> Self {
-        LlamaTarget { cfg, model: None, ids: None, fp8_ready: false, graph: None }
+        LlamaTarget { cfg, model: None, ids: None, prompt: None, checkpoint_dtype: None, fp8_ready: false, graph: None }
     }
 
     fn mode(&self, ctx: &Ctx, variant: &str) -> Mode {
@@ -33,6 +40,14 @@ pub(crate) fn mode(gemm_dtype: DType, variant: &str) -> Mode {
         "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
         _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: gemm_dtype },
     }
+}
+
+/// How many next tokens the record lists.
+const TOP_K: usize = 5;
+
+/// The prompt repeated, then cut, to `n` tokens: real text for timing at any length.
+pub fn fill(prompt: &[u32], n: usize) -> Vec<i32> {
+    prompt.iter().cycle().take(n).map(|&i| i as i32).collect()
 }
 
 /// Seeded token ids in [0, vocab).
@@ -56,13 +71,22 @@ impl Workload for LlamaTarget {
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
-        let src = if self.cfg.weights.is_empty() {
-            Source::Random { seed: self.cfg.seed }
-        } else {
-            Source::load(std::path::Path::new(&self.cfg.weights))?
+        let c = &self.cfg;
+        let src = match weights_dir(c) {
+            None => Source::Random { seed: c.seed },
+            Some(dir) => {
+                self.checkpoint_dtype = HfConfig::load(dir, c).map_err(Error::from)?.dtype;
+                Source::load(dir).map_err(Error::from)?
+            }
         };
-        self.model = Some(Llama::new(b, &self.cfg, &src, DType::Bf16)?);
-        let ids = token_ids(self.cfg.seed ^ 0x1d5, self.cfg.seq_len, self.cfg.vocab);
+        self.model = Some(Llama::new(b, c, &src, DType::Bf16)?);
+        if !c.prompt.is_empty() {
+            self.prompt = Some(prompt_ids(&c.prompt, weights_dir(c), c.vocab).map_err(Error::from)?);
+        }
+        let ids = match &self.prompt {
+            Some((p, _)) => fill(p, c.seq_len),
+            None => token_ids(c.seed ^ 0x1d5, c.seq_len, c.vocab),
+        };
         self.ids = Some(b.upload_i32(&ids, &[ids.len()])?);
         Ok(())
     }
@@ -112,9 +136,20 @@ impl Workload for LlamaTarget {
         let at = super::memory::Storage::Device;
         Some(super::memory::llama_run(&self.cfg, ctx.gemm_dtype, variant, at).ok()?.total)
     }
-    fn metrics(&mut self, _ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;
         let mut m = serde_json::Map::new();
+        if let Some(d) = &self.checkpoint_dtype {
+            m.insert("checkpoint_dtype".into(), json!(d));
+        }
+        if let Some((ids, tok)) = &self.prompt {
+            // Untimed: this variant's arithmetic on the prompt exactly as written.
+            let model = self.model.as_ref().expect("setup ran");
+            let v = model.score(ctx.backend.as_ref(), ids, self.mode(ctx, variant), TOP_K)?;
+            let text = |id: u32| tok.as_ref().map(|t| t.token_text(id));
+            let next: Vec<_> = v.top.iter().map(|&(id, p)| json!({"id": id, "text": text(id), "p": p})).collect();
+            m.insert("prompt".into(), json!({"tokens": v.tokens, "perplexity": v.perplexity, "next": next}));
+        }
         m.insert("params".into(), json!(c.params()));
         m.insert("kv_cache_bytes".into(), json!(c.kv_cache_bytes(2)));
         // The naive kernel holds one head's f32 score matrix at a time; flash holds none.

@@ -20,6 +20,7 @@ pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
         head_dim: c.head_dim,
         ffn: c.ffn,
         vocab: c.vocab,
+        tied_embeddings: c.tie_embeddings,
         seq_len: c.seq_len,
         attention: attn,
         ..Default::default()
@@ -118,7 +119,9 @@ pub fn llama_run(c: &LlamaConfig, gemm_dtype: DType, variant: &str, at: Storage)
     let mode = super::llama::mode(gemm_dtype, variant);
     let inputs = at.inputs(llama(c, mode.attn));
     let fp8 = if mode.gemm == DType::F8 {
-        let linear = Checked::from(inputs.param_count()?).minus(n(c.vocab) * n(c.hidden));
+        // Every linear weight; the embedding table only when it is the tied LM head.
+        let table = if c.tie_embeddings { n(0) } else { n(c.vocab) * n(c.hidden) };
+        let linear = Checked::from(inputs.param_count()?).minus(table);
         linear * n(at.bytes(DType::F8))
     } else {
         n(0)
