@@ -8,6 +8,7 @@
 
 use rwm_dist::backend::{Backend, cpu::CpuBackend};
 use rwm_dist::layout::{Dim, ParallelDims};
+use rwm_dist::parallel::groups::Groups;
 use rwm_dist::tensor::DType;
 use rwm_dist::world::World;
 
@@ -146,15 +147,18 @@ fn smoke(w: &World) -> Result<(), String> {
     // Sub-communicators. Separate: tp 1 x cp 2 x ep 2 x dp 1, CP groups {0,1},{2,3}, EP {0,2},{1,3}.
     // Folded: tp 1 x cp 2 x dp 2 with ep 4 over all ranks.
     let layouts = [ParallelDims::new(1, 2, 2, 1), ParallelDims::folded(1, 2, 4, 2)];
-    for (dims, dim) in layouts.iter().flat_map(|d| [Dim::Cp, Dim::Ep, Dim::Dp].map(|dim| (*d, dim))) {
-        let sub = w.group(&dims, dim).map_err(|x| x.to_string())?;
-        let group = dims.group(r, dim);
-        ensure(sub.size() == group.len() && sub.rank() == dims.coords(r).get(dim), || {
-            format!("{dims:?} {dim:?}: sub rank {} of {}", sub.rank(), sub.size())
-        })?;
-        let ids = sub.all_gather(&b.upload(&[r as f32], &[1], DType::F32).map_err(be)?).map_err(e)?;
-        let want: Vec<f32> = group.iter().map(|&g| g as f32).collect();
-        ensure(b.download(&ids).map_err(be)? == want, || format!("{dims:?} {dim:?} group members"))?;
+    let host: std::sync::Arc<dyn Backend> = std::sync::Arc::new(CpuBackend::new());
+    for dims in layouts {
+        let groups = Groups::split(c.as_ref(), &dims, &host).map_err(|x| x.to_string())?;
+        for (dim, sub) in [(Dim::Cp, &groups.cp), (Dim::Ep, &groups.ep), (Dim::Dp, &groups.dp)] {
+            let group = dims.group(r, dim);
+            ensure(sub.size() == group.len() && sub.rank() == dims.coords(r).get(dim), || {
+                format!("{dims:?} {dim:?}: sub rank {} of {}", sub.rank(), sub.size())
+            })?;
+            let ids = sub.all_gather(&b.upload(&[r as f32], &[1], DType::F32).map_err(be)?).map_err(e)?;
+            let want: Vec<f32> = group.iter().map(|&g| g as f32).collect();
+            ensure(b.download(&ids).map_err(be)? == want, || format!("{dims:?} {dim:?} group members"))?;
+        }
     }
 
     // Comm::split follows MPI_Comm_split: color r % 2, key 10 - r reverses each pair.

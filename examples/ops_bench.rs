@@ -4,10 +4,12 @@
 //! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
 //!
 //!   cargo build --release --example ops_bench
-//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe] [--variants]
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3]
+//!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
-//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults.
+//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults; `--kernels`
+//! times only the grouped GEMM kernels listed.
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
@@ -18,6 +20,8 @@ struct Bench<'a> {
     b: &'a CudaBackend,
     iters: usize,
     variants: bool,
+    /// `--kernels a,b`: the grouped GEMM kernels that `--variants` times (all when empty).
+    kernels: Vec<String>,
     rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
 }
@@ -125,19 +129,37 @@ fn attention(bench: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-/// DeepSeek-V2-Lite MoE: 64 experts, top-6, hidden 2048, expert FFN 1408, 16384 tokens.
-fn moe(bench: &mut Bench, offsets_out: Option<&str>) -> Result<()> {
+/// A MoE expert shape: `t` tokens routed top-`k` over `e` experts, hidden `h`, expert FFN `f`.
+struct MoeShape {
+    key: &'static str,
+    t: usize,
+    e: usize,
+    k: usize,
+    h: usize,
+    f: usize,
+    /// Also time gate/up + SwiGLU + down, unfused and fused.
+    mlp: bool,
+}
+
+/// DeepSeek-V2-Lite (64 experts, top-6, hidden 2048, expert FFN 1408) and DeepSeek-V3's expert
+/// shapes (256 experts, top-8, hidden 7168, expert FFN 2048), 16384 tokens each.
+const MOE_SHAPES: [MoeShape; 2] = [
+    MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true },
+    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true },
+];
+
+/// Grouped GEMMs on the offsets of a real routing (random logits, softmax top-k, device-side
+/// permutation); the offsets of each shape go to `offsets` (keyed by `MoeShape::key`) for the peer.
+fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
     let b = bench.b;
-    let (t, e, k, h, f) = (16384usize, 64usize, 6usize, 2048usize, 1408usize);
+    let (t, e, k, h, f) = (s.t, s.e, s.k, s.h, s.f);
     let x = rand(b, &[t, h], DType::Bf16, 40, 1.0)?;
     let logits = rand(b, &[t, e], DType::F32, 41, 1.0)?;
     let rp = RouterParams { gate: Gate::Softmax, top_k: k, n_group: 1, topk_group: 1, norm_topk: false, scaling: 1.0 };
     let r = b.route(&logits, &rp, None)?;
     let p = b.permute(&x, &r.ids, e)?;
-    let offsets = b.download_i32(&p.offsets)?;
-    if let Some(path) = offsets_out {
-        std::fs::write(path, serde_json::to_string(&offsets).unwrap()).unwrap();
-    }
+    drop((x, logits, r));
+    offsets.insert(s.key.into(), serde_json::json!(b.download_i32(&p.offsets)?));
     let rows = t * k;
     let w1 = rand(b, &[e, 2 * f, h], DType::Bf16, 42, 0.02)?;
     let w2 = rand(b, &[e, h, f], DType::Bf16, 43, 0.02)?;
@@ -145,37 +167,49 @@ fn moe(bench: &mut Bench, offsets_out: Option<&str>) -> Result<()> {
     let f1 = 2.0 * rows as f64 * (2 * f) as f64 * h as f64;
     let f2 = 2.0 * rows as f64 * h as f64 * f as f64;
     let a = [rand(b, &[rows, f], DType::Bf16, 45, 1.0)?, rand(b, &[rows, f], DType::Bf16, 46, 1.0)?];
+    let gate_up = format!("{rows}x{}x{h}, {e} experts", 2 * f);
+    let down = format!("{rows}x{h}x{f}, {e} experts");
     if bench.variants {
-        for k in GROUPED_KERNELS {
-            b.choose_grouped_kernel(Some(k.name))?;
+        // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
+        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
+        let small = s.e <= 64;
+        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (small || g.sm90a) && listed(g.name)).collect();
+        for gk in kernels {
+            if gk.sm90a && b.arch() != "sm_90a" {
+                continue;
+            }
+            b.choose_grouped_kernel(Some(gk.name))?;
             let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
-            bench.record(
-                &format!("grouped_gemm_gate_up[{}]", k.name),
-                &format!("{rows}x{}x{h}, 64 experts", 2 * f),
-                f1,
-                ms,
-            );
+            bench.record(&format!("grouped_gemm_gate_up[{}]", gk.name), &gate_up, f1, ms);
             let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
-            bench.record(&format!("grouped_gemm_down[{}]", k.name), &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
+            bench.record(&format!("grouped_gemm_down[{}]", gk.name), &down, f2, ms);
         }
         b.choose_grouped_kernel(None)?;
     }
     let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
-    bench.record("grouped_gemm_gate_up", &format!("{rows}x{}x{h}, 64 experts", 2 * f), f1, ms);
+    bench.record("grouped_gemm_gate_up", &gate_up, f1, ms);
     let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;
-    bench.record("grouped_gemm_down", &format!("{rows}x{h}x{f}, 64 experts"), f2, ms);
-    let ms = bench.time(|i| {
-        let gu = b.grouped_matmul(&xs[i % 2], &w1, &p.offsets)?;
-        let act = b.swiglu(&gu, None)?;
-        b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
-    })?;
-    bench.record("moe_expert_mlp", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
+    bench.record("grouped_gemm_down", &down, f2, ms);
+    if s.mlp {
+        let ms = bench.time(|i| {
+            let gu = b.grouped_matmul(&xs[i % 2], &w1, &p.offsets)?;
+            let act = b.swiglu(&gu, None)?;
+            b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
+        })?;
+        bench.record("moe_expert_mlp", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
+        let ms = bench.time(|i| {
+            let act = b.grouped_matmul_swiglu(&xs[i % 2], &w1, &p.offsets)?;
+            b.grouped_matmul(&act, &w2, &p.offsets).map(drop)
+        })?;
+        bench.record("moe_expert_mlp[fused swiglu]", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
+    }
     Ok(())
 }
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut iters, mut json, mut only, mut offsets, mut variants) = (20usize, None, None, None, false);
+    let mut kernels = vec![];
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
@@ -183,13 +217,20 @@ fn main() -> Result<()> {
             "--only" => only = args.next(),
             "--offsets" => offsets = args.next(),
             "--variants" => variants = true,
+            "--kernels" => {
+                variants = true;
+                kernels = args.next().expect("--kernels a,b").split(',').map(String::from).collect();
+            }
             _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
         }
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
     let mut bench =
-        Bench { b: &b, iters, variants, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
+        Bench { b: &b, iters, variants, kernels, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
     let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
     if want("gemm") || want("fp8") {
         gemms(&mut bench)?;
@@ -197,8 +238,14 @@ fn main() -> Result<()> {
     if want("attn") {
         attention(&mut bench)?;
     }
-    if want("moe") {
-        moe(&mut bench, offsets.as_deref())?;
+    let mut offs = serde_json::Map::new();
+    for s in &MOE_SHAPES {
+        if want("moe") || want(&format!("moe_{}", s.key)) {
+            moe(&mut bench, s, &mut offs)?;
+        }
+    }
+    if let Some(path) = offsets {
+        std::fs::write(path, serde_json::Value::Object(offs).to_string()).unwrap();
     }
     let m = b.memory();
     let gib = |x: usize| x as f64 / (1u64 << 30) as f64;

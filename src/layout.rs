@@ -76,6 +76,18 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+/// How context-parallel attention sees the other ranks' keys and values.
+pub enum CpKind {
+    /// K/V blocks passed around a ring, one block attended at a time.
+    Ring,
+    /// Every rank gathers the whole sequence's K/V.
+    #[value(name = "allgather")]
+    #[serde(rename = "allgather")]
+    AllGather,
+}
+
 /// Degrees of each parallel dimension and how EP is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParallelDims {

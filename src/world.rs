@@ -3,12 +3,12 @@
 //! (which GPU of the node to use) comes from an all-gather of host names, not from
 //! launcher variables, so it is right whatever launched the job.
 
+pub mod fault;
 pub mod watchdog;
 
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
 use crate::comm::{self, Comm};
-use crate::layout::{Dim, ParallelDims};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,22 +114,27 @@ impl std::fmt::Debug for World {
 }
 
 impl World {
-    /// The world of this process, from the environment; also arms the watchdog
-    /// (`RWM_TIMEOUT_S`, default 600 s, 0 disables).
+    /// The world of this process, from the environment; also arms the watchdog when there
+    /// are several ranks (`RWM_TIMEOUT_S`, default 600 s, 0 disables; one rank only when
+    /// set; `RWM_SETUP_TIMEOUT_S`, default 120 s, for setup).
     pub fn init() -> Result<World> {
         Self::init_with_host(None)
     }
 
     /// As `init`, with this rank's host name given instead of read (tests fake several nodes on one).
     pub fn init_with_host(host: Option<String>) -> Result<World> {
-        let timeout = watchdog::timeout_from_env(std::env::var("RWM_TIMEOUT_S").ok().as_deref()).map_err(Error::Env)?;
+        let asked = std::env::var("RWM_TIMEOUT_S").ok();
+        let timeout = watchdog::timeout_from_env(asked.as_deref()).map_err(Error::Env)?;
+        let setup = std::env::var("RWM_SETUP_TIMEOUT_S").ok();
+        let setup = watchdog::setup_timeout_from_env(setup.as_deref()).map_err(Error::Env)?;
         let launcher = detect_launcher(|k| std::env::var(k).ok());
         let world = match &launcher {
             None => Self::single(host, None),
             Some(l) => Self::launched(l.clone(), host)?,
         };
-        if let Some(t) = timeout {
-            watchdog::arm(t, world.rank, abort_job);
+        // One rank has no peer to wait for: watch it only when asked.
+        if let Some(t) = timeout.filter(|_| world.size > 1 || asked.is_some()) {
+            watchdog::arm(t, setup, world.rank, abort_job);
         }
         Ok(world)
     }
@@ -200,25 +205,6 @@ impl World {
         }
     }
 
-    /// Collective over all ranks: ranks with equal `color` get a communicator together,
-    /// ordered by `key`; `label` names it in messages.
-    pub fn split(&self, color: usize, key: usize, label: &str) -> Result<Arc<dyn Comm>> {
-        match &self.inner {
-            Inner::Single => {
-                let _ = label;
-                Ok(Arc::from(self.comm().split(color, key)?))
-            }
-            #[cfg(feature = "mpi")]
-            Inner::Mpi(c) => Ok(Arc::new(c.split_labeled(color, key, label)?)),
-        }
-    }
-
-    /// This rank's group along `dim` of the parallel layout (collective over all ranks).
-    pub fn group(&self, dims: &ParallelDims, dim: Dim) -> Result<Arc<dyn Comm>> {
-        let (color, key) = dims.split_color_key(self.rank, dim);
-        self.split(color, key, dim.name())
-    }
-
     /// End the whole job after a failure on this rank: print why, then MPI_Abort (every
     /// rank stops), or exit with `code` when there is one rank.
     pub fn abort(&self, code: i32, msg: &str) -> ! {
@@ -272,6 +258,5 @@ mod tests {
         let w = World::single(Some("h".into()), None);
         assert_eq!((w.rank, w.size, w.local_rank, w.local_size, w.node), (0, 1, 0, 1, 0));
         assert_eq!(w.comm().size(), 1);
-        assert_eq!(w.group(&ParallelDims::new(1, 1, 1, 1), Dim::Cp).unwrap().size(), 1);
     }
 }

@@ -2,20 +2,13 @@
 //! and refuse the same layouts with the same message, and the layouts they accept run on
 //! the CPU thread world, every rank checked against one rank alone.
 
+mod common;
+
+use common::rwm;
 use serde_json::Value;
-use std::process::{Command, Output};
 
 const NVL72: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/gb200-nvl72.toml");
 const DGX_X3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/dgx-h100-x3.toml");
-
-fn rwm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .output()
-        .expect("binary runs")
-}
 
 /// Exit code and the `layout: …` line of stderr, if any.
 fn verdict(args: &[&str]) -> (Option<i32>, String) {
@@ -85,7 +78,10 @@ fn the_issue_examples() {
     // Without a topology the dry run prints every rank's coordinates and replica.
     let o = rwm(&["run", "--dry-run", "--world", "8", "--cp", "2", "--ep", "4", "--target", "gpt4"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("world 8 = tp 1 x cp 2 x dp 4, ep 4 folded over cp x dp; 4 data replica(s)"), "{out}");
+    assert!(
+        out.contains("world 8 = tp 1 x cp 2 x dp 4, ep 4 folded over cp x dp; 4 data replica(s); 2 EP group(s)"),
+        "{out}"
+    );
     // A run with tensor parallelism is refused before anything runs, by run and its dry run.
     for dry in [true, false] {
         let mut a = vec!["run", "--tp", "2", "--ranks", "2", "--target", "gpt4"];

@@ -88,19 +88,23 @@ mod with_mpi {
         std::env::split_paths(&path).map(|d| d.join("mpirun")).find(|p| p.is_file())
     }
 
-    fn mpirun_np4(mode: &str, timeout_s: &str) -> Option<(Output, Duration, String)> {
+    /// `mpirun -np N` as root with more ranks than cores; None (SKIPPED) without mpirun.
+    fn mpirun_np(n: usize) -> Option<Command> {
         let Some(mpirun) = mpirun() else {
             skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
             return None;
         };
         let mut cmd = Command::new(mpirun);
-        cmd.args(["-np", "4"])
-            .arg(example())
-            .arg(mode)
+        cmd.args(["-np", &n.to_string()])
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-            .env("RWM_TIMEOUT_S", timeout_s);
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+        Some(cmd)
+    }
+
+    fn mpirun_np4(mode: &str, timeout_s: &str) -> Option<(Output, Duration, String)> {
+        let mut cmd = mpirun_np(4)?;
+        cmd.arg(example()).arg(mode).env("RWM_TIMEOUT_S", timeout_s);
         let (out, took) = run(cmd, Duration::from_secs(90));
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         Some((out, took, text))
@@ -113,22 +117,66 @@ mod with_mpi {
 
     /// `mpirun -np N rwm-dist ARGS` (CPU backend) and its output.
     fn rwm_np(n: usize, args: &[&str]) -> Option<(Output, String)> {
-        let Some(mpirun) = mpirun() else {
-            skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
-            return None;
-        };
-        let mut cmd = Command::new(mpirun);
-        cmd.args(["-np", &n.to_string()])
-            .arg(env!("CARGO_BIN_EXE_rwm-dist"))
+        rwm_np_env(n, args, &[]).map(|(o, t, _)| (o, t))
+    }
+
+    /// As `rwm_np`, with extra environment variables; also how long it took.
+    fn rwm_np_env(n: usize, args: &[&str], env: &[(&str, &str)]) -> Option<(Output, String, Duration)> {
+        let mut cmd = mpirun_np(n)?;
+        cmd.arg(env!("CARGO_BIN_EXE_rwm-dist"))
             .args(args)
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
             .env("RWM_TIMEOUT_S", "120")
-            .env("RUST_LOG", "warn");
-        let (out, _) = run(cmd, Duration::from_secs(150));
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
+        let (out, took) = run(cmd, Duration::from_secs(150));
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        Some((out, text))
+        Some((out, text, took))
+    }
+
+    /// `mpirun -np 4` of moe then gpt4 (EP 4) with `fault` injected; the records rank 0 wrote.
+    fn faulty(fault: &str, env: &[(&str, &str)]) -> Option<(Output, String, Duration, Vec<serde_json::Value>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let args = ["run", "--backend", "cpu", "--target", "moe,gpt4", "--ep", "4", "--iters", "1", "--warmup", "0"];
+        let env = [&[("RWM_FAULT", fault)][..], env].concat();
+        let (out, text, took) = rwm_np_env(4, &[&args[..], &["--output", path.to_str().unwrap()]].concat(), &env)?;
+        let recs = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        Some((out, text, took, recs))
+    }
+
+    #[test]
+    fn a_rank_failing_at_setup_ends_the_job_naming_it() {
+        let Some((out, text, took, _)) = faulty("setup@2", &[]) else { return };
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("setup failed on 1 of 4 ranks: rank 2") && text.contains("injected"), "{text}");
+        assert!(took < Duration::from_secs(60), "{took:?}");
+    }
+
+    #[test]
+    fn a_rank_stuck_at_setup_ends_the_job_within_the_setup_limit() {
+        let Some((out, text, took, _)) = faulty("hang-setup@1", &[("RWM_SETUP_TIMEOUT_S", "5")]) else { return };
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("no progress for") && text.contains("RWM_SETUP_TIMEOUT_S=5"), "{text}");
+        assert!(took < Duration::from_secs(60), "{took:?}");
+    }
+
+    #[test]
+    fn a_rank_that_stops_or_dies_mid_run_ends_the_job_and_keeps_what_was_gathered() {
+        for fault in ["hang:gpt4@3", "die:gpt4@3", "fail:gpt4@3"] {
+            let Some((out, text, took, recs)) = faulty(fault, &[("RWM_TIMEOUT_S", "10")]) else { return };
+            assert!(!out.status.success(), "{fault}: {text}");
+            assert!(took < Duration::from_secs(90), "{fault}: {took:?}");
+            // moe ran before the fault: every rank's records reached rank 0's file.
+            let moe = recs.iter().filter(|r| r["target"] == "moe").count();
+            assert_eq!(moe, 4 * 3, "{fault}: {text}");
+            if fault.starts_with("hang") || fault.starts_with("fail") {
+                assert!(text.contains("no progress for"), "{fault}: {text}");
+            }
+        }
     }
 
     #[test]

@@ -38,10 +38,11 @@ def median_ms(fn, iters):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--offsets", help="expert offsets (JSON list of E+1 ints) from ops_bench --offsets")
+    ap.add_argument("--offsets", help="expert offsets per MoE shape (JSON {key: [E+1 ints]}) from ops_bench --offsets")
     ap.add_argument("--json")
     ap.add_argument("--only", default="gemm,fp8,attn,moe")
     ap.add_argument("--variants", action="store_true", help="ignored (ops_bench's kernel sweep)")
+    ap.add_argument("--kernels", help="ignored (ops_bench's kernel sweep)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = open(args.json, "w") if args.json else sys.stdout
@@ -112,44 +113,55 @@ def main():
                     print(f"{name} at S={s}: {e}", file=sys.stderr)
             del qkv
 
-    if "moe" in only:
-        t, e, k, h, f = 16384, 64, 6, 2048, 1408
-        rows = t * k
-        if args.offsets:
-            offsets = json.load(open(args.offsets))
-        else:
-            offsets = [round(i * rows / e) for i in range(e + 1)]
-        ends = torch.tensor(offsets[1:], dtype=torch.int32, device=dev)
-        xs = [rand(rows, h) for _ in range(2)]
-        w1 = rand(e, 2 * f, h, std=0.02)
-        w2 = rand(e, h, f, std=0.02)
-        acts = [rand(rows, f) for _ in range(2)]
-        f1, f2 = 2 * rows * 2 * f * h, 2 * rows * h * f
+    # The expert shapes of examples/ops_bench.rs (MOE_SHAPES): key, tokens, experts, top-k, hidden, FFN, MLP too.
+    shapes = [("v2lite", 16384, 64, 6, 2048, 1408, True), ("v3", 16384, 256, 8, 7168, 2048, True)]
+    saved = json.load(open(args.offsets)) if args.offsets else {}
+    if isinstance(saved, list):  # an older ops_bench wrote the V2-Lite offsets alone
+        saved = {"v2lite": saved}
+    for key, t, e, k, h, f, with_mlp in shapes:
+        if "moe" not in only and f"moe_{key}" not in only:
+            continue
+        moe(args, dev, rand, record, key, t, e, k, h, f, with_mlp, saved.get(key))
+        torch.cuda.empty_cache()
 
-        def mlp(x):
-            gu = torch._grouped_mm(x, w1.transpose(-2, -1), offs=ends)
-            a = F.silu(gu[:, :f]) * gu[:, f:]
-            return torch._grouped_mm(a, w2.transpose(-2, -1), offs=ends)
 
-        ms = median_ms(lambda i: torch._grouped_mm(xs[i % 2], w1.transpose(-2, -1), offs=ends), args.iters)
-        record("torch._grouped_mm", "grouped_gemm_gate_up", f"{rows}x{2 * f}x{h}, 64 experts", f1, ms)
-        ms = median_ms(lambda i: torch._grouped_mm(acts[i % 2], w2.transpose(-2, -1), offs=ends), args.iters)
-        record("torch._grouped_mm", "grouped_gemm_down", f"{rows}x{h}x{f}, 64 experts", f2, ms)
-        ms = median_ms(lambda i: mlp(xs[i % 2]), args.iters)
-        record("torch._grouped_mm", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+def moe(args, dev, rand, record, key, t, e, k, h, f, with_mlp, offsets):
+    rows = t * k
+    if offsets is None:
+        offsets = [round(i * rows / e) for i in range(e + 1)]
+    ends = torch.tensor(offsets[1:], dtype=torch.int32, device=dev)
+    xs = [rand(rows, h) for _ in range(2)]
+    w1 = rand(e, 2 * f, h, std=0.02)
+    w2 = rand(e, h, f, std=0.02)
+    acts = [rand(rows, f) for _ in range(2)]
+    f1, f2 = 2 * rows * 2 * f * h, 2 * rows * h * f
 
-        def loop(x):
-            y = torch.empty(rows, h, device=dev, dtype=torch.bfloat16)
-            for j in range(e):
-                a, b = offsets[j], offsets[j + 1]
-                if a == b:
-                    continue
-                gu = x[a:b] @ w1[j].t()
-                y[a:b] = (F.silu(gu[:, :f]) * gu[:, f:]) @ w2[j].t()
-            return y
+    def mlp(x):
+        gu = torch._grouped_mm(x, w1.transpose(-2, -1), offs=ends)
+        a = F.silu(gu[:, :f]) * gu[:, f:]
+        return torch._grouped_mm(a, w2.transpose(-2, -1), offs=ends)
 
-        ms = median_ms(lambda i: loop(xs[i % 2]), args.iters)
-        record("torch loop", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+    ms = median_ms(lambda i: torch._grouped_mm(xs[i % 2], w1.transpose(-2, -1), offs=ends), args.iters)
+    record("torch._grouped_mm", "grouped_gemm_gate_up", f"{rows}x{2 * f}x{h}, {e} experts", f1, ms)
+    ms = median_ms(lambda i: torch._grouped_mm(acts[i % 2], w2.transpose(-2, -1), offs=ends), args.iters)
+    record("torch._grouped_mm", "grouped_gemm_down", f"{rows}x{h}x{f}, {e} experts", f2, ms)
+    if not with_mlp:
+        return
+    ms = median_ms(lambda i: mlp(xs[i % 2]), args.iters)
+    record("torch._grouped_mm", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+
+    def loop(x):
+        y = torch.empty(rows, h, device=dev, dtype=torch.bfloat16)
+        for j in range(e):
+            a, b = offsets[j], offsets[j + 1]
+            if a == b:
+                continue
+            gu = x[a:b] @ w1[j].t()
+            y[a:b] = (F.silu(gu[:, :f]) * gu[:, f:]) @ w2[j].t()
+        return y
+
+    ms = median_ms(lambda i: loop(xs[i % 2]), args.iters)
+    record("torch loop", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 mod estimate;
 mod output;
+mod preflight;
 mod run;
 
 use crate::backend;

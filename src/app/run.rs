@@ -120,7 +120,12 @@ fn placement(plan: &RunPlan, dims: &ParallelDims) -> Result<Option<crate::topolo
 /// The layout and every rank's coordinates, when no topology places the ranks.
 fn render_coords(dims: &ParallelDims, out: &mut dyn Write) -> std::io::Result<()> {
     let world = dims.world_size();
-    writeln!(out, "world {world} = {dims}; {} data replica(s)", dims.replicas())?;
+    let ep_groups = world / (dims.tp * dims.ep);
+    writeln!(
+        out,
+        "world {world} = {dims}; {} data replica(s); {ep_groups} EP group(s), each holding every expert",
+        dims.replicas()
+    )?;
     writeln!(out, "{:>5} {:>4} {:>4} {:>4} {:>4} {:>8}", "rank", "tp", "cp", "ep", "dp", "replica")?;
     for r in 0..world {
         let c = dims.coords(r);
@@ -132,18 +137,54 @@ fn render_coords(dims: &ParallelDims, out: &mut dyn Write) -> std::io::Result<()
 type Connected = (Arc<dyn Backend>, Arc<dyn Comm>);
 
 /// The backend and the world communicator for device tensors: NCCL over the MPI
-/// world on GPUs, the host communicator (MPI or one rank) on the CPU.
+/// world on GPUs, the host communicator (MPI or one rank) on the CPU. Under a launcher
+/// every rank first agrees with the others on what it found (`preflight`); the whole of
+/// setup runs under the setup limit of the watchdog.
 fn connect(plan: &RunPlan, world: &crate::world::World, device: usize) -> Result<Connected, Error> {
-    let want_cuda = plan.backend != Some(backend::BackendKind::Cpu);
-    let cuda = match backend::cuda::CudaBackend::new(device) {
-        Ok(c) if want_cuda => Some(Arc::new(c)),
-        Ok(_) => None,
-        Err(e) if plan.backend == Some(backend::BackendKind::Cuda) => return Err(e.into()),
-        Err(e) => {
-            tracing::info!("no usable GPU ({e}); using the CPU backend");
-            None
-        }
+    use super::preflight::{Found, check, host_gpu};
+    let _setup =
+        crate::world::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
+    let mut found = Found {
+        rank: world.rank,
+        host: world.hostname.clone(),
+        nccl_hostid: std::env::var("NCCL_HOSTID").ok(),
+        ..Default::default()
     };
+    let chosen = crate::world::fault::at_setup(world.rank).and_then(|()| match plan.backend {
+        Some(backend::BackendKind::Cpu) => Ok(None),
+        Some(backend::BackendKind::Cuda) => {
+            backend::cuda::CudaBackend::new(device).map(|c| Some(Arc::new(c))).map_err(|e| e.to_string())
+        }
+        None => match backend::cuda::CudaBackend::new(device) {
+            Ok(c) => Ok(Some(Arc::new(c))),
+            Err(e) => {
+                tracing::info!("no usable GPU ({e}); using the CPU backend");
+                found.cpu_because = Some(format!("no usable GPU: {e}"));
+                Ok(None)
+            }
+        },
+    });
+    match &chosen {
+        Ok(Some(c)) => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            found.backend = Some("cuda".into());
+            found.gpu = Some((c.device_name(), host_gpu(c.context().ordinal(), visible.as_deref())));
+        }
+        Ok(None) => found.backend = Some("cpu".into()),
+        Err(e) => found.error = Some(e.clone()),
+    }
+    if world.size > 1 {
+        let host = world.comm();
+        let mine = serde_json::to_vec(&found).expect("serialises");
+        let all = match host.gather_bytes(&mine)? {
+            Some(parts) => serde_json::to_vec(&parts).expect("serialises"),
+            None => vec![],
+        };
+        let parts: Vec<Vec<u8>> = serde_json::from_slice(&host.broadcast_bytes(&all)?).expect("rank 0's list parses");
+        let all: Vec<Found> = parts.iter().map(|p| serde_json::from_slice(p).expect("our own ranks' JSON")).collect();
+        check(&all).map_err(config_err)?;
+    }
+    let cuda = chosen.map_err(config_err)?;
     Ok(match cuda {
         Some(c) if world.size > 1 => {
             let nccl = crate::comm::nccl::NcclComm::new(world.comm(), &c, device)?;
@@ -204,7 +245,6 @@ fn run_rank(
     let mut all: Vec<Record> = vec![];
     for t in &plan.plan.targets {
         let mut w = t.workload();
-        let _watch = crate::world::watchdog::watch(format!("target {} on rank {rank}", t.name()));
         let mine = match runner::run(&ctx, w.as_mut(), &opts, &info, &bar) {
             Ok(r) => r,
             Err(e) => {

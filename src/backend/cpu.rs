@@ -29,7 +29,7 @@ fn i32s(t: &Tensor) -> Result<&[i32]> {
     }
 }
 
-/// A host tensor rounded to `dtype` (f32 for F8 results: FP8 is an operand format only).
+/// A host tensor rounded to `dtype` (bf16 for F8 results: FP8 is an operand format only).
 fn out(shape: &[usize], dtype: DType, mut v: Vec<f32>) -> Tensor {
     let dtype = if dtype == DType::F8 { DType::Bf16 } else { dtype };
     round_to(dtype, &mut v);

@@ -167,6 +167,11 @@ pub trait Backend: Send + Sync {
     fn matmul(&self, x: &Tensor, w: &Tensor, out: DType) -> Result<Tensor>;
     /// Rows offsets[e]..offsets[e+1] of x [r, k] times w[e] ([e, n, k], transposed) -> [r, n].
     fn grouped_matmul(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor>;
+    /// swiglu(grouped_matmul(x, w, offsets)) for w [e, 2f, k] holding each expert's gate rows then
+    /// up rows -> [r, f]. A backend may fuse the two (the CUDA one does on sm_90a); this composes them.
+    fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        self.swiglu(&self.grouped_matmul(x, w, offsets)?, None)
+    }
     /// x [m, h] -> x / rms(x) * w.
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor>;
     /// (x + residual, rms_norm(x + residual)) in one pass.
@@ -202,22 +207,4 @@ pub trait Backend: Send + Sync {
     fn total_memory(&self) -> Option<u64> {
         None
     }
-}
-
-/// The CUDA backend when a driver and a GPU are found, else the CPU one.
-pub fn best(device: usize) -> Arc<dyn Backend> {
-    match cuda::CudaBackend::new(device) {
-        Ok(b) => Arc::new(b),
-        Err(e) => {
-            tracing::info!("no usable GPU ({e}); using the CPU backend");
-            Arc::new(cpu::CpuBackend::new())
-        }
-    }
-}
-
-pub fn create(kind: BackendKind, device: usize) -> Result<Arc<dyn Backend>> {
-    Ok(match kind {
-        BackendKind::Cpu => Arc::new(cpu::CpuBackend::new()),
-        BackendKind::Cuda => Arc::new(cuda::CudaBackend::new(device)?),
-    })
 }

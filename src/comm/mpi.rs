@@ -32,8 +32,9 @@ enum InitState {
 
 static STATE: Mutex<InitState> = Mutex::new(InitState::Never);
 
-/// MPI for this process, initialised on first use with MPI_THREAD_MULTIPLE requested
-/// (the watchdog aborts from its own thread). MPI allows one initialisation per process.
+/// MPI for this process, initialised on first use with MPI_THREAD_MULTIPLE required
+/// (the watchdog aborts from its own thread; requests complete on other threads). MPI
+/// allows one initialisation per process.
 pub fn runtime() -> std::result::Result<Arc<Runtime>, String> {
     let mut s = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if let InitState::Live(w) = &*s {
@@ -41,8 +42,13 @@ pub fn runtime() -> std::result::Result<Arc<Runtime>, String> {
     }
     let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
         .ok_or("MPI was initialised outside rwm-dist; it can be initialised only once per process")?;
+    // Communicators and pending requests move between threads (SAFETY notes below): without
+    // MPI_THREAD_MULTIPLE that is undefined, so refuse rather than warn.
     if threading < Threading::Multiple {
-        tracing::warn!("MPI provides {threading:?} threading, not Multiple: the watchdog's abort may misbehave");
+        return Err(format!(
+            "this MPI library provides {threading:?} threading, not MPI_THREAD_MULTIPLE, which rwm-dist needs \
+             (use an Open MPI or MPICH built with thread support)"
+        ));
     }
     let rt = Arc::new(Runtime { _universe: universe, threading });
     *s = InitState::Live(Arc::downgrade(&rt));

@@ -36,6 +36,7 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
     b.synchronize()?;
     b.reset_peak();
     let mut last: Option<Tensor> = None;
+    crate::world::fault::at_step(ctx.rank(), w.name()).map_err(super::Error::Workload)?;
     for _ in 0..opts.warmup {
         last = Some(w.step(ctx, variant)?);
         b.synchronize()?;
@@ -126,8 +127,16 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         rec.status = Status::Error;
                         rec.error = bad_output;
                     }
-                    Some(Ok((base_out, base_ms))) => {
-                        let own = w.reference(ctx, spec.name)?.map(|r| ctx.backend.download(&r)).transpose()?;
+                    Some(Ok((base_out, base_ms))) => 'gate: {
+                        // A failing reference fails this variant's record, never the records measured.
+                        let own = match own_reference(ctx, w, spec.name) {
+                            Ok(own) => own,
+                            Err(e) => {
+                                rec.status = Status::Error;
+                                rec.error = Some(format!("reference: {e}"));
+                                break 'gate;
+                            }
+                        };
                         if own.is_some() {
                             rec.reference = format!("{baseline} on the same routing");
                         }
@@ -158,8 +167,10 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         }
                     }
                 }
-                if opts.single_rank && ctx.world.size() > 1 && timed_run {
-                    check_single_rank(ctx, w, spec, &t.output, &mut rec)?;
+                let check = opts.single_rank && ctx.world.size() > 1 && timed_run && rec.status != Status::Error;
+                if check && let Err(e) = check_single_rank(ctx, w, spec, &t.output, &mut rec) {
+                    rec.status = Status::Error;
+                    rec.error = Some(format!("single-rank check: {e}"));
                 }
                 match w.metrics(ctx, spec.name) {
                     Ok(m) => rec.metrics.extend(m),
@@ -182,6 +193,11 @@ fn non_finite(v: &[f32], what: &str) -> Option<String> {
     let (i, x) = v.iter().enumerate().find(|(_, x)| !x.is_finite())?;
     let n = v.iter().filter(|x| !x.is_finite()).count();
     Some(format!("{what} holds {n} non-finite value(s): element {i} is {x}"))
+}
+
+/// The workload's own reference output for `variant`, on the host.
+fn own_reference(ctx: &Ctx, w: &mut dyn Workload, variant: &str) -> Result<Option<Vec<f32>>> {
+    Ok(w.reference(ctx, variant)?.map(|r| ctx.backend.download(&r)).transpose()?)
 }
 
 fn gate_name(g: GateMetric) -> &'static str {
@@ -362,7 +378,7 @@ mod tests {
             serde_json::json!({})
         }
         fn variants(&self) -> Vec<VariantSpec> {
-            ["baseline", "close", "far", "broken", "own", "nan"]
+            ["baseline", "close", "far", "broken", "own", "nan", "bad_ref"]
                 .into_iter()
                 .map(|name| VariantSpec::new(name, "", 0.01))
                 .collect()
@@ -376,7 +392,7 @@ mod tests {
                 "baseline" => vec![1.0, 2.0, 4.0],
                 "nan" => vec![1.0, f32::NAN, 4.0],
                 "close" => vec![1.0, 2.0, 4.02],
-                "far" | "own" => vec![1.0, 2.0, 4.2],
+                "far" | "own" | "bad_ref" => vec![1.0, 2.0, 4.2],
                 _ => return Err(Error::Workload("kernel exploded".into())),
             };
             Ok(ctx.backend.upload(&v, &[3], DType::F32)?)
@@ -384,6 +400,7 @@ mod tests {
         fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
             Ok(match variant {
                 "own" => Some(ctx.backend.upload(&[1.0, 2.0, 4.2], &[3], DType::F32)?),
+                "bad_ref" => return Err(Error::Workload("reference exploded".into())),
                 _ => None,
             })
         }
@@ -422,6 +439,10 @@ mod tests {
         // Same output as "far", but compared with its own reference: passes.
         assert_eq!(by("own").status, Status::Ok);
         assert_eq!(by("own").max_err, Some(0.0));
+        // A reference that fails errors its own record; every other record is still there.
+        assert_eq!(recs.len(), 7);
+        assert_eq!(by("bad_ref").status, Status::Error);
+        assert!(by("bad_ref").error.as_deref().unwrap().contains("reference: reference exploded"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::ceil_count;
 use crate::backend::AttnAlgo;
+use crate::layout::CpKind;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -59,16 +60,6 @@ pub fn parse_device_memory(s: &str) -> Result<u64, MemoryError> {
     }
 }
 
-/// How context-parallel attention sees the other ranks' keys and values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CpMode {
-    /// K/V blocks passed around a ring, one block attended at a time.
-    Ring,
-    /// Every rank gathers the whole sequence's K/V.
-    AllGather,
-}
-
 /// Model shape and parallel layout. The lead maps each model config onto this.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MemoryInputs {
@@ -102,7 +93,7 @@ pub struct MemoryInputs {
     pub attention: AttnAlgo,
     /// Naive attention materialises scores for this many (sequence, head) pairs at once.
     pub naive_heads_at_once: usize,
-    pub cp_mode: CpMode,
+    pub cp_mode: CpKind,
     pub capacity_factor: f64,
     /// Logits for every token (true) or only each sequence's last token (false).
     pub full_logits: bool,
@@ -135,7 +126,7 @@ impl Default for MemoryInputs {
             dp: 1,
             attention: AttnAlgo::Flash,
             naive_heads_at_once: 1,
-            cp_mode: CpMode::Ring,
+            cp_mode: CpKind::Ring,
             capacity_factor: 1.0,
             full_logits: false,
         }
@@ -279,8 +270,8 @@ impl MemoryInputs {
         let nh = n(self.heads / self.tp);
         let nkv = n(self.kv_heads_at(self.tp));
         let moe = self.moe_layer_count > 0;
-        let ring = self.cp > 1 && self.cp_mode == CpMode::Ring;
-        let gather = self.cp > 1 && self.cp_mode == CpMode::AllGather;
+        let ring = self.cp > 1 && self.cp_mode == CpKind::Ring;
+        let gather = self.cp > 1 && self.cp_mode == CpKind::AllGather;
         let f32b = n(4);
 
         let params = Checked::from(self.params_at(self.tp, self.ep)?) * n(self.param_bytes);

@@ -13,18 +13,10 @@
 use super::{Result, invalid};
 use crate::backend::{AttnAlgo, AttnOut, AttnParams, Backend, Mark};
 use crate::comm::Comm;
+pub use crate::layout::CpKind;
 use crate::tensor::Tensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::ops::Range;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum CpKind {
-    Ring,
-    #[value(name = "allgather")]
-    #[serde(rename = "allgather")]
-    AllGather,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CpParams {

@@ -4,11 +4,10 @@
 use crate::backend::AttnAlgo;
 use crate::harness::registry::TargetConfig;
 use crate::layout::ParallelDims;
-use crate::metrics::memory::{Budget, Checked, CpMode, MemoryError, MemoryInputs, Term, n};
+use crate::metrics::memory::{Budget, Checked, MemoryError, MemoryInputs, Term, n};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
-use crate::parallel::context::CpKind;
 use crate::tensor::DType;
 
 pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
@@ -72,10 +71,7 @@ pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embeddin
         cp: layout.cp,
         ep: layout.ep,
         attention: attn,
-        cp_mode: match c.cp_kind {
-            CpKind::Ring => CpMode::Ring,
-            CpKind::AllGather => CpMode::AllGather,
-        },
+        cp_mode: c.cp_kind,
         capacity_factor: c.capacity_factor,
         ..Default::default()
     }

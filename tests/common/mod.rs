@@ -6,7 +6,18 @@ use rwm_dist::comm::{Comm, local::LocalComm, single::SingleComm};
 use rwm_dist::harness::Ctx;
 use rwm_dist::layout::ParallelDims;
 use rwm_dist::tensor::DType;
+use std::process::{Command, Output};
 use std::sync::Arc;
+
+/// The rwm-dist binary with `args`, as one process (no launcher), warnings only on stderr.
+pub fn rwm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("OMPI_COMM_WORLD_SIZE")
+        .output()
+        .expect("binary runs")
+}
 
 /// Run `f` on every rank of `dims` (threads sharing one CPU backend, each with its layout
 /// groups) and collect each rank's result.

@@ -1,4 +1,5 @@
 use rwm_dist::backend::AttnAlgo;
+use rwm_dist::layout::CpKind;
 use rwm_dist::metrics::memory::*;
 
 const GIB: u64 = 1 << 30;
@@ -112,12 +113,12 @@ fn context_parallel_halves_sequence_terms() {
     // lse, plus the f32 output accumulator and running lse for merging blocks
     assert_eq!(ring.bytes(term::ATTENTION), 4096 * 32 * 4 + 4096 * 32 * 129 * 4);
 
-    let gather = MemoryInputs { cp: 4, cp_mode: CpMode::AllGather, ..llama_8b(8192) }.estimate().unwrap();
+    let gather = MemoryInputs { cp: 4, cp_mode: CpKind::AllGather, ..llama_8b(8192) }.estimate().unwrap();
     assert_eq!(gather.bytes(term::KV_CACHE) * 4, one.bytes(term::KV_CACHE));
     assert_eq!(gather.bytes(term::COMM_CP_ALLGATHER), 2 * 8192 * 8 * 128 * 2); // the whole sequence's K, V
     assert_eq!(gather.bytes(term::COMM_CP_RING), 0);
     // naive scores: local queries against every key
-    let naive = MemoryInputs { cp: 4, cp_mode: CpMode::AllGather, attention: AttnAlgo::Naive, ..llama_8b(8192) };
+    let naive = MemoryInputs { cp: 4, cp_mode: CpKind::AllGather, attention: AttnAlgo::Naive, ..llama_8b(8192) };
     assert_eq!(naive.estimate().unwrap().bytes(term::ATTENTION), 2048 * 8192 * (4 + 2));
 }
 

@@ -1,4 +1,5 @@
-//! CUDA backend: the only module that touches cudarc's driver, NVRTC and cuBLASLt.
+//! CUDA backend: cudarc's driver, NVRTC and cuBLASLt (comm/nccl.rs also uses the driver's
+//! streams and events, for NCCL's own stream).
 //! One stream per backend; kernels from kernels/*.cu compiled at run time
 //! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool (`pool`).
 //! The ops live in files by family: `tensors` (upload, random, copies, fp8),
@@ -15,11 +16,11 @@ mod pool;
 mod tensors;
 mod variants;
 
-pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel};
+pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;
-use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
 use half::bf16;
 
 pub enum DeviceData {
@@ -85,6 +86,17 @@ macro_rules! args {
     ($($a:expr),* $(,)?) => { &[$($crate::backend::cuda::Arg::from($a)),*] };
 }
 pub(crate) use args;
+
+/// The launch attribute for clusters of `x` blocks along x.
+fn cluster_attr(x: u32) -> sys::CUlaunchAttribute {
+    // SAFETY: a plain-data C struct and union, for which all-zero bytes are valid.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = x;
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    attr
+}
 
 /// Head dim, params, and the inverse frequencies on the device.
 type RopeFreqs = (usize, RopeParams, Arc<CudaSlice<f32>>);
@@ -176,40 +188,147 @@ impl CudaBackend {
         smem: u32,
         args: &[Arg],
     ) -> Result<()> {
+        let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
+        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
+        // SAFETY: one live 8-byte slot per kernel parameter (the kernel signatures in kernels/*.cu
+        // are matched by the callers); the slots outlive the call.
+        unsafe { self.launch_params((file, name), grid, block, smem, 1, &mut params) }
+    }
+
+    /// Launches with raw parameter pointers (for parameters wider than 8 bytes, such as tensor maps),
+    /// in clusters of `cluster` blocks along x (1: no clusters).
+    ///
+    /// # Safety
+    /// `params` must hold one pointer per kernel parameter, each to a live value of that parameter's
+    /// size and layout.
+    pub(crate) unsafe fn launch_params(
+        &self,
+        (file, name): (&'static str, &'static str),
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        cluster: u32,
+        params: &mut [*mut std::ffi::c_void],
+    ) -> Result<()> {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
-        let f = self.kernels.function(file, name)?;
-        if smem > 48 * 1024 {
-            f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-                .map_err(|e| cuda_err(format!("{name}: {smem} bytes of shared memory"), e))?;
-        }
-        let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
-        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
+        let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
-        // SAFETY: `params` holds one live slot per kernel parameter (the kernel signatures in
-        // kernels/*.cu are matched by the callers); the slots outlive the call, which copies them.
+        let mut attr = cluster_attr(cluster);
+        let config = self.launch_config(grid, block, smem, &mut attr, cluster > 1);
+        let (pp, extra) = (params.as_mut_ptr(), std::ptr::null_mut());
+        // SAFETY: the caller guarantees `params`; the driver copies the values during the call;
+        // `config` and the attribute it points to live across the call.
         unsafe {
-            sys::cuLaunchKernel(
-                f.cu_function(),
-                grid.0,
-                grid.1,
-                grid.2,
-                block,
-                1,
-                1,
-                smem,
-                self.stream.cu_stream(),
-                params.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
-            .result()
+            if cluster > 1 {
+                sys::cuLaunchKernelEx(&config, f.cu_function(), pp, extra).result()
+            } else {
+                let c = &config;
+                let (g, s) = ((c.gridDimX, c.gridDimY, c.gridDimZ), c.hStream);
+                sys::cuLaunchKernel(f.cu_function(), g.0, g.1, g.2, block, 1, 1, smem, s, pp, extra).result()
+            }
         }
         .map_err(|e| cuda_err(format!("launch {file}:{name} grid {grid:?} block {block} smem {smem}"), e))?;
         if self.sync_check {
             self.stream.synchronize().map_err(|e| cuda_err(format!("after {file}:{name}"), e))?;
         }
         Ok(())
+    }
+
+    /// A launch of `grid` x `block` threads with `smem` bytes on this backend's stream;
+    /// with `use_attr` the cluster attribute `attr` applies (it must outlive the config).
+    fn launch_config(
+        &self,
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        attr: &mut sys::CUlaunchAttribute,
+        use_attr: bool,
+    ) -> sys::CUlaunchConfig {
+        sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: smem,
+            hStream: self.stream.cu_stream(),
+            attrs: attr,
+            numAttrs: use_attr as u32,
+        }
+    }
+
+    fn function_with_smem(&self, file: &'static str, name: &'static str, smem: u32) -> Result<CudaFunction> {
+        let f = self.kernels.function(file, name)?;
+        if smem > 48 * 1024 {
+            f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+                .map_err(|e| cuda_err(format!("{name}: {smem} bytes of shared memory"), e))?;
+        }
+        Ok(f)
+    }
+
+    /// How many clusters of `cluster` blocks of `block` threads and `smem` bytes can be resident at once.
+    pub(crate) fn max_active_clusters(
+        &self,
+        file: &'static str,
+        name: &'static str,
+        block: u32,
+        smem: u32,
+        cluster: u32,
+    ) -> Result<u32> {
+        let f = self.function_with_smem(file, name, smem)?;
+        self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
+        let mut attr = cluster_attr(cluster);
+        let config = self.launch_config((cluster * self.sms, 1, 1), block, smem, &mut attr, true);
+        let mut n = 0i32;
+        // SAFETY: `config` and its attribute live across the call; `n` is a live out-parameter.
+        unsafe { sys::cuOccupancyMaxActiveClusters(&mut n, f.cu_function(), &config).result() }
+            .map_err(|e| cuda_err(format!("max active clusters of {name}"), e))?;
+        Ok(n.max(0) as u32)
+    }
+
+    /// A 2-D TMA tensor map over a row-major bf16 matrix [rows, cols] at `ptr`: boxes of
+    /// `box_rows` x `box_cols` (box_cols * 2 = 128 bytes), 128-byte swizzle, zero fill past the edges.
+    pub(crate) fn tensor_map_bf16(
+        &self,
+        ptr: u64,
+        rows: usize,
+        cols: usize,
+        box_rows: u32,
+        box_cols: u32,
+    ) -> Result<sys::CUtensorMap> {
+        let mut map = sys::CUtensorMap { opaque: [0; 16] };
+        let dims = [cols as u64, rows as u64];
+        let strides = [cols as u64 * 2];
+        let boxes = [box_cols, box_rows];
+        let elem = [1u32, 1];
+        // SAFETY: every pointer is to a live local array of the length the rank (2) implies.
+        unsafe {
+            sys::cuTensorMapEncodeTiled(
+                &mut map,
+                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                2,
+                ptr as *mut std::ffi::c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxes.as_ptr(),
+                elem.as_ptr(),
+                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+            .result()
+        }
+        .map_err(|e| cuda_err(format!("tensor map [{rows}, {cols}] box {box_rows}x{box_cols}"), e))?;
+        Ok(map)
+    }
+
+    /// Streaming multiprocessors of the device.
+    pub(crate) fn sm_count(&self) -> u32 {
+        self.sms
     }
 
     /// Blocks for a grid-stride loop over `n` items.
@@ -337,6 +456,9 @@ impl Backend for CudaBackend {
     }
     fn grouped_matmul(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm(x, w, offsets)
+    }
+    fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        self.grouped_gemm_swiglu(x, w, offsets)
     }
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.norm(x, None, w, eps).map(|(_, n)| n)

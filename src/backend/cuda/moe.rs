@@ -104,21 +104,99 @@ impl CudaBackend {
     /// Rows offsets[e]..offsets[e+1] of x [r, k] times w[e]^T; offsets never leave the device.
     /// Rows outside offsets[0]..offsets[E] are not written (permute's offsets cover every row).
     pub(crate) fn grouped_gemm(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
-        check("grouped_matmul", x.shape.len() == 2 && w.shape.len() == 3, || format!("x {x:?} w {w:?}"))?;
-        let (r, e, n, k) = (x.shape[0], w.shape[0], w.shape[1], w.shape[2]);
-        check("grouped_matmul", x.shape[1] == k && offsets.numel() == e + 1 && offsets.dtype == DType::I32, || {
-            format!("x {x:?} w {w:?} offsets {offsets:?}")
-        })?;
-        if x.dtype != DType::Bf16 || w.dtype != DType::Bf16 {
-            return Err(Error::Unsupported { op: "grouped_matmul", what: format!("{x:?} x {w:?} (bf16 only)") });
-        }
-        check("grouped_matmul", k % 8 == 0, || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
-        check("grouped_matmul", n < i32::MAX as usize && k < i32::MAX as usize, || format!("n {n} k {k}"))?;
+        let (r, e, n, k) = grouped_shape(x, w, offsets)?;
         let y = self.alloc(&[r, n], DType::Bf16)?;
-        let gk = self.grouped_kernel();
+        let gk = self.grouped_kernel(r, e, n, k);
+        let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
+        if gk.tma.is_some() {
+            self.launch_tma_grouped(&gk, [xp, wp, op, yp], r, e, n, k)?;
+            return Ok(y);
+        }
         let grid = (n.div_ceil(gk.bn) as u32, (r.div_ceil(gk.bm) + e) as u32, 1);
-        let a = args![self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?, e, n, k];
-        self.launch(gk.file, gk.name, grid, gk.threads, gk.smem, a)?;
+        self.launch(gk.file, gk.name, grid, gk.threads, gk.smem, args![xp, wp, op, yp, e, n, k])?;
         Ok(y)
     }
+
+    /// silu(gate) * up of the grouped GEMM with w [e, 2f, k] (gate rows, then up rows) -> [r, f]:
+    /// fused into the TMA kernel's epilogue where it takes the shape, else the two ops.
+    pub(crate) fn grouped_gemm_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        let (r, e, n, k) = grouped_shape(x, w, offsets)?;
+        check("grouped_matmul_swiglu", n.is_multiple_of(2), || format!("w {w:?}: gate and up rows, an even count"))?;
+        let f = n / 2;
+        let Some(gk) = self.grouped_swiglu_kernel(r, e, f, k) else {
+            return self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None);
+        };
+        let y = self.alloc(&[r, f], DType::Bf16)?;
+        let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
+        self.launch_tma_grouped(&gk, [xp, wp, op, yp], r, e, f, k)?;
+        Ok(y)
+    }
+
+    /// Launches a TG kernel of kernels/grouped_gemm_tma.cu on pointers [x, w, offsets, y] for `r` rows,
+    /// `e` experts, `n` output columns (with SwiGLU: f, of 2f weight rows) and depth `k`.
+    fn launch_tma_grouped(
+        &self,
+        gk: &GroupedKernel,
+        ptrs: [u64; 4],
+        r: usize,
+        e: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<()> {
+        let o = gk.tma.expect("a TMA kernel");
+        let [xp, wp, op, yp] = ptrs;
+        // Persistent: at most one block per SM (multicast: as many pairs as can be resident);
+        // blocks find their tiles from the offsets.
+        let smem = gk.smem_for(e);
+        let row_blocks = r.div_ceil(gk.bm) + e;
+        let col_blocks = n.div_ceil(if o.swiglu { gk.bn / 2 } else { gk.bn });
+        let (grid, cluster) = if o.multicast {
+            let pairs = row_blocks.div_ceil(2) * col_blocks;
+            let resident = self.resident_pairs(gk, smem)? as usize;
+            check("grouped_matmul", resident > 0, || format!("{}: no cluster of two fits", gk.name))?;
+            tracing::debug!("{}: {resident} resident pairs, {pairs} pair tiles", gk.name);
+            ((2 * pairs.min(resident)) as u32, 2)
+        } else {
+            ((row_blocks * col_blocks).min(self.sm_count() as usize) as u32, 1)
+        };
+        let w_rows = if o.swiglu { 2 * e * n } else { e * n };
+        let mut mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
+        let w_box = if o.multicast || o.swiglu { gk.bn / 2 } else { gk.bn };
+        let mut mw = self.tensor_map_bf16(wp, w_rows, k, w_box as u32, 64)?;
+        // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
+        // itself and the map is a placeholder.
+        let y_tma = n.is_multiple_of(8);
+        let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let mut slots = [op, yp, e as u64, n as u64, k as u64, y_tma as u64];
+        let [s0, s1, s2, s3, s4, s5] = &mut slots;
+        let mut params: [*mut std::ffi::c_void; 9] = [
+            &mut mx as *mut _ as *mut _,
+            &mut mw as *mut _ as *mut _,
+            &mut my as *mut _ as *mut _,
+            s0 as *mut u64 as *mut _,
+            s1 as *mut u64 as *mut _,
+            s2 as *mut u64 as *mut _,
+            s3 as *mut u64 as *mut _,
+            s4 as *mut u64 as *mut _,
+            s5 as *mut u64 as *mut _,
+        ];
+        // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
+        // tensor maps, two pointers and four ints (read from the low half of their slots).
+        unsafe { self.launch_params((gk.file, gk.name), (grid, 1, 1), gk.threads, smem, cluster, &mut params) }
+    }
+}
+
+/// (r, e, n, k) of a grouped GEMM of x [r, k] by w [e, n, k], checked (bf16, 16-byte rows).
+fn grouped_shape(x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    check("grouped_matmul", x.shape.len() == 2 && w.shape.len() == 3, || format!("x {x:?} w {w:?}"))?;
+    let (r, e, n, k) = (x.shape[0], w.shape[0], w.shape[1], w.shape[2]);
+    check("grouped_matmul", x.shape[1] == k && offsets.numel() == e + 1 && offsets.dtype == DType::I32, || {
+        format!("x {x:?} w {w:?} offsets {offsets:?}")
+    })?;
+    if x.dtype != DType::Bf16 || w.dtype != DType::Bf16 {
+        return Err(Error::Unsupported { op: "grouped_matmul", what: format!("{x:?} x {w:?} (bf16 only)") });
+    }
+    check("grouped_matmul", k.is_multiple_of(8), || format!("k = {k} must be a multiple of 8 (16-byte rows)"))?;
+    check("grouped_matmul", n < i32::MAX as usize && k < i32::MAX as usize, || format!("n {n} k {k}"))?;
+    Ok((r, e, n, k))
 }

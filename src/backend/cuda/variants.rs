@@ -1,6 +1,8 @@
 //! The tile configurations compiled for the flash attention and grouped GEMM
 //! kernels (the tables mirror the instantiation macros at the end of
-//! kernels/flash_attention.cu and kernels/grouped_gemm.cu), and which one runs.
+//! kernels/flash_attention.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
+//! grouped_gemm_tma.cu), and which one runs: a pure function of the choice made
+//! with `choose_*`, the architecture and the shape.
 
 use super::*;
 
@@ -51,19 +53,92 @@ pub struct GroupedKernel {
     pub smem: u32,
     /// wgmma kernels run on sm_90a only.
     pub sm90a: bool,
+    /// Warp-specialised TMA kernel (grouped_gemm_tma.cu): persistent grid, tensor-map
+    /// arguments, and 8 bytes per expert (plus 8) of shared memory on top of `smem`.
+    pub tma: Option<TmaOptions>,
+}
+
+/// Template options of a TMA kernel (the TG macro's last two arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmaOptions {
+    /// Epilogue through shared memory and TMA stores, in this many column parts (0: registers
+    /// straight to global memory).
+    pub epilogue_parts: usize,
+    /// Tiles of an expert column block by column block, row blocks inner (with `multicast`: in
+    /// bands of 8 row-block pairs).
+    pub m_inner: bool,
+    /// Clusters of two blocks on neighbouring row blocks; the weight tile is multicast to both
+    /// when the two row blocks belong to one expert.
+    pub multicast: bool,
+    /// SwiGLU fused into the epilogue: a tile's bn weight rows are bn / 2 gate rows and the
+    /// matching up rows, and it writes bn / 2 columns of silu(gate) * up.
+    pub swiglu: bool,
+}
+
+impl GroupedKernel {
+    /// Dynamic shared memory for `e` experts.
+    pub fn smem_for(&self, e: usize) -> u32 {
+        if self.tma.is_some() { self.smem + (8 * e + 8) as u32 } else { self.smem }
+    }
 }
 
 const fn mma_sync(name: &'static str, bm: usize, bn: usize, stages: usize) -> GroupedKernel {
     // stages x (A tile + B tile) of 64-wide bf16 rows.
     let smem = (stages * (bm + bn) * 64 * 2) as u32;
-    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false }
+    GroupedKernel { name, file: "grouped_gemm.cu", bm, bn, threads: 256, stages, smem, sm90a: false, tma: None }
 }
 
 const fn wgmma(name: &'static str, bn: usize, stages: usize) -> GroupedKernel {
     // Plus 1 KiB to align the 1024-byte swizzle atoms.
     let smem = (stages * (128 + bn) * 64 * 2 + 1024) as u32;
-    GroupedKernel { name, file: "grouped_gemm_sm90.cu", bm: 128, bn, threads: 256, stages, smem, sm90a: true }
+    GroupedKernel {
+        name,
+        file: "grouped_gemm_sm90.cu",
+        bm: 128,
+        bn,
+        threads: 256,
+        stages,
+        smem,
+        sm90a: true,
+        tma: None,
+    }
 }
+
+const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> GroupedKernel {
+    // The stages, the epilogue's 128 x bn / parts bf16 staging when it has one, and a full and an
+    // empty mbarrier per stage.
+    let out_cols = if o.swiglu { bn / 2 } else { bn };
+    let epi = match (128 * out_cols * 2).checked_div(o.epilogue_parts) {
+        Some(bytes) => bytes,
+        None => 0,
+    };
+    let smem = (stages * (128 + bn) * 64 * 2 + epi + 16 * stages) as u32;
+    GroupedKernel {
+        name,
+        file: "grouped_gemm_tma.cu",
+        bm: 128,
+        bn,
+        threads: 384,
+        stages,
+        smem,
+        sm90a: true,
+        tma: Some(o),
+    }
+}
+
+const fn opts(epilogue_parts: usize, m_inner: bool, multicast: bool) -> TmaOptions {
+    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false }
+}
+
+/// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` on sm_90a).
+pub const GROUPED_SWIGLU: GroupedKernel =
+    tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, TmaOptions { swiglu: true, ..opts(1, true, false) });
+
+/// Dynamic shared memory a block may have on sm_90 (227 KiB).
+pub const MAX_SMEM_SM90: u32 = 227 * 1024;
+
+/// The TMA kernel keeps its tile list (three ints per expert) in shared memory.
+pub const TMA_MAX_EXPERTS: usize = 1024;
 
 pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     mma_sync("grouped_gemm_128x128", 128, 128, 3),
@@ -74,18 +149,31 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     wgmma("grouped_gemm_wgmma_s4w", 256, 4),
     wgmma("grouped_gemm_wgmma_128_s3", 128, 3),
     wgmma("grouped_gemm_wgmma_128_s3w", 128, 3),
+    tma("grouped_gemm_tma_256_s4", 256, 4, opts(0, true, false)),
+    tma("grouped_gemm_tma_256_s3e", 256, 3, opts(1, true, false)),
+    tma("grouped_gemm_tma_256_s3e_n", 256, 3, opts(1, false, false)),
+    tma("grouped_gemm_tma_128_s6", 128, 6, opts(0, true, false)),
+    tma("grouped_gemm_tma_128_s4e", 128, 4, opts(1, true, false)),
+    tma("grouped_gemm_tma_128_s4e_n", 128, 4, opts(1, false, false)),
+    tma("grouped_gemm_tma_256_s3e_mc", 256, 3, opts(1, true, true)),
+    tma("grouped_gemm_tma_256_s3e_mcn", 256, 3, opts(1, false, true)),
+    tma("grouped_gemm_tma_128_s4e_mc", 128, 4, opts(1, true, true)),
+    tma("grouped_gemm_tma_256_s4h", 256, 4, opts(2, true, false)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
 const LONG_SEQUENCE: usize = 16384;
 const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
-const DEFAULT_GROUPED_SM90A: &str = "grouped_gemm_wgmma_s4";
+/// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
+const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
 
 #[derive(Default)]
 pub(crate) struct Choice {
     flash: std::sync::RwLock<Option<&'static str>>,
     grouped: std::sync::RwLock<Option<&'static str>>,
+    /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
+    clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
 }
 
 impl CudaBackend {
@@ -125,6 +213,22 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// The fused gate/up + SwiGLU kernel for `r` rows, `e` experts of [2f, k] weights, where it takes
+    /// the shape (sm_90a only); None: compose the grouped GEMM and SwiGLU.
+    pub(crate) fn grouped_swiglu_kernel(&self, r: usize, e: usize, f: usize, k: usize) -> Option<GroupedKernel> {
+        (self.arch() == "sm_90a" && tma_fits(&GROUPED_SWIGLU, r, e, 2 * f, k)).then_some(GROUPED_SWIGLU)
+    }
+
+    /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
+    pub(crate) fn resident_pairs(&self, gk: &GroupedKernel, smem: u32) -> Result<u32> {
+        if let Some(n) = self.choice.clusters.lock().unwrap().get(&(gk.name, smem)) {
+            return Ok(*n);
+        }
+        let n = self.max_active_clusters(gk.file, gk.name, gk.threads, smem, 2)?;
+        self.choice.clusters.lock().unwrap().insert((gk.name, smem), n);
+        Ok(n)
+    }
+
     /// The flash kernel for head dim `d` and `sq` query rows: the chosen one, else the
     /// default (for d = 128, 32-row warps: 4 per block up to 16k rows, 8 beyond, as measured).
     pub(crate) fn flash_kernel(&self, d: usize, sq: usize) -> Option<FlashKernel> {
@@ -139,11 +243,39 @@ impl CudaBackend {
         DEFAULT_FLASH.iter().find_map(|n| by_name(n))
     }
 
-    pub(crate) fn grouped_kernel(&self) -> GroupedKernel {
-        let default = if self.arch() == "sm_90a" { DEFAULT_GROUPED_SM90A } else { DEFAULT_GROUPED };
-        let name = self.choice.grouped.read().unwrap().unwrap_or(default);
-        *GROUPED_KERNELS.iter().find(|k| k.name == name).expect("grouped kernel table")
+    /// The grouped GEMM kernel for `r` rows, `e` experts of [n, k] weights: the chosen one, else the
+    /// default for the architecture (on sm_90a the first of `DEFAULT_GROUPED_SM90A` that takes the
+    /// shape). A TMA kernel runs only where `tma_fits`; a chosen one that does not falls back the same way.
+    pub(crate) fn grouped_kernel(&self, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
+        let chosen = *self.choice.grouped.read().unwrap();
+        pick_grouped(chosen, self.arch() == "sm_90a", r, e, n, k)
     }
+}
+
+/// The kernel for a shape: a pure function of the choice, the architecture and the shape.
+fn pick_grouped(chosen: Option<&str>, sm90a: bool, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
+    let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
+    let takes = |g: &GroupedKernel| g.tma.is_none() || tma_fits(g, r, e, n, k);
+    if let Some(g) = chosen.map(by_name).filter(takes) {
+        return g;
+    }
+    if !sm90a {
+        return by_name(DEFAULT_GROUPED);
+    }
+    DEFAULT_GROUPED_SM90A.iter().map(|n| by_name(n)).find(takes).expect("the last default takes every shape")
+}
+
+/// Shapes a TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
+/// non-zero), its tile list in shared memory, and tensor-map coordinates in i32.
+pub(crate) fn tma_fits(gk: &GroupedKernel, r: usize, e: usize, n: usize, k: usize) -> bool {
+    gk.tma.is_some()
+        && k > 0
+        && k.is_multiple_of(8)
+        && r > 0
+        && (1..=TMA_MAX_EXPERTS).contains(&e)
+        && gk.smem_for(e) <= MAX_SMEM_SM90
+        && e * n < i32::MAX as usize
+        && r < i32::MAX as usize
 }
 
 #[cfg(test)]
@@ -171,7 +303,35 @@ mod tests {
             assert!(FLASH_KERNELS.iter().any(|k| k.name == n));
         }
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
-        for k in GROUPED_KERNELS.iter().filter(|k| k.file != "grouped_gemm.cu") {
+        assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED_SM90A[1] && k.tma.is_none()));
+        // V2-Lite and V3 shapes and 1024 experts take the TMA kernel; no rows or K % 8 != 0 the last.
+        assert_eq!(pick_grouped(None, true, 98304, 64, 2816, 2048).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 131072, 256, 7168, 2048).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 4096, 1024, 256, 256).name, DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(pick_grouped(None, true, 0, 8, 256, 256).name, DEFAULT_GROUPED_SM90A[1]);
+        assert_eq!(pick_grouped(None, false, 4096, 8, 256, 256).name, DEFAULT_GROUPED);
+        // A chosen kernel that does not take the shape falls back through the defaults.
+        assert_eq!(
+            pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name,
+            DEFAULT_GROUPED_SM90A[0]
+        );
+        assert_eq!(pick_grouped(Some("grouped_gemm_tma_128_s4e"), true, 64, 4, 64, 4).name, DEFAULT_GROUPED_SM90A[1]);
+        for k in GROUPED_KERNELS.iter().chain([&GROUPED_SWIGLU]) {
+            let Some(o) = k.tma else { continue };
+            let src = compile::source_of(k.file).unwrap();
+            let (parts, mi, mc, sw) = (o.epilogue_parts, o.m_inner, o.multicast, o.swiglu);
+            let inst = format!("TG({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
+            assert_eq!(sw, k.name == GROUPED_SWIGLU.name);
+            assert!(src.contains(&inst), "{inst} not instantiated");
+            assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
+        }
+        let fits = |e, k| GROUPED_KERNELS.iter().filter(|g| tma_fits(g, 1, e, 1, k)).count();
+        assert_eq!(fits(1, 8), GROUPED_KERNELS.iter().filter(|g| g.tma.is_some()).count());
+        assert_eq!((fits(1, 0), fits(1, 12), fits(1025, 8)), (0, 0, 0));
+        let s3e = GROUPED_KERNELS.iter().find(|g| g.name == "grouped_gemm_tma_256_s3e").unwrap();
+        let s4h = GROUPED_KERNELS.iter().find(|g| g.name == "grouped_gemm_tma_256_s4h").unwrap();
+        assert!(tma_fits(s3e, 1, 1024, 1, 8) && tma_fits(s4h, 1, 256, 1, 8) && !tma_fits(s4h, 1, 1024, 1, 8));
+        for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm_sm90.cu") {
             let src = compile::source_of(k.file).unwrap();
             let inst = format!("WG({}, {}, {},", k.name, k.stages, k.bn / 128);
             assert!(src.contains(&inst), "{inst} not instantiated");

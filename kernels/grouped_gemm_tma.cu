@@ -1,0 +1,489 @@
+// Grouped GEMM for MoE experts, warp-specialised for Hopper (sm_90a only):
+//   Y[offsets[e] .. offsets[e+1]) = X[offsets[e] .. offsets[e+1]) W[e]^T  for each expert e,
+//   X [R, K], W [E, N, K], Y [R, N], bf16 in and out, f32 accumulation (wgmma);
+//   with SW (fused SwiGLU), W [E, 2N, K] holds each expert's N gate rows then N up rows and
+//   Y [R, N] = silu(X W_gate^T) * (X W_up^T), from the f32 accumulators.
+//
+// Tile: BM = 128 rows x BN (128 or 256) columns, BK = 64. 384 threads = 3 warpgroups:
+//   warpgroup 0, the producer (setmaxnreg 40): one thread issues TMA loads of the A tile (rows of X,
+//     one 2-D tensor map over all R rows) and the B tile (W viewed as [E*N, K], one tensor map) into
+//     STAGES (3 or 4) 128-byte-swizzled stages; each stage has a full mbarrier (expect-tx bytes) and
+//     an empty mbarrier (one arrival per consumer warp).
+//   warpgroups 1 and 2, the consumers (setmaxnreg 232): 64 rows x BN each, m64nBNk16 wgmma straight
+//     from shared memory; one k-tile's wgmma group stays in flight, and the stage it read is released
+//     only after wgmma.wait_group confirms the previous group retired.
+// Persistent: gridDim.x <= #SMs blocks walk tiles t = blockIdx.x, + gridDim.x, ...; the tile list is
+// expert by expert, and within an expert column block by column block with the row blocks inner
+// (M_INNER) or the other way round, so a wave of blocks shares one expert's weights and rows in L2.
+// The list is built per block from the offsets on the device (prefix sums of ceil(rows / BM) *
+// ceil(N / BN) into shared memory): the offsets never go to the host.
+// MC: clusters of two blocks on neighbouring row blocks (over all experts, in bands of 8 pairs);
+// when both belong to one expert each loads half of the weight tile and multicasts it to both, and
+// the consumers release a stage to both producers. Correct, but slower than the plain kernel on
+// H200 (not a default; BENCHMARKS.md).
+// Ragged edges cost nothing to load: TMA zero-fills past R, past E*N and past K; a tile's rows of the
+// next expert (or columns of the next expert's weight rows) are computed and not stored.
+// Epilogue: either registers straight to global memory (masked to the tile's rows and N), or (EPI
+// parts, the default 1) through a 64 x BN / EPI staging buffer per consumer warpgroup, stored by TMA
+// when all of the warpgroup's 64 rows belong to the tile's expert and N is a multiple of 8
+// (asynchronous: the warpgroup starts the next tile while the store drains), else by 16-byte stores
+// of the valid rows.
+// Limits (checked by the host, src/backend/cuda/variants.rs tma_fits): K a multiple of 8 and > 0
+// (16-byte TMA row strides), the tile list (8 bytes per expert) fitting next to the stages in 227 KiB
+// of shared memory (E <= 1024 for the default 3-stage BN = 256 kernel), E*N and R below 2^31;
+// 16-byte aligned X, W, Y (whole allocations).
+#include "common.cuh"
+#include "wgmma.cuh"
+
+#define TG_BM 128
+#define TG_BK 64
+#define TG_THREADS 384
+#define TG_MAX_E 1024
+
+// CUtensorMap: 128 opaque bytes built by cuTensorMapEncodeTiled on the host.
+struct __align__(64) TmaMap {
+    u64 v[16];
+};
+
+__device__ __forceinline__ u32 tg_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(u32 bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
+    u32 done;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// 2-D TMA load of the box at (c0 = inner/K, c1 = row) into shared memory, completing on `bar`.
+__device__ __forceinline__ void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+
+// Named barrier of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
+__device__ __forceinline__ void epi_sync(int c) {
+    if (c == 0) {
+        asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    } else {
+        asm volatile("bar.sync 2, 128;\n" ::: "memory");
+    }
+}
+
+// The same, multicast to the CTAs of the cluster in `mask` (same shared-memory offset and mbarrier in each).
+__device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+        "%3}], [%4], %5;\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+        : "memory");
+}
+
+// Arrives on the mbarrier at shared offset `bar` of CTA `cta` of the cluster.
+__device__ __forceinline__ void mbar_arrive_cta(u32 bar, int cta) {
+    u32 remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(cta));
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
+__device__ __forceinline__ int cluster_reg(int which) {
+    int v;
+    if (which == 0) {
+        asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(v));
+    } else if (which == 1) {
+        asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(v));
+    } else {
+        asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(v));
+    }
+    return v;
+}
+
+// Every thread of every CTA of the cluster (threads may be diverged).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+struct TgTile {
+    int e, row0, rows, n0;
+    bool valid;  // false: a multicast pair's second row block past the last one (nothing to compute)
+    bool mc;     // both row blocks of the pair belong to one expert: the weight tile is multicast
+};
+
+// The last expert whose first unit (tile or row block) is <= u.
+__device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (start[mid] <= u) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+// Multicast pairs in bands of TG_BAND pairs (row-block pairs inner within a band).
+#define TG_BAND 8
+
+// Pair tile t of a cluster of two (start[e] = row blocks before expert e, start[E] = all of them):
+// row-block pair P (blocks 2P and 2P + 1 over all experts, one per CTA) and column block nb.
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start, const int* off, int E, int N) {
+    const int nblocks = (N + BN - 1) / BN, mblocks = start[E], pairs = (mblocks + 1) / 2;
+    int P, nb;
+    if (M_INNER) {
+        int band = t / (TG_BAND * nblocks), r = t - band * (TG_BAND * nblocks);
+        int in_band = min(TG_BAND, pairs - band * TG_BAND);
+        nb = r / in_band;
+        P = band * TG_BAND + (r - nb * in_band);
+    } else {
+        P = t / nblocks;
+        nb = t - P * nblocks;
+    }
+    int e0 = tg_expert(2 * P, start, E);
+    int e1 = 2 * P + 1 < mblocks ? tg_expert(2 * P + 1, start, E) : -1;
+    TgTile r;
+    r.mc = e0 == e1;
+    r.e = rank ? e1 : e0;
+    r.valid = r.e >= 0;
+    r.n0 = nb * BN;
+    if (r.valid) {
+        int m = 2 * P + rank - start[r.e];
+        r.row0 = off[r.e] + m * TG_BM;
+        r.rows = min(TG_BM, off[r.e + 1] - off[r.e] - m * TG_BM);
+    } else {
+        r.e = 0;
+        r.row0 = 0;
+        r.rows = 0;
+    }
+    return r;
+}
+
+// Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
+    int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
+    const int cnt = off[e + 1] - off[e], mb = (cnt + TG_BM - 1) / TG_BM;
+    int nb, m;
+    if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
+        nb = local / mb;
+        m = local - nb * mb;
+    } else {  // row block outer: the blocks of a wave share rows of X
+        int nblocks = (N + BN - 1) / BN;
+        m = local / nblocks;
+        nb = local - m * nblocks;
+    }
+    TgTile r;
+    r.e = e;
+    r.row0 = off[e] + m * TG_BM;
+    r.rows = min(TG_BM, cnt - m * TG_BM);
+    r.n0 = nb * BN;
+    r.valid = true;
+    r.mc = false;
+    return r;
+}
+
+template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW>
+__device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
+                                 const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
+    constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
+    // SW (fused SwiGLU): W[e] is [2N, K], gate rows then up rows; a tile's weight rows are BN / 2 gate
+    // rows and the BN / 2 up rows of the same outputs, so a tile writes ON = BN / 2 output columns.
+    static_assert(!(SW && (MC || EPI == 0)), "fused SwiGLU: no multicast, epilogue through shared memory");
+    constexpr int ON = SW ? BN / 2 : BN;
+    // Dynamic shared memory starts 1024-byte aligned (no static shared memory here), as the swizzle
+    // atoms need; checked below.
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 sbase = tg_smem(smem_raw);
+    unsigned char* gbase = smem_raw;
+    // Epilogue staging (EPI parts): 64 rows x BN / EPI per consumer warpgroup.
+    constexpr u32 EPI_BYTES = EPI > 0 ? 2 * 64 * (ON / EPI) * 2 : 0;
+    const u32 bars = sbase + STAGES * STAGE_BYTES + EPI_BYTES;  // full[STAGES], then empty[STAGES]
+    int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);  // [E + 1]
+    int* off = start + E + 1;                                                       // [E + 1]
+    if (sbase & 1023) __trap();
+    auto full = [&](int s) { return bars + 8 * s; };
+    auto empty = [&](int s) { return bars + 8 * (STAGES + s); };
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int nblocks = (N + ON - 1) / ON;
+    if (warp == 0) {
+        int base = 0;
+        for (int e0 = 0; e0 < E; e0 += 32) {
+            int e = e0 + lane;
+            int lo = e < E ? offsets[e] : 0;
+            int c = e < E ? offsets[e + 1] - lo : 0;
+            // Units: tiles, or row blocks for multicast pairs.
+            int tiles = (c + TG_BM - 1) / TG_BM * (MC ? 1 : nblocks);
+            int inc = tiles;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                int v = __shfl_up_sync(0xffffffffu, inc, o);
+                if (lane >= o) inc += v;
+            }
+            if (e < E) {
+                start[e] = base + inc - tiles;
+                off[e] = lo;
+            }
+            base += __shfl_sync(0xffffffffu, inc, 31);
+        }
+        if (lane == 0) {
+            start[E] = base;
+            off[E] = offsets[E];
+        }
+    } else if (warp == 1 && lane == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(full(s), 1);
+            mbar_init(empty(s), MC ? 16 : 8);  // lane 0 of each consumer warp (of both CTAs)
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    if (MC) {
+        cluster_sync();  // the peer's barriers are initialised before anything lands on them
+    } else {
+        __syncthreads();
+    }
+    const int total = MC ? (start[E] + 1) / 2 * nblocks : start[E];
+    const int rank = MC ? cluster_reg(0) : 0;
+    const int first = MC ? cluster_reg(1) : blockIdx.x, step = MC ? cluster_reg(2) : gridDim.x;
+    auto tile_of = [&](int t) {
+        if constexpr (MC) {
+            return tg_pair_tile<ON, M_INNER>(t, rank, start, off, E, N);
+        } else {
+            return tg_tile<ON, M_INNER>(t, start, off, E, N);
+        }
+    };
+    // Consumers release a stage to the producers of every CTA that may write it.
+    auto release = [&](int s) {
+        if (MC) {
+            mbar_arrive_cta(empty(s), 0);
+            mbar_arrive_cta(empty(s), 1);
+        } else {
+            mbar_arrive(empty(s));
+        }
+    };
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (tid == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)tma_x) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)tma_w) : "memory");
+            int stage = 0;
+            u32 phase = 0;
+            const int ktiles = (K + TG_BK - 1) / TG_BK;
+            for (int t = first; t < total; t += step) {
+                TgTile tile = tile_of(t);
+                const int wrow = SW ? tile.e * 2 * N + tile.n0 : tile.e * N + tile.n0;
+                for (int kt = 0; kt < ktiles; kt++) {
+                    mbar_wait(empty(stage), phase ^ 1);
+                    u32 sa = sbase + stage * STAGE_BYTES;
+                    if (!tile.valid) {
+                        mbar_arrive(full(stage));  // nothing to load: the consumers only pass the stage on
+                    } else if (SW) {  // the W map's box is BN / 2 rows: gate rows, then up rows
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TG_BK, wrow + N, full(stage));
+                    } else if (!MC) {
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                    } else {
+                        // The W map's box is BN / 2 rows: each CTA of a pair loads one half of the weight
+                        // tile for both (multicast), or both halves for itself when the pair is split.
+                        mbar_expect_tx(full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        const u32 sb = sa + A_BYTES, half = B_BYTES / 2;
+                        if (tile.mc) {
+                            tma_load_2d_mc(sb + rank * half, tma_w, kt * TG_BK, wrow + rank * (BN / 2), full(stage), 3);
+                        } else {
+                            tma_load_2d(sb, tma_w, kt * TG_BK, wrow, full(stage));
+                            tma_load_2d(sb + half, tma_w, kt * TG_BK, wrow + BN / 2, full(stage));
+                        }
+                    }
+                    if (++stage == STAGES) {
+                        stage = 0;
+                        phase ^= 1;
+                    }
+                }
+            }
+        }
+        if (MC) cluster_sync();  // no CTA leaves while its peer may still signal its barriers
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of the tile
+    const int ktiles = (K + TG_BK - 1) / TG_BK;
+    float acc[BN / 2];
+    int stage = 0;
+    u32 phase = 0;
+    for (int t = first; t < total; t += step) {
+        TgTile tile = tile_of(t);
+        if (!tile.valid) {
+            for (int kt = 0; kt < ktiles; kt++) {
+                mbar_wait(full(stage), phase);
+                if (lane == 0) release(stage);
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            }
+            continue;
+        }
+        int prev = 0;
+        for (int kt = 0; kt < ktiles; kt++) {
+            mbar_wait(full(stage), phase);
+            const u32 sa = sbase + stage * STAGE_BYTES;
+            const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < TG_BK / 16; kk++) {
+                if constexpr (BN == 256) {
+                    wgmma_m64n256k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+                } else {
+                    wgmma_m64n128k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+                }
+            }
+            wg_commit();
+            wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
+            if (kt > 0 && lane == 0) release(prev);
+            prev = stage;
+            if (++stage == STAGES) {
+                stage = 0;
+                phase ^= 1;
+            }
+        }
+        wg_wait<0>();
+        if (lane == 0) release(prev);
+        wg_pin(acc);
+
+        const int g = lane >> 2, q = lane & 3, wrow = c * 64 + (warp & 3) * 16;
+        // Output element i (0..3) of 8-column chunk j: the accumulator, or silu(gate) * up.
+        auto outv = [&](int j, int i) {
+            if constexpr (SW) {
+                float gt = acc[j * 4 + i], up = acc[(j + ON / 8) * 4 + i];
+                return gt / (1.f + __expf(-gt)) * up;
+            } else {
+                return acc[j * 4 + i];
+            }
+        };
+        if constexpr (EPI > 0) {
+            // Through shared memory, in EPI parts of BN / EPI columns: each part is BN / EPI / 64 slabs of
+            // 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout;
+            // conflict-free writes from the accumulator layout). A warpgroup whose 64 rows all belong to
+            // the tile's expert stores its slabs with TMA (asynchronous: the warpgroup goes on, and waits
+            // for the reads of this buffer before refilling it); otherwise its threads store 16-byte
+            // chunks of the valid rows.
+            constexpr int PW = ON / EPI, PJ = PW / 8;
+            unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
+            const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
+            const int tid_c = tid & 127;
+            const bool by_tma = y_tma && tile.rows >= (c + 1) * 64;
+#pragma unroll
+            for (int p = 0; p < EPI; p++) {
+                if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+                epi_sync(c);  // the previous stores have read this buffer
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    int r = (warp & 3) * 16 + g + half * 8;
+#pragma unroll
+                    for (int jj = 0; jj < PJ; jj++) {
+                        const int j = p * PJ + jj;
+                        u32 v = pack_bf16x2(outv(j, half * 2), outv(j, half * 2 + 1));
+                        *(u32*)(epi + (jj >> 3) * 8192 + r * 128 + (((jj & 7) ^ (r & 7)) * 16) + q * 4) = v;
+                    }
+                }
+                if (by_tma) fence_proxy_async();  // generic-proxy writes, read by the TMA (async proxy)
+                epi_sync(c);
+                const int col0 = tile.n0 + p * PW;
+                if (by_tma) {
+                    if (tid_c == 0) {
+#pragma unroll
+                        for (int sl = 0; sl < PW / 64; sl++) {
+                            if (col0 + sl * 64 >= N) break;
+                            asm volatile(
+                                "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                                    (u64)tma_y),
+                                "r"(col0 + sl * 64), "r"(tile.row0 + c * 64), "r"(epi_s + sl * 8192)
+                                : "memory");
+                        }
+                        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+                    }
+                } else {
+#pragma unroll 4
+                    for (int i = tid_c; i < 64 * PJ; i += 128) {
+                        int r = i / PJ, ch = i % PJ;
+                        int row = c * 64 + r, col = col0 + ch * 8;
+                        if (row >= tile.rows || col >= N) continue;
+                        const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
+                        bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
+                        if (col + 8 <= N && !(N & 7)) {
+                            *(uint4*)dst = *(const uint4*)src;
+                        } else {
+                            for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                        }
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int r = wrow + g + half * 8;
+            if (r >= tile.rows) continue;
+            bf16* yrow = Y + (u64)(tile.row0 + r) * N;
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                int col = tile.n0 + j * 8 + q * 2;
+                float v0 = acc[j * 4 + half * 2], v1 = acc[j * 4 + half * 2 + 1];
+                if (col + 1 < N && !(N & 1)) {
+                    *(u32*)(yrow + col) = pack_bf16x2(v0, v1);
+                } else {
+                    if (col < N) yrow[col] = f2bf(v0);
+                    if (col + 1 < N) yrow[col + 1] = f2bf(v1);
+                }
+            }
+        }
+        }
+    }
+    // The last TMA stores must have read shared memory before the block exits.
+    if (EPI > 0 && (tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    if (MC) cluster_sync();
+}
+
+// Name, BN, stages, epilogue parts through shared memory (0: straight from registers), row blocks
+// inner, clusters of two with the weight tile multicast, fused SwiGLU. The host table (and its
+// shared-memory sizes) is src/backend/cuda/variants.rs.
+#define TG(NAME, BN, ST, SE, MI, MC, SW)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
+        NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
+             const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
+        grouped_gemm_tma<BN, ST, SE, MI, MC, SW>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
+    }
+TG(grouped_gemm_tma_256_s4, 256, 4, 0, true, false, false)
+TG(grouped_gemm_tma_256_s3e, 256, 3, 1, true, false, false)
+TG(grouped_gemm_tma_256_s3e_n, 256, 3, 1, false, false, false)
+TG(grouped_gemm_tma_128_s6, 128, 6, 0, true, false, false)
+TG(grouped_gemm_tma_128_s4e, 128, 4, 1, true, false, false)
+TG(grouped_gemm_tma_128_s4e_n, 128, 4, 1, false, false, false)
+TG(grouped_gemm_tma_256_s3e_mc, 256, 3, 1, true, true, false)
+TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true, false)
+TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true, false)
+TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false, false)
+TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)
