@@ -4,8 +4,11 @@ same options), without a GPU, and print ptxas's register/spill report.
 
   LIBNVRTC=/path/to/libnvrtc.so.13 python3 bench/nvrtc_check.py [--arch sm_90a] [--cubin-dir DIR] [file.cu ...]
 
-NVRTC comes from CUDA or from the nvidia-cuda-nvrtc wheel; with --cubin-dir the
-CUBINs are written out for `cuobjdump --dump-sass` / `--dump-resource-usage`.
+NVRTC comes from CUDA or from the nvidia-cuda-nvrtc wheel (put its lib/ on LD_LIBRARY_PATH too:
+NVRTC loads libnvrtc-builtins from there); with --cubin-dir the CUBINs are written out for
+`cuobjdump --dump-sass` / `--dump-resource-usage`. For a quick look at one file and architecture;
+the check CI runs (every file for every architecture it claims, spills against a table) is
+tests/kernel_arch.rs.
 """
 import argparse
 import ctypes

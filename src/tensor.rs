@@ -2,8 +2,20 @@
 //! Host storage always holds f32 (or i32): the CPU reference computes in f32
 //! and rounds to the tensor's dtype where a device would store it narrower.
 
-use crate::backend::cuda::DeviceData;
 use serde::{Deserialize, Serialize};
+
+/// A tensor's memory on a GPU, typed (the CUDA backend allocates it; defined here so that
+/// the tensor does not depend on the backend that fills it).
+pub enum DeviceData {
+    Bf16(cudarc::driver::CudaSlice<half::bf16>),
+    F32(cudarc::driver::CudaSlice<f32>),
+    I32(cudarc::driver::CudaSlice<i32>),
+    /// e4m3 bytes and the per-tensor scale (device f32) that dequantises them.
+    F8 {
+        data: cudarc::driver::CudaSlice<u8>,
+        scale: cudarc::driver::CudaSlice<f32>,
+    },
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]

@@ -176,3 +176,10 @@ fn a_topology_too_small_for_the_ranks_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("world size 16 does not fit topology"));
 }
+
+#[test]
+fn moe_records_the_dtype_that_ran() {
+    // moe has no FP8 path: --dtype fp8 must not label its bf16 runs fp8.
+    let recs = run_records(&["--target", "moe", "--dtype", "fp8", "--seq-len", "64"]);
+    assert!(recs.iter().all(|r| r["gemm_dtype"] == "bf16"), "{recs:?}");
+}

@@ -281,6 +281,10 @@ impl Workload for MoeTarget {
         let at = super::memory::Storage::Device;
         Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
     }
+    /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
+    fn gemm_dtype(&self, _ctx: &Ctx, _variant: &str) -> DType {
+        DType::Bf16
+    }
     fn tokens(&self) -> usize {
         self.cfg.tokens
     }

@@ -3,6 +3,7 @@
 //! (kernels/flash_attention.cu, head dims 64 and 128), and the lse merge.
 
 use super::blas::{Gemm, Ty};
+use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::attn_dims;
 
@@ -25,8 +26,12 @@ impl CudaBackend {
             return Ok(AttnOut { out, lse });
         }
         let scale = 1.0 / (n.d as f32).sqrt();
-        match (p.algo, self.flash_kernel(n.d, n.sq)) {
-            (AttnAlgo::Flash, Some(fk)) => {
+        let flash = match p.algo {
+            AttnAlgo::Flash => self.select(Op::FlashAttention { d: n.d, sq: n.sq })?,
+            AttnAlgo::Naive => Path::NaiveAttention,
+        };
+        match (p.algo, flash) {
+            (AttnAlgo::Flash, Path::Flash(fk)) => {
                 check("attention", n.sq < i32::MAX as usize && n.sk < i32::MAX as usize, || {
                     "sequence too long".into()
                 })?;
@@ -49,7 +54,7 @@ impl CudaBackend {
                 let name = if p.f32_out { fk.name_f32o } else { fk.name };
                 self.launch("flash_attention.cu", name, grid, fk.threads(), fk.smem(), a)?;
             }
-            (AttnAlgo::Flash, None) => {
+            (AttnAlgo::Flash, _) => {
                 tracing::debug!(
                     "flash attention has kernels for head dims 64 and 128; d = {} runs the naive path",
                     n.d

@@ -3,6 +3,7 @@
 //! headers, and cached on disk as CUBIN keyed by a hash of everything that
 //! affects the binary.
 
+use super::arch::Arch;
 use super::cuda_err;
 use crate::backend::{Error, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
@@ -47,10 +48,32 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<Pa
         .or_else(|| env("HOME").map(|p| p.join(".cache/rwm-dist/kernels")))
 }
 
-/// NVRTC target for a compute capability: the arch-specific "a" variant from
-/// Hopper on, so that wgmma/setmaxnreg are available.
-pub fn arch_for(major: i32, minor: i32) -> String {
-    if major >= 9 { format!("sm_{major}{minor}a") } else { format!("sm_{major}{minor}") }
+/// The NVRTC options every kernel is compiled with for `arch`.
+pub fn options(arch: Arch) -> Vec<String> {
+    vec![format!("--gpu-architecture={arch}"), "-std=c++17".into(), "-default-device".into()]
+}
+
+/// True when libnvrtc can be loaded (no GPU or driver needed).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen the library.
+    unsafe { nv::is_culib_present() }
+}
+
+/// A kernel file compiled without a GPU, with ptxas's resource report.
+pub struct Checked {
+    pub cubin: Vec<u8>,
+    /// The NVRTC log, with ptxas's `-v` lines (see `ptxas::parse`).
+    pub log: String,
+}
+
+/// Compiles kernels/`file` for `arch` exactly as the backend does (same headers and
+/// options), adding only `--ptxas-options=-v` for the register and spill report.
+pub fn compile_checked(file: &str, arch: Arch) -> Result<Checked> {
+    let src = source(file).ok_or_else(|| Error::Unavailable(format!("no kernel file {file} embedded")))?;
+    let mut opts = options(arch);
+    opts.push("--ptxas-options=-v".into());
+    let (cubin, log) = compile(file, src, &opts)?;
+    Ok(Checked { cubin, log })
 }
 
 pub fn nvrtc_version() -> Result<(i32, i32)> {
@@ -68,6 +91,7 @@ fn nv_ok(r: nv::nvrtcResult, op: &str) -> Result<()> {
 pub(crate) struct Kernels {
     ctx: Arc<CudaContext>,
     arch: String,
+    target: Arch,
     options: Vec<String>,
     version: (i32, i32),
     cache: Option<PathBuf>,
@@ -76,9 +100,9 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    pub fn new(ctx: Arc<CudaContext>, arch: String) -> Result<Self> {
+    pub fn new(ctx: Arc<CudaContext>, target: Arch) -> Result<Self> {
         let version = nvrtc_version()?;
-        let options = vec![format!("--gpu-architecture={arch}"), "-std=c++17".into(), "-default-device".into()];
+        let options = options(target);
         let cache = cache_dir().filter(|d| match std::fs::create_dir_all(d) {
             Ok(()) => true,
             Err(e) => {
@@ -86,11 +110,24 @@ impl Kernels {
                 false
             }
         });
-        Ok(Kernels { ctx, arch, options, version, cache, modules: Mutex::default(), funcs: Mutex::default() })
+        Ok(Kernels {
+            ctx,
+            arch: target.to_string(),
+            target,
+            options,
+            version,
+            cache,
+            modules: Mutex::default(),
+            funcs: Mutex::default(),
+        })
     }
 
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    pub fn target(&self) -> Arch {
+        self.target
     }
 
     /// The kernel `name` of kernels/`file`, compiling and loading the file on first use.
@@ -145,7 +182,7 @@ impl Kernels {
             return Ok(bin);
         }
         let t0 = std::time::Instant::now();
-        let bin = compile(file, src, &self.options)?;
+        let (bin, _) = compile(file, src, &self.options)?;
         tracing::debug!("NVRTC compiled {file} for {} in {:.1}s", self.arch, t0.elapsed().as_secs_f64());
         if let Some(p) = path {
             // Temp file + rename: concurrent processes never see half a CUBIN.
@@ -160,8 +197,8 @@ impl Kernels {
     }
 }
 
-/// Compiles one source to CUBIN (the architecture in `options` must be a real sm_).
-fn compile(file: &str, src: &str, options: &[String]) -> Result<Vec<u8>> {
+/// Compiles one source to CUBIN and NVRTC's log (the architecture in `options` must be a real sm_).
+fn compile(file: &str, src: &str, options: &[String]) -> Result<(Vec<u8>, String)> {
     let c = |s: &str| CString::new(s).expect("no NUL in kernel sources");
     let src_c = c(src);
     let name_c = c(file);
@@ -186,12 +223,12 @@ fn compile(file: &str, src: &str, options: &[String]) -> Result<Vec<u8>> {
             "nvrtcCreateProgram",
         )?;
         let r = nv::nvrtcCompileProgram(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr());
+        let mut n = 0usize;
+        nv::nvrtcGetProgramLogSize(prog, &mut n);
+        let mut log = vec![0 as c_char; n.max(1)];
+        nv::nvrtcGetProgramLog(prog, log.as_mut_ptr());
+        let log = CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned();
         let out = if r != nv::nvrtcResult::NVRTC_SUCCESS {
-            let mut n = 0usize;
-            nv::nvrtcGetProgramLogSize(prog, &mut n);
-            let mut log = vec![0 as c_char; n.max(1)];
-            nv::nvrtcGetProgramLog(prog, log.as_mut_ptr());
-            let log = CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned();
             Err(Error::Cuda {
                 op: format!("NVRTC compile {file} ({})", options.join(" ")),
                 msg: format!("{r:?}\n{log}"),
@@ -200,7 +237,7 @@ fn compile(file: &str, src: &str, options: &[String]) -> Result<Vec<u8>> {
             let mut n = 0usize;
             nv_ok(nv::nvrtcGetCUBINSize(prog, &mut n), "nvrtcGetCUBINSize").and_then(|_| {
                 let mut bin = vec![0u8; n];
-                nv_ok(nv::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut c_char), "nvrtcGetCUBIN").map(|_| bin)
+                nv_ok(nv::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut c_char), "nvrtcGetCUBIN").map(|_| (bin, log))
             })
         };
         nv::nvrtcDestroyProgram(&mut prog);
@@ -230,10 +267,9 @@ mod tests {
     }
 
     #[test]
-    fn arch_names() {
-        assert_eq!(arch_for(9, 0), "sm_90a");
-        assert_eq!(arch_for(8, 0), "sm_80");
-        assert_eq!(arch_for(10, 0), "sm_100a");
+    fn options_name_the_target() {
+        let o = options(Arch::for_capability(10, 0));
+        assert_eq!(o, ["--gpu-architecture=sm_100a", "-std=c++17", "-default-device"]);
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl CudaBackend {
         let (ti, scales) = match (x.dtype, w.dtype) {
             (DType::Bf16, DType::Bf16) => (Ty::Bf16, None),
             (DType::F8, DType::F8) => {
+                self.select(super::select::Op::Fp8)?;
                 check("matmul", k % 16 == 0, || format!("fp8 GEMM needs k % 16 == 0, got {k}"))?;
                 (Ty::E4m3, Some((self.scale_ptr(w)?, self.scale_ptr(x)?)))
             }

@@ -6,6 +6,7 @@
 //! `layers` (norm, rope, swiglu, matmul), `moe` (routing, permute, grouped GEMM),
 //! `attention` (naive, flash, merge).
 
+pub mod arch;
 mod attention;
 mod blas;
 pub mod compile;
@@ -13,6 +14,8 @@ mod graph;
 mod layers;
 mod moe;
 mod pool;
+pub mod ptxas;
+pub mod select;
 mod tensors;
 mod variants;
 
@@ -23,16 +26,7 @@ use crate::tensor::Data;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
 use half::bf16;
 
-pub enum DeviceData {
-    Bf16(CudaSlice<bf16>),
-    F32(CudaSlice<f32>),
-    I32(CudaSlice<i32>),
-    /// e4m3 bytes and the per-tensor scale (device f32) that dequantises them.
-    F8 {
-        data: CudaSlice<u8>,
-        scale: CudaSlice<f32>,
-    },
-}
+pub use crate::tensor::DeviceData;
 
 pub struct Event(pub(crate) CudaEvent);
 
@@ -147,7 +141,8 @@ impl CudaBackend {
             .map_err(|e| cuda_err("attribute", e))? as u32;
         let name = ctx.name().map_err(|e| cuda_err("device name", e))?;
         let pool = if ctx.has_async_alloc() { Some(pool::Pool::default_for(ctx.cu_device())?) } else { None };
-        let kernels = compile::Kernels::new(ctx.clone(), compile::arch_for(major, minor))?;
+        let target = arch::Arch::for_capability(major as u32, minor as u32);
+        let kernels = compile::Kernels::new(ctx.clone(), target)?;
         let blas = blas::Blas::new(stream.clone())?;
         tracing::debug!("CUDA backend on {name} ({}, {sms} SMs)", kernels.arch());
         Ok(CudaBackend {
@@ -176,6 +171,11 @@ impl CudaBackend {
     /// The NVRTC target, e.g. "sm_90a".
     pub fn arch(&self) -> &str {
         self.kernels.arch()
+    }
+
+    /// The NVRTC target as an `Arch`, which decides the kernels (`select`).
+    pub fn target(&self) -> arch::Arch {
+        self.kernels.target()
     }
 
     /// Launches `name` from kernels/`file` on the backend's stream.

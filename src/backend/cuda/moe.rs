@@ -2,6 +2,7 @@
 //! permutation by expert (device-side counting and prefix sums), the gather-based
 //! unpermute, and the grouped GEMM that reads the expert offsets from device memory.
 
+use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::validate_router;
 
@@ -106,7 +107,10 @@ impl CudaBackend {
     pub(crate) fn grouped_gemm(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         let (r, e, n, k) = grouped_shape(x, w, offsets)?;
         let y = self.alloc(&[r, n], DType::Bf16)?;
-        let gk = self.grouped_kernel(r, e, n, k);
+        let gk = match self.select(Op::GroupedMatmul { r, e, n, k })? {
+            Path::Grouped(gk) => gk,
+            p => unreachable!("grouped_matmul selected {p:?}"),
+        };
         let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
         if gk.tma.is_some() {
             self.launch_tma_grouped(&gk, [xp, wp, op, yp], r, e, n, k)?;
@@ -123,8 +127,9 @@ impl CudaBackend {
         let (r, e, n, k) = grouped_shape(x, w, offsets)?;
         check("grouped_matmul_swiglu", n.is_multiple_of(2), || format!("w {w:?}: gate and up rows, an even count"))?;
         let f = n / 2;
-        let Some(gk) = self.grouped_swiglu_kernel(r, e, f, k) else {
-            return self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None);
+        let gk = match self.select(Op::GroupedMatmulSwiglu { r, e, f, k })? {
+            Path::GroupedSwiglu(gk) => gk,
+            _ => return self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None),
         };
         let y = self.alloc(&[r, f], DType::Bf16)?;
         let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);

@@ -130,6 +130,7 @@ impl CudaBackend {
 
     /// Per-tensor FP8: amax and scale stay on the device (no host round trip).
     pub(crate) fn quantize(&self, x: &Tensor) -> Result<Tensor> {
+        self.select(super::select::Op::Fp8)?;
         let sfx = suffix("quantize_fp8", x)?;
         let n = x.numel();
         let out = self.alloc(&x.shape, DType::F8)?;

@@ -1,9 +1,10 @@
 //! The tile configurations compiled for the flash attention and grouped GEMM
 //! kernels (the tables mirror the instantiation macros at the end of
 //! kernels/flash_attention.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
-//! grouped_gemm_tma.cu), and which one runs: a pure function of the choice made
-//! with `choose_*`, the architecture and the shape.
+//! grouped_gemm_tma.cu), the choice made with `choose_*`, and the backend's entry to
+//! `select`, the pure function of op, shape and architecture that decides what runs.
 
+use super::select::{self, Op, Path};
 use super::*;
 
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows.
@@ -161,12 +162,15 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     tma("grouped_gemm_tma_256_s4h", 256, 4, opts(2, true, false)),
 ];
 
-/// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md).
-const LONG_SEQUENCE: usize = 16384;
-const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
-const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
+/// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md): for d = 128, 32-row warps, 4 per
+/// block up to 16k rows, 8 beyond.
+pub(crate) const LONG_SEQUENCE: usize = 16384;
+pub(crate) const LONG_FLASH: &str = "flash_fwd_d128_w8m2";
+pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
+/// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
+pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
-const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
+pub(crate) const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
 
 #[derive(Default)]
 pub(crate) struct Choice {
@@ -174,6 +178,8 @@ pub(crate) struct Choice {
     grouped: std::sync::RwLock<Option<&'static str>>,
     /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
     clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
+    /// Ops whose architecture fallback has been logged (once each).
+    noted: std::sync::Mutex<std::collections::HashSet<&'static str>>,
 }
 
 impl CudaBackend {
@@ -205,7 +211,7 @@ impl CudaBackend {
         };
         if let Some(gk) = GROUPED_KERNELS.iter().find(|g| Some(g.name) == k)
             && gk.sm90a
-            && self.arch() != "sm_90a"
+            && !self.target().has_wgmma()
         {
             return Err(Error::Unsupported { op: "grouped kernel", what: format!("{} on {}", gk.name, self.arch()) });
         }
@@ -213,10 +219,18 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// The fused gate/up + SwiGLU kernel for `r` rows, `e` experts of [2f, k] weights, where it takes
-    /// the shape (sm_90a only); None: compose the grouped GEMM and SwiGLU.
-    pub(crate) fn grouped_swiglu_kernel(&self, r: usize, e: usize, f: usize, k: usize) -> Option<GroupedKernel> {
-        (self.arch() == "sm_90a" && tma_fits(&GROUPED_SWIGLU, r, e, 2 * f, k)).then_some(GROUPED_SWIGLU)
+    /// What runs `op` on this GPU (`select::select` with the kernels chosen by name); an
+    /// architecture fallback is logged once per op, a refusal names the architecture.
+    pub(crate) fn select(&self, op: Op) -> Result<Path> {
+        let (flash, grouped) = (*self.choice.flash.read().unwrap(), *self.choice.grouped.read().unwrap());
+        let s = select::select(op, self.target(), select::Chosen { flash, grouped })
+            .map_err(|e| Error::Unsupported { op: op.name(), what: e.to_string() })?;
+        if let Some(line) = s.fallback
+            && self.choice.noted.lock().unwrap().insert(op.name())
+        {
+            tracing::info!("{line}");
+        }
+        Ok(s.path)
     }
 
     /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
@@ -228,41 +242,6 @@ impl CudaBackend {
         self.choice.clusters.lock().unwrap().insert((gk.name, smem), n);
         Ok(n)
     }
-
-    /// The flash kernel for head dim `d` and `sq` query rows: the chosen one, else the
-    /// default (for d = 128, 32-row warps: 4 per block up to 16k rows, 8 beyond, as measured).
-    pub(crate) fn flash_kernel(&self, d: usize, sq: usize) -> Option<FlashKernel> {
-        let chosen = *self.choice.flash.read().unwrap();
-        let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && k.d == d).copied();
-        if let Some(k) = chosen.and_then(by_name) {
-            return Some(k);
-        }
-        if d == 128 && sq >= LONG_SEQUENCE {
-            return by_name("flash_fwd_d128_w8m2");
-        }
-        DEFAULT_FLASH.iter().find_map(|n| by_name(n))
-    }
-
-    /// The grouped GEMM kernel for `r` rows, `e` experts of [n, k] weights: the chosen one, else the
-    /// default for the architecture (on sm_90a the first of `DEFAULT_GROUPED_SM90A` that takes the
-    /// shape). A TMA kernel runs only where `tma_fits`; a chosen one that does not falls back the same way.
-    pub(crate) fn grouped_kernel(&self, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
-        let chosen = *self.choice.grouped.read().unwrap();
-        pick_grouped(chosen, self.arch() == "sm_90a", r, e, n, k)
-    }
-}
-
-/// The kernel for a shape: a pure function of the choice, the architecture and the shape.
-fn pick_grouped(chosen: Option<&str>, sm90a: bool, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
-    let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
-    let takes = |g: &GroupedKernel| g.tma.is_none() || tma_fits(g, r, e, n, k);
-    if let Some(g) = chosen.map(by_name).filter(takes) {
-        return g;
-    }
-    if !sm90a {
-        return by_name(DEFAULT_GROUPED);
-    }
-    DEFAULT_GROUPED_SM90A.iter().map(|n| by_name(n)).find(takes).expect("the last default takes every shape")
 }
 
 /// Shapes a TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
@@ -304,18 +283,7 @@ mod tests {
         }
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED_SM90A[1] && k.tma.is_none()));
-        // V2-Lite and V3 shapes and 1024 experts take the TMA kernel; no rows or K % 8 != 0 the last.
-        assert_eq!(pick_grouped(None, true, 98304, 64, 2816, 2048).name, DEFAULT_GROUPED_SM90A[0]);
-        assert_eq!(pick_grouped(None, true, 131072, 256, 7168, 2048).name, DEFAULT_GROUPED_SM90A[0]);
-        assert_eq!(pick_grouped(None, true, 4096, 1024, 256, 256).name, DEFAULT_GROUPED_SM90A[0]);
-        assert_eq!(pick_grouped(None, true, 0, 8, 256, 256).name, DEFAULT_GROUPED_SM90A[1]);
-        assert_eq!(pick_grouped(None, false, 4096, 8, 256, 256).name, DEFAULT_GROUPED);
-        // A chosen kernel that does not take the shape falls back through the defaults.
-        assert_eq!(
-            pick_grouped(Some("grouped_gemm_tma_256_s4h"), true, 64, 1024, 64, 64).name,
-            DEFAULT_GROUPED_SM90A[0]
-        );
-        assert_eq!(pick_grouped(Some("grouped_gemm_tma_128_s4e"), true, 64, 4, 64, 4).name, DEFAULT_GROUPED_SM90A[1]);
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == LONG_FLASH));
         for k in GROUPED_KERNELS.iter().chain([&GROUPED_SWIGLU]) {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
