@@ -5,7 +5,10 @@
 #
 # Options (before `--`; everything after it goes to rwm-dist unchanged):
 #   -n RANKS          total ranks (required)
-#   -N PER_NODE       ranks per node (default: GPUs on this node, else RANKS)
+#   -N, --per-node K  ranks per node (one per GPU). Default: gpus_per_node of the --topology
+#                     file given to rwm-dist after `--`; else RANKS when no hostfile is given (all
+#                     on this node); required with -H otherwise. Never read from this host's
+#                     nvidia-smi: the launching host may have no GPUs, or other ones than the nodes.
 #   -H HOSTFILE       Open MPI hostfile (default: this node only)
 #   --bind WHAT       numa (default), socket, core or none: CPU binding of each rank
 #   --oversubscribe   allow more ranks than cores (CPU-only tests on a small machine)
@@ -16,11 +19,12 @@
 #   RWM_MPIRUN_ARGS   extra mpirun arguments, split on spaces
 #   RWM_TIMEOUT_S     seconds an operation may hang before the job is aborted (default 600)
 #
-# NCCL_NVLS_ENABLE=0 unless set: NVLink SHARP (NVLS) multicast needs fabric-manager
-# multicast support (and IMEX on multi-node NVLink); where it is missing NCCL fails or
-# hangs at init, and on shared or virtualised hosts a program using multicast can take
-# the GPUs out of service for everyone. Set NCCL_NVLS_ENABLE=1 yourself on dedicated
-# nodes known to support it. NCCL_DEBUG=WARN unless set, so NCCL failures say why.
+# Every rank gets this shell's PATH and LD_LIBRARY_PATH (mpirun passes only named variables to
+# other nodes), so the CUDA, NCCL and MPI libraries found here are found there.
+# NCCL runs with its own defaults: NCCL_* variables set here (NCCL_NVLS_ENABLE,
+# NCCL_MNNVL_ENABLE, NCCL_SOCKET_IFNAME, ...) are forwarded, none is forced. Where NVLink SHARP
+# multicast is unsupported (no fabric-manager multicast, shared or virtualised hosts), set
+# NCCL_NVLS_ENABLE=0 yourself. NCCL_DEBUG=WARN unless set, so NCCL failures say why.
 set -euo pipefail
 
 usage() {
@@ -37,7 +41,7 @@ print=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         -n) ranks="${2:?-n needs a number}"; shift 2 ;;
-        -N) per_node="${2:?-N needs a number}"; shift 2 ;;
+        -N|--per-node) per_node="${2:?-N needs a number}"; shift 2 ;;
         -H) hostfile="${2:?-H needs a file}"; shift 2 ;;
         --bind) bind="${2:?--bind needs numa, socket, core or none}"; shift 2 ;;
         --oversubscribe) oversubscribe=1; shift ;;
@@ -51,12 +55,27 @@ done
 case "$ranks" in
     ''|*[!0-9]*|0) echo "mpirun.sh: -n RANKS is required and must be a positive number, got '${ranks}'" >&2; exit 2 ;;
 esac
-if [ -z "$per_node" ]; then
-    gpus=0
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+# The topology file rwm-dist is given, if any: its gpus_per_node is the ranks per node.
+topology=""
+prev=""
+for a in "$@"; do
+    case "$a" in
+        --topology=*) topology="${a#--topology=}" ;;
+        *) if [ "$prev" = "--topology" ]; then topology="$a"; fi ;;
+    esac
+    prev="$a"
+done
+if [ -z "$per_node" ] && [ -n "$topology" ]; then
+    if [ ! -r "$topology" ]; then
+        echo "mpirun.sh: cannot read the topology file '${topology}'" >&2; exit 2
     fi
-    if [ "$gpus" -gt 0 ]; then per_node="$gpus"; else per_node="$ranks"; fi
+    per_node=$(sed -n 's/^[[:space:]]*gpus_per_node[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$topology" | head -n 1)
+fi
+if [ -z "$per_node" ]; then
+    if [ -n "$hostfile" ]; then
+        echo "mpirun.sh: with -H give -N PER_NODE (ranks per node), or --topology FILE after --" >&2; exit 2
+    fi
+    per_node="$ranks"
 fi
 case "$per_node" in
     ''|*[!0-9]*|0) echo "mpirun.sh: -N must be a positive number, got '${per_node}'" >&2; exit 2 ;;
@@ -72,7 +91,6 @@ if [ -z "$bin" ]; then
     if [ -x "$here/../target/release/rwm-dist" ]; then bin="$here/../target/release/rwm-dist"; else bin="rwm-dist"; fi
 fi
 
-export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-0}"
 export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
 export RWM_TIMEOUT_S="${RWM_TIMEOUT_S:-600}"
 
@@ -84,8 +102,11 @@ fi
 args=(-np "$ranks" --map-by "ppr:${per_node}:node" --bind-to "$bind_to")
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
 [ "$oversubscribe" -eq 1 ] && args+=(--oversubscribe)
-# mpirun passes only named variables to ranks on other nodes.
-for v in NCCL_NVLS_ENABLE NCCL_DEBUG RWM_TIMEOUT_S RUST_LOG NCCL_SOCKET_IFNAME NCCL_IB_HCA; do
+# mpirun passes only named variables to ranks on other nodes: the search paths, ours, and every
+# NCCL_* variable set here.
+nccl_vars=()
+while IFS= read -r v; do nccl_vars+=("$v"); done < <(compgen -e | grep '^NCCL_' | sort)
+for v in PATH LD_LIBRARY_PATH RWM_TIMEOUT_S RUST_LOG "${nccl_vars[@]}"; do
     if [ -n "${!v:-}" ]; then args+=(-x "$v"); fi
 done
 if [ -n "${RWM_MPIRUN_ARGS:-}" ]; then

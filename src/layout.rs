@@ -65,9 +65,9 @@ impl LayoutArgs {
     pub fn smallest_world(&self) -> usize {
         let LayoutArgs { tp, cp, ep, dp, ep_layout } = *self;
         match (ep_layout, dp) {
-            (EpLayout::Separate, dp) => tp * cp * ep * dp.unwrap_or(1),
-            (EpLayout::Folded, Some(dp)) => tp * cp * dp,
-            (EpLayout::Folded, None) => tp * cp * (ep / gcd(ep.max(1), cp.max(1))).max(1),
+            (EpLayout::Separate, dp) => tp.saturating_mul(cp).saturating_mul(ep).saturating_mul(dp.unwrap_or(1)),
+            (EpLayout::Folded, Some(dp)) => tp.saturating_mul(cp).saturating_mul(dp),
+            (EpLayout::Folded, None) => tp.saturating_mul(cp).saturating_mul((ep / gcd(ep.max(1), cp.max(1))).max(1)),
         }
     }
 }
@@ -173,13 +173,19 @@ impl ParallelDims {
     /// The layout of `a` over `world` ranks, dp inferred when not given, validated.
     /// The one place a layout is accepted or refused.
     pub fn resolve(world: usize, a: &LayoutArgs) -> Result<Self> {
-        if world == 0 {
-            return Err(err("the world size must be at least 1, got 0".into()));
+        // Every product below is at most this one: checked once, none can overflow after.
+        let all = [a.tp, a.cp, a.ep, a.dp.unwrap_or(1)].iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+        if all.is_none() {
+            return Err(err(format!("tp {} x cp {} x ep {} x dp {:?} overflows", a.tp, a.cp, a.ep, a.dp)));
         }
+        // Degrees first: a zero degree also makes the default world (their product) zero.
         for (name, v) in [("tp", a.tp), ("cp", a.cp), ("ep", a.ep), ("dp", a.dp.unwrap_or(1))] {
             if v == 0 {
                 return Err(err(format!("--{name} must be at least 1, got 0")));
             }
+        }
+        if world == 0 {
+            return Err(err("the world size must be at least 1, got 0".into()));
         }
         let dims = match a.dp {
             Some(dp) => ParallelDims { tp: a.tp, cp: a.cp, ep: a.ep, dp, ep_layout: a.ep_layout },
@@ -407,6 +413,8 @@ mod tests {
         assert!(e(0, args(1, 1, 1)).contains("world size must be at least 1"));
         let dp = LayoutArgs { dp: Some(3), ..args(1, 2, 2) };
         assert!(e(8, dp).contains("world size 8 != tp 1 x cp 2 x dp 3"), "{}", e(8, dp));
+        assert!(e(8, args(usize::MAX, 2, 1)).contains("overflows"));
+        assert_eq!(args(usize::MAX, 2, 1).smallest_world(), usize::MAX);
         let sep = LayoutArgs { ep_layout: EpLayout::Separate, ..args(1, 2, 4) };
         assert_eq!(ParallelDims::resolve(16, &sep).unwrap(), ParallelDims::new(1, 2, 4, 2));
     }

@@ -10,6 +10,9 @@ use crate::tensor::DType;
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// The most warm-up or timed steps per variant a run accepts.
+pub const MAX_STEPS: usize = 1_000_000;
+
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub profile: &'static str,
@@ -110,7 +113,10 @@ impl Plan {
         for t in &self.targets {
             match t {
                 TargetConfig::Llama(_) => {}
-                TargetConfig::Moe(c) => dims.check_experts(c.num_experts, "moe.num_experts").map_err(bad)?,
+                TargetConfig::Moe(c) => {
+                    dims.check_experts(c.num_experts, "moe.num_experts").map_err(bad)?;
+                    c.check_redundant(dims.ep)?;
+                }
                 TargetConfig::Gpt4(c) => {
                     dims.check_experts(c.num_experts, "gpt4.num_experts").map_err(bad)?;
                     if c.seq_len < 2 * dims.cp {
@@ -152,6 +158,19 @@ impl RunPlan {
                     allowed: allowed.join(", "),
                 });
             }
+        }
+        // Zero timed steps would record null medians as a success; a huge count would reserve its
+        // samples up front and abort.
+        if a.iters == Some(0) {
+            return Err(ConfigError::Invalid("--iters must be at least 1 (timed steps per variant)".into()));
+        }
+        for (flag, v) in [("--iters", a.iters), ("--warmup", a.warmup)] {
+            if v.is_some_and(|v| v > MAX_STEPS) {
+                return Err(ConfigError::Invalid(format!("{flag} must be at most {MAX_STEPS}")));
+            }
+        }
+        if a.world == Some(0) {
+            return Err(ConfigError::Invalid("--world must be at least 1".into()));
         }
         Ok(RunPlan {
             variants,

@@ -57,13 +57,23 @@ fn wrapper() -> Command {
 fn launch_wrapper_builds_the_mpirun_command() {
     let out = wrapper()
         .args(["--print", "-n", "16", "-N", "8", "-H", "hosts.txt", "--", "run", "--dry-run"])
+        .env("LD_LIBRARY_PATH", "/opt/nccl/lib")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.starts_with("mpirun -np 16 --map-by ppr:8:node --bind-to numa --hostfile hosts.txt"), "{text}");
-    assert!(text.contains(" -x NCCL_NVLS_ENABLE -x NCCL_DEBUG -x RWM_TIMEOUT_S "), "{text}");
+    // The library paths reach every node; NCCL keeps its defaults (NVLS is not forced off).
+    assert!(text.contains(" -x PATH -x LD_LIBRARY_PATH -x RWM_TIMEOUT_S "), "{text}");
+    assert!(text.contains(" -x NCCL_DEBUG ") && !text.contains("NCCL_NVLS_ENABLE"), "{text}");
     assert!(text.trim_end().ends_with("rwm-dist run --dry-run"), "{text}");
+    // Ranks per node come from the topology file, never from this host's nvidia-smi.
+    let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/topology/gb200-nvl72.toml");
+    let out = wrapper().args(["--print", "-n", "72", "-H", "h", "--", "run", "--topology", topo]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--map-by ppr:4:node"), "{out:?}");
+    let out = wrapper().args(["--print", "-n", "72", "-H", "h", "--", "run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("with -H give -N PER_NODE"), "{out:?}");
     let bad = wrapper().args(["-n", "0", "--", "run"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("-n RANKS is required and must be a positive number"));
@@ -248,7 +258,7 @@ mod with_mpi {
     }
 
     #[test]
-    fn launch_wrapper_runs_four_ranks_with_nvls_off() {
+    fn launch_wrapper_runs_four_ranks_with_nccl_defaults() {
         if mpirun().is_none() {
             return skipped("mpirun not found on PATH; install openmpi-bin to run the MPI tests");
         }
@@ -258,7 +268,8 @@ mod with_mpi {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "{text}");
         assert_eq!(text.matches("all checks passed").count(), 4, "{text}");
-        assert!(text.contains("NCCL_NVLS_ENABLE=0"), "{text}");
+        // Not forced off: NCCL decides, unless the user sets it.
+        assert!(text.contains("NCCL_NVLS_ENABLE=\n"), "{text}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 
 /// Per-rank budgets of the selected targets at the optimized variant's attention.
 pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
-    use crate::metrics::memory::parse_device_memory;
+    use crate::metrics::memory::{gib, parse_device_memory};
     let plan = crate::plan::Plan::resolve(&a.config)?;
     let world = a.world.unwrap_or(plan.smallest_world());
     let dims = plan.dims(world)?;
@@ -31,6 +31,19 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
         writeln!(out, "{}: {:.3}B parameters; world {world} = {dims}; flash attention", t.name(), params as f64 / 1e9,)
             .map_err(io("stdout"))?;
         budget.render(device, out).map_err(io("stdout"))?;
+        if dims.tp == 1 && !matches!(t, TargetConfig::Moe(_)) {
+            // `run` times the naive baseline as the reference: its score matrix can dwarf the rest.
+            let at = targets::memory::Storage::Device;
+            let base = targets::memory::run_budget(t, &dims, plan.gemm_dtype, "baseline", at);
+            let base = base.map_err(|e| config_err(format!("{} baseline: {e}", t.name())))?;
+            writeln!(
+                out,
+                "run's baseline (naive attention, the reference): {:.3} GiB per rank, attention workspace {:.3} GiB",
+                gib(base.total),
+                gib(base.bytes(crate::metrics::memory::term::ATTENTION))
+            )
+            .map_err(io("stdout"))?;
+        }
         writeln!(out).map_err(io("stdout"))?;
         if device.is_some_and(|d| budget.check_fit(d).is_err()) {
             overflows += 1;

@@ -3,6 +3,7 @@
 
 mod compare;
 mod estimate;
+mod output;
 mod preflight;
 pub mod records;
 mod report;

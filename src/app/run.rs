@@ -28,8 +28,9 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         let launched = crate::world::detect_launcher(|k| std::env::var(k).ok()).and_then(|l| l.size);
         let world_size = a.world.or(launched).unwrap_or(a.ranks);
         let dims = plan.plan.dims(world_size)?;
+        let memory = crate::targets::fit::check_dry_run(&plan, &dims, a.ranks)?;
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
-        writeln!(out, "{text}").map_err(io("stdout"))?;
+        writeln!(out, "{text}\n{memory}").map_err(io("stdout"))?;
         match placement(&plan, &dims)? {
             Some(p) => crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?,
             None => render_coords(&dims, out).map_err(io("stdout"))?,
@@ -54,6 +55,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
             ));
         }
         let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
+        crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), a.ranks)?;
         let comms = crate::comm::local::LocalComm::group(a.ranks);
         std::thread::scope(|s| {
             let handles: Vec<_> = comms
@@ -82,7 +84,8 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
     } else {
         let device = placed.as_ref().map_or(world.local_rank, |p| p.slots[world.rank].local_gpu);
         let (backend, comm) = connect(&plan, &world, device)?;
-        match run_rank(&plan, dims, backend, comm, path) {
+        let fits = crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), world.local_size);
+        match fits.map_err(Error::from).and_then(|()| run_rank(&plan, dims, backend, comm, path)) {
             Ok(Some(r)) => r,
             // Ranks other than 0 print nothing: rank 0 prints for the job.
             Ok(None) => return Ok(Outcome::Ok),
@@ -90,14 +93,19 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
             Err(e) => return Err(e),
         }
     };
+    let (records, saved) = records;
     let rank0: Vec<Record> = records.iter().filter(|r| r.rank == 0).cloned().collect();
     table::print(&rank0, out).map_err(io("stdout"))?;
     if records.iter().any(|r| r.rank > 0) {
         table::print_spread(&records, out).map_err(io("stdout"))?;
     }
     if let Some(r) = records.first() {
-        writeln!(out, "results: {}", output_path(&plan.output, &r.run_id).display()).map_err(io("stdout"))?;
+        let incomplete = if saved.is_ok() { "" } else { " (incomplete: writing failed)" };
+        let path = output_path(&plan.output, &r.run_id);
+        writeln!(out, "results: {}{incomplete}", path.display()).map_err(io("stdout"))?;
     }
+    // The table is out; now say that the file lacks records (exit 2).
+    saved?;
     let bad = records.iter().filter(|r| r.status != Status::Ok).count();
     Ok(if bad == 0 { Outcome::Ok } else { Outcome::Failures(bad, "variant(s) FAILED or errored") })
 }
@@ -207,7 +215,7 @@ fn run_rank(
     backend: Arc<dyn Backend>,
     world: Arc<dyn Comm>,
     output: Option<PathBuf>,
-) -> Result<Option<Vec<Record>>, Error> {
+) -> Result<Option<super::output::Gathered>, Error> {
     let rank = world.rank();
     if rank == 0 {
         tracing::info!("backend: {}; {} rank(s): {dims}", backend.device_name(), world.size());
@@ -218,9 +226,7 @@ fn run_rank(
     let run_id = String::from_utf8_lossy(&world.broadcast_bytes(info.run_id.as_bytes())?).into_owned();
     let info = RunInfo { run_id, ..info };
     let path = output_path(&output, &info.run_id);
-    if rank == 0 {
-        write_jsonl(&path, &[], false)?;
-    }
+    let mut results = if rank == 0 { Some(super::output::Results::open(&path)?) } else { None };
     let opts = runner::Options {
         warmup: plan.warmup,
         iterations: plan.iterations,
@@ -259,25 +265,10 @@ fn run_rank(
                 .map(|b| serde_json::from_slice::<Vec<Record>>(b).expect("records from our own ranks parse"))
                 .collect::<Vec<_>>()
                 .concat();
-            write_jsonl(&path, &recs, true)?;
+            results.as_mut().expect("rank 0 holds the results file").append(&recs);
             all.extend(recs);
         }
     }
     bar.finish_and_clear();
-    Ok((rank == 0).then_some(all))
-}
-
-/// Write (or append) records, one JSON object per line.
-fn write_jsonl(path: &std::path::Path, records: &[Record], append: bool) -> Result<(), Error> {
-    let p = path.display().to_string();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(&p))?;
-    }
-    let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path);
-    let mut f = std::io::BufWriter::new(file.map_err(io(&p))?);
-    for r in records {
-        serde_json::to_writer(&mut f, r).map_err(|e| Error::Io { path: p.clone(), source: e.into() })?;
-        f.write_all(b"\n").map_err(io(&p))?;
-    }
-    f.flush().map_err(io(&p))
+    Ok(results.map(|r| (all, r.finish())))
 }

@@ -213,4 +213,8 @@ pub trait Backend: Send + Sync {
     fn elapsed_ms(&self, start: &Mark, end: &Mark) -> Result<f64>;
     fn memory(&self) -> MemStats;
     fn reset_peak(&self);
+    /// The device's total memory in bytes; None for the host (see `memory::host_available`).
+    fn total_memory(&self) -> Option<u64> {
+        None
+    }
 }

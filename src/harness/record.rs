@@ -24,6 +24,10 @@ pub struct Machine {
     pub cpus: usize,
     pub backend: String,
     pub device: String,
+    /// The NCCL_* variables the run was started with (NCCL_NVLS_ENABLE, NCCL_MNNVL_ENABLE, ...):
+    /// empty means NCCL's own defaults. Missing in records written before it existed.
+    #[serde(default)]
+    pub nccl_env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -118,6 +122,7 @@ impl RunInfo {
                 cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 backend: format!("{:?}", backend.kind()).to_lowercase(),
                 device: backend.device_name(),
+                nccl_env: std::env::vars().filter(|(k, _)| k.starts_with("NCCL_")).collect(),
             },
             profile: profile.into(),
             rank,

@@ -81,8 +81,8 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
     let specs = w.variants();
     let baseline = specs[0].name;
     let selected = |n: &str| opts.variants.as_ref().is_none_or(|v| v.iter().any(|s| s == n));
-    // Output and median of the baseline; Err once the baseline has failed.
-    let mut reference: Option<std::result::Result<(Vec<f32>, f64), ()>> = None;
+    // Output and median of the baseline; Err(why) once the baseline has failed.
+    let mut reference: Option<std::result::Result<(Vec<f32>, f64), String>> = None;
     let mut records = Vec::new();
     for spec in &specs {
         let timed_run = selected(spec.name);
@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                 rec.error = Some(e.to_string());
                 if reference.is_none() {
                     tracing::error!("{} {baseline} failed: {e}; other variants have no reference", w.name());
-                    reference = Some(Err(()));
+                    reference = Some(Err(e.to_string()));
                 }
             }
             Ok(t) => {
@@ -122,14 +122,24 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                 }
                 rec.samples_ms = t.samples;
                 rec.peak_mem_bytes = Some(t.peak);
+                let bad_output = non_finite(&t.output, &format!("the output of {} {}", w.name(), spec.name));
                 match &reference {
+                    None if bad_output.is_some() => {
+                        rec.status = Status::Error;
+                        rec.error = bad_output.clone();
+                        reference = Some(Err(bad_output.unwrap_or_default()));
+                    }
                     None => {
                         rec.reference = "none".into();
                         reference = Some(Ok((t.output.clone(), rec.median_ms.unwrap_or(f64::NAN))));
                     }
-                    Some(Err(())) => {
+                    Some(Err(why)) => {
                         rec.status = Status::Error;
-                        rec.error = Some(format!("no reference: {baseline} failed"));
+                        rec.error = Some(format!("no reference: {baseline} failed: {why}"));
+                    }
+                    Some(Ok(_)) if bad_output.is_some() => {
+                        rec.status = Status::Error;
+                        rec.error = bad_output;
                     }
                     Some(Ok((base_out, base_ms))) => 'gate: {
                         // A failing reference fails this variant's record, never the records measured.
@@ -145,6 +155,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                             rec.reference = format!("{baseline} on the same routing");
                         }
                         let reference = own.as_deref().unwrap_or(base_out);
+                        let bad_ref = non_finite(reference, &format!("the reference ({})", rec.reference));
                         let (max_err, rel) = errors(&t.output, reference);
                         rec.max_err = Some(max_err);
                         rec.rel_l2_err = Some(rel);
@@ -152,7 +163,10 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                             GateMetric::MaxErr => max_err,
                             GateMetric::RelL2 => rel,
                         };
-                        if reference.iter().all(|x| *x == 0.0) {
+                        if bad_ref.is_some() {
+                            rec.status = Status::Error;
+                            rec.error = bad_ref;
+                        } else if reference.iter().all(|x| *x == 0.0) {
                             rec.status = Status::Error;
                             rec.error = Some("the reference output is all zeros: the gate cannot check it".into());
                         } else if err <= tolerance {
@@ -186,6 +200,13 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
         }
     }
     Ok(records)
+}
+
+/// `Some(why)` when `v` holds a NaN or an infinity: the gate's errors would be NaN and compare false.
+fn non_finite(v: &[f32], what: &str) -> Option<String> {
+    let (i, x) = v.iter().enumerate().find(|(_, x)| !x.is_finite())?;
+    let n = v.iter().filter(|x| !x.is_finite()).count();
+    Some(format!("{what} holds {n} non-finite value(s): element {i} is {x}"))
 }
 
 /// The workload's own reference output for `variant`, on the host.
@@ -359,7 +380,10 @@ mod tests {
     use std::sync::Arc;
 
     /// Outputs fixed vectors per variant; "broken" errors; "own" has its own reference.
-    struct Fake;
+    struct Fake {
+        /// The baseline's output holds an infinity.
+        bad_baseline: bool,
+    }
 
     impl Workload for Fake {
         fn name(&self) -> &'static str {
@@ -369,7 +393,7 @@ mod tests {
             serde_json::json!({})
         }
         fn variants(&self) -> Vec<VariantSpec> {
-            ["baseline", "close", "far", "broken", "own", "bad_ref"]
+            ["baseline", "close", "far", "broken", "own", "nan", "bad_ref"]
                 .into_iter()
                 .map(|name| VariantSpec::new(name, "", 0.01))
                 .collect()
@@ -379,7 +403,9 @@ mod tests {
         }
         fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
             let v = match variant {
+                "baseline" if self.bad_baseline => vec![1.0, f32::INFINITY, 4.0],
                 "baseline" => vec![1.0, 2.0, 4.0],
+                "nan" => vec![1.0, f32::NAN, 4.0],
                 "close" => vec![1.0, 2.0, 4.02],
                 "far" | "own" | "bad_ref" => vec![1.0, 2.0, 4.2],
                 _ => return Err(Error::Workload("kernel exploded".into())),
@@ -411,7 +437,7 @@ mod tests {
     fn gate_fails_variants_beyond_tolerance_and_gives_them_no_speedup() {
         let (ctx, info) = one_rank();
         let opts = Options { warmup: 1, iterations: 3, variants: None, single_rank: false, profile_steps: false };
-        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
         assert_eq!(by("baseline").status, Status::Ok);
         assert_eq!(by("baseline").samples_ms.len(), 3);
@@ -422,13 +448,14 @@ mod tests {
         // 0.2 / 4 = 0.05 > 0.01
         assert_eq!(by("far").status, Status::Failed);
         assert_eq!(by("far").speedup, None);
+        assert!(by("far").error.as_deref().unwrap().contains("max_err 5.000e-2 > 1.0e-2 against baseline"));
         assert_eq!(by("broken").status, Status::Error);
         assert!(by("broken").error.as_deref().unwrap().contains("kernel exploded"));
         // Same output as "far", but compared with its own reference: passes.
         assert_eq!(by("own").status, Status::Ok);
         assert_eq!(by("own").max_err, Some(0.0));
         // A reference that fails errors its own record; every other record is still there.
-        assert_eq!(recs.len(), 6);
+        assert_eq!(recs.len(), 7);
         assert_eq!(by("bad_ref").status, Status::Error);
         assert!(by("bad_ref").error.as_deref().unwrap().contains("reference: reference exploded"));
     }
@@ -458,8 +485,34 @@ mod tests {
             single_rank: false,
             profile_steps: false,
         };
-        let recs = run(&ctx, &mut Fake, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].status, Status::Failed);
+    }
+
+    #[test]
+    fn non_finite_outputs_are_errors_naming_the_tensor() {
+        let (ctx, info) = one_rank();
+        let opts = Options { warmup: 0, iterations: 1, variants: None, single_rank: false, profile_steps: false };
+        let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let nan = recs.iter().find(|r| r.variant == "nan").unwrap();
+        assert_eq!(nan.status, Status::Error);
+        assert!(
+            nan.error
+                .as_deref()
+                .unwrap()
+                .contains("the output of fake nan holds 1 non-finite value(s): element 1 is NaN")
+        );
+        assert_eq!(nan.speedup, None);
+
+        let recs = run(&ctx, &mut Fake { bad_baseline: true }, &opts, &info, &ProgressBar::hidden()).unwrap();
+        let base = recs.iter().find(|r| r.variant == "baseline").unwrap();
+        assert_eq!(base.status, Status::Error);
+        assert!(base.error.as_deref().unwrap().contains("the output of fake baseline"), "{:?}", base.error);
+        // Every other variant is an error that says why there is no reference, never ok.
+        for r in recs.iter().filter(|r| !["baseline", "broken"].contains(&r.variant.as_str())) {
+            assert_eq!(r.status, Status::Error, "{}", r.variant);
+            assert!(r.error.as_deref().unwrap().contains("element 1 is inf"), "{}: {:?}", r.variant, r.error);
+        }
     }
 }

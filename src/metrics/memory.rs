@@ -11,15 +11,20 @@ use std::io::{self, Write};
 
 pub const GIB: u64 = 1 << 30;
 
-/// Device memory presets for `--device-memory`, in GiB.
-pub const DEVICE_PRESETS: [(&str, u64); 3] = [("h100", 80), ("h200", 141), ("gb200", 186)];
+pub const MIB: u64 = 1 << 20;
+
+/// Device memory presets for `--device-memory`, in MiB. gb200 is NVML's total for a GB200 GPU
+/// (189,471 MiB = 198.67 GB = 185.03 GiB), the same figure as topology/gb200-nvl72.toml.
+pub const DEVICE_PRESETS: [(&str, u64); 3] = [("h100", 80 * 1024), ("h200", 141 * 1024), ("gb200", 189_471)];
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum MemoryError {
     #[error("memory estimate: {field} = {value} is invalid; allowed: {allowed}")]
     Invalid { field: &'static str, value: String, allowed: String },
+    #[error("memory estimate: {term} overflows 64-bit byte counts: the config is far too large for any device")]
+    TooLarge { term: &'static str },
     #[error(
-        "--device-memory: cannot use '{0}'; allowed: h100 (80 GiB), h200 (141 GiB), gb200 (186 GiB), or GiB as a number such as 80 or 79.6GiB"
+        "--device-memory: cannot use '{0}'; allowed: h100 (80 GiB), h200 (141 GiB), gb200 (189,471 MiB = 185.03 GiB), or GiB as a number such as 80 or 79.6GiB"
     )]
     Device(String),
 }
@@ -27,7 +32,7 @@ pub enum MemoryError {
 /// The estimate overflows the device: names the largest term, and the overflow in GiB.
 #[derive(Debug, PartialEq, thiserror::Error)]
 #[error(
-    "estimated {:.2} GiB per rank exceeds the device's {:.2} GiB by {:.2} GiB; largest term: {term} ({:.2} GiB)",
+    "estimated {:.2} GiB per rank exceeds the {:.2} GiB available by {:.2} GiB; largest term: {term} ({:.2} GiB)",
     gib(*.total), gib(*.device), gib(*.by_bytes), gib(*.term_bytes)
 )]
 pub struct Overflow {
@@ -47,7 +52,7 @@ pub fn gib(bytes: u64) -> f64 {
 pub fn parse_device_memory(s: &str) -> Result<u64, MemoryError> {
     let t = s.trim().to_ascii_lowercase();
     if let Some((_, g)) = DEVICE_PRESETS.iter().find(|(n, _)| *n == t) {
-        return Ok(g * GIB);
+        return Ok(g * MIB);
     }
     match t.strip_suffix("gib").unwrap_or(&t).trim().parse::<f64>() {
         Ok(g) if g.is_finite() && g > 0.0 => Ok((g * GIB as f64).round() as u64),
@@ -223,101 +228,160 @@ impl MemoryInputs {
     }
 
     /// Parameters held by one rank at TP degree `tp` and EP degree `ep` (see docs/metrics.md).
-    fn params_at(&self, tp: usize, ep: usize) -> u64 {
-        let u = |x: usize| x as u64;
-        let (h, d) = (u(self.hidden), u(self.head_dim));
-        let kv = u(self.kv_heads_at(tp));
-        let attn = 2 * h * u(self.heads / tp) * d + 2 * h * kv * d;
-        let per_layer = attn + 2 * h;
-        let embed = if self.tied_embeddings { 1 } else { 2 } * u(self.vocab.div_ceil(tp)) * h;
-        let dense_mlp = 3 * h * u(self.ffn / tp);
-        let expert = 3 * h * u(self.expert_ffn / tp);
+    fn params_at(&self, tp: usize, ep: usize) -> Result<u64, MemoryError> {
+        let (h, d) = (n(self.hidden), n(self.head_dim));
+        let kv = n(self.kv_heads_at(tp));
+        let attn = n(2) * h * n(self.heads / tp) * d + n(2) * h * kv * d;
+        let per_layer = attn + n(2) * h;
+        let embed = n(if self.tied_embeddings { 1 } else { 2 }) * n(self.vocab.div_ceil(tp)) * h;
+        let dense_mlp = n(3) * h * n(self.ffn / tp);
+        let expert = n(3) * h * n(self.expert_ffn / tp);
         let moe = if self.moe_layer_count > 0 {
-            h * u(self.num_experts) + u(self.num_experts / ep) * expert + u(self.shared_experts) * expert
+            h * n(self.num_experts) + n(self.num_experts / ep) * expert + n(self.shared_experts) * expert
         } else {
-            0
+            n(0)
         };
-        embed + u(self.layers) * per_layer + h + u(self.dense_layers()) * dense_mlp + u(self.moe_layer_count) * moe
+        let total =
+            embed + n(self.layers) * per_layer + h + n(self.dense_layers()) * dense_mlp + n(self.moe_layer_count) * moe;
+        total.get(term::PARAMETERS)
     }
 
     /// Total parameter count of the model, unsharded.
     pub fn param_count(&self) -> Result<u64, MemoryError> {
         self.validate()?;
-        Ok(self.params_at(1, 1))
+        self.params_at(1, 1)
     }
 
     /// Parameter count held by one rank.
     pub fn local_param_count(&self) -> Result<u64, MemoryError> {
         self.validate()?;
-        Ok(self.params_at(self.tp, self.ep))
+        self.params_at(self.tp, self.ep)
     }
 
-    /// The per-rank budget.
+    /// The per-rank budget. Every size is computed in checked arithmetic: a term that does not fit
+    /// in 64 bits is an error naming it, never a wrapped small number.
     pub fn estimate(&self) -> Result<Budget, MemoryError> {
         self.validate()?;
-        let u = |x: usize| x as u64;
-        let (h, d, ab) = (u(self.hidden), u(self.head_dim), u(self.act_bytes));
-        let b = u(self.batch / self.dp);
+        let (h, d, ab) = (n(self.hidden), n(self.head_dim), n(self.act_bytes));
+        let b = n(self.batch / self.dp);
         // Zigzag shards differ by at most a row per chunk: the largest one bounds every rank.
-        let s_loc = u(self.seq_len.div_ceil(self.cp));
+        let s_loc = n(self.seq_len.div_ceil(self.cp));
         let t = b * s_loc;
-        let nh = u(self.heads / self.tp);
-        let nkv = u(self.kv_heads_at(self.tp));
+        let nh = n(self.heads / self.tp);
+        let nkv = n(self.kv_heads_at(self.tp));
         let moe = self.moe_layer_count > 0;
         let ring = self.cp > 1 && self.cp_mode == CpKind::Ring;
         let gather = self.cp > 1 && self.cp_mode == CpKind::AllGather;
-        const F32: u64 = 4;
+        let f32b = n(4);
 
-        let params = self.params_at(self.tp, self.ep) * u(self.param_bytes);
-        let kv_cache = 2 * u(self.layers) * t * nkv * d * ab;
+        let params = Checked::from(self.params_at(self.tp, self.ep)?) * n(self.param_bytes);
+        let kv_cache = n(2) * n(self.layers) * t * nkv * d * ab;
 
-        let dense_inter = if self.dense_layers() > 0 { 2 * t * u(self.ffn / self.tp) } else { 0 };
-        let shared_inter = if moe { 2 * t * u(self.shared_experts) * u(self.expert_ffn / self.tp) } else { 0 };
-        let router = if moe { 2 * t * u(self.num_experts) * F32 } else { 0 };
+        let dense_inter = if self.dense_layers() > 0 { n(2) * t * n(self.ffn / self.tp) } else { n(0) };
+        let shared_inter = if moe { n(2) * t * n(self.shared_experts) * n(self.expert_ffn / self.tp) } else { n(0) };
+        let router = if moe { n(2) * t * n(self.num_experts) * f32b } else { n(0) };
         let activations =
-            (2 * t * h + t * (nh + 2 * nkv) * d + t * nh * d + dense_inter.max(shared_inter)) * ab + router;
+            (n(2) * t * h + t * (nh + n(2) * nkv) * d + t * nh * d + dense_inter.max(shared_inter)) * ab + router;
 
         let logit_rows = if self.full_logits { t } else { b };
-        let logits = logit_rows * u(self.vocab.div_ceil(self.tp)) * F32;
+        let logits = logit_rows * n(self.vocab.div_ceil(self.tp)) * f32b;
 
-        let s_kv = if gather { u(self.seq_len) } else { s_loc };
+        let s_kv = if gather { n(self.seq_len) } else { s_loc };
         let mut attention = match self.attention {
-            AttnAlgo::Naive => u(self.naive_heads_at_once).min(b * nh) * s_loc * s_kv * F32,
-            AttnAlgo::Flash => t * nh * F32,
+            // f32 scores, and the probabilities at the activation width that the GPU kernel
+            // writes beside them before multiplying by V.
+            AttnAlgo::Naive => n(self.naive_heads_at_once).min(b * nh) * s_loc * s_kv * (f32b + ab),
+            AttnAlgo::Flash => t * nh * f32b,
         };
         if ring {
             // Partial results of successive blocks merge into an f32 output and a running lse.
-            attention += t * nh * (d + 1) * F32;
+            attention = attention + t * nh * (d + n(1)) * f32b;
         }
 
-        let rows = if moe { ceil_count(self.capacity_factor * (t * u(self.top_k)) as f64) } else { 0 };
+        let rows = if moe { Checked::rows(self.capacity_factor, t * n(self.top_k)) } else { n(0) };
         // Rows in, then the fused gate/up output (2F) with the activation (F) beside it, then the
         // activation with the expert output (h) once gate/up is freed: the larger pair is the peak.
-        let fe = u(self.expert_ffn / self.tp);
-        let dispatch = if moe { rows * (h + (3 * fe).max(fe + h)) * ab } else { 0 };
+        let fe = n(self.expert_ffn / self.tp);
+        let dispatch = if moe { rows * (h + (n(3) * fe).max(fe + h)) * ab } else { n(0) };
 
         let mut terms = vec![
-            Term { name: term::PARAMETERS, bytes: params },
-            Term { name: term::KV_CACHE, bytes: kv_cache },
-            Term { name: term::ACTIVATIONS, bytes: activations },
-            Term { name: term::LOGITS, bytes: logits },
-            Term { name: term::ATTENTION, bytes: attention },
-            Term { name: term::MOE_DISPATCH, bytes: dispatch },
+            (term::PARAMETERS, params),
+            (term::KV_CACHE, kv_cache),
+            (term::ACTIVATIONS, activations),
+            (term::LOGITS, logits),
+            (term::ATTENTION, attention),
+            (term::MOE_DISPATCH, dispatch),
         ];
         if ring {
-            terms.push(Term { name: term::COMM_CP_RING, bytes: 2 * 2 * t * nkv * d * ab });
+            terms.push((term::COMM_CP_RING, n(2) * n(2) * t * nkv * d * ab));
         }
         if gather {
-            terms.push(Term { name: term::COMM_CP_ALLGATHER, bytes: 2 * b * u(self.seq_len) * nkv * d * ab });
+            terms.push((term::COMM_CP_ALLGATHER, n(2) * b * n(self.seq_len) * nkv * d * ab));
         }
         if self.ep > 1 {
-            terms.push(Term { name: term::COMM_EP, bytes: 2 * rows * h * ab });
+            terms.push((term::COMM_EP, n(2) * rows * h * ab));
         }
         if self.tp > 1 {
-            terms.push(Term { name: term::COMM_TP, bytes: t * h * ab });
+            terms.push((term::COMM_TP, t * h * ab));
         }
-        let total = terms.iter().map(|t| t.bytes).sum();
-        Ok(Budget { terms, total })
+        let terms = terms
+            .into_iter()
+            .map(|(name, bytes)| Ok(Term { name, bytes: bytes.get(name)? }))
+            .collect::<Result<Vec<_>, MemoryError>>()?;
+        Budget::new(terms)
+    }
+}
+
+/// A size in checked arithmetic: `None` once any step overflowed u64, so that formulas read as
+/// formulas and an overflow anywhere surfaces as an error naming the term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked(Option<u64>);
+
+/// A count as a checked size.
+pub fn n(x: usize) -> Checked {
+    Checked(u64::try_from(x).ok())
+}
+
+impl From<u64> for Checked {
+    fn from(x: u64) -> Self {
+        Checked(Some(x))
+    }
+}
+
+impl std::ops::Add for Checked {
+    type Output = Checked;
+    fn add(self, o: Checked) -> Checked {
+        Checked(self.0.zip(o.0).and_then(|(a, b)| a.checked_add(b)))
+    }
+}
+
+impl std::ops::Mul for Checked {
+    type Output = Checked;
+    fn mul(self, o: Checked) -> Checked {
+        Checked(self.0.zip(o.0).and_then(|(a, b)| a.checked_mul(b)))
+    }
+}
+
+impl Checked {
+    pub fn max(self, o: Checked) -> Checked {
+        Checked(self.0.zip(o.0).map(|(a, b)| a.max(b)))
+    }
+    /// `self - o`, an overflow too when `o` is larger.
+    pub fn minus(self, o: Checked) -> Checked {
+        Checked(self.0.zip(o.0).and_then(|(a, b)| a.checked_sub(b)))
+    }
+    pub fn min(self, o: Checked) -> Checked {
+        Checked(self.0.zip(o.0).map(|(a, b)| a.min(b)))
+    }
+    /// `ceil(cf * slots)` rows, with the rounding of `ceil_count`.
+    pub fn rows(cf: f64, slots: Checked) -> Checked {
+        // 2^53: beyond it f64 no longer holds every integer, and the count is absurd anyway.
+        let x = slots.0.map(|s| cf * s as f64).filter(|x| *x < (1u64 << 53) as f64);
+        Checked(x.map(ceil_count))
+    }
+    /// The bytes, or an overflow error naming `what`.
+    pub fn get(self, what: &'static str) -> Result<u64, MemoryError> {
+        self.0.ok_or(MemoryError::TooLarge { term: what })
     }
 }
 
@@ -334,6 +398,12 @@ fn with_commas(n: u64) -> String {
 }
 
 impl Budget {
+    /// The terms and their checked sum.
+    pub fn new(terms: Vec<Term>) -> Result<Budget, MemoryError> {
+        let total = terms.iter().try_fold(0u64, |acc, t| acc.checked_add(t.bytes));
+        Ok(Budget { total: total.ok_or(MemoryError::TooLarge { term: "total" })?, terms })
+    }
+
     /// Bytes of the named term; 0 if the layout has no such term.
     pub fn bytes(&self, name: &str) -> u64 {
         self.terms.iter().find(|t| t.name == name).map_or(0, |t| t.bytes)
@@ -354,7 +424,13 @@ impl Budget {
     /// A table of the terms in bytes and GiB, the total, and (given the device's memory) the
     /// headroom or the overflow.
     pub fn render(&self, device_bytes: Option<u64>, out: &mut dyn Write) -> io::Result<()> {
-        let width = self.terms.iter().map(|t| t.name.len()).max().unwrap_or(0).max("device memory".len());
+        self.render_against(device_bytes.map(|d| ("device memory", d)), out)
+    }
+
+    /// `render` against a limit of any kind, e.g. ("host available per rank", bytes).
+    pub fn render_against(&self, limit: Option<(&str, u64)>, out: &mut dyn Write) -> io::Result<()> {
+        let label = limit.map_or("", |(l, _)| l);
+        let width = self.terms.iter().map(|t| t.name.len()).max().unwrap_or(0).max(label.len());
         let line = |out: &mut dyn Write, name: &str, bytes: u64| {
             writeln!(out, "{name:<width$}  {:>20}  {:>10.3} GiB", with_commas(bytes), gib(bytes))
         };
@@ -363,8 +439,8 @@ impl Budget {
             line(out, t.name, t.bytes)?;
         }
         line(out, "total", self.total)?;
-        if let Some(dev) = device_bytes {
-            line(out, "device memory", dev)?;
+        if let Some((label, dev)) = limit {
+            line(out, label, dev)?;
             match self.check_fit(dev) {
                 Ok(()) => line(out, "headroom", dev - self.total)?,
                 Err(e) => writeln!(out, "DOES NOT FIT: {e}")?,

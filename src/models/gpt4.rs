@@ -29,7 +29,7 @@ pub struct Gpt4Config {
     pub rope_theta: f32,
     pub eps: f32,
     pub cp_kind: CpKind,
-    pub capacity_factor: f32,
+    pub capacity_factor: f64,
     pub seed: u64,
 }
 
@@ -90,6 +90,14 @@ impl Gpt4Config {
         }
         if self.top_k == 0 || self.top_k > self.num_experts {
             return bad(format!("gpt4.top_k ({}) must be in 1..=gpt4.num_experts ({})", self.top_k, self.num_experts));
+        }
+        for (k, v) in [("rope_theta", self.rope_theta), ("eps", self.eps)] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("gpt4.{k} ({v}) must be a finite number > 0"));
+            }
+        }
+        if !(self.capacity_factor.is_finite() && self.capacity_factor > 0.0) {
+            return bad(format!("gpt4.capacity_factor ({}) must be a finite number > 0", self.capacity_factor));
         }
         Ok(())
     }

@@ -97,6 +97,21 @@ impl LlamaConfig {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("llama.head_dim ({}) must be even and > 0 (RoPE rotates pairs)", self.head_dim));
         }
+        if self.vocab > i32::MAX as usize {
+            return bad(format!("llama.vocab ({}) must be at most {} (token ids are i32)", self.vocab, i32::MAX));
+        }
+        for (k, v) in [("rope_theta", self.rope_theta), ("rope_factor", self.rope_factor), ("eps", self.eps)]
+            .into_iter()
+            .chain([("rope_low_freq_factor", self.rope_low_freq_factor)])
+        {
+            // A zero or negative factor turns the inverse frequencies into inf or NaN.
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("llama.{k} ({v}) must be a finite number > 0"));
+            }
+        }
+        if self.rope_factor != 1.0 && self.rope_original_max_position == 0 {
+            return bad("llama.rope_original_max_position must be > 0 when llama.rope_factor is not 1".into());
+        }
         if self.rope_factor != 1.0 && self.rope_high_freq_factor <= self.rope_low_freq_factor {
             return bad(format!(
                 "llama.rope_high_freq_factor ({}) must exceed llama.rope_low_freq_factor ({})",

@@ -5,6 +5,7 @@ use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
 use crate::backend::{Backend, Gate, Result, RouterParams, Routing};
 use crate::config::ConfigError;
+use crate::metrics::skew::Skew;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +26,8 @@ pub struct MoeConfig {
     pub tokens: usize,
     /// Batches routed for the routing statistics (and bias updates of `balanced`).
     pub batches: usize,
-    pub capacity_factor: f32,
+    /// f64 so that 1.1 is recorded as 1.1 and rounds as README "Capacity rounding" says.
+    pub capacity_factor: f64,
     /// Router skew of the inputs: none, zipf:S or hot:N:P.
     pub skew: String,
     /// Step of the auxiliary-loss-free bias update (DeepSeek-V3's gamma).
@@ -125,6 +127,51 @@ impl MoeConfig {
                 self.top_k,
                 self.topk_group,
                 self.num_experts / self.n_group
+            ));
+        }
+        self.validate_factors()
+    }
+
+    /// The values that setup and the balanced variant would otherwise refuse only after timing.
+    fn validate_factors(&self) -> std::result::Result<(), ConfigError> {
+        let bad = |key: &str, value: String, reason: String| {
+            Err(ConfigError::BadValue { key: format!("moe.{key}"), value, reason })
+        };
+        let skew: Skew = match self.skew.parse() {
+            Ok(s) => s,
+            Err(e) => return bad("skew", self.skew.clone(), format!("{e}")),
+        };
+        if let Err(e) = skew.probabilities(self.num_experts) {
+            return bad("skew", self.skew.clone(), format!("{e}"));
+        }
+        if !(self.capacity_factor.is_finite() && self.capacity_factor > 0.0) {
+            return bad("capacity_factor", self.capacity_factor.to_string(), "expected a finite number > 0".into());
+        }
+        if !(self.bias_update.is_finite() && self.bias_update > 0.0) {
+            let why = "expected a finite number > 0 (the balanced variant's bias step gamma)";
+            return bad("bias_update", self.bias_update.to_string(), why.into());
+        }
+        if !(self.routed_scaling.is_finite() && self.routed_scaling > 0.0) {
+            return bad("routed_scaling", self.routed_scaling.to_string(), "expected a finite number > 0".into());
+        }
+        Ok(())
+    }
+
+    /// EPLB replicas (balanced variant) fill `redundant_experts` extra slots over the `ep` ranks:
+    /// at most E x (ep - 1) of them, E + redundant a multiple of ep; none without EP.
+    pub fn check_redundant(&self, ep: usize) -> std::result::Result<(), ConfigError> {
+        let (e, r) = (self.num_experts, self.redundant_experts);
+        let bad = |why: String| {
+            Err(ConfigError::BadValue { key: "moe.redundant_experts".into(), value: r.to_string(), reason: why })
+        };
+        if ep <= 1 && r > 0 {
+            return bad("0 without --ep: replicas are placed over EP ranks".into());
+        }
+        let max = e * ep.saturating_sub(1);
+        if ep > 1 && (r > max || !(e + r).is_multiple_of(ep)) {
+            return bad(format!(
+                "at most num_experts x (EP - 1) = {e} x {} = {max}, with num_experts + redundant_experts a multiple of the EP size {ep}",
+                ep - 1
             ));
         }
         Ok(())

@@ -4,7 +4,6 @@
 
 use crate::backend::{AttnAlgo, AttnParams};
 use crate::harness::{Ctx, GateMetric, Result, VariantSpec, Workload};
-use crate::metrics::memory::MemoryInputs;
 use crate::models::Mlp;
 use crate::models::gpt4::{Gpt4, Gpt4Config};
 use crate::models::moe::MoeLayer;
@@ -31,6 +30,12 @@ pub struct Gpt4Target {
     ep_stats: Vec<EpStats>,
     /// Weights and activations (bf16; f32 in tests that compare layouts exactly).
     dtype: DType,
+}
+
+/// The GEMM element type of `variant`: bf16 for the baseline, `--dtype` otherwise; everything in
+/// the model's type when it is built in f32 (tests that compare layouts exactly).
+pub(crate) fn variant_gemm(model: DType, gemm_dtype: DType, variant: &str) -> DType {
+    if variant == "baseline" || model == DType::F32 { model } else { gemm_dtype }
 }
 
 impl Gpt4Target {
@@ -175,7 +180,7 @@ impl Workload for Gpt4Target {
     }
     /// bf16 for the baseline, `--dtype` otherwise; everything in f32 when built `with_dtype(F32)`.
     fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
-        if variant == "baseline" || self.dtype == DType::F32 { self.dtype } else { ctx.gemm_dtype }
+        variant_gemm(self.dtype, ctx.gemm_dtype, variant)
     }
     fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
         let b = ctx.backend.as_ref();
@@ -217,25 +222,8 @@ impl Workload for Gpt4Target {
         Ok(Some(context::take_shard(ctx.backend.as_ref(), &full, cp.size(), cp.rank())?))
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let base = variant == "baseline";
-        let attn = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
-        let inputs = super::memory::gpt4(&self.cfg, &ctx.dims, attn, false);
-        let total = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..inputs }.estimate().ok()?.total;
-        let c = &self.cfg;
-        let slots = c.num_experts / ctx.dims.ep;
-        let fp8 = self.gemm_dtype(ctx, variant) == DType::F8;
-        // The expert loops keep per-expert weight copies: bf16 (baseline), bf16 and FP8 (fp8).
-        let per_copy = (c.layers * slots * 3 * c.hidden * c.expert_ffn) as u64;
-        let copies = if base {
-            2 * per_copy
-        } else if fp8 {
-            3 * per_copy
-        } else {
-            0
-        };
-        // FP8 runs also hold one-byte copies of the attention projections.
-        let attn_params = (c.layers * c.hidden * (2 * c.q_dim() + 2 * c.kv_dim())) as u64;
-        Some(total + copies + if fp8 { attn_params } else { 0 })
+        let (gemm, at) = (self.gemm_dtype(ctx, variant), super::memory::Storage::Device);
+        Some(super::memory::gpt4_run(&self.cfg, &ctx.dims, variant, gemm, at).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.chunks.iter().map(|r| r.len()).sum()

@@ -29,11 +29,16 @@ impl LlamaTarget {
     }
 
     fn mode(&self, ctx: &Ctx, variant: &str) -> Mode {
-        match variant {
-            "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
-            "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
-            _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: ctx.gemm_dtype },
-        }
+        mode(ctx.gemm_dtype, variant)
+    }
+}
+
+/// How `variant` runs, given the run's `--dtype`.
+pub(crate) fn mode(gemm_dtype: DType, variant: &str) -> Mode {
+    match variant {
+        "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
+        "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
+        _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: gemm_dtype },
     }
 }
 
@@ -128,14 +133,8 @@ impl Workload for LlamaTarget {
         self.cfg.prefill_flops()
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let mode = self.mode(ctx, variant);
-        let total = super::memory::llama(&self.cfg, mode.attn).estimate().ok()?.total;
-        // FP8 variants hold one-byte copies of every linear weight beside the bf16 ones
-        // (the embedding table's only when it is the tied LM head).
-        let c = &self.cfg;
-        let table = if c.tie_embeddings { 0 } else { (c.vocab * c.hidden) as u64 };
-        let fp8 = if mode.gemm == DType::F8 { c.params() - table } else { 0 };
-        Some(total + fp8)
+        let at = super::memory::Storage::Device;
+        Some(super::memory::llama_run(&self.cfg, ctx.gemm_dtype, variant, at).ok()?.total)
     }
     fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;

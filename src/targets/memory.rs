@@ -2,11 +2,13 @@
 //! that `rwm-dist estimate` prints and that runs print next to the measured peak.
 
 use crate::backend::AttnAlgo;
+use crate::harness::registry::TargetConfig;
 use crate::layout::ParallelDims;
-use crate::metrics::memory::MemoryInputs;
+use crate::metrics::memory::{Budget, Checked, MemoryError, MemoryInputs, Term, n};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
+use crate::tensor::DType;
 
 pub fn llama(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
     MemoryInputs {
@@ -46,7 +48,7 @@ pub fn moe(c: &MoeConfig, layout: &ParallelDims) -> MemoryInputs {
         // `tokens` are this rank's own tokens.
         seq_len: c.tokens,
         ep: layout.ep,
-        capacity_factor: c.capacity_factor as f64,
+        capacity_factor: c.capacity_factor,
         ..Default::default()
     }
 }
@@ -70,7 +72,120 @@ pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embeddin
         ep: layout.ep,
         attention: attn,
         cp_mode: c.cp_kind,
-        capacity_factor: c.capacity_factor as f64,
+        capacity_factor: c.capacity_factor,
         ..Default::default()
+    }
+}
+
+/// Where a run's tensors live: a GPU's memory, at each dtype's size, or the host's, where the
+/// CPU backend keeps every element as an f32 whatever its dtype (src/tensor.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Device,
+    Host,
+}
+
+impl Storage {
+    fn bytes(self, dt: DType) -> usize {
+        match self {
+            Storage::Device => dt.size(),
+            Storage::Host => 4,
+        }
+    }
+
+    /// The model's terms with bf16 weights and activations stored here.
+    fn inputs(self, m: MemoryInputs) -> MemoryInputs {
+        let b = self.bytes(DType::Bf16);
+        MemoryInputs { param_bytes: b, act_bytes: b, ..m }
+    }
+}
+
+/// The budget with the variant's own buffers added as further terms.
+fn with_extras(budget: Budget, extras: Vec<(&'static str, Checked)>) -> Result<Budget, MemoryError> {
+    let mut terms = budget.terms;
+    for (name, bytes) in extras {
+        terms.push(Term { name, bytes: bytes.get(name)? });
+    }
+    Budget::new(terms)
+}
+
+/// One rank of `llama` running `variant`: the model at the variant's attention (naive for the
+/// baseline, with its score matrix) and, for FP8 GEMMs, one-byte copies of every linear weight.
+pub fn llama_run(c: &LlamaConfig, gemm_dtype: DType, variant: &str, at: Storage) -> Result<Budget, MemoryError> {
+    let mode = super::llama::mode(gemm_dtype, variant);
+    let inputs = at.inputs(llama(c, mode.attn));
+    let fp8 = if mode.gemm == DType::F8 {
+        // Every linear weight; the embedding table only when it is the tied LM head.
+        let table = if c.tie_embeddings { n(0) } else { n(c.vocab) * n(c.hidden) };
+        let linear = Checked::from(inputs.param_count()?).minus(table);
+        linear * n(at.bytes(DType::F8))
+    } else {
+        n(0)
+    };
+    with_extras(inputs.estimate()?, vec![("fp8 weight copies", fp8)])
+}
+
+/// One rank of `moe` running `variant` (dropless: t*k rows), with the other input batches kept
+/// for the routing statistics, the baseline's per-expert weight copies, and the balanced variant's
+/// second layer on its EPLB placement.
+pub fn moe_run(c: &MoeConfig, layout: &ParallelDims, variant: &str, at: Storage) -> Result<Budget, MemoryError> {
+    let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(moe(c, layout)) };
+    let bf16 = n(at.bytes(DType::Bf16));
+    let expert = n(3) * n(c.hidden) * n(c.expert_ffn) * bf16;
+    let batches = n(c.batches.saturating_sub(1)) * n(c.tokens) * n(c.hidden) * bf16;
+    let copies = if variant == "baseline" { n(c.num_experts / layout.ep) * expert } else { n(0) };
+    let replicas = (c.num_experts + c.redundant_experts) / layout.ep;
+    let balanced = if variant == "balanced" && layout.ep > 1 { n(replicas) * expert } else { n(0) };
+    let extras = vec![
+        ("other input batches", batches),
+        ("per-expert weight copies", copies),
+        ("balanced placement's experts", balanced),
+    ];
+    with_extras(inputs.estimate()?, extras)
+}
+
+/// One rank of `gpt4` running `variant` with GEMMs in `gemm` (see `gpt4::variant_gemm`): the block
+/// stack (naive attention for the baseline), the expert loops' per-expert weight copies (bf16 for
+/// the baseline, bf16 and FP8 for FP8) and FP8 copies of the attention projections.
+pub fn gpt4_run(
+    c: &Gpt4Config,
+    layout: &ParallelDims,
+    variant: &str,
+    gemm: DType,
+    at: Storage,
+) -> Result<Budget, MemoryError> {
+    let base = variant == "baseline";
+    let attn = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
+    let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(gpt4(c, layout, attn, false)) };
+    let fp8 = gemm == DType::F8;
+    let (b16, b8) = (n(at.bytes(DType::Bf16)), n(at.bytes(DType::F8)));
+    let per_copy = n(c.layers) * n(c.num_experts / layout.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
+    let copies = match (base, fp8) {
+        (true, _) => per_copy * b16,
+        (false, true) => per_copy * (b16 + b8),
+        (false, false) => n(0),
+    };
+    let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
+    let extras = vec![
+        ("per-expert weight copies", copies),
+        ("fp8 attention weights", if fp8 { attn_params * b8 } else { n(0) }),
+    ];
+    with_extras(inputs.estimate()?, extras)
+}
+
+/// One rank of `cfg` running `variant` under the plan's layout and `--dtype`.
+pub fn run_budget(
+    cfg: &TargetConfig,
+    layout: &ParallelDims,
+    gemm_dtype: DType,
+    variant: &str,
+    at: Storage,
+) -> Result<Budget, MemoryError> {
+    match cfg {
+        TargetConfig::Llama(c) => llama_run(c, gemm_dtype, variant, at),
+        TargetConfig::Moe(c) => moe_run(c, layout, variant, at),
+        TargetConfig::Gpt4(c) => {
+            gpt4_run(c, layout, variant, super::gpt4::variant_gemm(DType::Bf16, gemm_dtype, variant), at)
+        }
     }
 }

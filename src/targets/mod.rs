@@ -1,5 +1,6 @@
 //! Workloads: each model wrapped for the harness.
 
+pub mod fit;
 pub mod gpt4;
 pub mod llama;
 pub mod memory;

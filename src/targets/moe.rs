@@ -7,7 +7,6 @@
 use crate::backend::Routing;
 use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
 use crate::metrics::balance::{BiasBalancer, plan_placement};
-use crate::metrics::memory::MemoryInputs;
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::metrics::skew::Skew;
 use crate::models::Mlp;
@@ -99,7 +98,7 @@ impl MoeTarget {
         let b = ctx.backend.as_ref();
         let (e, k) = (self.cfg.num_experts, self.cfg.top_k);
         let (mut mine, mut layer): (Vec<BatchRouting>, Vec<BatchRouting>) = (vec![], vec![]);
-        let cf = self.cfg.capacity_factor as f64;
+        let cf = self.cfg.capacity_factor;
         for i in 0..self.cfg.batches {
             let r = self.routing(ctx, i, biased)?;
             let mut probs = b.download(&r.probs)?;
@@ -279,14 +278,8 @@ impl Workload for MoeTarget {
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let c = &self.cfg;
-        let inputs = MemoryInputs { capacity_factor: super::memory::DROPLESS, ..super::memory::moe(c, &ctx.dims) };
-        // The other input batches stay on the device for the routing statistics.
-        let batches = ((c.batches - 1) * c.tokens * c.hidden * 2) as u64;
-        // The baseline loop keeps one weight copy per local expert.
-        let slots = self.plain.as_ref().map_or(c.num_experts, |s| s.layer.slots.len());
-        let copies = if variant == "baseline" { (slots * 3 * c.hidden * c.expert_ffn * 2) as u64 } else { 0 };
-        Some(inputs.estimate().ok()?.total + batches + copies)
+        let at = super::memory::Storage::Device;
+        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
     }
     /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
     fn gemm_dtype(&self, _ctx: &Ctx, _variant: &str) -> DType {

@@ -47,6 +47,11 @@ enum Entry {
     Range(String),
 }
 
+/// Limits far above any machine built (NVL576 racks, 100K-GPU clusters) that keep a typo from
+/// allocating per-GPU tables of absurd size.
+pub const MAX_GPUS_PER_NODE: usize = 1024;
+pub const MAX_GPUS: usize = 1 << 20;
+
 struct Ctx<'a> {
     text: &'a str,
     file: &'a str,
@@ -93,7 +98,15 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Topology> {
     if per_node == 0 {
         return Err(cx.err(&raw.gpus_per_node, "gpus_per_node", "must be at least 1"));
     }
-    let total = nodes * per_node;
+    // Placement builds tables per GPU: an absurd size would take minutes and gigabytes before failing.
+    if per_node > MAX_GPUS_PER_NODE {
+        let msg = format!("{per_node} is too many; at most {MAX_GPUS_PER_NODE} GPUs per node");
+        return Err(cx.err(&raw.gpus_per_node, "gpus_per_node", msg));
+    }
+    let total = nodes.checked_mul(per_node).filter(|t| *t <= MAX_GPUS).ok_or_else(|| {
+        let msg = format!("nodes {nodes} x gpus_per_node {per_node} is too many GPUs; at most {MAX_GPUS}");
+        cx.err(&raw.nodes, "nodes", msg)
+    })?;
     if let Some(g) = &raw.gpus
         && *g.get_ref() != total
     {

@@ -78,7 +78,7 @@ fn tiny_dense_by_hand() {
     let full = MemoryInputs { full_logits: true, ..tiny() }.estimate().unwrap();
     assert_eq!(full.bytes(term::LOGITS), 4 * 10 * 4);
     let naive = MemoryInputs { attention: AttnAlgo::Naive, naive_heads_at_once: 2, ..tiny() }.estimate().unwrap();
-    assert_eq!(naive.bytes(term::ATTENTION), 2 * 4 * 4 * 4); // 2 heads of 4x4 f32 scores
+    assert_eq!(naive.bytes(term::ATTENTION), 2 * 4 * 4 * (4 + 2)); // 2 heads of 4x4 f32 scores and bf16 probs
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn context_parallel_halves_sequence_terms() {
     assert_eq!(gather.bytes(term::COMM_CP_RING), 0);
     // naive scores: local queries against every key
     let naive = MemoryInputs { cp: 4, cp_mode: CpKind::AllGather, attention: AttnAlgo::Naive, ..llama_8b(8192) };
-    assert_eq!(naive.estimate().unwrap().bytes(term::ATTENTION), 2048 * 8192 * 4);
+    assert_eq!(naive.estimate().unwrap().bytes(term::ATTENTION), 2048 * 8192 * (4 + 2));
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn render_shows_terms_and_fit() {
 fn device_memory_presets_and_numbers() {
     assert_eq!(parse_device_memory("H100").unwrap(), 80 * GIB);
     assert_eq!(parse_device_memory("h200").unwrap(), 141 * GIB);
-    assert_eq!(parse_device_memory("gb200").unwrap(), 186 * GIB);
+    assert_eq!(parse_device_memory("gb200").unwrap(), 189_471 << 20);
     assert_eq!(parse_device_memory("79.5GiB").unwrap(), 79 * GIB + GIB / 2);
     let err = parse_device_memory("a100").unwrap_err().to_string();
     assert!(err.starts_with("--device-memory") && err.contains("h200"), "{err}");
@@ -196,4 +196,23 @@ fn invalid_layouts_name_the_field() {
     assert!(err.contains("top_k = 5") && err.contains("1..=4"), "{err}");
     let err = MemoryInputs { layers: 0, ..tiny() }.estimate().unwrap_err().to_string();
     assert!(err.contains("layers = 0"), "{err}");
+}
+
+#[test]
+fn sizes_that_overflow_64_bits_are_refused_naming_the_term() {
+    let huge = llama_8b(usize::MAX);
+    let e = huge.estimate().unwrap_err();
+    assert_eq!(e, MemoryError::TooLarge { term: term::KV_CACHE });
+    assert!(e.to_string().contains("kv cache overflows 64-bit"), "{e}");
+    let e = MemoryInputs { vocab: usize::MAX / 2, ..llama_8b(8) }.param_count().unwrap_err();
+    assert_eq!(e, MemoryError::TooLarge { term: term::PARAMETERS });
+    // Each term fits, their sum does not.
+    let terms = vec![Term { name: "a", bytes: u64::MAX }, Term { name: "b", bytes: 1 }];
+    assert_eq!(Budget::new(terms).unwrap_err(), MemoryError::TooLarge { term: "total" });
+    // The checked arithmetic itself.
+    assert_eq!((n(3) * n(4) + n(5)).get("x"), Ok(17));
+    assert_eq!((n(usize::MAX) * n(2)).get("x"), Err(MemoryError::TooLarge { term: "x" }));
+    assert_eq!((Checked::from(u64::MAX) + n(1)).max(n(0)).get("y"), Err(MemoryError::TooLarge { term: "y" }));
+    assert_eq!(Checked::rows(1.1, n(100)).get("rows"), Ok(110));
+    assert_eq!(Checked::rows(1.0, Checked::from(u64::MAX)).get("rows"), Err(MemoryError::TooLarge { term: "rows" }));
 }

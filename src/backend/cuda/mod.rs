@@ -527,6 +527,9 @@ impl Backend for CudaBackend {
         let g = graph::memory(self.ctx.cu_device());
         MemStats { in_use: pool.in_use + g.in_use, peak: pool.peak + g.peak }
     }
+    fn total_memory(&self) -> Option<u64> {
+        self.ctx.total_mem().ok().map(|b| b as u64)
+    }
     fn reset_peak(&self) {
         if let Some(p) = &self.pool {
             p.reset_peak()
