@@ -1,26 +1,11 @@
 //! The binary as a user runs it: listing, a full quick run, the JSON Lines
 //! schema, and errors on bad input (exit code 2, naming the key).
 
+mod common;
+
+use common::{rwm, rwm_with, text};
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn rwm(args: &[&str]) -> Output {
-    rwm_with(args, &[])
-}
-
-fn rwm_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .envs(vars.iter().copied())
-        .output()
-        .expect("binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
+use std::process::Output;
 
 fn schema() -> Value {
     serde_json::from_str(include_str!("../schema/results-v2.json")).unwrap()

@@ -1,20 +1,10 @@
 //! Bad input and faults, through the binary as a user meets them: each is refused by `--dry-run`
 //! and before anything is timed (exit 2, naming the key), or handled as docs/faults.md says.
 
-use std::process::{Command, Output};
+mod common;
 
-fn rwm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .output()
-        .expect("binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
+use common::{rwm, rwm_with, text};
+use std::process::Output;
 
 /// Exit 2 with every needle in stderr; returns stderr.
 fn refused(args: &[&str], needles: &[&str]) -> String {
@@ -142,17 +132,8 @@ fn quick_moe(output: &str) -> Output {
 }
 
 fn quick_moe_env(output: &str, env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .args(
-            ["run", "--backend", "cpu", "--target", "moe", "--variant", "optimized", "--seq-len", "64"]
-                .into_iter()
-                .chain(["--iters", "1", "--warmup", "0", "--output", output]),
-        )
-        .output()
-        .expect("binary runs")
+    let args = ["run", "--backend", "cpu", "--target", "moe", "--variant", "optimized", "--seq-len", "64"];
+    rwm_with(&[&args[..], &["--iters", "1", "--warmup", "0", "--output", output]].concat(), env)
 }
 
 #[test]

@@ -11,12 +11,23 @@ use std::sync::Arc;
 
 /// The rwm-dist binary with `args`, as one process (no launcher), warnings only on stderr.
 pub fn rwm(args: &[&str]) -> Output {
+    rwm_with(args, &[])
+}
+
+/// As `rwm`, with extra environment variables.
+pub fn rwm_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("OMPI_COMM_WORLD_SIZE")
+        .envs(vars.iter().copied())
         .output()
         .expect("binary runs")
+}
+
+/// (stdout, stderr) as text.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
 /// Run `f` on every rank of `dims` (threads sharing one CPU backend, each with its layout

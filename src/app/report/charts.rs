@@ -54,6 +54,48 @@ fn rows(n: usize) -> plotters::coord::combinators::WithKeyPoints<plotters::coord
     (-ROW / 2..n as i32 * ROW - ROW / 2).with_key_points((0..n as i32).map(|i| i * ROW).collect())
 }
 
+type Frame<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::combinators::WithKeyPoints<plotters::coord::types::RangedCoordi32>,
+    >,
+>;
+
+/// The chart both kinds draw on: the title, an x axis from 0 to `xmax`, a named row per category.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    cats: &[String],
+    xmax: f64,
+) -> Result<Frame<'a, 'b>, Error> {
+    let n = cats.len().max(1);
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(label_width(cats))
+        .build_cartesian_2d(0f64..xmax, rows(n))
+        .map_err(|x| fail(title)(e(&x)))?;
+    let name = |y: &i32| {
+        let i = n as i64 - 1 - (*y / ROW) as i64;
+        cats.get(i.max(0) as usize).cloned().unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&name)
+        .x_desc(x_desc)
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|x| fail(title)(e(&x)))?;
+    Ok(chart)
+}
+
 fn label_width(cats: &[String]) -> u32 {
     (cats.iter().map(|c| c.chars().count()).max().unwrap_or(4) as u32 * 7 + 16).clamp(60, 420)
 }
@@ -74,26 +116,7 @@ pub fn bars(title: &str, x_desc: &str, cats: &[String], series: &[Series]) -> Re
         let e = |e: &dyn std::fmt::Display| e.to_string();
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|x| fail(title)(e(&x)))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(label_width(cats))
-            .build_cartesian_2d(0f64..xmax, rows(n))
-            .map_err(|x| fail(title)(e(&x)))?;
-        let name = |y: &i32| {
-            let i = n as i64 - 1 - (*y / ROW) as i64;
-            cats.get(i.max(0) as usize).cloned().unwrap_or_default()
-        };
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&name)
-            .x_desc(x_desc)
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(|x| fail(title)(e(&x)))?;
+        let mut chart = frame(&root, title, x_desc, cats, xmax)?;
         let band = 80 / s as i32;
         for (k, ser) in series.iter().enumerate() {
             let c = colour(k);
@@ -138,26 +161,7 @@ pub fn dots(title: &str, x_desc: &str, cats: &[String], points: &[Vec<f64>]) -> 
         let e = |e: &dyn std::fmt::Display| e.to_string();
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|x| fail(title)(e(&x)))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(label_width(cats))
-            .build_cartesian_2d(0f64..xmax, rows(n))
-            .map_err(|x| fail(title)(e(&x)))?;
-        let name = |y: &i32| {
-            let i = n as i64 - 1 - (*y / ROW) as i64;
-            cats.get(i.max(0) as usize).cloned().unwrap_or_default()
-        };
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&name)
-            .x_desc(x_desc)
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(|x| fail(title)(e(&x)))?;
+        let mut chart = frame(&root, title, x_desc, cats, xmax)?;
         for (i, p) in points.iter().enumerate() {
             let y = row(i, n);
             let (lo, hi) = p.iter().fold((f64::INFINITY, 0f64), |(a, b), x| (a.min(*x), b.max(*x)));
