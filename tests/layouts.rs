@@ -131,6 +131,11 @@ fn gpt4_cp2_ep4_and_cp4_ep2_on_8_thread_ranks_match_one_rank() {
         let (c, e) = (cp.to_string(), ep.to_string());
         let recs = run_records(&["--target", "gpt4", "--ranks", "8", "--cp", &c, "--ep", &e, "--seq-len", "100"]);
         check_layout(&recs, 8, 2, (cp, ep, dp));
+        // Each thread rank counts its own bytes: its peak is near its estimate, not the process's.
+        for r in &recs {
+            let (peak, est) = (r["peak_mem_bytes"].as_f64().unwrap(), r["est_mem_bytes"].as_f64().unwrap());
+            assert!(peak < 1.5 * est, "rank {}: peak {peak} vs estimate {est}", r["rank"]);
+        }
     }
 }
 

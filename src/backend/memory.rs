@@ -1,27 +1,72 @@
 //! Bytes held by host tensors, counted at their dtype's size (what a device would
 //! hold, though the host keeps f32), and their high-water mark: the CPU backend's
-//! "measured" memory. Process-wide, like a device's memory.
+//! "measured" memory. Process-wide, like a device's memory; a thread that runs one rank
+//! of a `--ranks N` world also keeps its own count (`track_this_thread`), so each rank
+//! reports its own peak rather than the process's.
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-pub(crate) fn host_alloc(bytes: usize) {
-    let now = IN_USE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+/// Bytes in use and their high-water mark.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    in_use: AtomicUsize,
+    peak: AtomicUsize,
 }
 
-pub(crate) fn host_free(bytes: usize) {
-    IN_USE.fetch_sub(bytes, Ordering::Relaxed);
+impl Ledger {
+    fn add(&self, bytes: usize) {
+        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, bytes: usize) {
+        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    fn stats(&self) -> super::MemStats {
+        super::MemStats { in_use: self.in_use.load(Ordering::Relaxed), peak: self.peak.load(Ordering::Relaxed) }
+    }
+    fn reset_peak(&self) {
+        self.peak.store(self.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
+static PROCESS: Ledger = Ledger { in_use: AtomicUsize::new(0), peak: AtomicUsize::new(0) };
+
+thread_local! {
+    static THREAD: RefCell<Option<Arc<Ledger>>> = const { RefCell::new(None) };
+}
+
+/// From now on this thread's tensors are also counted on a ledger of its own, which
+/// `host_stats` and `reset_host_peak` then read on this thread.
+pub fn track_this_thread() {
+    THREAD.with(|t| *t.borrow_mut() = Some(Arc::new(Ledger::default())));
+}
+
+/// Charge `bytes` to the process and to this thread's ledger, if any; the tensor keeps the
+/// ledger so that its bytes are returned there whichever thread drops it.
+pub(crate) fn host_alloc(bytes: usize) -> Option<Arc<Ledger>> {
+    PROCESS.add(bytes);
+    THREAD.with(|t| t.borrow().clone()).inspect(|l| l.add(bytes))
+}
+
+pub(crate) fn host_free(bytes: usize, ledger: Option<&Ledger>) {
+    PROCESS.sub(bytes);
+    if let Some(l) = ledger {
+        l.sub(bytes);
+    }
+}
+
+/// This thread's ledger when it tracks one, else the process's.
 pub fn host_stats() -> super::MemStats {
-    super::MemStats { in_use: IN_USE.load(Ordering::Relaxed), peak: PEAK.load(Ordering::Relaxed) }
+    THREAD.with(|t| t.borrow().as_ref().map(|l| l.stats())).unwrap_or_else(|| PROCESS.stats())
 }
 
 pub fn reset_host_peak() {
-    PEAK.store(IN_USE.load(Ordering::Relaxed), Ordering::Relaxed);
+    THREAD.with(|t| match t.borrow().as_ref() {
+        Some(l) => l.reset_peak(),
+        None => PROCESS.reset_peak(),
+    })
 }
 
 /// Bytes the host can still give this process: MemAvailable from /proc/meminfo, or the cgroup's
@@ -55,6 +100,27 @@ fn cgroup_room(max: &str, current: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracked_thread_counts_its_own_tensors_wherever_they_are_dropped() {
+        let (peak, passed) = std::thread::scope(|s| {
+            s.spawn(|| {
+                track_this_thread();
+                let l = host_alloc(1000).expect("tracked");
+                let peak = host_stats().peak;
+                // Dropped elsewhere (another rank received it): returned to this ledger.
+                std::thread::scope(|s2| {
+                    s2.spawn(|| host_free(1000, Some(&l)));
+                });
+                (peak, host_stats().in_use)
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!((peak, passed), (1000, 0));
+        assert!(host_alloc(1).is_none(), "an untracked thread has no ledger of its own");
+        host_free(1, None);
+    }
 
     #[test]
     fn reads_mem_available_and_cgroup_room() {

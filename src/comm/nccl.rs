@@ -231,7 +231,7 @@ impl NcclComm {
 }
 
 fn device_tensor(shape: Vec<usize>, dtype: DType, data: DeviceData) -> Tensor {
-    Tensor { shape, dtype, data: Data::Device(data) }
+    Tensor { shape, dtype, data: Data::Device(data), ledger: None }
 }
 
 struct NcclPending {

@@ -353,7 +353,7 @@ impl CudaBackend {
                 }
             }
         };
-        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data) })
+        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data), ledger: None })
     }
 
     pub(crate) fn ptr(&self, t: &Tensor) -> Result<u64> {

@@ -49,7 +49,7 @@ impl CudaBackend {
                 return Err(Error::Unsupported { op: "upload", what: "i32 from f32 values (use upload_i32)".into() });
             }
         };
-        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data) })
+        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data), ledger: None })
     }
 
     pub(crate) fn upload_ints(&self, v: &[i32], shape: &[usize]) -> Result<Tensor> {
@@ -57,7 +57,7 @@ impl CudaBackend {
             format!("{} values for shape {shape:?}", v.len())
         })?;
         let s = self.stream.clone_htod(&pad(v.to_vec(), 0)).map_err(|e| cuda_err("upload_i32", e))?;
-        Ok(Tensor { shape: shape.to_vec(), dtype: DType::I32, data: Data::Device(DeviceData::I32(s)) })
+        Ok(Tensor { shape: shape.to_vec(), dtype: DType::I32, data: Data::Device(DeviceData::I32(s)), ledger: None })
     }
 
     pub(crate) fn download_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
