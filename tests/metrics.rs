@@ -2,7 +2,7 @@
 
 #[path = "metrics/balance.rs"]
 mod balance;
-[path = "metrics/budget.rs"]
+#[path = "metrics/budget.rs"]
 mod budget;
 #[path = "metrics/routing.rs"]
 mod routing;
