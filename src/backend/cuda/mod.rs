@@ -10,6 +10,7 @@
 pub mod arch;
 mod attention;
 mod blas;
+mod choice;
 pub mod compile;
 pub(crate) mod driver;
 mod graph;
@@ -18,9 +19,9 @@ mod moe;
 pub mod ptxas;
 pub mod select;
 mod tensors;
-mod variants;
+mod tiles;
 
-pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
+pub use tiles::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;
@@ -90,7 +91,7 @@ pub struct CudaBackend {
     pool: Option<driver::Pool>,
     /// RoPE inverse frequencies on the device, per (head dim, params).
     rope_freqs: std::sync::Mutex<Vec<RopeFreqs>>,
-    choice: variants::Choice,
+    choice: choice::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,
 }
