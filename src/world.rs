@@ -73,14 +73,7 @@ pub fn locality(hosts: &[String], rank: usize) -> (usize, usize, usize) {
     (local_rank, local_size, node)
 }
 
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
+use crate::topology::host_name;
 
 enum Inner {
     Single,

@@ -180,3 +180,9 @@ impl Topology {
         self.link_gb_per_s(self.link(a, b))
     }
 }
+
+/// This machine's name (gethostname(2)); "localhost" where it has none.
+pub fn host_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    if name.is_empty() { "localhost".into() } else { name }
+}
