@@ -34,7 +34,7 @@ pub fn fits(
     rank: usize,
     ranks_on_host: usize,
 ) -> Option<String> {
-    use crate::targets::fit::{Capacity, check_backend, check_plan};
+    use crate::plan::fit::{Capacity, check_backend, check_plan};
     let checked = match crate::world::fault::memory_at(rank) {
         Some(available) => check_plan(plan, dims, Capacity::Host { available, ranks: 1 }),
         None => check_backend(plan, dims, backend, ranks_on_host),
