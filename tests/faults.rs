@@ -223,8 +223,8 @@ fn rwm_deadline(args: &[&str], vars: &[(&str, &str)], limit: std::time::Duration
 fn a_hung_thread_rank_ends_the_run_naming_it_among_those_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
-    let args = ["run", "--ranks", "4", "--backend", "cpu", "--target", "moe,gpt4", "--ep", "4", "--iters", "1"];
-    let args = [&args[..], &["--warmup", "0", "--output", path.to_str().unwrap()]].concat();
+    let args = ["run", "--ranks", "4", "--backend", "cpu", "--target", "moe,gpt4", "--ep", "4", "--seq-len", "64"];
+    let args = [&args[..], &["--iters", "1", "--warmup", "0", "--output", path.to_str().unwrap()]].concat();
     let vars = [("RWM_FAULT", "hang:gpt4@2"), ("RWM_TIMEOUT_S", "3")];
     let (o, took) = rwm_deadline(&args, &vars, std::time::Duration::from_secs(120));
     let (_, err) = text(&o);

@@ -294,8 +294,9 @@ mod with_mpi {
         assert!(!out.status.success(), "{text}");
         assert!(took < Duration::from_secs(60), "took {took:?}: {text}");
         assert!(text.contains("barrier on comm world") && text.contains("RWM_TIMEOUT_S=2"), "{text}");
-        // Rank 1 sleeps instead of entering the barrier; its watchdog thread still answers.
-        assert!(text.contains("(rank 0 of 4) (waiting for ranks 1)"), "{text}");
+        // Rank 1 sleeps instead of entering the barrier (its watchdog thread still answers); any
+        // of the others may be the one to report.
+        assert!(text.contains(" of 4) (waiting for ranks 1)"), "{text}");
     }
 
     #[test]
