@@ -206,6 +206,21 @@ impl World {
     }
 }
 
+/// A wait that never ends in practice (a year): for `RWM_TIMEOUT_S=0`.
+pub const NO_LIMIT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Arms the watchdog for ranks run as threads of this process (`--ranks N`, N > 1), on by
+/// default as for launched ranks; returns the run limit (None when `RWM_TIMEOUT_S=0`).
+pub fn arm_for_threads() -> Result<Option<std::time::Duration>> {
+    let timeout = watchdog::timeout_from_env(std::env::var("RWM_TIMEOUT_S").ok().as_deref()).map_err(Error::Env)?;
+    let setup = std::env::var("RWM_SETUP_TIMEOUT_S").ok();
+    let setup = watchdog::setup_timeout_from_env(setup.as_deref()).map_err(Error::Env)?;
+    if let Some(t) = timeout {
+        watchdog::arm(t, setup, 0, abort_job);
+    }
+    Ok(timeout)
+}
+
 /// Stop every rank of the job: MPI_Abort when MPI runs, else exit this process.
 pub fn abort_job(code: i32) -> ! {
     #[cfg(feature = "mpi")]

@@ -5,6 +5,8 @@
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "mpi")]
+pub mod mpi_progress;
 pub mod nccl;
 
 use crate::tensor::Tensor;

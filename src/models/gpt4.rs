@@ -271,7 +271,10 @@ impl Gpt4 {
             let k =
                 self.rope_chunks(b, &blk.wk.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]), chunks)?;
             let v = blk.wv.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]);
-            let a = attn(&q, &k, &v)?.reshape(&[rows, c.q_dim()]);
+            let a = {
+                let _phase = crate::marks::phase(c"attention");
+                attn(&q, &k, &v)?.reshape(&[rows, c.q_dim()])
+            };
             kv_cache.push((k, v));
             let (sum, n2) = b.add_rms_norm(&blk.wo.forward(b, &a, gemm)?, &x, &blk.moe_norm, c.eps)?;
             x = b.add(&sum, &moe(&blk.moe, &n2)?)?;

@@ -339,7 +339,10 @@ impl Llama {
             let v = l.wv.forward(b, &n, mode.gemm)?.reshape(&[s, c.kv_heads, c.head_dim]);
             drop(n);
             let p = AttnParams::causal(0, 0, mode.attn);
-            let a = b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()]);
+            let a = {
+                let _phase = crate::marks::phase(c"attention");
+                b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()])
+            };
             drop(q);
             kv_cache.push((k, v));
             let o = l.wo.forward(b, &a, mode.gemm)?;
