@@ -4,11 +4,10 @@
 //! launcher variables, so it is right whatever launched the job.
 
 pub mod fault;
-pub mod watchdog;
 
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
-use crate::comm::{self, Comm};
+use crate::comm::{self, Comm, watchdog};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

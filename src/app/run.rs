@@ -151,7 +151,7 @@ fn connect(
 ) -> Result<Connected, Error> {
     use super::preflight::{Found, check, check_memory, fits, host_gpu};
     let _setup =
-        crate::world::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
+        crate::comm::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
     let mut found = Found {
         rank: world.rank,
         host: world.hostname.clone(),
