@@ -32,7 +32,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
         writeln!(out, "{text}\n{memory}").map_err(io("stdout"))?;
         match placement(&plan, &dims)? {
-            Some(p) => crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?,
+            Some(p) => super::topo::render_map(&p, out).map_err(io("stdout"))?,
             None => render_coords(&dims, out).map_err(io("stdout"))?,
         }
         writeln!(out, "plan is valid for world size {world_size}; nothing was run (--dry-run)")

@@ -3,7 +3,6 @@
 //! `nvsmi` reads `nvidia-smi topo -m`; `discover` inspects the local machine;
 //! `placement` maps ranks to GPUs so that the most talkative groups stay on NVLink.
 
-pub mod cli;
 pub mod discover;
 pub mod nvsmi;
 pub mod placement;
