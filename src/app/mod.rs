@@ -63,7 +63,7 @@ pub(crate) fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn list(out: &mut dyn Write) -> Result<(), Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
     w(out, "targets:".into())?;
-    for t in &crate::targets::ALL {
+    for t in crate::targets::ALL {
         let (name, cfg) = (t.name, (t.config)(target::Size::Quick));
         w(out, format!("  {name:<6} {}", t.about))?;
         for v in cfg.variants() {

@@ -156,8 +156,8 @@ impl Target for Gpt4Config {
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         run_budget(self, dims, v, v.gemm, at)
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..self.memory_inputs(dims, AttnAlgo::Flash, true) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(dims, AttnAlgo::Flash, true) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(Gpt4Target::new(self.clone()))

@@ -125,8 +125,8 @@ impl Target for LlamaConfig {
         };
         inputs.estimate()?.with_extras(vec![("fp8 weight copies", fp8)])
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(LlamaTarget::new(self.clone()))
