@@ -74,8 +74,10 @@ fn list(out: &mut dyn Write) -> Result<(), Error> {
         w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
     }
     w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
-    let presets: Vec<String> =
-        crate::targets::ALL.iter().map(|t| format!("{}: {}", t.name, t.presets.join(", "))).collect();
+    let presets: Vec<String> = crate::targets::ALL
+        .iter()
+        .map(|t| format!("{}: {}", t.name, (t.config)(target::Size::Quick).presets().join(", ")))
+        .collect();
     w(out, format!("  {}", presets.join("   ")))?;
     w(out, "profiles:".into())?;
     for p in target::PROFILES {

@@ -50,12 +50,12 @@ mod tests {
         for r in ALL {
             let mut cfg = (r.config)(Size::Bench);
             assert_eq!(cfg.name(), r.name);
-            for p in r.presets {
+            for p in cfg.presets() {
                 cfg.set("preset", p).unwrap_or_else(|e| panic!("{}.preset={p}: {e}", r.name));
                 cfg.finish(&["preset"]).unwrap_or_else(|e| panic!("{}.preset={p}: {e}", r.name));
             }
             let e = cfg.set("preset", "nonesuch").unwrap_err().to_string();
-            assert!(e.contains("nonesuch"), "{e}");
+            assert!(e.contains(&format!("{}.preset=nonesuch", r.name)), "{e}");
         }
     }
 }
