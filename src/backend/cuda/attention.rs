@@ -3,6 +3,7 @@
 //! (kernels/flash_attention.cu, head dims 64 and 128), and the lse merge.
 
 use super::blas::{Gemm, Ty};
+use super::flash_sm90::{FlashArgs, tma_aligned};
 use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::attn_dims;
@@ -36,6 +37,19 @@ impl CudaBackend {
                     "sequence too long".into()
                 })?;
                 let delta = p.q_offset as i64 - p.k_offset as i64;
+                let ptrs = [self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(&out)?, self.ptr(&lse)?];
+                let fk = if fk.sm90a() && !tma_aligned(&ptrs[..3]) {
+                    tracing::debug!("{}: q/k/v not 16-byte aligned for TMA; running the mma.sync kernel", fk.name);
+                    self.select_mma_flash(n.d)?
+                } else {
+                    fk
+                };
+                if fk.sm90a() {
+                    let scale_log2 = scale * std::f32::consts::LOG2_E;
+                    let a = FlashArgs { delta, causal: p.causal, scale_log2, f32_out: p.f32_out };
+                    self.flash_sm90(&fk, ptrs, n, a)?;
+                    return Ok(AttnOut { out, lse });
+                }
                 let grid = (n.sq.div_ceil(fk.block_q()) as u32, n.hq as u32, 1);
                 let a = args![
                     self.ptr(q)?,
@@ -52,7 +66,7 @@ impl CudaBackend {
                     scale * std::f32::consts::LOG2_E
                 ];
                 let name = if p.f32_out { fk.name_f32o } else { fk.name };
-                self.launch("flash_attention.cu", name, grid, fk.threads(), fk.smem(), a)?;
+                self.launch(fk.file(), name, grid, fk.threads(), fk.smem(), a)?;
             }
             (AttnAlgo::Flash, _) => {
                 tracing::debug!(

@@ -10,6 +10,7 @@ pub mod arch;
 mod attention;
 mod blas;
 pub mod compile;
+mod flash_sm90;
 mod graph;
 mod layers;
 mod moe;

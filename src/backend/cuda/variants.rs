@@ -7,7 +7,9 @@
 use super::select::{self, Op, Path};
 use super::*;
 
-/// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows.
+/// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
+/// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
+/// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -16,29 +18,50 @@ pub struct FlashKernel {
     pub d: usize,
     pub warps: usize,
     pub mt: usize,
+    pub tma_stages: usize,
 }
 
 impl FlashKernel {
-    /// Key tile of the kernel (FA_BKV).
+    /// Key tile of the mma.sync kernel (FA_BKV); the sm90 kernel's is 128 (F3_BKV).
     const BKV: usize = 64;
+    const fn mma(name: &'static str, name_f32o: &'static str, d: usize, warps: usize, mt: usize) -> Self {
+        FlashKernel { name, name_f32o, d, warps, mt, tma_stages: 0 }
+    }
+    const fn sm90(name: &'static str, name_f32o: &'static str, stages: usize) -> Self {
+        FlashKernel { name, name_f32o, d: 128, warps: 12, mt: 0, tma_stages: stages }
+    }
+    /// wgmma and TMA: sm_90a only.
+    pub fn sm90a(&self) -> bool {
+        self.tma_stages > 0
+    }
+    pub fn file(&self) -> &'static str {
+        if self.sm90a() { "flash_attention_sm90.cu" } else { "flash_attention.cu" }
+    }
     pub fn block_q(&self) -> usize {
-        self.warps * self.mt * 16
+        if self.sm90a() { 128 } else { self.warps * self.mt * 16 }
     }
     pub fn threads(&self) -> u32 {
         (self.warps * 32) as u32
     }
-    /// Q tile plus double-buffered K and V tiles.
+    /// Q tile plus double-buffered K and V tiles; sm90: Q and `tma_stages` K and V tiles of 128 rows,
+    /// the mbarriers, and 1024 bytes to align the swizzle atoms.
     pub fn smem(&self) -> u32 {
-        ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
+        if self.sm90a() {
+            ((1 + 2 * self.tma_stages) * 128 * self.d * 2 + 8 * (1 + 4 * self.tma_stages) + 1024) as u32
+        } else {
+            ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
+        }
     }
 }
 
 pub const FLASH_KERNELS: &[FlashKernel] = &[
-    FlashKernel { name: "flash_fwd_d128_w8m1", name_f32o: "flash_fwd_d128_w8m1_f32o", d: 128, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d128_w4m2", name_f32o: "flash_fwd_d128_w4m2_f32o", d: 128, warps: 4, mt: 2 },
-    FlashKernel { name: "flash_fwd_d128_w8m2", name_f32o: "flash_fwd_d128_w8m2_f32o", d: 128, warps: 8, mt: 2 },
-    FlashKernel { name: "flash_fwd_d64_w8m1", name_f32o: "flash_fwd_d64_w8m1_f32o", d: 64, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d64_w4m2", name_f32o: "flash_fwd_d64_w4m2_f32o", d: 64, warps: 4, mt: 2 },
+    FlashKernel::mma("flash_fwd_d128_w8m1", "flash_fwd_d128_w8m1_f32o", 128, 8, 1),
+    FlashKernel::mma("flash_fwd_d128_w4m2", "flash_fwd_d128_w4m2_f32o", 128, 4, 2),
+    FlashKernel::mma("flash_fwd_d128_w8m2", "flash_fwd_d128_w8m2_f32o", 128, 8, 2),
+    FlashKernel::mma("flash_fwd_d64_w8m1", "flash_fwd_d64_w8m1_f32o", 64, 8, 1),
+    FlashKernel::mma("flash_fwd_d64_w4m2", "flash_fwd_d64_w4m2_f32o", 64, 4, 2),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s2", "flash_fwd_sm90_d128_s2_f32o", 2),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s3", "flash_fwd_sm90_d128_s3_f32o", 3),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -167,6 +190,8 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
 pub(crate) const LONG_SEQUENCE: usize = 16384;
 pub(crate) const LONG_FLASH: &str = "flash_fwd_d128_w8m2";
 pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
+/// On sm_90a, d = 128 at every length: the warp-specialised TMA + wgmma kernel.
+pub(crate) const DEFAULT_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s2";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -194,8 +219,23 @@ impl CudaBackend {
                 })?)
             }
         };
+        if let Some(fk) = FLASH_KERNELS.iter().find(|f| Some(f.name) == k)
+            && fk.sm90a()
+            && !self.target().has_wgmma()
+        {
+            return Err(Error::Unsupported { op: "flash kernel", what: format!("{} on {}", fk.name, self.arch()) });
+        }
         *self.choice.flash.write().unwrap() = k;
         Ok(())
+    }
+
+    /// The mma.sync default of head dim `d`: where the sm90 kernel cannot take the tensors.
+    pub(crate) fn select_mma_flash(&self, d: usize) -> Result<FlashKernel> {
+        DEFAULT_FLASH
+            .iter()
+            .find_map(|n| FLASH_KERNELS.iter().find(|k| k.name == *n && k.d == d))
+            .copied()
+            .ok_or_else(|| Error::Unsupported { op: "flash attention", what: format!("head dim {d}") })
     }
 
     /// Runs this grouped GEMM instantiation instead of the default; None restores it.
@@ -264,10 +304,18 @@ mod tests {
     #[test]
     fn tables_match_the_kernel_sources() {
         let fa = compile::source_of("flash_attention.cu").unwrap();
+        let f3 = compile::source_of("flash_attention_sm90.cu").unwrap();
         for k in FLASH_KERNELS {
-            let inst = format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt);
-            assert!(fa.contains(&inst), "{inst} not instantiated");
+            let (src, inst) = if k.sm90a() {
+                (f3, format!("F3({}, {})", k.name, k.tma_stages))
+            } else {
+                (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
+            };
+            assert!(src.contains(&inst), "{inst} not instantiated");
+            assert_eq!(k.name_f32o, format!("{}_f32o", k.name));
+            assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A && k.sm90a()));
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
             assert_eq!(k.smem as usize, k.stages * (k.bm + k.bn) * 128);
