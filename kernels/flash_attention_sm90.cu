@@ -32,7 +32,25 @@ __device__ __forceinline__ float f3_ex2(float x) {
     return y;
 }
 
-template <int STAGES, class OT>
+// Named barriers 1 and 2 (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
+// issues its GEMMs and then lets the other one go (PP, FA3's ping-pong): one warpgroup's GEMMs run
+// while the other's softmax does.
+__device__ __forceinline__ void f3_turn_wait(int c) {
+    if (c == 0) {
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    } else {
+        asm volatile("bar.sync 2, 256;\n" ::: "memory");
+    }
+}
+__device__ __forceinline__ void f3_turn_pass(int c) {
+    if (c == 0) {
+        asm volatile("bar.arrive 2, 256;\n" ::: "memory");
+    } else {
+        asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+    }
+}
+
+template <int STAGES, bool PP, class OT>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2) {
@@ -181,10 +199,13 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         int stage = 0;
         u32 phase = 0;
         float alpha[2];
+        if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");  // the first turn is warpgroup 0's
         mbar_wait(kfull(stage), phase);
+        if (PP) f3_turn_wait(c);
         wg_fence();
         issue_qk(stage);
         wg_commit();
+        if (PP) f3_turn_pass(c);
         wg_wait<0>();
         wg_pin(s);
         if (lane == 0) mbar_arrive(kempty(stage));
@@ -198,12 +219,14 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         }
         for (int t = n_kv - 2; t >= 0; t--) {
             mbar_wait(kfull(stage), phase);
+            mbar_wait(vfull(vstage), vphase);
+            if (PP) f3_turn_wait(c);
             wg_fence();
             issue_qk(stage);
             wg_commit();
-            mbar_wait(vfull(vstage), vphase);
             issue_pv(vstage);
             wg_commit();
+            if (PP) f3_turn_pass(c);
             wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
             wg_pin(s);
             if (lane == 0) mbar_arrive(kempty(stage));
@@ -233,6 +256,8 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         wg_wait<0>();
         wg_pin(o);
         if (lane == 0) mbar_arrive(vempty(vstage));
+        // Warpgroup 1's last pass is left on barrier 1: taken here, so no arrival outlives the block.
+        if (PP && c == 0) f3_turn_wait(0);
     }
 
     const u64 rs = (u64)hq * F3_D;
@@ -256,17 +281,19 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     }
 }
 
-// Name, K/V stages; each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)).
+// Name, K/V stages, ping-pong; each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)).
 // The host table (and its shared-memory size) is src/backend/cuda/variants.rs.
-#define F3_OUT(NAME, OT, ST)                                                                                    \
+#define F3_OUT(NAME, OT, ST, PP)                                                                                    \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2) {                                                                    \
-        flash_fwd_sm90<ST, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);              \
+        flash_fwd_sm90<ST, PP, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
     }
-#define F3(NAME, ST)             \
-    F3_OUT(NAME, bf16, ST)       \
-    F3_OUT(NAME##_f32o, float, ST)
-F3(flash_fwd_sm90_d128_s2, 2)
-F3(flash_fwd_sm90_d128_s3, 3)
+#define F3(NAME, ST, PP)             \
+    F3_OUT(NAME, bf16, ST, PP)       \
+    F3_OUT(NAME##_f32o, float, ST, PP)
+F3(flash_fwd_sm90_d128_s2, 2, false)
+F3(flash_fwd_sm90_d128_s3, 3, false)
+F3(flash_fwd_sm90_d128_s2p, 2, true)
+F3(flash_fwd_sm90_d128_s3p, 3, true)

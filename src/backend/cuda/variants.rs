@@ -9,7 +9,7 @@ use super::*;
 
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
 /// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
-/// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages).
+/// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages, `ping_pong`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -19,16 +19,18 @@ pub struct FlashKernel {
     pub warps: usize,
     pub mt: usize,
     pub tma_stages: usize,
+    /// sm90: the two consumer warpgroups take turns issuing their GEMMs (FA3's ping-pong).
+    pub ping_pong: bool,
 }
 
 impl FlashKernel {
     /// Key tile of the mma.sync kernel (FA_BKV); the sm90 kernel's is 128 (F3_BKV).
     const BKV: usize = 64;
     const fn mma(name: &'static str, name_f32o: &'static str, d: usize, warps: usize, mt: usize) -> Self {
-        FlashKernel { name, name_f32o, d, warps, mt, tma_stages: 0 }
+        FlashKernel { name, name_f32o, d, warps, mt, tma_stages: 0, ping_pong: false }
     }
-    const fn sm90(name: &'static str, name_f32o: &'static str, stages: usize) -> Self {
-        FlashKernel { name, name_f32o, d: 128, warps: 12, mt: 0, tma_stages: stages }
+    const fn sm90(name: &'static str, name_f32o: &'static str, stages: usize, ping_pong: bool) -> Self {
+        FlashKernel { name, name_f32o, d: 128, warps: 12, mt: 0, tma_stages: stages, ping_pong }
     }
     /// wgmma and TMA: sm_90a only.
     pub fn sm90a(&self) -> bool {
@@ -60,8 +62,10 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel::mma("flash_fwd_d128_w8m2", "flash_fwd_d128_w8m2_f32o", 128, 8, 2),
     FlashKernel::mma("flash_fwd_d64_w8m1", "flash_fwd_d64_w8m1_f32o", 64, 8, 1),
     FlashKernel::mma("flash_fwd_d64_w4m2", "flash_fwd_d64_w4m2_f32o", 64, 4, 2),
-    FlashKernel::sm90("flash_fwd_sm90_d128_s2", "flash_fwd_sm90_d128_s2_f32o", 2),
-    FlashKernel::sm90("flash_fwd_sm90_d128_s3", "flash_fwd_sm90_d128_s3_f32o", 3),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s2", "flash_fwd_sm90_d128_s2_f32o", 2, false),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s3", "flash_fwd_sm90_d128_s3_f32o", 3, false),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s2p", "flash_fwd_sm90_d128_s2p_f32o", 2, true),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s3p", "flash_fwd_sm90_d128_s3p_f32o", 3, true),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -191,7 +195,7 @@ pub(crate) const LONG_SEQUENCE: usize = 16384;
 pub(crate) const LONG_FLASH: &str = "flash_fwd_d128_w8m2";
 pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
 /// On sm_90a, d = 128 at every length: the warp-specialised TMA + wgmma kernel.
-pub(crate) const DEFAULT_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s2";
+pub(crate) const DEFAULT_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s2p";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -307,7 +311,7 @@ mod tests {
         let f3 = compile::source_of("flash_attention_sm90.cu").unwrap();
         for k in FLASH_KERNELS {
             let (src, inst) = if k.sm90a() {
-                (f3, format!("F3({}, {})", k.name, k.tma_stages))
+                (f3, format!("F3({}, {}, {})", k.name, k.tma_stages, k.ping_pong))
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };
