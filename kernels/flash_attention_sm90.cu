@@ -282,7 +282,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 }
 
 // Name, K/V stages, ping-pong; each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)).
-// The host table (and its shared-memory size) is src/backend/cuda/variants.rs.
+// The host table (and its shared-memory size) is src/backend/cuda/tiles.rs.
 #define F3_OUT(NAME, OT, ST, PP)                                                                                    \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \

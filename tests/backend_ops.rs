@@ -418,7 +418,13 @@ fn attention_naive_and_flash() {
 #[test]
 fn attention_long_and_odd_lengths() {
     for b in under_test() {
-        let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash, f32_out: false };
+        let p = |causal, q_offset, k_offset| AttnParams {
+            causal,
+            q_offset,
+            k_offset,
+            algo: AttnAlgo::Flash,
+            f32_out: false,
+        };
         check_attention(&*b, 1000, 1000, 4, 1, 128, p(true, 0, 0));
         // The last queries of a longer sequence against all of its keys.
         check_attention(&*b, 300, 1500, 4, 2, 128, p(true, 1200, 0));

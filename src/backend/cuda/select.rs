@@ -17,9 +17,9 @@
 //! logs once.
 
 use super::arch::{Arch, Needs};
-use super::variants::{
-    DEFAULT_FLASH, DEFAULT_FLASH_SM90A, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU,
-    GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
+use super::tiles::{
+    DEFAULT_FLASH, DEFAULT_FLASH_SM90A, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel,
+    GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
 };
 
 /// An op and the shape that decides its kernel.
