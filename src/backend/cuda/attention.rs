@@ -1,6 +1,7 @@
 //! Attention: the naive baseline (per head: f32 scores from cuBLASLt, a softmax
-//! kernel, bf16 probabilities times V in cuBLASLt), the flash kernel
-//! (kernels/flash_attention.cu, head dims 64 and 128), and the lse merge.
+//! kernel, bf16 probabilities times V in cuBLASLt), the flash kernels
+//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at d = 128
+//! kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
 
 use super::blas::{Gemm, Ty};
 use super::flash_sm90::{FlashArgs, tma_aligned};
@@ -38,8 +39,9 @@ impl CudaBackend {
                 })?;
                 let delta = p.q_offset as i64 - p.k_offset as i64;
                 let ptrs = [self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(&out)?, self.ptr(&lse)?];
-                let fk = if fk.sm90a() && !tma_aligned(&ptrs[..3]) {
-                    tracing::debug!("{}: q/k/v not 16-byte aligned for TMA; running the mma.sync kernel", fk.name);
+                // TMA needs 16-byte aligned bases, and the sm90 grid has query tiles on y (at most 65535).
+                let fk = if fk.sm90a() && (!tma_aligned(&ptrs[..3]) || n.sq.div_ceil(fk.block_q()) > 65535) {
+                    tracing::debug!("{}: q/k/v not 16-byte aligned or sq {} too long; running mma.sync", fk.name, n.sq);
                     self.select_mma_flash(n.d)?
                 } else {
                     fk
