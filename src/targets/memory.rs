@@ -4,7 +4,7 @@
 use crate::backend::AttnAlgo;
 use crate::harness::registry::TargetConfig;
 use crate::layout::ParallelDims;
-use crate::metrics::memory::{Budget, Checked, MemoryError, MemoryInputs, Term, n};
+use crate::metrics::memory::{Budget, Checked, MemoryError, MemoryInputs, Term, n, term};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
 use crate::models::moe::MoeConfig;
@@ -125,10 +125,16 @@ pub fn llama_run(c: &LlamaConfig, gemm_dtype: DType, variant: &str, at: Storage)
     with_extras(inputs.estimate()?, vec![("fp8 weight copies", fp8)])
 }
 
-/// One rank of `moe` running `variant` (dropless: t*k rows), with the other input batches kept
-/// for the routing statistics, the baseline's per-expert weight copies, and the balanced variant's
-/// second layer on its EPLB placement.
-pub fn moe_run(c: &MoeConfig, layout: &ParallelDims, variant: &str, at: Storage) -> Result<Budget, MemoryError> {
+/// One rank of `moe` running `variant` with expert GEMMs in `gemm` (dropless: t*k rows), with the
+/// other input batches kept for the routing statistics, the baseline's per-expert weight copies,
+/// the balanced variant's second layer on its EPLB placement and, for FP8, the experts' FP8 copies.
+pub fn moe_run(
+    c: &MoeConfig,
+    layout: &ParallelDims,
+    variant: &str,
+    gemm: DType,
+    at: Storage,
+) -> Result<Budget, MemoryError> {
     let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(moe(c, layout)) };
     let bf16 = n(at.bytes(DType::Bf16));
     let expert = n(3) * n(c.hidden) * n(c.expert_ffn) * bf16;
@@ -136,17 +142,26 @@ pub fn moe_run(c: &MoeConfig, layout: &ParallelDims, variant: &str, at: Storage)
     let copies = if variant == "baseline" { n(c.num_experts / layout.ep) * expert } else { n(0) };
     let replicas = (c.num_experts + c.redundant_experts) / layout.ep;
     let balanced = if variant == "balanced" && layout.ep > 1 { n(replicas) * expert } else { n(0) };
+    // FP8 experts (beside the bf16 ones, which the baseline and the balanced reference use), and
+    // the per-token FP8 copies of the rows in and of the activation.
+    let (fp8, rows) = (gemm == DType::F8 && variant != "baseline", n(c.tokens) * n(c.top_k));
+    let local = n(c.num_experts / layout.ep) + if variant == "balanced" && layout.ep > 1 { n(replicas) } else { n(0) };
+    let b8 = n(at.bytes(DType::F8));
+    let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
+    let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
     let extras = vec![
         ("other input batches", batches),
         ("per-expert weight copies", copies),
         ("balanced placement's experts", balanced),
+        ("fp8 expert weights", fp8_experts),
+        ("fp8 rows", fp8_rows),
     ];
     with_extras(inputs.estimate()?, extras)
 }
 
 /// One rank of `gpt4` running `variant` with GEMMs in `gemm` (see `gpt4::variant_gemm`): the block
-/// stack (naive attention for the baseline), the expert loops' per-expert weight copies (bf16 for
-/// the baseline, bf16 and FP8 for FP8) and FP8 copies of the attention projections.
+/// stack (naive attention for the baseline), the baseline loop's per-expert weight copies, and for
+/// FP8 copies of the attention projections and block-scaled FP8 experts in place of the bf16 ones.
 pub fn gpt4_run(
     c: &Gpt4Config,
     layout: &ParallelDims,
@@ -160,17 +175,23 @@ pub fn gpt4_run(
     let fp8 = gemm == DType::F8;
     let (b16, b8) = (n(at.bytes(DType::Bf16)), n(at.bytes(DType::F8)));
     let per_copy = n(c.layers) * n(c.num_experts / layout.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
-    let copies = match (base, fp8) {
-        (true, _) => per_copy * b16,
-        (false, true) => per_copy * (b16 + b8),
-        (false, false) => n(0),
-    };
+    let copies = if base { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
+    let mut budget = inputs.estimate()?;
+    // FP8 experts replace the bf16 ones (freed while FP8 runs); their block scales are 1/4096 of them.
+    let fp8_experts = if fp8 && !base {
+        let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");
+        p.bytes = Checked::from(p.bytes).minus(per_copy * b16).get(term::PARAMETERS)?;
+        per_copy * b8 + per_copy * n(4) / n(128 * 128)
+    } else {
+        n(0)
+    };
     let extras = vec![
         ("per-expert weight copies", copies),
         ("fp8 attention weights", if fp8 { attn_params * b8 } else { n(0) }),
+        ("fp8 expert weights", fp8_experts),
     ];
-    with_extras(inputs.estimate()?, extras)
+    with_extras(budget, extras)
 }
 
 /// One rank of `cfg` running `variant` under the plan's layout and `--dtype`.
@@ -183,7 +204,9 @@ pub fn run_budget(
 ) -> Result<Budget, MemoryError> {
     match cfg {
         TargetConfig::Llama(c) => llama_run(c, gemm_dtype, variant, at),
-        TargetConfig::Moe(c) => moe_run(c, layout, variant, at),
+        TargetConfig::Moe(c) => {
+            moe_run(c, layout, variant, super::gpt4::variant_gemm(DType::Bf16, gemm_dtype, variant), at)
+        }
         TargetConfig::Gpt4(c) => {
             gpt4_run(c, layout, variant, super::gpt4::variant_gemm(DType::Bf16, gemm_dtype, variant), at)
         }

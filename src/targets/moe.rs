@@ -41,6 +41,10 @@ pub struct MoeTarget {
     ep_stats: Option<EpStats>,
 }
 
+/// Max error bound (relative to the largest output) of the FP8 experts against the bf16 loop:
+/// e4m3 keeps 3 mantissa bits (about 3.6% rms per value), over two GEMMs and SwiGLU.
+const FP8_TOLERANCE: f64 = 0.15;
+
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Workload(e.to_string())
 }
@@ -203,12 +207,19 @@ impl Workload for MoeTarget {
     fn variants(&self) -> Vec<VariantSpec> {
         vec![
             VariantSpec::new("baseline", "loop over experts, group sizes read on the host", 0.0),
-            VariantSpec::new("optimized", "grouped GEMMs, routing and permutation on the device", 0.02),
-            VariantSpec::new(
-                "balanced",
-                "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
-                0.02,
-            ),
+            // --dtype fp8: block-scaled FP8 experts against the bf16 loop (FP8_TOLERANCE).
+            VariantSpec {
+                fp8_tolerance: Some(FP8_TOLERANCE),
+                ..VariantSpec::new("optimized", "grouped GEMMs, routing and permutation on the device", 0.02)
+            },
+            VariantSpec {
+                fp8_tolerance: Some(FP8_TOLERANCE),
+                ..VariantSpec::new(
+                    "balanced",
+                    "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+                    0.02,
+                )
+            },
         ]
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
@@ -236,12 +247,21 @@ impl Workload for MoeTarget {
         Ok(())
     }
     fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+        // FP8 copies of the experts beside the bf16 ones (the baseline and the balanced
+        // reference loop over the bf16 experts).
+        let (fp8, src) = (self.gemm_dtype(ctx, variant) == DType::F8, Source::Random { seed: self.cfg.seed });
+        for s in [&mut self.plain, &mut self.balanced].into_iter().flatten() {
+            s.layer.use_fp8(ctx.backend.as_ref(), fp8, false, &src)?;
+        }
         self.per_expert = None;
         if variant == "baseline" {
             self.per_expert = Some(self.plain().layer.split_experts(ctx.backend.as_ref())?);
         }
         if variant == "balanced" && self.bias.is_none() {
             self.balance(ctx)?;
+            if let Some(s) = &mut self.balanced {
+                s.layer.use_fp8(ctx.backend.as_ref(), fp8, false, &src)?;
+            }
         }
         Ok(())
     }
@@ -279,11 +299,11 @@ impl Workload for MoeTarget {
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
         let at = super::memory::Storage::Device;
-        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
+        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, self.gemm_dtype(ctx, variant), at).ok()?.total)
     }
-    /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
-    fn gemm_dtype(&self, _ctx: &Ctx, _variant: &str) -> DType {
-        DType::Bf16
+    /// The experts' GEMMs: bf16 for the baseline, `--dtype` otherwise (the router stays bf16).
+    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
+        super::gpt4::variant_gemm(DType::Bf16, ctx.gemm_dtype, variant)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens

@@ -11,6 +11,7 @@ mod attention;
 mod blas;
 pub mod compile;
 mod graph;
+mod grouped_fp8;
 mod layers;
 mod moe;
 mod pool;
@@ -19,6 +20,7 @@ pub mod select;
 mod tensors;
 mod variants;
 
+pub use grouped_fp8::{FP8_KERNELS, Fp8Kernel, choose_fp8};
 pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
@@ -299,16 +301,35 @@ impl CudaBackend {
         box_rows: u32,
         box_cols: u32,
     ) -> Result<sys::CUtensorMap> {
+        self.tensor_map(ptr, DType::Bf16, rows, cols, box_rows as usize, box_cols as usize)
+    }
+
+    /// The same for bf16 or FP8 (e4m3 bytes) elements.
+    pub(crate) fn tensor_map(
+        &self,
+        ptr: u64,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        box_rows: usize,
+        box_cols: usize,
+    ) -> Result<sys::CUtensorMap> {
+        let elem_type = match dtype {
+            DType::Bf16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            DType::F8 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            _ => return Err(Error::Unsupported { op: "tensor map", what: dtype.name().into() }),
+        };
+        let (box_rows, box_cols) = (box_rows as u32, box_cols as u32);
         let mut map = sys::CUtensorMap { opaque: [0; 16] };
         let dims = [cols as u64, rows as u64];
-        let strides = [cols as u64 * 2];
+        let strides = [(cols * dtype.size()) as u64];
         let boxes = [box_cols, box_rows];
         let elem = [1u32, 1];
         // SAFETY: every pointer is to a live local array of the length the rank (2) implies.
         unsafe {
             sys::cuTensorMapEncodeTiled(
                 &mut map,
-                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                elem_type,
                 2,
                 ptr as *mut std::ffi::c_void,
                 dims.as_ptr(),
@@ -470,6 +491,12 @@ impl Backend for CudaBackend {
     }
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm_swiglu(x, w, offsets)
+    }
+    fn quantize_blocks(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8> {
+        self.quantize_blocks_op(x, blocks)
+    }
+    fn grouped_matmul_fp8(&self, x: &BlockFp8, w: &BlockFp8, offsets: &Tensor, swiglu: bool) -> Result<Tensor> {
+        self.grouped_gemm_fp8(x, w, offsets, swiglu)
     }
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.norm(x, None, w, eps).map(|(_, n)| n)
