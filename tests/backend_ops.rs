@@ -315,7 +315,8 @@ fn check_grouped_fp8(b: &dyn Backend, counts: &[usize], n: usize, k: usize, swig
     let (co, go) = (cpu().upload_i32(&off, &[e + 1]).unwrap(), b.upload_i32(&off, &[e + 1]).unwrap());
     let what = format!("grouped fp8 {counts:?} n {n} k {k} swiglu {swiglu} seed {seed}");
     let (cxq, gxq) = (cpu().quantize_blocks(&cx, Blocks::Rows).unwrap(), b.quantize_blocks(&gx, Blocks::Rows).unwrap());
-    let (cwq, gwq) = (cpu().quantize_blocks(&cw, Blocks::Tiles).unwrap(), b.quantize_blocks(&gw, Blocks::Tiles).unwrap());
+    let (cwq, gwq) =
+        (cpu().quantize_blocks(&cw, Blocks::Tiles).unwrap(), b.quantize_blocks(&gw, Blocks::Tiles).unwrap());
     for (c, g, part) in [(&cxq, &gxq, "rows"), (&cwq, &gwq, "tiles")] {
         assert_eq!(g.scales.shape(), c.scales.shape(), "{what}: {part} scales");
         assert_close(&format!("{what}: {part} scales"), &get(b, &g.scales), &get(&cpu(), &c.scales), 0.0);

@@ -159,7 +159,8 @@ impl Backend for CpuBackend {
         let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
         let off = i32s(offsets)?;
         check("grouped_matmul_fp8", off[e] as usize == r, || format!("offsets {off:?} for {r} rows"))?;
-        let o = ops::block_fp8::Operands { xq: f32s(&x.q)?, xs: f32s(&x.scales)?, wq: f32s(&w.q)?, ws: f32s(&w.scales)? };
+        let o =
+            ops::block_fp8::Operands { xq: f32s(&x.q)?, xs: f32s(&x.scales)?, wq: f32s(&w.q)?, ws: f32s(&w.scales)? };
         let y = ops::block_fp8::grouped_matmul(&o, off, nw, k);
         Ok(match swiglu {
             true => out(&[r, nw / 2], DType::Bf16, ops::activation::swiglu_fused(&y, nw / 2)),

@@ -61,9 +61,8 @@ pub fn quantize_tiles(x: &[f32], g: usize, m: usize, k: usize) -> (Vec<f32>, Vec
     (q, s)
 }
 
-/// Rows offsets[e]..offsets[e+1] of the block-scaled x [r, k] (`quantize_rows`) times the
-/// block-scaled w[e] ([e, nw, k], `quantize_tiles`) transposed -> [r, nw] in f32: per 128-deep
-/// slice of K an f32 sum of e4m3 products, added times scale_x(row, slice) * scale_w(block, slice).
+/// The grouped GEMM's operands: e4m3 values and scales of x [r, k] (`quantize_rows`) and of the
+/// experts' weights w [e, nw, k] (`quantize_tiles`).
 pub struct Operands<'a> {
     pub xq: &'a [f32],
     pub xs: &'a [f32],
@@ -71,6 +70,8 @@ pub struct Operands<'a> {
     pub ws: &'a [f32],
 }
 
+/// Rows offsets[e]..offsets[e+1] of x times w[e] transposed -> [r, nw] in f32: per 128-deep slice
+/// of K an f32 sum of e4m3 products, added times scale_x(row, slice) * scale_w(row block, slice).
 pub fn grouped_matmul(o: &Operands, offsets: &[i32], nw: usize, k: usize) -> Vec<f32> {
     let r = o.xq.len() / k;
     let (kb, nb) = (k.div_ceil(BLOCK), nw.div_ceil(BLOCK));

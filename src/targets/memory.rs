@@ -178,11 +178,13 @@ pub fn gpt4_run(
     let copies = if base { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
     let mut budget = inputs.estimate()?;
-    // FP8 experts replace the bf16 ones (freed while FP8 runs); their block scales are 1/4096 of them.
+    // FP8 experts replace the bf16 ones (freed while FP8 runs); plus an f32 scale per 128 x 128 block.
     let fp8_experts = if fp8 && !base {
         let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");
         p.bytes = Checked::from(p.bytes).minus(per_copy * b16).get(term::PARAMETERS)?;
-        per_copy * b8 + per_copy * n(4) / n(128 * 128)
+        let blocks =
+            n(c.layers) * n(c.num_experts / layout.ep) * n(3 * c.hidden.div_ceil(128) * c.expert_ffn.div_ceil(128));
+        per_copy * b8 + blocks * n(4)
     } else {
         n(0)
     };

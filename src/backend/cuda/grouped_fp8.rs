@@ -50,13 +50,22 @@ pub enum Fp8Refused {
 
 /// The kernel for `e` experts (with or without the SwiGLU epilogue) on `arch`: the one chosen by
 /// name when it has that epilogue and fits, else the first of the table that fits.
-pub fn choose_fp8(arch: Arch, e: usize, swiglu: bool, chosen: Option<&str>) -> Result<Fp8Kernel, Fp8Refused> {
+pub fn choose_fp8(
+    arch: Arch,
+    e: usize,
+    swiglu: bool,
+    chosen: Option<&str>,
+) -> std::result::Result<Fp8Kernel, Fp8Refused> {
     if !arch.has_wgmma() {
         return Err(Fp8Refused::Arch(arch));
     }
     let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
     let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
-    named.or_else(|| FP8_KERNELS.iter().find(fits)).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
+    named
+        .or_else(|| FP8_KERNELS.iter().find(fits))
+        .copied()
+        .filter(|_| e <= FP8_MAX_EXPERTS)
+        .ok_or(Fp8Refused::Experts(e))
 }
 
 impl CudaBackend {
@@ -81,7 +90,13 @@ impl CudaBackend {
         Ok(BlockFp8 { q, scales, blocks })
     }
 
-    pub(crate) fn grouped_gemm_fp8(&self, x: &BlockFp8, w: &BlockFp8, offsets: &Tensor, swiglu: bool) -> Result<Tensor> {
+    pub(crate) fn grouped_gemm_fp8(
+        &self,
+        x: &BlockFp8,
+        w: &BlockFp8,
+        offsets: &Tensor,
+        swiglu: bool,
+    ) -> Result<Tensor> {
         let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
         let chosen = *self.choice.grouped_fp8.read().unwrap();
         let fk = choose_fp8(self.target(), e, swiglu, chosen)
@@ -116,12 +131,12 @@ impl CudaBackend {
     pub fn choose_fp8_kernel(&self, name: Option<&str>) -> Result<()> {
         let k = match name {
             None => None,
-            Some(n) => Some(FP8_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| {
-                Error::Unsupported {
+            Some(n) => {
+                Some(FP8_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| Error::Unsupported {
                     op: "fp8 kernel",
                     what: format!("{n} (known: {:?})", FP8_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
-                }
-            })?),
+                })?)
+            }
         };
         *self.choice.grouped_fp8.write().unwrap() = k;
         Ok(())
