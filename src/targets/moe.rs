@@ -5,7 +5,12 @@
 //! under EP, replicates hot experts onto ranks (EPLB).
 
 use crate::backend::Routing;
-use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
+use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
+use crate::config::ConfigError;
+use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::variant::{Experts, Gemm, Recipe};
+use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
+use crate::layout::ParallelDims;
 use crate::metrics::balance::{BiasBalancer, plan_placement};
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::metrics::skew::Skew;
@@ -41,9 +46,132 @@ pub struct MoeTarget {
     ep_stats: Option<EpStats>,
 }
 
+pub const REGISTRATION: Registration = Registration {
+    name: "moe",
+    about: "DeepSeek MoE layer: routing health, grouped experts, expert parallelism",
+    presets: &MoeConfig::PRESETS,
+    config: |size| {
+        Box::new(match size {
+            Size::Quick => {
+                MoeConfig { hidden: 512, expert_ffn: 256, tokens: 512, batches: 4, ..MoeConfig::deepseek_v2_lite() }
+            }
+            Size::Bench | Size::Long => MoeConfig::deepseek_v2_lite(),
+        })
+    },
+};
+
+/// The grouped experts run in `--dtype` (bf16, or block-scaled FP8); the router stays bf16.
+const GROUPED: Recipe = Recipe { experts: Some(Experts::Grouped), gemm: Gemm::Run, ..Recipe::PLAIN };
+
 /// Max error bound (relative to the largest output) of the FP8 experts against the bf16 loop:
 /// e4m3 keeps 3 mantissa bits (about 3.6% rms per value), over two GEMMs and SwiGLU.
 const FP8_TOLERANCE: f64 = 0.15;
+
+pub fn variants() -> Vec<VariantSpec> {
+    vec![
+        VariantSpec::baseline(
+            "loop over experts, group sizes read on the host",
+            Recipe { experts: Some(Experts::Loop), ..Recipe::PLAIN },
+        ),
+        VariantSpec {
+            fp8_tolerance: Some(FP8_TOLERANCE),
+            ..VariantSpec::candidate("optimized", "grouped GEMMs, routing and permutation on the device", GROUPED, 0.02)
+        },
+        VariantSpec {
+            fp8_tolerance: Some(FP8_TOLERANCE),
+            ..VariantSpec::candidate(
+                "balanced",
+                "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+                Recipe { experts: Some(Experts::Balanced), ..GROUPED },
+                0.02,
+            )
+        },
+    ]
+}
+
+/// One MoE layer with no attention of its own: the attention fields describe a one-head,
+/// one-dimension stub so that only the MoE terms count. `tokens` are this rank's own.
+pub fn memory_inputs(c: &MoeConfig, layout: &ParallelDims) -> MemoryInputs {
+    MemoryInputs {
+        layers: 1,
+        hidden: c.hidden,
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 1,
+        vocab: 1,
+        num_experts: c.num_experts,
+        top_k: c.top_k,
+        expert_ffn: c.expert_ffn,
+        shared_experts: c.shared_experts,
+        moe_layer_count: 1,
+        seq_len: c.tokens,
+        ep: layout.ep,
+        capacity_factor: c.capacity_factor,
+        ..Default::default()
+    }
+}
+
+impl Target for MoeConfig {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serialises")
+    }
+    fn flag_key(&self, flag: Flag) -> Option<&'static str> {
+        match flag {
+            Flag::SeqLen => Some("tokens"),
+            Flag::Skew => Some("skew"),
+            Flag::Layers | Flag::CpKind | Flag::Weights | Flag::Prompt => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
+        set_key(self, REGISTRATION.name, key, value, MoeConfig::preset)
+    }
+    fn finish(&mut self, _explicit: &[&str]) -> std::result::Result<(), ConfigError> {
+        self.validate()
+    }
+    fn check_layout(&self, dims: &ParallelDims) -> std::result::Result<(), ConfigError> {
+        dims.check_experts(self.num_experts, "moe.num_experts").map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.check_redundant(dims.ep)
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        variants()
+    }
+    /// Dropless (t*k rows), with the other input batches kept for the routing statistics, the
+    /// loop's per-expert weight copies, the balanced variant's second layer on its EPLB placement
+    /// and, for FP8, the experts' FP8 copies (beside the bf16 ones, which the baseline and the
+    /// balanced reference loop over) and the per-token FP8 copies of the rows and the activation.
+    fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
+        let c = self;
+        let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims)) };
+        let bf16 = n(at.bytes(DType::Bf16));
+        let expert = n(3) * n(c.hidden) * n(c.expert_ffn) * bf16;
+        let batches = n(c.batches.saturating_sub(1)) * n(c.tokens) * n(c.hidden) * bf16;
+        let copies = if v.experts() == Experts::Loop { n(c.num_experts / dims.ep) * expert } else { n(0) };
+        let replicas = (c.num_experts + c.redundant_experts) / dims.ep;
+        let eplb = v.experts() == Experts::Balanced && dims.ep > 1;
+        let balanced = if eplb { n(replicas) * expert } else { n(0) };
+        let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
+        let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
+        let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
+        let rows = n(c.tokens) * n(c.top_k);
+        let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
+        inputs.estimate()?.with_extras(vec![
+            ("other input batches", batches),
+            ("per-expert weight copies", copies),
+            ("balanced placement's experts", balanced),
+            ("fp8 expert weights", fp8_experts),
+            ("fp8 rows", fp8_rows),
+        ])
+    }
+    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
+        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) }
+    }
+    fn workload(&self) -> Box<dyn Workload> {
+        Box::new(MoeTarget::new(self.clone()))
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Workload(e.to_string())
@@ -205,22 +333,7 @@ impl Workload for MoeTarget {
         serde_json::to_value(&self.cfg).expect("config serialises")
     }
     fn variants(&self) -> Vec<VariantSpec> {
-        vec![
-            VariantSpec::new("baseline", "loop over experts, group sizes read on the host", 0.0),
-            // --dtype fp8: block-scaled FP8 experts against the bf16 loop (FP8_TOLERANCE).
-            VariantSpec {
-                fp8_tolerance: Some(FP8_TOLERANCE),
-                ..VariantSpec::new("optimized", "grouped GEMMs, routing and permutation on the device", 0.02)
-            },
-            VariantSpec {
-                fp8_tolerance: Some(FP8_TOLERANCE),
-                ..VariantSpec::new(
-                    "balanced",
-                    "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
-                    0.02,
-                )
-            },
-        ]
+        variants()
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
@@ -246,27 +359,24 @@ impl Workload for MoeTarget {
         }
         Ok(())
     }
-    fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+    fn prepare(&mut self, ctx: &Ctx, v: &Variant) -> Result<()> {
+        self.per_expert = None;
+        if v.experts() == Experts::Loop {
+            self.per_expert = Some(self.plain().layer.split_experts(ctx.backend.as_ref())?);
+        }
+        if v.experts() == Experts::Balanced && self.bias.is_none() {
+            self.balance(ctx)?;
+        }
         // FP8 copies of the experts beside the bf16 ones (the baseline and the balanced
         // reference loop over the bf16 experts).
-        let (fp8, src) = (self.gemm_dtype(ctx, variant) == DType::F8, Source::Random { seed: self.cfg.seed });
+        let (fp8, src) = (v.gemm == DType::F8, Source::Random { seed: self.cfg.seed });
         for s in [&mut self.plain, &mut self.balanced].into_iter().flatten() {
             s.layer.use_fp8(ctx.backend.as_ref(), fp8, false, &src)?;
         }
-        self.per_expert = None;
-        if variant == "baseline" {
-            self.per_expert = Some(self.plain().layer.split_experts(ctx.backend.as_ref())?);
-        }
-        if variant == "balanced" && self.bias.is_none() {
-            self.balance(ctx)?;
-            if let Some(s) = &mut self.balanced {
-                s.layer.use_fp8(ctx.backend.as_ref(), fp8, false, &src)?;
-            }
-        }
         Ok(())
     }
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
-        let balanced = variant == "balanced";
+    fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor> {
+        let balanced = v.experts() == Experts::Balanced;
         let r = self.routing(ctx, 0, balanced)?;
         let s = match (balanced, &self.balanced) {
             (true, Some(s)) => s,
@@ -278,18 +388,18 @@ impl Workload for MoeTarget {
     }
     /// Baseline and optimized only: a one-rank balanced run would learn its bias from one
     /// rank's load, not the layer's (balanced is checked against `reference` instead).
-    fn single_rank_output(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
-        if variant == "balanced" {
+    fn single_rank_output(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
+        if v.experts() == Experts::Balanced {
             return Ok(None);
         }
         let one = ctx.single_rank();
         let mut w = MoeTarget::new(self.cfg.clone());
         w.setup(&one)?;
-        w.prepare(&one, variant)?;
-        Ok(Some(w.step(&one, variant)?))
+        w.prepare(&one, v)?;
+        Ok(Some(w.step(&one, v)?))
     }
-    fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
-        if variant != "balanced" {
+    fn reference(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
+        if v.experts() != Experts::Balanced {
             return Ok(None);
         }
         // The baseline loop on the contiguous placement, with the same biased routing.
@@ -297,23 +407,18 @@ impl Workload for MoeTarget {
         let r = self.routing(ctx, 0, true)?;
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
-    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let at = super::memory::Storage::Device;
-        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, self.gemm_dtype(ctx, variant), at).ok()?.total)
-    }
-    /// The experts' GEMMs: bf16 for the baseline, `--dtype` otherwise (the router stays bf16).
-    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
-        super::gpt4::variant_gemm(DType::Bf16, ctx.gemm_dtype, variant)
+    fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::Device).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens
     }
-    fn flops(&self, _variant: &str) -> f64 {
+    fn flops(&self, _v: &Variant) -> f64 {
         self.cfg.flops(self.cfg.tokens)
     }
-    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
-        let balanced = variant == "balanced";
+        let balanced = v.experts() == Experts::Balanced;
         let (mine, layer) = self.routing_stats(ctx, balanced)?;
         m.insert("routing".into(), serde_json::to_value(mine).expect("serialises"));
         if ctx.world.size() > 1 {
