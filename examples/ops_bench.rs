@@ -8,8 +8,9 @@
 //!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
-//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults; `--kernels`
-//! times only the grouped GEMM kernels listed.
+//! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
+//! `--kernels` times only the grouped GEMM kernels listed. On sm_90a the MoE shapes also get
+//! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, FP8_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;

@@ -9,7 +9,9 @@
 // in the tensor cores (which keep fewer than f32's bits for FP8), then, after wgmma.wait, the partial
 // sums are scaled by scale_x(row) * scale_w(column block) and added to a separate f32 accumulator.
 // The stage is released as soon as the wgmmas that read it retired (before the promotion), and the two
-// consumer warpgroups promote while each other's wgmmas run.
+// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: written after the
+// H200 run, not yet run on a GPU) keeps a second accumulator set so that a warpgroup's own next
+// k-tile's wgmmas run while it promotes (64 + 64 + 64 f32 registers per thread).
 // Tile: BM = 128 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128 bytes (one
 // 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the TMA loads
 // of the X and W tiles into STAGES stages with full/empty mbarriers, kernels/tma.cuh), warpgroups 1
@@ -29,7 +31,7 @@
 #define TF_BK 128
 #define TF_BN 128
 
-template <int STAGES, bool SW>
+template <int STAGES, bool SW, bool OVERLAP>
 __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const float* __restrict__ sx, const float* __restrict__ sw,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int R, int E, int N, int K,
@@ -97,7 +99,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of the tile
     const int g = lane >> 2, q = lane & 3;
-    float acc[64], fin[64];
+    float acc[64], fin[64], acc2[OVERLAP ? 64 : 1];
     int stage = 0;
     u32 phase = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
@@ -108,32 +110,91 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
         const float* sb_hi = SW ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB : sb_lo;
 #pragma unroll
         for (int i = 0; i < 64; i++) fin[i] = 0.f;
-        for (int kt = 0; kt < KB; kt++) {
+        // The four scale products of k-tile kt: rows r0 / r1 times the gate (or only) / up block.
+        struct Sc {
+            float s00, s10, s01, s11;
+        };
+        auto scales = [&](int kt) {
             const float a0 = r0 < R ? __ldg(sx + (u64)kt * R + r0) : 0.f;
             const float a1 = r1 < R ? __ldg(sx + (u64)kt * R + r1) : 0.f;
             const float b0 = __ldg(sb_lo + kt), b1 = SW ? __ldg(sb_hi + kt) : b0;
+            return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1};
+        };
+        // Waits for the stage and issues its four wgmmas into d (one commit group).
+        auto issue = [&](float(&d)[64]) {
             mbar_wait(full(stage), phase);
             const u32 sa = sbase + stage * STAGE_BYTES;
             const u64 da = wg_desc(sa + c * 64 * TF_BK), db = wg_desc(sa + A_BYTES);
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < TF_BK / 32; kk++) wgmma_m64n128k32_e4m3(acc, da + 2 * kk, db + 2 * kk, kk != 0);
+            for (int kk = 0; kk < TF_BK / 32; kk++) wgmma_m64n128k32_e4m3(d, da + 2 * kk, db + 2 * kk, kk != 0);
             wg_commit();
-            wg_wait<0>();
-            wg_pin(acc);
-            if (lane == 0) mbar_arrive(empty(stage));
-            const float s00 = a0 * b0, s10 = a1 * b0, s01 = a0 * b1, s11 = a1 * b1;
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const bool lo = !SW || j < 8;  // with SW, chunks 0..7 are gate columns, 8..15 up columns
-                fin[j * 4 + 0] += (lo ? s00 : s01) * acc[j * 4 + 0];
-                fin[j * 4 + 1] += (lo ? s00 : s01) * acc[j * 4 + 1];
-                fin[j * 4 + 2] += (lo ? s10 : s11) * acc[j * 4 + 2];
-                fin[j * 4 + 3] += (lo ? s10 : s11) * acc[j * 4 + 3];
-            }
+        };
+        auto next_stage = [&]() {
             if (++stage == STAGES) {
                 stage = 0;
                 phase ^= 1;
+            }
+        };
+        // fin += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns).
+        auto promote = [&](const float(&d)[64], Sc sc) {
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const bool lo = !SW || j < 8;
+                fin[j * 4 + 0] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 0];
+                fin[j * 4 + 1] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 1];
+                fin[j * 4 + 2] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 2];
+                fin[j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
+            }
+        };
+        if constexpr (!OVERLAP) {
+            // One k-tile at a time: its wgmmas retire, the stage is released, then the promotion.
+            for (int kt = 0; kt < KB; kt++) {
+                const Sc sc = scales(kt);
+                issue(acc);
+                wg_wait<0>();
+                wg_pin(acc);
+                if (lane == 0) mbar_arrive(empty(stage));
+                next_stage();
+                promote(acc, sc);
+            }
+        } else {
+            // Two accumulator sets: k-tile kt + 1's wgmmas run while k-tile kt is promoted
+            // (wgmma.wait 1 retires the older group only).
+            Sc sc = scales(0);
+            issue(acc);
+            int held = stage;
+            next_stage();
+            for (int kt = 0; kt < KB; kt += 2) {
+                Sc sn = sc;
+                if (kt + 1 < KB) {
+                    sn = scales(kt + 1);
+                    issue(acc2);
+                    wg_wait<1>();
+                } else {
+                    wg_wait<0>();
+                }
+                wg_pin(acc);
+                if (lane == 0) mbar_arrive(empty(held));
+                promote(acc, sc);
+                if (kt + 1 >= KB) break;
+                held = stage;
+                next_stage();
+                sc = sn;
+                if (kt + 2 < KB) {
+                    sn = scales(kt + 2);
+                    issue(acc);
+                    wg_wait<1>();
+                } else {
+                    wg_wait<0>();
+                }
+                wg_pin(acc2);
+                if (lane == 0) mbar_arrive(empty(held));
+                promote(acc2, sc);
+                if (kt + 2 >= KB) break;
+                held = stage;
+                next_stage();
+                sc = sn;
             }
         }
 
@@ -199,17 +260,19 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
-// Name, stages, fused SwiGLU. The host table (and its shared-memory sizes) is
+// Name, stages, fused SwiGLU, overlapped promotion. The host table (and its shared-memory sizes) is
 // src/backend/cuda/grouped_fp8.rs.
-#define TF(NAME, ST, SW)                                                                                        \
+#define TF(NAME, ST, SW, OV)                                                                                        \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const float* sx, const float* sw, const int* off, bf16* Y, \
              int R, int E, int N, int K, int y_tma) {                                                          \
-        grouped_gemm_fp8<ST, SW>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);                   \
+        grouped_gemm_fp8<ST, SW, OV>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);               \
     }
-TF(grouped_gemm_fp8_s4, 4, false)
-TF(grouped_gemm_fp8_s5, 5, false)
-TF(grouped_gemm_fp8_s6, 6, false)
-TF(grouped_gemm_fp8_swiglu_s5, 5, true)
-TF(grouped_gemm_fp8_swiglu_s6, 6, true)
+TF(grouped_gemm_fp8_s4, 4, false, false)
+TF(grouped_gemm_fp8_s5, 5, false, false)
+TF(grouped_gemm_fp8_s6, 6, false, false)
+TF(grouped_gemm_fp8_swiglu_s5, 5, true, false)
+TF(grouped_gemm_fp8_swiglu_s6, 6, true, false)
+TF(grouped_gemm_fp8_s6_ov, 6, false, true)
+TF(grouped_gemm_fp8_swiglu_s6_ov, 6, true, true)

@@ -344,7 +344,8 @@ impl Workload for Gpt4Target {
         }
         // The baseline loops over experts in bf16, reading the group sizes on the host once per layer.
         if loops_experts(v) {
-            let split = model.blocks.iter().map(|blk| blk.moe.split_experts(b)).collect::<std::result::Result<_, _>>()?;
+            let split =
+                model.blocks.iter().map(|blk| blk.moe.split_experts(b)).collect::<std::result::Result<_, _>>()?;
             self.per_expert = Some(split);
         }
         Ok(())

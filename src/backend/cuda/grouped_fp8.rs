@@ -12,6 +12,9 @@ pub struct Fp8Kernel {
     pub name: &'static str,
     pub stages: usize,
     pub swiglu: bool,
+    /// A second accumulator set: the next k-tile's wgmmas run during the promotion. Only when
+    /// chosen by name: written after the H200 run and not yet run on a GPU.
+    pub overlap: bool,
 }
 
 impl Fp8Kernel {
@@ -24,17 +27,20 @@ impl Fp8Kernel {
     }
 }
 
-const fn tf(name: &'static str, stages: usize, swiglu: bool) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu }
+const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, overlap }
 }
 
-/// In order of preference for each epilogue: the first whose shared memory fits runs.
+/// In order of preference for each epilogue: the first whose shared memory fits runs (the
+/// overlapped ones only by name).
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    tf("grouped_gemm_fp8_s6", 6, false),
-    tf("grouped_gemm_fp8_s5", 5, false),
-    tf("grouped_gemm_fp8_s4", 4, false),
-    tf("grouped_gemm_fp8_swiglu_s6", 6, true),
-    tf("grouped_gemm_fp8_swiglu_s5", 5, true),
+    tf("grouped_gemm_fp8_s6", 6, false, false),
+    tf("grouped_gemm_fp8_s5", 5, false, false),
+    tf("grouped_gemm_fp8_s4", 4, false, false),
+    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false),
+    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false),
+    tf("grouped_gemm_fp8_s6_ov", 6, false, true),
+    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -61,11 +67,8 @@ pub fn choose_fp8(
     }
     let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
     let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
-    named
-        .or_else(|| FP8_KERNELS.iter().find(fits))
-        .copied()
-        .filter(|_| e <= FP8_MAX_EXPERTS)
-        .ok_or(Fp8Refused::Experts(e))
+    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).find(fits);
+    named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
 impl CudaBackend {
@@ -152,7 +155,7 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let inst = format!("TF({}, {}, {})", k.name, k.stages, k.swiglu);
+            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap);
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -172,5 +175,9 @@ mod tests {
         // A name with the other epilogue is not taken.
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
+        // The overlapped kernels run only when named.
+        assert!(FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
+        let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
+        assert!(ov.overlap && ov.swiglu);
     }
 }
