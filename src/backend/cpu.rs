@@ -263,10 +263,10 @@ impl Backend for CpuBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        memory::host_stats()
+        ledger::host_stats()
     }
     fn reset_peak(&self) {
-        memory::reset_host_peak()
+        ledger::reset_host_peak()
     }
 }
 

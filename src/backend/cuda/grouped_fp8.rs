@@ -110,11 +110,11 @@ impl CudaBackend {
             return Ok(y);
         }
         let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
-        let mut mx = self.tensor_map(xp, DType::F8, r, k, 128, 128)?;
-        let mut mw = self.tensor_map(wp, DType::F8, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
+        let mut mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
+        let mut mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
-        let mut my = if y_tma { self.tensor_map(yp, DType::Bf16, r, n, 64, 64)? } else { mx };
+        let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
         let tiles = (r.div_ceil(128) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
         let grid = tiles.min(self.sm_count() as usize) as u32;
         let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
