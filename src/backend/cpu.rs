@@ -263,10 +263,10 @@ impl Backend for CpuBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        ledger::host_stats()
+        crate::tensor::ledger::host_stats()
     }
     fn reset_peak(&self) {
-        ledger::reset_host_peak()
+        crate::tensor::ledger::reset_host_peak()
     }
 }
 
