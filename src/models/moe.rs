@@ -345,6 +345,22 @@ impl MoeLayer {
         b.grouped_matmul_fp8(&aq, &q.down, offsets, false)
     }
 
+    /// The routed experts over rows grouped by expert (`offsets`): one GEMM chain per expert from
+    /// `per_expert`'s copies when given (in `gemm`), else the grouped GEMMs.
+    pub fn experts(
+        &self,
+        b: &dyn Backend,
+        xp: &Tensor,
+        offsets: &Tensor,
+        per_expert: Option<&[Mlp]>,
+        gemm: DType,
+    ) -> Result<Tensor> {
+        match per_expert {
+            Some(m) => self.experts_loop(b, xp, offsets, m, gemm),
+            None => self.experts_grouped(b, xp, offsets),
+        }
+    }
+
     /// The same with one GEMM pair per expert, reading the group sizes on the host; `gemm`
     /// F8 runs them in FP8 (the per-expert weights must have their FP8 copies).
     pub fn experts_loop(
@@ -407,10 +423,7 @@ impl MoeLayer {
         };
         let y = {
             let _phase = phase(c"moe experts");
-            match per_expert {
-                Some(m) => self.experts_loop(b, &p.x, &p.offsets, m, gemm)?,
-                None => self.experts_grouped(b, &p.x, &p.offsets)?,
-            }
+            self.experts(b, &p.x, &p.offsets, per_expert, gemm)?
         };
         let _phase = phase(c"moe combine");
         self.combine(b, x, &y, &p.row_of, r)

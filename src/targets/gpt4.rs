@@ -217,10 +217,7 @@ impl Gpt4Target {
                 None => Ok(m.forward(b, x, &r, pe, gemm)?),
                 Some(p) => {
                     let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
-                        Ok(match pe {
-                            Some(per_slot) => m.experts_loop(b, rows, offsets, per_slot, gemm)?,
-                            None => m.experts_grouped(b, rows, offsets)?,
-                        })
+                        Ok(m.experts(b, rows, offsets, pe, gemm)?)
                     };
                     let (y, st) = expert::forward(b, ep_group, p, x, &r, run)?;
                     ep_stats.push(st);

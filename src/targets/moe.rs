@@ -315,10 +315,7 @@ fn forward(
         return Ok((s.layer.forward(b, x, r, per_expert, x.dtype())?, None));
     };
     let run = |rows: &Tensor, offsets: &Tensor, _slots: &[usize]| -> crate::parallel::Result<Tensor> {
-        Ok(match per_expert {
-            Some(m) => s.layer.experts_loop(b, rows, offsets, m, x.dtype())?,
-            None => s.layer.experts_grouped(b, rows, offsets)?,
-        })
+        Ok(s.layer.experts(b, rows, offsets, per_expert, x.dtype())?)
     };
     let (routed, st) = expert::forward(b, ctx.groups.ep.as_ref(), p, x, r, run)?;
     let out = match &s.layer.shared {
