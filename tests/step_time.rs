@@ -4,7 +4,7 @@
 
 mod common;
 use common::{rwm, text};
-use rwm_dist::harness::registry::TargetConfig;
+use rwm_dist::harness::target::Size;
 use rwm_dist::layout::ParallelDims;
 use rwm_dist::step_time::{Link, Links, Rates, predict, work};
 use rwm_dist::tensor::DType;
@@ -103,9 +103,9 @@ fn one_gpu_predictions_are_within_15_percent() {
         let rest = ["--warmup", "1", "--iters", "5", "--output", file.to_str().unwrap()];
         let o = rwm(&args.iter().chain(&rest).copied().collect::<Vec<_>>());
         assert!(o.status.success(), "{target}: {:?}", text(&o));
-        let cfg = TargetConfig::for_profile(target, "bench").unwrap();
+        let cfg = (rwm_dist::targets::find(target).unwrap().config)(Size::Bench);
         for v in variants.split(',') {
-            let w = work::for_target(&cfg, &ParallelDims::single(), v, DType::Bf16).unwrap();
+            let w = work::for_target(cfg.as_ref(), &ParallelDims::single(), v, DType::Bf16).unwrap();
             let p = predict(&w, &r, &links, 1);
             let (pred, meas) = (p.step_s * 1e3, median(&file, v));
             let err = pred / meas - 1.0;

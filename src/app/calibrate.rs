@@ -45,7 +45,7 @@ pub(super) fn calibrate(a: &crate::cli::CalibrateArgs, out: &mut dyn Write) -> R
         (true, false) => vec!["quick"],
     };
     for p in &profiles {
-        crate::harness::registry::profile(p)?;
+        crate::harness::target::profile(p)?;
     }
     let kind = if cuda { "cuda" } else { "cpu" };
     writeln!(out, "calibrating {} ({kind}) on the shapes of profile(s) {}", b.device_name(), profiles.join(", "))

@@ -2,7 +2,7 @@
 //! layout of the world ranked (src/step_time/sweep.rs), under the rates of the GPU it runs on.
 
 use super::{Error, config_err, io};
-use crate::harness::registry::TargetConfig;
+use crate::harness::target::Target;
 use crate::layout::ParallelDims;
 use crate::step_time::{Rates, rates, sweep};
 use crate::tensor::DType;
@@ -31,7 +31,7 @@ fn rates_for(a: &crate::cli::EstimateArgs, gpu: Option<&str>) -> Result<(Rates, 
 
 pub(super) fn report(
     a: &crate::cli::EstimateArgs,
-    t: &TargetConfig,
+    t: &dyn Target,
     gemm: DType,
     world: usize,
     dims: &ParallelDims,

@@ -5,9 +5,9 @@
 //! And the loopback link of ranks sharing one GPU, fitted to a multi-rank run's records.
 
 use super::rates::{AttnRate, GemmRate, GroupedRate, LinkRate, Rates};
+use super::work::Model;
 use super::{Error, MemKind, Op, Phase, Result};
 use crate::backend::{AttnAlgo, AttnParams, Backend, BackendKind};
-use crate::harness::registry::{TARGETS, TargetConfig};
 use crate::layout::ParallelDims;
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeSet;
@@ -47,18 +47,22 @@ impl Shapes {
     pub fn of_profiles(profiles: &[&str]) -> Result<Shapes> {
         let mut s = Shapes::default();
         for p in profiles {
-            for (name, _) in TARGETS {
-                let cfg = TargetConfig::for_profile(name, p).map_err(|e| Error::Rates(e.to_string()))?;
-                for gemm in [DType::Bf16, DType::F8] {
-                    let Some(w) = super::work::for_target(&cfg, &ParallelDims::single(), "optimized", gemm) else {
-                        continue;
-                    };
-                    s.add(&w);
+            let size = crate::harness::target::profile(p).map_err(|e| Error::Rates(e.to_string()))?.size;
+            for r in &crate::targets::ALL {
+                let t = (r.config)(size);
+                for spec in t.variants() {
+                    for gemm in [DType::Bf16, DType::F8] {
+                        let Some(w) = super::work::for_target(t.as_ref(), &ParallelDims::single(), spec.name, gemm)
+                        else {
+                            continue;
+                        };
+                        s.add(&w);
+                    }
                 }
-                match &cfg {
-                    TargetConfig::Llama(c) => s.attn(c.seq_len, c.heads, c.kv_heads, c.head_dim),
-                    TargetConfig::Gpt4(c) => s.attn(c.seq_len, c.heads, c.kv_heads, c.head_dim),
-                    TargetConfig::Moe(_) => {}
+                match super::work::Model::of(t.as_ref()) {
+                    Some(Model::Llama(c)) => s.attn(c.seq_len, c.heads, c.kv_heads, c.head_dim),
+                    Some(Model::Gpt4(c)) => s.attn(c.seq_len, c.heads, c.kv_heads, c.head_dim),
+                    _ => {}
                 }
             }
         }
@@ -287,18 +291,20 @@ pub fn measured(files: &[std::path::PathBuf]) -> Result<Vec<Measured>> {
     for ((file, variant), recs) in groups {
         let r = &recs[0];
         let bad = |e: String| Error::Fit(format!("{file}: {e}"));
-        let c = r["config"].clone();
-        let cfg = match r["target"].as_str() {
-            Some("gpt4") => TargetConfig::Gpt4(serde_json::from_value(c).map_err(|e| bad(e.to_string()))?),
-            Some("moe") => TargetConfig::Moe(serde_json::from_value(c).map_err(|e| bad(e.to_string()))?),
-            Some("llama") => TargetConfig::Llama(serde_json::from_value(c).map_err(|e| bad(e.to_string()))?),
-            t => return Err(bad(format!("unknown target {t:?}"))),
+        let target = r["target"].as_str().unwrap_or("");
+        let model = Model::from_json(target, r["config"].clone())
+            .ok_or_else(|| bad(format!("target {target:?} with a config this build does not read")))?;
+        let reg = crate::targets::find(target).map_err(|e| bad(e.to_string()))?;
+        let Some(spec) =
+            (reg.config)(crate::harness::target::Size::Quick).variants().into_iter().find(|s| s.name == variant)
+        else {
+            continue;
         };
         let l = &r["layout"];
         let deg = |k: &str| l[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(format!("layout.{k} missing")));
         let dims = crate::layout::ParallelDims::folded(deg("tp")?, deg("cp")?, deg("ep")?, deg("dp")?);
         let gemm = if r["gemm_dtype"] == "fp8" { DType::F8 } else { DType::Bf16 };
-        let Some(work) = super::work::for_target(&cfg, &dims, &variant, gemm) else { continue };
+        let Some(work) = super::work::for_variant(&model, &dims, &spec.resolve(gemm)) else { continue };
         let mut ms: Vec<f64> = recs.iter().filter_map(|x| x["median_ms"].as_f64()).collect();
         ms.sort_by(f64::total_cmp);
         let world = r["world_size"].as_u64().unwrap_or(1) as usize;

@@ -2,11 +2,11 @@
 //! world (tp 1; cp, ep folded over cp x dp, dp what is left) ranked by tokens/s, with its
 //! per-rank memory estimate next to it.
 
+use super::work::Model;
 use super::{Links, Prediction, Rates, Work};
-use crate::backend::AttnAlgo;
-use crate::harness::registry::TargetConfig;
+use crate::budget::gib;
+use crate::harness::target::Target;
 use crate::layout::{LayoutArgs, ParallelDims};
-use crate::metrics::memory::gib;
 use crate::tensor::DType;
 use crate::topology::Topology;
 use std::io::Write;
@@ -30,14 +30,9 @@ fn divisors(n: usize) -> impl Iterator<Item = usize> {
     (1..=n).filter(move |d| n.is_multiple_of(*d))
 }
 
-/// Per-rank memory estimate of `cfg` on `dims`, as `estimate` prints it (flash attention).
-fn memory(cfg: &TargetConfig, dims: &ParallelDims) -> Option<u64> {
-    let inputs = match cfg {
-        TargetConfig::Llama(c) => crate::targets::memory::llama(c, AttnAlgo::Flash),
-        TargetConfig::Moe(c) => crate::targets::memory::moe(c, dims),
-        TargetConfig::Gpt4(c) => crate::targets::memory::gpt4(c, dims, AttnAlgo::Flash, true),
-    };
-    inputs.estimate().ok().map(|b| b.total)
+/// Per-rank memory estimate of `t` on `dims`, as `estimate` prints it (flash attention).
+fn memory(t: &dyn Target, dims: &ParallelDims) -> Option<u64> {
+    t.model_inputs(dims).estimate().ok().map(|b| b.total)
 }
 
 /// The links of `dims` on `m`, or why none.
@@ -52,35 +47,31 @@ fn links(m: &Machine, rates: &Rates, world: usize, dims: ParallelDims) -> Result
     }
 }
 
-/// The prediction of `cfg` on `dims`, or why none.
+/// The prediction of `t`'s optimized variant on `dims`, or why none.
 pub fn predict(
-    cfg: &TargetConfig,
+    t: &dyn Target,
     dims: ParallelDims,
     world: usize,
     gemm: DType,
     rates: &Rates,
     m: &Machine,
 ) -> Result<Prediction, String> {
-    let w: Work = super::work::for_target(cfg, &dims, "optimized", gemm).ok_or("no model of this variant")?;
+    let w: Work = super::work::for_target(t, &dims, "optimized", gemm)
+        .ok_or("not modelled (gpt4's FP8 variant runs its experts as a loop)")?;
     Ok(super::predict(&w, rates, &links(m, rates, world, dims)?, world))
 }
 
-/// Every layout of `world` that `cfg` can run: CP for gpt4 (two zigzag chunks per rank), EP
-/// dividing the experts, folded over cp x dp.
-pub fn layouts(cfg: &TargetConfig, world: usize) -> Vec<ParallelDims> {
-    let (cps, experts): (Vec<usize>, Option<usize>) = match cfg {
-        TargetConfig::Llama(_) => (vec![1], None),
-        TargetConfig::Moe(c) => (vec![1], Some(c.num_experts)),
-        TargetConfig::Gpt4(c) => (divisors(world).filter(|cp| c.seq_len >= 2 * cp).collect(), Some(c.num_experts)),
-    };
+/// Every layout of `world` that `t` can run (its own layout checks: EP dividing the experts,
+/// two zigzag chunks per CP rank), CP and EP only where the model has them, EP folded.
+pub fn layouts(t: &dyn Target, world: usize) -> Vec<ParallelDims> {
+    let Some(m) = Model::of(t) else { return vec![] };
     let mut out = Vec::new();
-    for cp in cps {
-        for ep in divisors(world) {
-            if experts.is_none_or(|e| !e.is_multiple_of(ep)) && ep > 1 {
-                continue;
-            }
+    for cp in divisors(world).filter(|&cp| cp == 1 || m.has_cp()) {
+        for ep in divisors(world).filter(|&ep| ep == 1 || m.has_ep()) {
             let a = LayoutArgs { tp: 1, cp, ep, dp: None, ep_layout: crate::layout::EpLayout::Folded };
-            if let Ok(d) = ParallelDims::resolve(world, &a) {
+            if let Ok(d) = ParallelDims::resolve(world, &a)
+                && t.check_layout(&d).is_ok()
+            {
                 out.push(d);
             }
         }
@@ -89,19 +80,12 @@ pub fn layouts(cfg: &TargetConfig, world: usize) -> Vec<ParallelDims> {
 }
 
 /// Rows of every layout, fitting ones first, each group by job tokens/s.
-pub fn rank(
-    cfg: &TargetConfig,
-    world: usize,
-    gemm: DType,
-    rates: &Rates,
-    m: &Machine,
-    device: Option<u64>,
-) -> Vec<Row> {
-    let mut rows: Vec<Row> = layouts(cfg, world)
+pub fn rank(t: &dyn Target, world: usize, gemm: DType, rates: &Rates, m: &Machine, device: Option<u64>) -> Vec<Row> {
+    let mut rows: Vec<Row> = layouts(t, world)
         .into_iter()
         .filter_map(|dims| {
-            let p = predict(cfg, dims, world, gemm, rates, m).ok()?;
-            let memory = memory(cfg, &dims);
+            let p = predict(t, dims, world, gemm, rates, m).ok()?;
+            let memory = memory(t, &dims);
             let fits = match (memory, device) {
                 (Some(b), Some(d)) => b <= d,
                 (Some(_), None) => true,
@@ -149,11 +133,10 @@ pub fn render(rows: &[Row], chosen: &ParallelDims, out: &mut dyn Write) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::gpt4::Gpt4Config;
 
     #[test]
     fn gpt4_on_24_ranks_has_every_cp_and_ep_that_divides() {
-        let cfg = TargetConfig::Gpt4(Gpt4Config::full());
+        let cfg = crate::models::gpt4::Gpt4Config::full();
         let l = layouts(&cfg, 24);
         // cp in {1,2,3,4,6,8,12,24}; ep in {1,2,4,8} (divides 16 experts and 24 ranks).
         assert_eq!(l.len(), 8 * 4, "{l:?}");

@@ -6,7 +6,8 @@
 //! attention, loops over experts) are not.
 
 use super::{CollKind, Collective, MemKind, Op, Phase};
-use crate::harness::registry::TargetConfig;
+use crate::harness::target::Target;
+use crate::harness::variant::{Experts, Variant};
 use crate::layout::{CpKind, Dim, ParallelDims};
 use crate::models::gpt4::Gpt4Config;
 use crate::models::llama::LlamaConfig;
@@ -27,15 +28,56 @@ pub struct Work {
 
 const BF16: f64 = 2.0;
 
-/// The step of `variant` of `cfg` on one rank of `dims`, GEMMs in `gemm` where the variant
-/// follows `--dtype`; None for the variants the model does not cover (baselines).
-pub fn for_target(cfg: &TargetConfig, dims: &ParallelDims, variant: &str, gemm: DType) -> Option<Work> {
-    match (cfg, variant) {
-        (_, "baseline") => None,
-        (TargetConfig::Llama(c), v) => Some(llama(c, crate::targets::llama::mode(gemm, v).gemm == DType::F8)),
-        (TargetConfig::Moe(c), _) => Some(moe(c, dims)),
-        (TargetConfig::Gpt4(c), _) => Some(gpt4(c, dims, gemm == DType::F8)),
+/// A target's model config, read back from its `config_json` (or a record's `config`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Model {
+    Llama(LlamaConfig),
+    Moe(MoeConfig),
+    Gpt4(Gpt4Config),
+}
+
+impl Model {
+    pub fn from_json(target: &str, config: serde_json::Value) -> Option<Model> {
+        match target {
+            "llama" => serde_json::from_value(config).ok().map(Model::Llama),
+            "moe" => serde_json::from_value(config).ok().map(Model::Moe),
+            "gpt4" => serde_json::from_value(config).ok().map(Model::Gpt4),
+            _ => None,
+        }
     }
+
+    pub fn of(t: &dyn Target) -> Option<Model> {
+        Self::from_json(t.name(), t.config_json())
+    }
+
+    /// Whether the layout's CP and EP mean anything to the model.
+    pub fn has_cp(&self) -> bool {
+        matches!(self, Model::Gpt4(_))
+    }
+    pub fn has_ep(&self) -> bool {
+        !matches!(self, Model::Llama(_))
+    }
+}
+
+/// The step of variant `v` of `m` on one rank of `dims`; None for what the model does not
+/// cover: references (naive attention, expert loops) and gpt4 in FP8 (its experts loop).
+pub fn for_variant(m: &Model, dims: &ParallelDims, v: &Variant) -> Option<Work> {
+    if v.is_reference() || v.recipe().experts == Some(Experts::Loop) {
+        return None;
+    }
+    let fp8 = v.gemm == DType::F8;
+    match m {
+        Model::Llama(c) => Some(llama(c, fp8)),
+        Model::Moe(c) => Some(moe(c, dims)),
+        Model::Gpt4(_) if fp8 => None,
+        Model::Gpt4(c) => Some(gpt4(c, dims, false)),
+    }
+}
+
+/// The step of `t`'s variant named `variant` with `--dtype` `run_gemm`.
+pub fn for_target(t: &dyn Target, dims: &ParallelDims, variant: &str, run_gemm: DType) -> Option<Work> {
+    let spec = t.variants().into_iter().find(|s| s.name == variant)?;
+    for_variant(&Model::of(t)?, dims, &spec.resolve(run_gemm))
 }
 
 /// The memory-bound kernels, with the bytes each reads and writes; `calibrate` times the same
