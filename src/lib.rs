@@ -10,6 +10,7 @@ pub mod config;
 pub mod harness;
 pub mod layout;
 pub mod logging;
+pub mod marks;
 pub mod metrics;
 pub mod models;
 pub mod ops;

@@ -1,5 +1,5 @@
 //! The commands, between the parsed flags and the harness: `list` here, `estimate`,
-//! `run`, `compare` and `report` in their own files.
+//! `run`, `compare`, `report` and `topo` in their own files.
 
 mod calibrate;
 mod compare;
@@ -10,6 +10,7 @@ mod preflight;
 pub mod records;
 mod report;
 mod run;
+pub mod topo;
 
 use crate::backend;
 use crate::cli::Command;
@@ -56,7 +57,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::Calibrate(a) => calibrate::calibrate(a, out),
         Command::Compare(a) => compare::compare(a, out),
         Command::Report(a) => report::report(a, out),
-        Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
+        Command::Topo { cmd } => topo::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
     }
 }
 

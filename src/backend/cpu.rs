@@ -241,10 +241,10 @@ impl Backend for CpuBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        memory::host_stats()
+        crate::tensor::ledger::host_stats()
     }
     fn reset_peak(&self) {
-        memory::reset_host_peak()
+        crate::tensor::ledger::reset_host_peak()
     }
 }
 

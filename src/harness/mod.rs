@@ -3,7 +3,6 @@
 //! timing, statistics, the correctness gate, gathering and output.
 
 pub mod env;
-pub mod profile;
 pub mod record;
 pub mod runner;
 pub mod stats;

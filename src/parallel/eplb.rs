@@ -1,23 +1,15 @@
-//! The `balanced` variant's two remedies for skewed expert load:
-//! (a) DeepSeek-V3's auxiliary-loss-free balancing, a per-expert selection bias nudged after each
-//!     batch toward the mean load;
-//! (b) EPLB-style placement: replicate the hottest experts into redundant slots and pack the
-//!     replicas onto EP ranks so that rank loads even out.
+//! EPLB-style placement, the `balanced` variant's second remedy for skewed expert load under
+//! EP: replicate the hottest experts into redundant slots and pack the replicas onto EP ranks
+//! so that rank loads even out. The result is an `ExpertPlacement` that `expert::forward` runs.
 
-use super::routing::{gini, max_mean};
+use super::expert::ExpertPlacement;
+use crate::metrics::routing::{gini, max_mean};
 use serde::Serialize;
 
-/// DeepSeek-V3 (sec. 2.1.2) used a bias update speed of 0.001 for most of pre-training.
-pub const DEFAULT_GAMMA: f32 = 1e-3;
-
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum BalanceError {
-    #[error("balance: gamma must be a finite number > 0, got {0}")]
-    Gamma(f32),
+pub enum EplbError {
     #[error("balance: experts must be at least 1, got 0")]
     NoExperts,
-    #[error("balance: load holds {got} experts, the balancer has {expected}")]
-    LoadLen { got: usize, expected: usize },
     #[error("balance: loads[{index}] = {value}; loads must be finite and >= 0")]
     BadLoad { index: usize, value: f64 },
     #[error("balance: ep (expert-parallel size) must be at least 1, got 0")]
@@ -31,63 +23,13 @@ pub enum BalanceError {
     Redundant { redundant: usize, experts: usize, ep: usize, max: usize },
 }
 
-pub type Result<T> = std::result::Result<T, BalanceError>;
+pub type Result<T> = std::result::Result<T, EplbError>;
 
-/// Auxiliary-loss-free balancing (DeepSeek-V3): the router selects its top-k by `score + bias_i`
-/// while gate weights still use the unbiased scores; after each batch
-/// `bias_i += gamma * sign(mean_load - load_i)`, with sign(0) = 0.
+/// A planned placement and the load each rank then carries (each replica takes an equal share
+/// of its expert's load).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BiasBalancer {
-    gamma: f32,
-    bias: Vec<f32>,
-}
-
-impl BiasBalancer {
-    pub fn new(experts: usize, gamma: f32) -> Result<Self> {
-        if experts == 0 {
-            return Err(BalanceError::NoExperts);
-        }
-        if !(gamma.is_finite() && gamma > 0.0) {
-            return Err(BalanceError::Gamma(gamma));
-        }
-        Ok(Self { gamma, bias: vec![0.0; experts] })
-    }
-
-    /// The selection bias to pass to the router (`ops::routing::route`'s `bias`).
-    pub fn bias(&self) -> &[f32] {
-        &self.bias
-    }
-
-    pub fn gamma(&self) -> f32 {
-        self.gamma
-    }
-
-    /// One update from a batch's per-expert token-slot counts.
-    pub fn update(&mut self, load: &[u64]) -> Result<()> {
-        if load.len() != self.bias.len() {
-            return Err(BalanceError::LoadLen { got: load.len(), expected: self.bias.len() });
-        }
-        // Compare load_i * E with the total to keep the sign exact in integers.
-        let total: u128 = load.iter().map(|&c| c as u128).sum();
-        let e = load.len() as u128;
-        for (b, &c) in self.bias.iter_mut().zip(load) {
-            match (c as u128 * e).cmp(&total) {
-                std::cmp::Ordering::Less => *b += self.gamma,
-                std::cmp::Ordering::Greater => *b -= self.gamma,
-                std::cmp::Ordering::Equal => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Where every logical expert's replicas live, and the load each rank then carries (each replica
-/// takes an equal share of its expert's load).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Placement {
-    pub slots_per_rank: usize,
-    /// Per logical expert: its (rank, slot) replicas.
-    pub replicas: Vec<Vec<(usize, usize)>>,
+pub struct Eplb {
+    pub placement: ExpertPlacement,
     pub rank_load: Vec<f64>,
 }
 
@@ -111,20 +53,14 @@ pub struct PlacementReport {
     pub after: RankBalance,
 }
 
-impl Placement {
+impl Eplb {
     pub fn ranks(&self) -> usize {
         self.rank_load.len()
     }
 
     /// rank -> slot -> logical expert: the table each rank uses to load weights and route tokens.
     pub fn rank_slots(&self) -> Vec<Vec<usize>> {
-        let mut table = vec![vec![usize::MAX; self.slots_per_rank]; self.ranks()];
-        for (expert, reps) in self.replicas.iter().enumerate() {
-            for &(rank, slot) in reps {
-                table[rank][slot] = expert;
-            }
-        }
-        table
+        (0..self.ranks()).map(|r| self.placement.slot_experts(r)).collect()
     }
 
     /// Compares with the contiguous placement of the same per-expert `loads`.
@@ -136,16 +72,16 @@ impl Placement {
 
 fn check_loads(loads: &[f64], ep: usize) -> Result<()> {
     if loads.is_empty() {
-        return Err(BalanceError::NoExperts);
+        return Err(EplbError::NoExperts);
     }
     if ep == 0 {
-        return Err(BalanceError::NoRanks);
+        return Err(EplbError::NoRanks);
     }
     if let Some((index, &value)) = loads.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-        return Err(BalanceError::BadLoad { index, value });
+        return Err(EplbError::BadLoad { index, value });
     }
     if !loads.len().is_multiple_of(ep) {
-        return Err(BalanceError::Indivisible { experts: loads.len(), ep });
+        return Err(EplbError::Indivisible { experts: loads.len(), ep });
     }
     Ok(())
 }
@@ -163,12 +99,12 @@ pub fn contiguous_rank_load(loads: &[f64], ep: usize) -> Result<Vec<f64>> {
 /// first (ties: lower expert) onto the least-loaded rank (ties: lower rank) that has a free slot
 /// and does not yet hold that expert, falling back to one that does only when no other rank has
 /// room. Slots within a rank are numbered in expert order.
-pub fn plan_placement(loads: &[f64], ep: usize, redundant: usize) -> Result<Placement> {
+pub fn plan_placement(loads: &[f64], ep: usize, redundant: usize) -> Result<Eplb> {
     check_loads(loads, ep)?;
     let e = loads.len();
     let max = e * (ep - 1);
     if !(e + redundant).is_multiple_of(ep) || redundant > max {
-        return Err(BalanceError::Redundant { redundant, experts: e, ep, max });
+        return Err(EplbError::Redundant { redundant, experts: e, ep, max });
     }
     let mut reps = vec![1usize; e];
     for _ in 0..redundant {
@@ -203,5 +139,5 @@ pub fn plan_placement(loads: &[f64], ep: usize, redundant: usize) -> Result<Plac
             replicas[x].push((rank, slot));
         }
     }
-    Ok(Placement { slots_per_rank, replicas, rank_load })
+    Ok(Eplb { placement: ExpertPlacement { slots_per_rank, replicas }, rank_load })
 }
