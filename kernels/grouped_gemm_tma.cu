@@ -33,6 +33,7 @@
 // of shared memory (E <= 1024 for the default 3-stage BN = 256 kernel), E*N and R below 2^31;
 // 16-byte aligned X, W, Y (whole allocations).
 #include "common.cuh"
+#include "tma.cuh"
 #include "wgmma.cuh"
 
 #define TG_BM 128
@@ -40,41 +41,7 @@
 #define TG_THREADS 384
 #define TG_MAX_E 1024
 
-// CUtensorMap: 128 opaque bytes built by cuTensorMapEncodeTiled on the host.
-struct __align__(64) TmaMap {
-    u64 v[16];
-};
-
 __device__ __forceinline__ u32 tg_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(u32 bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
-    u32 done;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-
-// 2-D TMA load of the box at (c0 = inner/K, c1 = row) into shared memory, completing on `bar`.
-__device__ __forceinline__ void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-            dst),
-        "l"((u64)map), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
-}
 
 // Named barrier of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
 __device__ __forceinline__ void epi_sync(int c) {

@@ -22,3 +22,8 @@ pub mod targets;
 pub mod tensor;
 pub mod topology;
 pub mod world;
+
+/// docs/ARCHITECTURE.md's example target, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/ARCHITECTURE.md")]
+pub struct ArchitectureDoc;

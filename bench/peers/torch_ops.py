@@ -87,7 +87,7 @@ def main():
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         hq, hkv, d = 32, 8, 128
-        for s in (8192, 32768):
+        for s in (8192, 32768, 5000, 12345):
             flops = 4 * s * s * hq * d / 2
             sets = 2 if s <= 8192 else 1
             qkv = [(rand(1, hq, s, d), rand(1, hkv, s, d), rand(1, hkv, s, d)) for _ in range(sets)]

@@ -68,7 +68,7 @@ pub(crate) fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn list(out: &mut dyn Write) -> Result<(), Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
     w(out, "targets:".into())?;
-    for t in &crate::targets::ALL {
+    for t in crate::targets::ALL {
         let (name, cfg) = (t.name, (t.config)(target::Size::Quick));
         w(out, format!("  {name:<6} {}", t.about))?;
         for v in cfg.variants() {
@@ -79,8 +79,10 @@ fn list(out: &mut dyn Write) -> Result<(), Error> {
         w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
     }
     w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
-    let presets: Vec<String> =
-        crate::targets::ALL.iter().map(|t| format!("{}: {}", t.name, t.presets.join(", "))).collect();
+    let presets: Vec<String> = crate::targets::ALL
+        .iter()
+        .map(|t| format!("{}: {}", t.name, (t.config)(target::Size::Quick).presets().join(", ")))
+        .collect();
     w(out, format!("  {}", presets.join("   ")))?;
     w(out, "profiles:".into())?;
     for p in target::PROFILES {

@@ -70,20 +70,32 @@ pub enum Flag {
 pub struct Registration {
     pub name: &'static str,
     pub about: &'static str,
-    /// Values of `--set NAME.preset=...`, applied before other keys.
-    pub presets: &'static [&'static str],
     /// The config a profile of this size gives the target.
     pub config: fn(Size) -> Box<dyn Target>,
 }
 
-/// A target with its resolved config.
-pub trait Target: std::fmt::Debug + Send + Sync {
-    fn name(&self) -> &'static str;
-    /// The config as recorded with every result; its keys are what `--set` accepts.
+/// A `--set NAME.preset=...` value and the config it swaps in (before other keys apply).
+pub type Preset<T> = (&'static str, fn() -> T);
+
+/// The config as JSON: what records carry and whose keys `--set` accepts (any serde config).
+pub trait ConfigJson {
     fn config_json(&self) -> serde_json::Value;
+}
+
+impl<T: serde::Serialize> ConfigJson for T {
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("configs serialise")
+    }
+}
+
+/// A target with its resolved config.
+pub trait Target: ConfigJson + std::fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Values `--set NAME.preset=` accepts.
+    fn presets(&self) -> Vec<&'static str>;
     /// The key `flag` sets in this target, if it applies here.
     fn flag_key(&self, flag: Flag) -> Option<&'static str>;
-    /// Applies one `--set KEY=VALUE`; `preset` swaps the whole config.
+    /// Applies one `--set KEY=VALUE` (see `set_key`).
     fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError>;
     /// Checks the values once every override is applied; `explicit` names the keys the user set
     /// (a checkpoint decides the others).
@@ -97,8 +109,11 @@ pub trait Target: std::fmt::Debug + Send + Sync {
     fn variants(&self) -> Vec<VariantSpec>;
     /// One rank's memory running `v` under `dims`, with tensors stored `at`.
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> Result<Budget, MemoryError>;
-    /// The deployed model's terms for `estimate`: flash attention, embeddings included.
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs;
+    /// The deployed model's terms for `estimate` (flash attention, embeddings included); None
+    /// for a target that is not a model, whose `estimate` is its largest run budget.
+    fn model_inputs(&self, _dims: &ParallelDims) -> Option<MemoryInputs> {
+        None
+    }
     fn workload(&self) -> Box<dyn Workload>;
 }
 
@@ -108,14 +123,28 @@ impl serde::Serialize for dyn Target {
     }
 }
 
-/// `preset` swapped in, or any other key set through serde (`config::apply`).
+/// `--set target.key=value` on `cfg`: `preset` swaps in one of `presets`, any other key is set
+/// through serde (`config::apply`).
 pub fn set_key<T: serde::Serialize + serde::de::DeserializeOwned>(
     cfg: &mut T,
     target: &'static str,
     key: &str,
     value: &str,
-    preset: impl FnOnce(&str) -> Result<T, ConfigError>,
+    presets: &[Preset<T>],
 ) -> Result<(), ConfigError> {
-    *cfg = if key == "preset" { preset(value)? } else { crate::config::apply(cfg, target, key, value)? };
+    if key != "preset" {
+        *cfg = crate::config::apply(cfg, target, key, value)?;
+        return Ok(());
+    }
+    let (_, make) = presets.iter().find(|(name, _)| *name == value).ok_or_else(|| ConfigError::UnknownName {
+        what: "preset",
+        name: format!("{target}.preset={value}"),
+        allowed: preset_names(presets).join(", "),
+    })?;
+    *cfg = make();
     Ok(())
+}
+
+pub fn preset_names<T>(presets: &[Preset<T>]) -> Vec<&'static str> {
+    presets.iter().map(|(name, _)| *name).collect()
 }

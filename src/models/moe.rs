@@ -41,20 +41,6 @@ pub struct MoeConfig {
 }
 
 impl MoeConfig {
-    pub const PRESETS: [&'static str; 2] = ["deepseek-v2-lite", "deepseek-v3"];
-
-    pub fn preset(name: &str) -> std::result::Result<Self, ConfigError> {
-        match name {
-            "deepseek-v2-lite" => Ok(Self::deepseek_v2_lite()),
-            "deepseek-v3" => Ok(Self::deepseek_v3()),
-            _ => Err(ConfigError::UnknownName {
-                what: "moe.preset",
-                name: name.into(),
-                allowed: Self::PRESETS.join(", "),
-            }),
-        }
-    }
-
     /// DeepSeek-V2-Lite: 64 routed experts top-6, 2 shared, softmax gate.
     pub fn deepseek_v2_lite() -> Self {
         MoeConfig {

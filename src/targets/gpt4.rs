@@ -5,7 +5,7 @@
 use crate::backend::{AttnAlgo, AttnParams};
 use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
 use crate::config::ConfigError;
-use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
 use crate::harness::{Ctx, GateMetric, Result, Variant, VariantSpec, Workload};
 use crate::layout::ParallelDims;
@@ -40,7 +40,6 @@ pub struct Gpt4Target {
 pub const REGISTRATION: Registration = Registration {
     name: "gpt4",
     about: "GPT-4-style MoE stack: context-parallel attention, expert parallelism, FP8",
-    presets: &["full", "small"],
     config: |size| {
         let scaled = |seq_len| Gpt4Config {
             layers: 2,
@@ -58,6 +57,8 @@ pub const REGISTRATION: Registration = Registration {
         })
     },
 };
+
+const PRESETS: &[Preset<Gpt4Config>] = &[("full", Gpt4Config::full), ("small", Gpt4Config::small)];
 
 pub fn variants() -> Vec<VariantSpec> {
     let plain = Recipe { attention: Some(AttnAlgo::Naive), experts: Some(Experts::Loop), ..Recipe::PLAIN };
@@ -115,8 +116,8 @@ impl Target for Gpt4Config {
     fn name(&self) -> &'static str {
         REGISTRATION.name
     }
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("config serialises")
+    fn presets(&self) -> Vec<&'static str> {
+        preset_names(PRESETS)
     }
     fn flag_key(&self, flag: Flag) -> Option<&'static str> {
         match flag {
@@ -127,15 +128,7 @@ impl Target for Gpt4Config {
         }
     }
     fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
-        set_key(self, REGISTRATION.name, key, value, |p| match p {
-            "full" => Ok(Gpt4Config::full()),
-            "small" => Ok(Gpt4Config::small()),
-            _ => Err(ConfigError::UnknownName {
-                what: "gpt4.preset",
-                name: p.into(),
-                allowed: REGISTRATION.presets.join(", "),
-            }),
-        })
+        set_key(self, REGISTRATION.name, key, value, PRESETS)
     }
     fn finish(&mut self, _explicit: &[&str]) -> std::result::Result<(), ConfigError> {
         self.validate()
@@ -156,8 +149,8 @@ impl Target for Gpt4Config {
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         run_budget(self, dims, v, v.gemm, at)
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..self.memory_inputs(dims, AttnAlgo::Flash, true) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(dims, AttnAlgo::Flash, true) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(Gpt4Target::new(self.clone()))

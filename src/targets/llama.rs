@@ -3,7 +3,7 @@
 use crate::backend::{AttnAlgo, BackendKind, Error, Replay};
 use crate::budget::{Budget, Checked, MemoryError, MemoryInputs, Storage, n};
 use crate::config::ConfigError;
-use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Gemm, Recipe};
 use crate::harness::{Ctx, Result, Variant, VariantSpec, Workload};
 use crate::layout::ParallelDims;
@@ -42,7 +42,6 @@ fn mode(v: &Variant) -> Mode {
 pub const REGISTRATION: Registration = Registration {
     name: "llama",
     about: "Llama 3.1 8B prefill (embedding, 32 decoder layers, LM head)",
-    presets: &["llama3.1-8b", "small"],
     config: |size| {
         Box::new(match size {
             Size::Quick => LlamaConfig::small(),
@@ -51,6 +50,8 @@ pub const REGISTRATION: Registration = Registration {
         })
     },
 };
+
+const PRESETS: &[Preset<LlamaConfig>] = &[("llama3.1-8b", LlamaConfig::llama31_8b), ("small", LlamaConfig::small)];
 
 const OPTIMIZED: Recipe =
     Recipe { attention: Some(AttnAlgo::Flash), fused_norm: true, experts: None, gemm: Gemm::Run, graph: true };
@@ -80,8 +81,8 @@ impl Target for LlamaConfig {
     fn name(&self) -> &'static str {
         REGISTRATION.name
     }
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("config serialises")
+    fn presets(&self) -> Vec<&'static str> {
+        preset_names(PRESETS)
     }
     fn flag_key(&self, flag: Flag) -> Option<&'static str> {
         match flag {
@@ -93,15 +94,7 @@ impl Target for LlamaConfig {
         }
     }
     fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
-        set_key(self, REGISTRATION.name, key, value, |p| match p {
-            "llama3.1-8b" => Ok(LlamaConfig::llama31_8b()),
-            "small" => Ok(LlamaConfig::small()),
-            _ => Err(ConfigError::UnknownName {
-                what: "llama.preset",
-                name: p.into(),
-                allowed: REGISTRATION.presets.join(", "),
-            }),
-        })
+        set_key(self, REGISTRATION.name, key, value, PRESETS)
     }
     /// The checkpoint decides the architecture; what the user set must agree with it.
     fn finish(&mut self, explicit: &[&str]) -> std::result::Result<(), ConfigError> {
@@ -125,8 +118,8 @@ impl Target for LlamaConfig {
         };
         inputs.estimate()?.with_extras(vec![("fp8 weight copies", fp8)])
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(LlamaTarget::new(self.clone()))

@@ -7,7 +7,7 @@
 use crate::backend::Routing;
 use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
 use crate::config::ConfigError;
-use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
 use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
 use crate::layout::ParallelDims;
@@ -50,7 +50,6 @@ pub struct MoeTarget {
 pub const REGISTRATION: Registration = Registration {
     name: "moe",
     about: "DeepSeek MoE layer: routing health, grouped experts, expert parallelism",
-    presets: &MoeConfig::PRESETS,
     config: |size| {
         Box::new(match size {
             Size::Quick => {
@@ -63,6 +62,9 @@ pub const REGISTRATION: Registration = Registration {
 
 /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
 const GROUPED: Recipe = Recipe { experts: Some(Experts::Grouped), gemm: Gemm::Bf16, ..Recipe::PLAIN };
+
+const PRESETS: &[Preset<MoeConfig>] =
+    &[("deepseek-v2-lite", MoeConfig::deepseek_v2_lite), ("deepseek-v3", MoeConfig::deepseek_v3)];
 
 pub fn variants() -> Vec<VariantSpec> {
     vec![
@@ -106,8 +108,8 @@ impl Target for MoeConfig {
     fn name(&self) -> &'static str {
         REGISTRATION.name
     }
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("config serialises")
+    fn presets(&self) -> Vec<&'static str> {
+        preset_names(PRESETS)
     }
     fn flag_key(&self, flag: Flag) -> Option<&'static str> {
         match flag {
@@ -117,7 +119,7 @@ impl Target for MoeConfig {
         }
     }
     fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
-        set_key(self, REGISTRATION.name, key, value, MoeConfig::preset)
+        set_key(self, REGISTRATION.name, key, value, PRESETS)
     }
     fn finish(&mut self, _explicit: &[&str]) -> std::result::Result<(), ConfigError> {
         self.validate()
@@ -146,8 +148,8 @@ impl Target for MoeConfig {
             ("balanced placement's experts", balanced),
         ])
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(MoeTarget::new(self.clone()))

@@ -1,8 +1,10 @@
 //! Attention: the naive baseline (per head: f32 scores from cuBLASLt, a softmax
-//! kernel, bf16 probabilities times V in cuBLASLt), the flash kernel
-//! (kernels/flash_attention.cu, head dims 64 and 128), and the lse merge.
+//! kernel, bf16 probabilities times V in cuBLASLt), the flash kernels
+//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at d = 128
+//! kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
 
 use super::blas::{Gemm, Ty};
+use super::flash_sm90::{FlashArgs, tma_aligned};
 use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::attn_dims;
@@ -36,6 +38,20 @@ impl CudaBackend {
                     "sequence too long".into()
                 })?;
                 let delta = p.q_offset as i64 - p.k_offset as i64;
+                let ptrs = [self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(&out)?, self.ptr(&lse)?];
+                // TMA needs 16-byte aligned bases, and the sm90 grid has query tiles on y (at most 65535).
+                let fk = if fk.sm90a() && (!tma_aligned(&ptrs[..3]) || n.sq.div_ceil(fk.block_q()) > 65535) {
+                    tracing::debug!("{}: q/k/v not 16-byte aligned or sq {} too long; running mma.sync", fk.name, n.sq);
+                    self.select_mma_flash(n.d)?
+                } else {
+                    fk
+                };
+                if fk.sm90a() {
+                    let scale_log2 = scale * std::f32::consts::LOG2_E;
+                    let a = FlashArgs { delta, causal: p.causal, scale_log2, f32_out: p.f32_out };
+                    self.flash_sm90(&fk, ptrs, n, a)?;
+                    return Ok(AttnOut { out, lse });
+                }
                 let grid = (n.sq.div_ceil(fk.block_q()) as u32, n.hq as u32, 1);
                 let a = args![
                     self.ptr(q)?,
@@ -52,7 +68,7 @@ impl CudaBackend {
                     scale * std::f32::consts::LOG2_E
                 ];
                 let name = if p.f32_out { fk.name_f32o } else { fk.name };
-                self.launch("flash_attention.cu", name, grid, fk.threads(), fk.smem(), a)?;
+                self.launch(fk.file(), name, grid, fk.threads(), fk.smem(), a)?;
             }
             (AttnAlgo::Flash, _) => {
                 tracing::debug!(

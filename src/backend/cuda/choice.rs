@@ -3,7 +3,7 @@
 //! what runs.
 
 use super::select::{self, Op, Path};
-use super::tiles::{FLASH_KERNELS, GROUPED_KERNELS, GroupedKernel};
+use super::tiles::{DEFAULT_FLASH, FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GroupedKernel};
 use super::*;
 
 #[derive(Default)]
@@ -28,8 +28,23 @@ impl CudaBackend {
                 })?)
             }
         };
+        if let Some(fk) = FLASH_KERNELS.iter().find(|f| Some(f.name) == k)
+            && fk.sm90a()
+            && !self.target().has_wgmma()
+        {
+            return Err(Error::Unsupported { op: "flash kernel", what: format!("{} on {}", fk.name, self.arch()) });
+        }
         *self.choice.flash.write().unwrap() = k;
         Ok(())
+    }
+
+    /// The mma.sync default of head dim `d`: where the sm90 kernel cannot take the tensors.
+    pub(crate) fn select_mma_flash(&self, d: usize) -> Result<FlashKernel> {
+        DEFAULT_FLASH
+            .iter()
+            .find_map(|n| FLASH_KERNELS.iter().find(|k| k.name == *n && k.d == d))
+            .copied()
+            .ok_or_else(|| Error::Unsupported { op: "flash attention", what: format!("head dim {d}") })
     }
 
     /// Runs this grouped GEMM instantiation instead of the default; None restores it.

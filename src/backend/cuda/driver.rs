@@ -156,6 +156,43 @@ pub(crate) fn tensor_map_2d(
     Ok(map)
 }
 
+/// A 3-D TMA tensor map over a row-major tensor [s, h, d] of `elem` at `ptr` (d contiguous): boxes of
+/// `box_d` x 1 x `box_s`, 128-byte swizzle (box_d elements must span 128 bytes), zero fill past the
+/// edges. Attention's q [sq, hq, d] and k, v [sk, hkv, d]: one map serves every head.
+pub(crate) fn tensor_map_3d(
+    elem: TmaElem,
+    ptr: u64,
+    [s, h, d]: [usize; 3],
+    box_s: u32,
+    box_d: u32,
+) -> Result<TensorMap, DriverError> {
+    let (ty, size) = elem.raw();
+    let mut map = sys::CUtensorMap { opaque: [0; 16] };
+    let dims = [d as u64, h as u64, s as u64];
+    let strides = [d as u64 * size, (h * d) as u64 * size];
+    let boxes = [box_d, 1, box_s];
+    let steps = [1u32, 1, 1];
+    // SAFETY: every pointer is to a live local array of the length the rank (3) implies.
+    unsafe {
+        sys::cuTensorMapEncodeTiled(
+            &mut map,
+            ty,
+            3,
+            ptr as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            steps.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+        .result()?;
+    }
+    Ok(map)
+}
+
 /// Copies `bytes` from `src` to `dst` on `stream`.
 ///
 /// # Safety

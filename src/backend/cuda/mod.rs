@@ -13,6 +13,7 @@ mod blas;
 mod choice;
 pub mod compile;
 pub(crate) mod driver;
+mod flash_sm90;
 mod graph;
 mod layers;
 mod moe;

@@ -7,8 +7,10 @@
 //!   kernel (grouped_gemm.cu).
 //! - grouped GEMM + SwiGLU: fused into the TMA kernel's epilogue on sm_90a; elsewhere the
 //!   grouped GEMM then the SwiGLU kernel.
-//! - flash attention: mma.sync, every architecture; a tile whose shared memory the
-//!   architecture lacks gives way to the smallest one.
+//! - flash attention: on sm_90a, head dim 128, the warp-specialised TMA + wgmma kernel
+//!   (flash_attention_sm90.cu) at every length, for every contract (offsets, odd lengths, f32
+//!   output); head dim 64 and every other architecture the mma.sync kernel (flash_attention.cu);
+//!   a tile whose shared memory the architecture lacks gives way to the smallest one.
 //! - FP8 (quantisation in fp8.cu, cuBLASLt e4m3 GEMMs): sm_89 and newer; refused on sm_80.
 //!
 //! A fallback forced by the architecture carries one line naming the op, which the backend
@@ -16,8 +18,8 @@
 
 use super::arch::{Arch, Needs};
 use super::tiles::{
-    DEFAULT_FLASH, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU,
-    GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
+    DEFAULT_FLASH, DEFAULT_FLASH_SM90A, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel,
+    GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
 };
 
 /// An op and the shape that decides its kernel.
@@ -109,9 +111,12 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             }
         }
         Op::FlashAttention { d, sq } => {
-            let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && k.d == d).copied();
+            // The sm90 kernels run on sm_90a only (a chosen one elsewhere gives way to the defaults).
+            let runs = |k: &FlashKernel| k.d == d && (!k.sm90a() || arch.has_wgmma());
+            let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && runs(k)).copied();
+            let sm90 = (d == 128 && arch.has_wgmma()).then_some(DEFAULT_FLASH_SM90A);
             let long = (d == 128 && sq >= LONG_SEQUENCE).then_some(LONG_FLASH);
-            let wanted = chosen.flash.into_iter().chain(long).chain(DEFAULT_FLASH).find_map(by_name);
+            let wanted = chosen.flash.into_iter().chain(sm90).chain(long).chain(DEFAULT_FLASH).find_map(by_name);
             let fits = |fk: &FlashKernel| fk.smem() <= arch.max_smem_per_block();
             match wanted {
                 None => plain(Path::NaiveAttention),
@@ -120,7 +125,7 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
                 // dim where that fits, else the smallest.
                 Some(fk) => {
                     match DEFAULT_FLASH.into_iter().find_map(by_name).filter(fits).or_else(|| {
-                        FLASH_KERNELS.iter().filter(|k| k.d == d && fits(k)).min_by_key(|k| k.smem()).copied()
+                        FLASH_KERNELS.iter().filter(|k| runs(k) && fits(k)).min_by_key(|k| k.smem()).copied()
                     }) {
                         Some(small) => Selected {
                             path: Path::Flash(small),
@@ -256,8 +261,15 @@ mod tests {
             p => panic!("{p:?}"),
         };
         for arch in CLAIMED {
-            assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq: 8192 }, arch)), ("flash_fwd_d128_w4m2", false));
-            assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq: 32768 }, arch)), ("flash_fwd_d128_w8m2", false));
+            let (short, long) = if arch.has_wgmma() {
+                (DEFAULT_FLASH_SM90A, DEFAULT_FLASH_SM90A)
+            } else {
+                ("flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2")
+            };
+            for sq in [1, 5000, 8192, 12345] {
+                assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq }, arch)), (short, false), "{arch} {sq}");
+            }
+            assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq: 32768 }, arch)), (long, false));
             assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 32768 }, arch)), ("flash_fwd_d64_w8m1", false));
             assert_eq!(pick(Op::FlashAttention { d: 96, sq: 128 }, arch).path, Path::NaiveAttention);
         }
@@ -267,6 +279,13 @@ mod tests {
         let chosen = Chosen { flash: Some("flash_fwd_d128_w8m1"), grouped: None };
         let s = select(Op::FlashAttention { d: 128, sq: 32768 }, H100, chosen).unwrap();
         assert_eq!(flash(s), ("flash_fwd_d128_w8m1", false));
+        // The Hopper kernel chosen by name runs on sm_90a only; elsewhere the defaults.
+        let chosen = Chosen { flash: Some("flash_fwd_sm90_d128_s3"), grouped: None };
+        let on = |arch| flash(select(Op::FlashAttention { d: 128, sq: 8192 }, arch, chosen).unwrap());
+        assert_eq!(on(H100), ("flash_fwd_sm90_d128_s3", false));
+        assert_eq!(on(A100), ("flash_fwd_d128_w4m2", false));
+        assert_eq!(on(B200), ("flash_fwd_d128_w4m2", false));
+        assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_d64_w8m1", false));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The tile configurations compiled for the flash attention and grouped GEMM
 //! kernels (the tables mirror the instantiation macros at the end of
-//! kernels/flash_attention.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
+//! kernels/flash_attention.cu, flash_attention_sm90.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
 //! grouped_gemm_tma.cu), the defaults, and the shapes the TMA kernels take.
 
-/// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows.
+/// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
+/// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
+/// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages, `ping_pong`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -12,29 +14,54 @@ pub struct FlashKernel {
     pub d: usize,
     pub warps: usize,
     pub mt: usize,
+    pub tma_stages: usize,
+    /// sm90: the two consumer warpgroups take turns issuing their GEMMs (FA3's ping-pong).
+    pub ping_pong: bool,
 }
 
 impl FlashKernel {
-    /// Key tile of the kernel (FA_BKV).
+    /// Key tile of the mma.sync kernel (FA_BKV); the sm90 kernel's is 128 (F3_BKV).
     const BKV: usize = 64;
+    const fn mma(name: &'static str, name_f32o: &'static str, d: usize, warps: usize, mt: usize) -> Self {
+        FlashKernel { name, name_f32o, d, warps, mt, tma_stages: 0, ping_pong: false }
+    }
+    const fn sm90(name: &'static str, name_f32o: &'static str, stages: usize, ping_pong: bool) -> Self {
+        FlashKernel { name, name_f32o, d: 128, warps: 12, mt: 0, tma_stages: stages, ping_pong }
+    }
+    /// wgmma and TMA: sm_90a only.
+    pub fn sm90a(&self) -> bool {
+        self.tma_stages > 0
+    }
+    pub fn file(&self) -> &'static str {
+        if self.sm90a() { "flash_attention_sm90.cu" } else { "flash_attention.cu" }
+    }
     pub fn block_q(&self) -> usize {
-        self.warps * self.mt * 16
+        if self.sm90a() { 128 } else { self.warps * self.mt * 16 }
     }
     pub fn threads(&self) -> u32 {
         (self.warps * 32) as u32
     }
-    /// Q tile plus double-buffered K and V tiles.
+    /// Q tile plus double-buffered K and V tiles; sm90: Q and `tma_stages` K and V tiles of 128 rows,
+    /// the mbarriers, and 1024 bytes to align the swizzle atoms.
     pub fn smem(&self) -> u32 {
-        ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
+        if self.sm90a() {
+            ((1 + 2 * self.tma_stages) * 128 * self.d * 2 + 8 * (1 + 4 * self.tma_stages) + 1024) as u32
+        } else {
+            ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
+        }
     }
 }
 
 pub const FLASH_KERNELS: &[FlashKernel] = &[
-    FlashKernel { name: "flash_fwd_d128_w8m1", name_f32o: "flash_fwd_d128_w8m1_f32o", d: 128, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d128_w4m2", name_f32o: "flash_fwd_d128_w4m2_f32o", d: 128, warps: 4, mt: 2 },
-    FlashKernel { name: "flash_fwd_d128_w8m2", name_f32o: "flash_fwd_d128_w8m2_f32o", d: 128, warps: 8, mt: 2 },
-    FlashKernel { name: "flash_fwd_d64_w8m1", name_f32o: "flash_fwd_d64_w8m1_f32o", d: 64, warps: 8, mt: 1 },
-    FlashKernel { name: "flash_fwd_d64_w4m2", name_f32o: "flash_fwd_d64_w4m2_f32o", d: 64, warps: 4, mt: 2 },
+    FlashKernel::mma("flash_fwd_d128_w8m1", "flash_fwd_d128_w8m1_f32o", 128, 8, 1),
+    FlashKernel::mma("flash_fwd_d128_w4m2", "flash_fwd_d128_w4m2_f32o", 128, 4, 2),
+    FlashKernel::mma("flash_fwd_d128_w8m2", "flash_fwd_d128_w8m2_f32o", 128, 8, 2),
+    FlashKernel::mma("flash_fwd_d64_w8m1", "flash_fwd_d64_w8m1_f32o", 64, 8, 1),
+    FlashKernel::mma("flash_fwd_d64_w4m2", "flash_fwd_d64_w4m2_f32o", 64, 4, 2),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s2", "flash_fwd_sm90_d128_s2_f32o", 2, false),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s3", "flash_fwd_sm90_d128_s3_f32o", 3, false),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s2p", "flash_fwd_sm90_d128_s2p_f32o", 2, true),
+    FlashKernel::sm90("flash_fwd_sm90_d128_s3p", "flash_fwd_sm90_d128_s3p_f32o", 3, true),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -163,6 +190,8 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
 pub(crate) const LONG_SEQUENCE: usize = 16384;
 pub(crate) const LONG_FLASH: &str = "flash_fwd_d128_w8m2";
 pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d64_w8m1"];
+/// On sm_90a, d = 128 at every length: the warp-specialised TMA + wgmma kernel.
+pub(crate) const DEFAULT_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s2p";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -189,10 +218,18 @@ mod tests {
     #[test]
     fn tables_match_the_kernel_sources() {
         let fa = compile::source_of("flash_attention.cu").unwrap();
+        let f3 = compile::source_of("flash_attention_sm90.cu").unwrap();
         for k in FLASH_KERNELS {
-            let inst = format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt);
-            assert!(fa.contains(&inst), "{inst} not instantiated");
+            let (src, inst) = if k.sm90a() {
+                (f3, format!("F3({}, {}, {})", k.name, k.tma_stages, k.ping_pong))
+            } else {
+                (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
+            };
+            assert!(src.contains(&inst), "{inst} not instantiated");
+            assert_eq!(k.name_f32o, format!("{}_f32o", k.name));
+            assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A && k.sm90a()));
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
             assert_eq!(k.smem as usize, k.stages * (k.bm + k.bn) * 128);

@@ -1,0 +1,299 @@
+// Flash attention forward for Hopper (sm_90a only), FlashAttention-3 style: grouped-query attention,
+// head dim 128, bf16 in, bf16 or f32 out (`_f32o`, the context-parallel partials), the same contract
+// as flash_attention.cu (delta = q_offset - k_offset, any sq and sk, natural-log lse [hq, sq], -inf
+// and a zero row where a query sees no key).
+//
+// Block: 128 query rows of one head, 384 threads = 3 warpgroups.
+//   warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA loads of the Q tile once and of
+//     K and V tiles of 128 keys into STAGES stages (3-D tensor maps over [s, h, d]; boxes of 128 rows x
+//     64 columns, 128-byte swizzle; rows past sq / sk are zero-filled), each with a full mbarrier
+//     (expect-tx bytes) and an empty one (one arrival per consumer warp), K and V apart.
+//   warpgroups 1 and 2, the consumers (setmaxnreg 240): 64 query rows each. S = Q K^T by SS-wgmma
+//     (m64n128k16, both K-major); the online softmax in registers (exp2, scale folded in, masking only
+//     on tiles that cross the causal diagonal or sk); P as bf16 in registers is the A operand of the
+//     RS-wgmma O += P V, with V N-major in shared memory (imm-trans-b).
+//   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
+//     tile j - 1, and the softmax of tile j runs while P V is still in flight.
+// Key tiles run from the last (the diagonal, masked) to the first. Causal blocks take the heaviest
+// query tiles first (blockIdx.y reversed) and the query heads of one KV head are neighbours
+// (blockIdx.x = head), so a wave shares K and V in L2.
+#include "common.cuh"
+#include "tma.cuh"
+#include "wgmma.cuh"
+
+#define F3_D 128
+#define F3_BQ 128
+#define F3_BKV 128
+#define F3_THREADS 384
+
+__device__ __forceinline__ float f3_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Named barriers 1 and 2 (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
+// issues its GEMMs and then lets the other one go (PP, FA3's ping-pong): one warpgroup's GEMMs run
+// while the other's softmax does.
+__device__ __forceinline__ void f3_turn_wait(int c) {
+    if (c == 0) {
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    } else {
+        asm volatile("bar.sync 2, 256;\n" ::: "memory");
+    }
+}
+__device__ __forceinline__ void f3_turn_pass(int c) {
+    if (c == 0) {
+        asm volatile("bar.arrive 2, 256;\n" ::: "memory");
+    } else {
+        asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+    }
+}
+
+template <int STAGES, bool PP, class OT>
+__device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
+                               float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
+                               float scale_log2) {
+    constexpr u32 BOX = 128 * 64 * 2;  // one TMA box: 128 rows x 64 columns (128 bytes a row)
+    constexpr u32 TILE = 2 * BOX;      // 128 rows x 128 columns
+    // The swizzle atoms need 1024-byte alignment; the host adds 1024 bytes of slack.
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 base = ((u32)__cvta_generic_to_shared(smem_raw) + 1023) & ~1023u;
+    const u32 sQ = base, sK = sQ + TILE, sV = sK + STAGES * TILE, bars = sV + STAGES * TILE;
+    const u32 qfull = bars;
+    auto kfull = [&](int s) { return bars + 8 * (1 + s); };
+    auto vfull = [&](int s) { return bars + 8 * (1 + STAGES + s); };
+    auto kempty = [&](int s) { return bars + 8 * (1 + 2 * STAGES + s); };
+    auto vempty = [&](int s) { return bars + 8 * (1 + 3 * STAGES + s); };
+
+    const int qt = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;  // heavy causal tiles first
+    const int h = blockIdx.x, kh = h / (hq / hkv), q0 = qt * F3_BQ;
+    int n_kv = (sk + F3_BKV - 1) / F3_BKV;
+    if (causal) {
+        i64 last = delta + q0 + F3_BQ - 1;  // last key any row of this block may see
+        n_kv = last < 0 ? 0 : (int)min((i64)n_kv, last / F3_BKV + 1);
+    }
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+
+    if (tid == 0) {
+        mbar_init(qfull, 1);
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(kfull(s), 1);
+            mbar_init(vfull(s), 1);
+            mbar_init(kempty(s), 8);  // lane 0 of each consumer warp
+            mbar_init(vempty(s), 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+        if (tid == 0 && n_kv > 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mv) : "memory");
+            mbar_expect_tx(qfull, TILE);
+            tma_load_3d(sQ, mq, 0, h, q0, qfull);
+            tma_load_3d(sQ + BOX, mq, 64, h, q0, qfull);
+            int stage = 0;
+            u32 phase = 0;
+            for (int t = n_kv - 1; t >= 0; t--) {
+                const int k0 = t * F3_BKV;
+                mbar_wait(kempty(stage), phase ^ 1);
+                mbar_expect_tx(kfull(stage), TILE);
+                tma_load_3d(sK + stage * TILE, mk, 0, kh, k0, kfull(stage));
+                tma_load_3d(sK + stage * TILE + BOX, mk, 64, kh, k0, kfull(stage));
+                mbar_wait(vempty(stage), phase ^ 1);
+                mbar_expect_tx(vfull(stage), TILE);
+                tma_load_3d(sV + stage * TILE, mv, 0, kh, k0, vfull(stage));
+                tma_load_3d(sV + stage * TILE + BOX, mv, 64, kh, k0, vfull(stage));
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+    const int c = wg - 1, w = warp & 3, g = lane >> 2, q = lane & 3;
+    // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
+    const i64 row_lo = delta + q0 + c * 64 + w * 16;
+
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.f;
+    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+
+    if (n_kv > 0) {
+        float s[64];
+        u32 p[32];
+        // Q rows 64c .. 64c + 63 of both boxes; a k16 step is 32 bytes into the swizzled row.
+        const u64 dq0 = wg_desc(sQ + c * 64 * 128), dq1 = wg_desc(sQ + BOX + c * 64 * 128);
+        auto issue_qk = [&](int st) {
+            const u64 dk0 = wg_desc(sK + st * TILE), dk1 = wg_desc(sK + st * TILE + BOX);
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                const u64 da = (kk < 4 ? dq0 : dq1) + 2 * (kk & 3), db = (kk < 4 ? dk0 : dk1) + 2 * (kk & 3);
+                wgmma_m64n128k16(s, da, db, kk != 0);
+            }
+        };
+        auto issue_pv = [&](int st) {
+            // V [128 keys x 128 dims]: two 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
+            const u64 dv = wg_desc_mn(sV + st * TILE, BOX);
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+        };
+        // Masks tile t where it crosses sk or the causal diagonal; then the online softmax: s becomes
+        // exp2(s * scale - m) (unnormalised P), m and l advance, and alpha rescales O.
+        auto softmax = [&](int t, float (&alpha)[2]) {
+            const int k0 = t * F3_BKV;
+            if (k0 + F3_BKV > sk || (causal && (i64)(k0 + F3_BKV - 1) > row_lo)) {
+                const int kmax = sk - k0;
+                const int lim = causal ? (int)max((i64)-512, min((i64)512, row_lo - k0)) : 512;
+#pragma unroll
+                for (int j = 0; j < 16; j++)
+#pragma unroll
+                    for (int x = 0; x < 4; x++) {
+                        int key = j * 8 + q * 2 + (x & 1);
+                        if (key >= kmax || key > lim + g + (x >> 1) * 8) s[j * 4 + x] = neg_inf();
+                    }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = neg_inf();
+#pragma unroll
+                for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m[r], mx * scale_log2);
+                const float m_use = m_new == neg_inf() ? 0.f : m_new;
+                alpha[r] = f3_ex2(m[r] - m_use);
+                float sum = 0.f;
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    float p0 = f3_ex2(fmaf(s[j * 4 + 2 * r], scale_log2, -m_use));
+                    float p1 = f3_ex2(fmaf(s[j * 4 + 2 * r + 1], scale_log2, -m_use));
+                    s[j * 4 + 2 * r] = p0;
+                    s[j * 4 + 2 * r + 1] = p1;
+                    sum += p0 + p1;
+                }
+                l[r] = l[r] * alpha[r] + sum;  // this thread's share; the quad is summed at the end
+                m[r] = m_new;
+            }
+        };
+        // S accumulator (n8 tile j, rows g / g + 8) to the A fragments of k16 step kk = j / 2.
+        auto to_p = [&]() {
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                p[4 * kk + 0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+                p[4 * kk + 1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+                p[4 * kk + 2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+                p[4 * kk + 3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+            }
+        };
+
+        mbar_wait(qfull, 0);
+        int stage = 0;
+        u32 phase = 0;
+        float alpha[2];
+        if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");  // the first turn is warpgroup 0's
+        mbar_wait(kfull(stage), phase);
+        if (PP) f3_turn_wait(c);
+        wg_fence();
+        issue_qk(stage);
+        wg_commit();
+        if (PP) f3_turn_pass(c);
+        wg_wait<0>();
+        wg_pin(s);
+        if (lane == 0) mbar_arrive(kempty(stage));
+        softmax(n_kv - 1, alpha);
+        to_p();
+        int vstage = stage;
+        u32 vphase = phase;
+        if (++stage == STAGES) {
+            stage = 0;
+            phase ^= 1;
+        }
+        for (int t = n_kv - 2; t >= 0; t--) {
+            mbar_wait(kfull(stage), phase);
+            mbar_wait(vfull(vstage), vphase);
+            if (PP) f3_turn_wait(c);
+            wg_fence();
+            issue_qk(stage);
+            wg_commit();
+            issue_pv(vstage);
+            wg_commit();
+            if (PP) f3_turn_pass(c);
+            wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+            wg_pin(s);
+            if (lane == 0) mbar_arrive(kempty(stage));
+            softmax(t, alpha);
+            wg_wait<0>();
+            wg_pin(o);
+            if (lane == 0) mbar_arrive(vempty(vstage));
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                o[j * 4 + 0] *= alpha[0];
+                o[j * 4 + 1] *= alpha[0];
+                o[j * 4 + 2] *= alpha[1];
+                o[j * 4 + 3] *= alpha[1];
+            }
+            to_p();
+            vstage = stage;
+            vphase = phase;
+            if (++stage == STAGES) {
+                stage = 0;
+                phase ^= 1;
+            }
+        }
+        mbar_wait(vfull(vstage), vphase);
+        wg_fence();
+        issue_pv(vstage);
+        wg_commit();
+        wg_wait<0>();
+        wg_pin(o);
+        if (lane == 0) mbar_arrive(vempty(vstage));
+        // Warpgroup 1's last pass is left on barrier 1: taken here, so no arrival outlives the block.
+        if (PP && c == 0) f3_turn_wait(0);
+    }
+
+    const u64 rs = (u64)hq * F3_D;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lt = l[r];
+        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+        const int i = q0 + c * 64 + w * 16 + g + r * 8;
+        if (i >= sq) continue;
+        const float inv = lt > 0.f ? 1.0f / lt : 0.f;
+        OT* orow = O + (u64)i * rs + (u64)h * F3_D;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            if constexpr (sizeof(OT) == 4)
+                *(float2*)(orow + j * 8 + q * 2) = make_float2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+            else
+                *(u32*)(orow + j * 8 + q * 2) = pack_bf16x2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+        }
+        if (q == 0) lse[(u64)h * sq + i] = lt > 0.f ? (m[r] + log2f(lt)) * 0.6931471805599453f : neg_inf();
+    }
+}
+
+// Name, K/V stages, ping-pong; each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)).
+// The host table (and its shared-memory size) is src/backend/cuda/tiles.rs.
+#define F3_OUT(NAME, OT, ST, PP)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
+        NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
+             const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
+             int causal, float scale_log2) {                                                                    \
+        flash_fwd_sm90<ST, PP, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
+    }
+#define F3(NAME, ST, PP)             \
+    F3_OUT(NAME, bf16, ST, PP)       \
+    F3_OUT(NAME##_f32o, float, ST, PP)
+F3(flash_fwd_sm90_d128_s2, 2, false)
+F3(flash_fwd_sm90_d128_s3, 3, false)
+F3(flash_fwd_sm90_d128_s2p, 2, true)
+F3(flash_fwd_sm90_d128_s3p, 3, true)

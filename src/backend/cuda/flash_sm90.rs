@@ -1,0 +1,66 @@
+//! Launch of the warp-specialised Hopper flash attention (kernels/flash_attention_sm90.cu): three
+//! tensor maps over q [sq, hq, d], k and v [sk, hkv, d] (boxes of 64 columns x 1 head x 128 rows,
+//! 128-byte swizzle, zero fill past sq / sk), then the same scalars as the mma.sync kernel.
+
+use super::tiles::FlashKernel;
+use super::*;
+use crate::ops::attention::Dims;
+
+/// What the launch needs besides the tensors.
+pub(crate) struct FlashArgs {
+    pub delta: i64,
+    pub causal: bool,
+    pub scale_log2: f32,
+    pub f32_out: bool,
+}
+
+/// TMA needs 16-byte aligned bases (a row view of d = 128 always is; the check keeps any
+/// other view on the mma.sync kernel).
+pub(crate) fn tma_aligned(ptrs: &[u64]) -> bool {
+    ptrs.iter().all(|p| p.is_multiple_of(16))
+}
+
+impl CudaBackend {
+    /// Runs `fk` (an sm90 kernel) on device pointers q, k, v, out, lse.
+    pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
+        let [qp, kp, vp, op, lp] = ptrs;
+        let map = |p, s, h| {
+            driver::tensor_map_3d(driver::TmaElem::Bf16, p, [s, h, n.d], 128, 64)
+                .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
+        };
+        let (mut mq, mut mk, mut mv) = (map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?);
+        let grid = (n.hq as u32, n.sq.div_ceil(fk.block_q()) as u32, 1);
+        check("attention", grid.1 <= 65535, || format!("sq = {} needs more than 65535 query tiles", n.sq))?;
+        let mut slots = [
+            op,
+            lp,
+            n.sq as u64,
+            n.sk as u64,
+            n.hq as u64,
+            n.hkv as u64,
+            a.delta as u64,
+            a.causal as u64,
+            a.scale_log2.to_bits() as u64,
+        ];
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = &mut slots;
+        let mut params: [*mut std::ffi::c_void; 12] = [
+            &mut mq as *mut _ as *mut _,
+            &mut mk as *mut _ as *mut _,
+            &mut mv as *mut _ as *mut _,
+            s0 as *mut u64 as *mut _,
+            s1 as *mut u64 as *mut _,
+            s2 as *mut u64 as *mut _,
+            s3 as *mut u64 as *mut _,
+            s4 as *mut u64 as *mut _,
+            s5 as *mut u64 as *mut _,
+            s6 as *mut u64 as *mut _,
+            s7 as *mut u64 as *mut _,
+            s8 as *mut u64 as *mut _,
+        ];
+        let name = if a.f32_out { fk.name_f32o } else { fk.name };
+        // SAFETY: the parameters of the F3 kernels in kernels/flash_attention_sm90.cu: three 128-byte
+        // tensor maps, two pointers, four ints, an i64, an int and a float (4-byte ones read from the
+        // low half of their slots).
+        unsafe { self.launch_params((fk.file(), name), grid, fk.threads(), fk.smem(), 1, &mut params) }
+    }
+}
