@@ -48,7 +48,7 @@ impl Shapes {
         let mut s = Shapes::default();
         for p in profiles {
             let size = crate::harness::target::profile(p).map_err(|e| Error::Rates(e.to_string()))?.size;
-            for r in &crate::targets::ALL {
+            for r in crate::targets::ALL {
                 let t = (r.config)(size);
                 for spec in t.variants() {
                     for gemm in [DType::Bf16, DType::F8] {

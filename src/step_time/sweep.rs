@@ -32,7 +32,7 @@ fn divisors(n: usize) -> impl Iterator<Item = usize> {
 
 /// Per-rank memory estimate of `t` on `dims`, as `estimate` prints it (flash attention).
 fn memory(t: &dyn Target, dims: &ParallelDims) -> Option<u64> {
-    t.model_inputs(dims).estimate().ok().map(|b| b.total)
+    t.model_inputs(dims)?.estimate().ok().map(|b| b.total)
 }
 
 /// The links of `dims` on `m`, or why none.
