@@ -8,10 +8,11 @@
 //!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
-//! and grouped GEMM kernels (rows named op[kernel]), to choose the defaults; `--kernels`
-//! times only the grouped GEMM kernels listed.
+//! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
+//! `--kernels` times only the grouped GEMM kernels listed. On sm_90a the MoE shapes also get
+//! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 
-use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, GROUPED_KERNELS};
+use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, FP8_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
 use rwm_dist::tensor::{DType, Tensor};
 use std::io::Write;
@@ -204,6 +205,63 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
         })?;
         bench.record("moe_expert_mlp[fused swiglu]", &format!("{rows} rows, gate/up + swiglu + down"), f1 + f2, ms);
     }
+    if b.arch() == "sm_90a" {
+        let g = Grouped { offsets: &p.offsets, xs: &xs, acts: &a, w1: &w1, w2: &w2, gate_up, down, f1, f2 };
+        moe_fp8(bench, &g, rows)?;
+    }
+    Ok(())
+}
+
+/// One MoE shape's grouped GEMM operands (bf16) and row labels.
+struct Grouped<'a> {
+    offsets: &'a Tensor,
+    xs: &'a [Tensor; 2],
+    acts: &'a [Tensor; 2],
+    w1: &'a Tensor,
+    w2: &'a Tensor,
+    gate_up: String,
+    down: String,
+    f1: f64,
+    f2: f64,
+}
+
+/// The block-scaled FP8 grouped GEMMs on the same operands, quantised (1 x 128 rows, 128 x 128
+/// weights) before timing; the expert MLP row quantises its rows in the timed call, as the layer does.
+fn moe_fp8(bench: &mut Bench, g: &Grouped, rows: usize) -> Result<()> {
+    let b = bench.b;
+    let q = |t: &Tensor, blocks| b.quantize_blocks(t, blocks);
+    let xq = [q(&g.xs[0], Blocks::Rows)?, q(&g.xs[1], Blocks::Rows)?];
+    let aq = [q(&g.acts[0], Blocks::Rows)?, q(&g.acts[1], Blocks::Rows)?];
+    let (w1, w2) = (q(g.w1, Blocks::Tiles)?, q(g.w2, Blocks::Tiles)?);
+    let off = g.offsets;
+    let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
+    let kernels: Vec<Option<&str>> = if bench.variants {
+        FP8_KERNELS.iter().filter(|k| listed(k.name)).map(|k| Some(k.name)).collect()
+    } else {
+        vec![None]
+    };
+    for name in kernels {
+        b.choose_fp8_kernel(name)?;
+        let tag = name.map(|n| format!("[{n}]")).unwrap_or_default();
+        if name.is_none_or(|n| !n.contains("swiglu")) {
+            let ms = bench.time(|i| b.grouped_matmul_fp8(&xq[i % 2], &w1, off, false).map(drop))?;
+            bench.record(&format!("grouped_gemm_fp8_gate_up{tag}"), &g.gate_up, g.f1, ms);
+            let ms = bench.time(|i| b.grouped_matmul_fp8(&aq[i % 2], &w2, off, false).map(drop))?;
+            bench.record(&format!("grouped_gemm_fp8_down{tag}"), &g.down, g.f2, ms);
+        }
+        if name.is_none_or(|n| n.contains("swiglu")) {
+            let ms = bench.time(|i| b.grouped_matmul_fp8(&xq[i % 2], &w1, off, true).map(drop))?;
+            let tag = if tag.is_empty() { "[fused swiglu]".to_string() } else { tag };
+            bench.record(&format!("grouped_gemm_fp8_gate_up{tag}"), &g.gate_up, g.f1, ms);
+        }
+    }
+    b.choose_fp8_kernel(None)?;
+    let ms = bench.time(|i| {
+        let act = b.grouped_matmul_fp8(&q(&g.xs[i % 2], Blocks::Rows)?, &w1, off, true)?;
+        b.grouped_matmul_fp8(&q(&act, Blocks::Rows)?, &w2, off, false).map(drop)
+    })?;
+    let what = format!("{rows} rows, quantise + gate/up + swiglu + quantise + down");
+    bench.record("moe_expert_mlp_fp8", &what, g.f1 + g.f2, ms);
     Ok(())
 }
 

@@ -27,3 +27,73 @@ extern "C" __global__ void quantize_f32(unsigned char* q, float* s, const float*
 extern "C" __global__ void quantize_bf16(unsigned char* q, float* s, const bf16* x, u64 n, const u32* m) {
     quantize(q, s, x, n, m);
 }
+
+// ---- DeepSeek-V3 block scaling (the FP8 grouped GEMM's operands, kernels/grouped_gemm_fp8.cu) ----
+// One f32 scale per block, scale = amax / 448 (1 for an all-zero block), q = e4m3(x / scale), as
+// src/ops/block_fp8.rs. K a multiple of 16 (checked by the host); `one` is the q tensor's per-tensor
+// scale slot, set to 1 (the block scales live beside it).
+
+__device__ __forceinline__ float block_scale(float amax) { return amax > 0.f ? __fdiv_rn(amax, 448.0f) : 1.0f; }
+
+// 1 x 128 blocks (activations): x [R, K] -> q [R, K], s [ceil(K / 128), R] (k-block major). One warp
+// per (row, k block), 4 columns per lane; rows fastest so that the scale stores coalesce.
+extern "C" __global__ void quantize_rows_bf16(const bf16* x, unsigned char* q, float* s, float* one, int R, int K) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *one = 1.0f;
+    const int KB = (K + 127) / 128, lane = threadIdx.x & 31;
+    const u64 w = (u64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (w >= (u64)R * KB) return;  // whole warps
+    const int kb = (int)(w / R), row = (int)(w % R), k0 = kb * 128 + lane * 4;
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    if (k0 < K) {  // K % 4 == 0: all four columns or none
+        uint2 u = *(const uint2*)(x + (u64)row * K + k0);
+        v[0] = bf_lo(u.x), v[1] = bf_hi(u.x), v[2] = bf_lo(u.y), v[3] = bf_hi(u.y);
+    }
+    float m = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+    const float scale = block_scale(warp_max(m));
+    if (k0 < K) {
+        u32 p = (u32)pack_e4m3x2(__fdiv_rn(v[0], scale), __fdiv_rn(v[1], scale)) |
+                ((u32)pack_e4m3x2(__fdiv_rn(v[2], scale), __fdiv_rn(v[3], scale)) << 16);
+        *(u32*)(q + (u64)row * K + k0) = p;
+    }
+    if (lane == 0) s[(u64)kb * R + row] = scale;
+}
+
+// 128 x 128 blocks (weights): x [G, M, K] -> q [G, M, K], s [G, ceil(M / 128), ceil(K / 128)].
+// Block (k block, row block, group) of 256 threads: thread t holds row t / 2, 64 columns (8 x 8).
+extern "C" __global__ void __launch_bounds__(256)
+    quantize_tiles_bf16(const bf16* x, unsigned char* q, float* s, float* one, int M, int K) {
+    if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) *one = 1.0f;
+    const int kb = blockIdx.x, mb = blockIdx.y, g = blockIdx.z;
+    const int r = mb * 128 + (threadIdx.x >> 1), c0 = kb * 128 + (threadIdx.x & 1) * 64;
+    const u64 base = ((u64)g * M + r) * K;
+    uint4 u[8];
+    float m = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int col = c0 + i * 8;
+        if (r < M && col < K) {  // K % 8 == 0: whole chunks
+            u[i] = *(const uint4*)(x + base + col);
+        } else {
+            u[i] = make_uint4(0, 0, 0, 0);
+        }
+        const u32 w[4] = {u[i].x, u[i].y, u[i].z, u[i].w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) m = fmaxf(m, fmaxf(fabsf(bf_lo(w[j])), fabsf(bf_hi(w[j]))));
+    }
+    const float scale = block_scale(block_reduce(m, MaxOp(), 0.f));
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int col = c0 + i * 8;
+        if (r >= M || col >= K) continue;
+        const u32 w[4] = {u[i].x, u[i].y, u[i].z, u[i].w};
+        u32 p[2];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            p[j] = (u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * j]), scale), __fdiv_rn(bf_hi(w[2 * j]), scale)) |
+                   ((u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * j + 1]), scale), __fdiv_rn(bf_hi(w[2 * j + 1]), scale))
+                    << 16);
+        }
+        *(uint2*)(q + base + col) = make_uint2(p[0], p[1]);
+    }
+    if (threadIdx.x == 0) s[((u64)g * gridDim.y + mb) * gridDim.x + kb] = scale;
+}

@@ -36,21 +36,7 @@
 #include "tma.cuh"
 #include "wgmma.cuh"
 
-#define TG_BM 128
 #define TG_BK 64
-#define TG_THREADS 384
-#define TG_MAX_E 1024
-
-__device__ __forceinline__ u32 tg_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
-
-// Named barrier of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
-__device__ __forceinline__ void epi_sync(int c) {
-    if (c == 0) {
-        asm volatile("bar.sync 1, 128;\n" ::: "memory");
-    } else {
-        asm volatile("bar.sync 2, 128;\n" ::: "memory");
-    }
-}
 
 // The same, multicast to the CTAs of the cluster in `mask` (same shared-memory offset and mbarrier in each).
 __device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, u16 mask) {
@@ -83,26 +69,6 @@ __device__ __forceinline__ int cluster_reg(int which) {
 // Every thread of every CTA of the cluster (threads may be diverged).
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
-
-struct TgTile {
-    int e, row0, rows, n0;
-    bool valid;  // false: a multicast pair's second row block past the last one (nothing to compute)
-    bool mc;     // both row blocks of the pair belong to one expert: the weight tile is multicast
-};
-
-// The last expert whose first unit (tile or row block) is <= u.
-__device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
-    int lo = 0, hi = E - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) >> 1;
-        if (start[mid] <= u) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return lo;
 }
 
 // Multicast pairs in bands of TG_BAND pairs (row-block pairs inner within a band).
@@ -142,30 +108,6 @@ __device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start
     return r;
 }
 
-// Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
-template <int BN, bool M_INNER>
-__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
-    int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
-    const int cnt = off[e + 1] - off[e], mb = (cnt + TG_BM - 1) / TG_BM;
-    int nb, m;
-    if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
-        nb = local / mb;
-        m = local - nb * mb;
-    } else {  // row block outer: the blocks of a wave share rows of X
-        int nblocks = (N + BN - 1) / BN;
-        m = local / nblocks;
-        nb = local - m * nblocks;
-    }
-    TgTile r;
-    r.e = e;
-    r.row0 = off[e] + m * TG_BM;
-    r.rows = min(TG_BM, cnt - m * TG_BM);
-    r.n0 = nb * BN;
-    r.valid = true;
-    r.mc = false;
-    return r;
-}
-
 template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
@@ -191,29 +133,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     if (warp == 0) {
-        int base = 0;
-        for (int e0 = 0; e0 < E; e0 += 32) {
-            int e = e0 + lane;
-            int lo = e < E ? offsets[e] : 0;
-            int c = e < E ? offsets[e + 1] - lo : 0;
-            // Units: tiles, or row blocks for multicast pairs.
-            int tiles = (c + TG_BM - 1) / TG_BM * (MC ? 1 : nblocks);
-            int inc = tiles;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                int v = __shfl_up_sync(0xffffffffu, inc, o);
-                if (lane >= o) inc += v;
-            }
-            if (e < E) {
-                start[e] = base + inc - tiles;
-                off[e] = lo;
-            }
-            base += __shfl_sync(0xffffffffu, inc, 31);
-        }
-        if (lane == 0) {
-            start[E] = base;
-            off[E] = offsets[E];
-        }
+        tg_list(offsets, E, MC ? 1 : nblocks, start, off, lane);  // units: tiles, or row blocks of pairs
     } else if (warp == 1 && lane == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(full(s), 1);

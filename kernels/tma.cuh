@@ -1,12 +1,21 @@
-// Hopper (sm_90a) TMA and mbarrier building blocks shared by the warp-specialised kernels
-// (grouped_gemm_tma.cu, flash_attention_sm90.cu).
+// TMA and mbarrier helpers shared by the warp-specialised Hopper kernels (sm_90a only:
+// flash_attention_sm90.cu, grouped_gemm_tma.cu in bf16, grouped_gemm_fp8.cu in FP8 with block
+// scales), and the grouped GEMMs' tile list.
+// The tile list: per block, in shared memory, from the expert offsets on the device (prefix sums of
+// units per expert, a unit being a tile or a row block); the offsets never go to the host.
 #pragma once
 #include "common.cuh"
+
+#define TG_BM 128
+#define TG_THREADS 384
+#define TG_MAX_E 1024
 
 // CUtensorMap: 128 opaque bytes built by cuTensorMapEncodeTiled on the host.
 struct __align__(64) TmaMap {
     u64 v[16];
 };
+
+__device__ __forceinline__ u32 tg_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 
 __device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
@@ -44,4 +53,86 @@ __device__ __forceinline__ void tma_load_3d(u32 dst, const TmaMap* map, int c0, 
             dst),
         "l"((u64)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
         : "memory");
+}
+
+// Named barrier of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
+__device__ __forceinline__ void epi_sync(int c) {
+    if (c == 0) {
+        asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    } else {
+        asm volatile("bar.sync 2, 128;\n" ::: "memory");
+    }
+}
+
+
+struct TgTile {
+    int e, row0, rows, n0;
+    bool valid;  // false: a multicast pair's second row block past the last one (nothing to compute)
+    bool mc;     // both row blocks of the pair belong to one expert: the weight tile is multicast
+};
+
+// The last expert whose first unit (tile or row block) is <= u.
+__device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (start[mid] <= u) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+
+// Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
+    int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
+    const int cnt = off[e + 1] - off[e], mb = (cnt + TG_BM - 1) / TG_BM;
+    int nb, m;
+    if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
+        nb = local / mb;
+        m = local - nb * mb;
+    } else {  // row block outer: the blocks of a wave share rows of X
+        int nblocks = (N + BN - 1) / BN;
+        m = local / nblocks;
+        nb = local - m * nblocks;
+    }
+    TgTile r;
+    r.e = e;
+    r.row0 = off[e] + m * TG_BM;
+    r.rows = min(TG_BM, cnt - m * TG_BM);
+    r.n0 = nb * BN;
+    r.valid = true;
+    r.mc = false;
+    return r;
+}
+
+// Warp 0 of the block writes start[e] = units before expert e (start[E] = all of them) and off[e] =
+// offsets[e] for e <= E into shared memory, with `per_block` units per 128-row block of an expert.
+__device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block, int* start, int* off, int lane) {
+    int base = 0;
+    for (int e0 = 0; e0 < E; e0 += 32) {
+        int e = e0 + lane;
+        int lo = e < E ? offsets[e] : 0;
+        int c = e < E ? offsets[e + 1] - lo : 0;
+        int units = (c + TG_BM - 1) / TG_BM * per_block;
+        int inc = units;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            int v = __shfl_up_sync(0xffffffffu, inc, o);
+            if (lane >= o) inc += v;
+        }
+        if (e < E) {
+            start[e] = base + inc - units;
+            off[e] = lo;
+        }
+        base += __shfl_sync(0xffffffffu, inc, 31);
+    }
+    if (lane == 0) {
+        start[E] = base;
+        off[E] = offsets[E];
+    }
 }

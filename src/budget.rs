@@ -299,10 +299,10 @@ impl MemoryInputs {
         }
 
         let rows = if moe { Checked::rows(self.capacity_factor, t * n(self.top_k)) } else { n(0) };
-        // Rows in, then the fused gate/up output (2F) with the activation (F) beside it, then the
-        // activation with the expert output (h) once gate/up is freed: the larger pair is the peak.
+        // Rows in, the activation (F: SwiGLU is fused into the gate/up GEMM, no 2F buffer), then the
+        // expert output (h) beside it.
         let fe = n(self.expert_ffn / self.tp);
-        let dispatch = if moe { rows * (h + (n(3) * fe).max(fe + h)) * ab } else { n(0) };
+        let dispatch = if moe { rows * (h + fe + h) * ab } else { n(0) };
 
         let mut terms = vec![
             (term::PARAMETERS, params),

@@ -296,6 +296,63 @@ fn grouped_matmul_uses_each_experts_weight() {
     }
 }
 
+/// Block-scaled FP8 (DeepSeek-V3 scaling): both quantisers bit for bit against the reference, the
+/// grouped GEMM against the reference with the same scaling (1e-2: the tensor cores' FP8
+/// accumulation inside each 128-deep slice, and bf16 rounding), and its error against the bf16
+/// grouped GEMM bounded by FP8_VS_BF16 and returned (printed by the caller).
+fn check_grouped_fp8(b: &dyn Backend, counts: &[usize], n: usize, k: usize, swiglu: bool) -> f64 {
+    let seed = fresh_seed();
+    let (r, e) = (counts.iter().sum::<usize>(), counts.len());
+    let nw = if swiglu { 2 * n } else { n };
+    let off = offsets_of(counts);
+    let (cx, gx) = both(b, &data(seed, r * k, 1.0), &[r, k], DType::Bf16);
+    let (cw, gw) = both(b, &data(seed + 1, e * nw * k, 0.05), &[e, nw, k], DType::Bf16);
+    let (co, go) = (cpu().upload_i32(&off, &[e + 1]).unwrap(), b.upload_i32(&off, &[e + 1]).unwrap());
+    let what = format!("grouped fp8 {counts:?} n {n} k {k} swiglu {swiglu} seed {seed}");
+    let (cxq, gxq) = (cpu().quantize_blocks(&cx, Blocks::Rows).unwrap(), b.quantize_blocks(&gx, Blocks::Rows).unwrap());
+    let (cwq, gwq) =
+        (cpu().quantize_blocks(&cw, Blocks::Tiles).unwrap(), b.quantize_blocks(&gw, Blocks::Tiles).unwrap());
+    for (c, g, part) in [(&cxq, &gxq, "rows"), (&cwq, &gwq, "tiles")] {
+        assert_eq!(g.scales.shape(), c.scales.shape(), "{what}: {part} scales");
+        assert_close(&format!("{what}: {part} scales"), &get(b, &g.scales), &get(&cpu(), &c.scales), 0.0);
+        assert_close(&format!("{what}: {part} values"), &get(b, &g.q), &get(&cpu(), &c.q), 0.0);
+    }
+    poison(b, r * nw * 8);
+    let got = get(b, &b.grouped_matmul_fp8(&gxq, &gwq, &go, swiglu).unwrap());
+    let want = get(&cpu(), &cpu().grouped_matmul_fp8(&cxq, &cwq, &co, swiglu).unwrap());
+    assert_close(&what, &got, &want, 1e-2);
+    let bf16 = cpu().grouped_matmul(&cx, &cw, &co).unwrap();
+    let bf16 = get(&cpu(), &if swiglu { cpu().swiglu(&bf16, None).unwrap() } else { bf16 });
+    let err = rel_l2(&got, &bf16);
+    assert!(err > 1e-3 && err <= FP8_VS_BF16, "{what}: error against bf16 {err:.3e}");
+    err
+}
+
+/// Relative L2 error of e4m3 operands (3 mantissa bits, about 3.6% rms per value) against bf16.
+const FP8_VS_BF16: f64 = 0.06;
+
+/// Odd sizes, empty experts, K not a multiple of 128 (a partial last scale block), N not a
+/// multiple of the 128-column tile (without SwiGLU), and more tiles than the GPU has SMs.
+const GROUPED_FP8_CASES: [(&[usize], usize, usize, bool); 7] = [
+    (&[100, 0, 37, 129, 1], 192, 208, true),
+    (&[100, 0, 37, 129, 1], 72, 144, false),
+    (&[0, 300, 0, 0, 256, 5, 0], 128, 64, true),
+    (&[17, 3], 64, 16, false),
+    (&[1000, 2000, 10, 500], 256, 512, false),
+    (&GROUPED_MANY, 640, 384, false),
+    (&GROUPED_MANY, 320, 256, true),
+];
+
+#[test]
+fn grouped_matmul_fp8_matches_the_block_scaled_reference() {
+    for b in under_test() {
+        for (counts, n, k, swiglu) in GROUPED_FP8_CASES {
+            let err = check_grouped_fp8(&*b, counts, n, k, swiglu);
+            eprintln!("grouped fp8 n {n} k {k} swiglu {swiglu}: relative L2 error against bf16 {err:.4}");
+        }
+    }
+}
+
 #[test]
 fn rms_norm_and_fused_add() {
     for b in under_test() {
@@ -599,7 +656,18 @@ fn cuda_kernel_variants() {
             check_grouped(&b, counts, n, k);
         }
     }
+    for fk in rwm_dist::backend::cuda::FP8_KERNELS {
+        if b.arch() != "sm_90a" {
+            break;
+        }
+        b.choose_fp8_kernel(Some(fk.name)).unwrap();
+        for (counts, n, k, swiglu) in GROUPED_FP8_CASES.into_iter().filter(|c| c.3 == fk.swiglu) {
+            check_grouped_fp8(&b, counts, n, k, swiglu);
+        }
+    }
+    b.choose_fp8_kernel(None).unwrap();
     assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
+    assert!(b.choose_fp8_kernel(Some("no_such_kernel")).is_err());
 }
 
 #[test]

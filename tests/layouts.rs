@@ -184,7 +184,17 @@ fn a_topology_too_small_for_the_ranks_is_refused() {
 
 #[test]
 fn moe_records_the_dtype_that_ran() {
-    // moe has no FP8 path: --dtype fp8 must not label its bf16 runs fp8.
+    // --dtype fp8: the baseline loop stays bf16; the grouped variants run block-scaled FP8 experts,
+    // gated by the FP8 bound, with a visible error against the bf16 baseline.
     let recs = run_records(&["--target", "moe", "--dtype", "fp8", "--seq-len", "64"]);
-    assert!(recs.iter().all(|r| r["gemm_dtype"] == "bf16"), "{recs:?}");
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    for r in &recs {
+        let fp8 = r["variant"] != "baseline";
+        assert_eq!(r["gemm_dtype"], if fp8 { "fp8" } else { "bf16" }, "{r}");
+        if fp8 {
+            assert_eq!(r["tolerance"].as_f64(), Some(0.15), "{r}");
+        }
+    }
+    let err = recs[1]["max_err"].as_f64().unwrap();
+    assert!(recs[1]["variant"] == "optimized" && err > 1e-3 && err <= 0.15, "{err}");
 }

@@ -162,6 +162,70 @@ def moe(args, dev, rand, record, key, t, e, k, h, f, with_mlp, offsets):
 
     ms = median_ms(lambda i: loop(xs[i % 2]), args.iters)
     record("torch loop", "moe_expert_mlp", f"{rows} rows, gate/up + swiglu + down", f1 + f2, ms)
+    del loop, mlp
+    moe_fp8(args, rand, record, key, rows, e, h, f, ends, xs, acts, w1, w2)
+
+
+def moe_fp8(args, rand, record, key, rows, e, h, f, ends, xs, acts, w1, w2):
+    """FP8 peers of ops_bench's grouped_gemm_fp8 rows, same operands' shapes and FLOPs: torch's
+    block-scaled grouped GEMM (F.scaled_grouped_mm, 1x128 / 128x128) where this build runs it on
+    this GPU, else torch._scaled_grouped_mm with row-wise scales (coarser scaling, same GEMMs), and
+    torch._scaled_mm over one dense GEMM of the same size as a ceiling. Each labelled by its impl."""
+    e4 = torch.float8_e4m3fn
+    f1, f2 = 2 * rows * 2 * f * h, 2 * rows * h * f
+    cases = [
+        ("grouped_gemm_fp8_gate_up", f"{rows}x{2 * f}x{h}, {e} experts", xs, w1, f1),
+        ("grouped_gemm_fp8_down", f"{rows}x{h}x{f}, {e} experts", acts, w2, f2),
+    ]
+    for op, shape, ins, w, flops in cases:
+        g, n, k = w.shape
+
+        def rowwise(t):  # one scale per row of the last dim's owner
+            s = t.float().abs().amax(-1).clamp(min=1e-12) / 448.0
+            return (t.float() / s.unsqueeze(-1)).to(e4), s
+
+        xq = [rowwise(x) for x in ins]
+        wq, ws = rowwise(w)  # [g, n, k], scales [g, n]
+        done = False
+        try:  # block scales (DeepSeek-V3): x [m, k/128], w [g, n/128, k/128]
+            from torch.nn.functional import ScalingType, scaled_grouped_mm
+
+            def block(t, rb):
+                lead = t.shape[:-2]
+                m = t.shape[-2]
+                v = t.float().reshape(*lead, m // rb, rb, k // 128, 128)
+                s = v.abs().amax(dim=(-3, -1)).clamp(min=1e-12) / 448.0  # [.., m/rb, k/128]
+                q = (v / s.unsqueeze(-2).unsqueeze(-1)).reshape(t.shape).to(e4)
+                return q, s
+
+            xb = [block(x, 1) for x in ins]
+            wb, wbs = block(w, 128)
+            run = lambda i: scaled_grouped_mm(
+                xb[i % 2][0], wb.transpose(-2, -1), xb[i % 2][1].t().contiguous().t(), ScalingType.BlockWise1x128,
+                wbs, ScalingType.BlockWise128x128, offs=ends, output_dtype=torch.bfloat16)
+            run(0)
+            torch.cuda.synchronize()
+            record("torch scaled_grouped_mm (1x128, 128x128 blocks)", op, shape, flops, median_ms(run, args.iters))
+            done = True
+            del xb, wb, wbs
+        except Exception as ex:
+            print(f"{key} {op}: block-scaled F.scaled_grouped_mm unavailable here: {str(ex).splitlines()[0][:300]}", file=sys.stderr)
+        if not done:
+            try:
+                run = lambda i: torch._scaled_grouped_mm(
+                    xq[i % 2][0], wq.transpose(-2, -1), xq[i % 2][1], ws, offs=ends, out_dtype=torch.bfloat16)
+                run(0)
+                torch.cuda.synchronize()
+                record("torch._scaled_grouped_mm (row-wise scales)", op, shape, flops, median_ms(run, args.iters))
+            except Exception as ex:
+                print(f"{key} {op}: torch._scaled_grouped_mm failed: {str(ex).splitlines()[0][:300]}", file=sys.stderr)
+        # Ceiling: one dense [rows, k] x [k, n] FP8 GEMM (per-tensor scales) of the same FLOPs.
+        one = torch.ones((), device=xq[0][0].device)
+        wd = rand(n, k, std=0.02).to(e4)
+        run = lambda i: torch._scaled_mm(xq[i % 2][0], wd.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        record("torch._scaled_mm dense (ceiling)", op, shape, flops, median_ms(run, args.iters))
+        del xq, wq, ws, wd
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -145,6 +145,28 @@ impl Backend for CpuBackend {
         })?;
         Ok(out(&[x.shape[0], n], x.dtype, ops::gemm::grouped_matmul(f32s(x)?, f32s(w)?, off, n, k)))
     }
+    fn quantize_blocks(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8> {
+        let dims @ (g, m, k) = block_fp8::quantize_dims(x, blocks)?;
+        let (q, s) = match blocks {
+            Blocks::Rows => ops::block_fp8::quantize_rows(f32s(x)?, m, k),
+            Blocks::Tiles => ops::block_fp8::quantize_tiles(f32s(x)?, g, m, k),
+        };
+        // Host FP8 tensors hold what the GEMM multiplies: here the e4m3 values (per-tensor scale 1).
+        let q = Tensor::host(&x.shape, DType::F8, q);
+        Ok(BlockFp8 { q, scales: Tensor::host(&block_fp8::scale_shape(blocks, dims), DType::F32, s), blocks })
+    }
+    fn grouped_matmul_fp8(&self, x: &BlockFp8, w: &BlockFp8, offsets: &Tensor, swiglu: bool) -> Result<Tensor> {
+        let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
+        let off = i32s(offsets)?;
+        check("grouped_matmul_fp8", off[e] as usize == r, || format!("offsets {off:?} for {r} rows"))?;
+        let o =
+            ops::block_fp8::Operands { xq: f32s(&x.q)?, xs: f32s(&x.scales)?, wq: f32s(&w.q)?, ws: f32s(&w.scales)? };
+        let y = ops::block_fp8::grouped_matmul(&o, off, nw, k);
+        Ok(match swiglu {
+            true => out(&[r, nw / 2], DType::Bf16, ops::activation::swiglu_fused(&y, nw / 2)),
+            false => out(&[r, nw], DType::Bf16, y),
+        })
+    }
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         check("rms_norm", x.dim(-1) == w.numel(), || format!("x {:?} w {:?}", x.shape, w.shape))?;
         Ok(out(&x.shape, x.dtype, ops::norm::rms_norm(f32s(x)?, f32s(w)?, eps)))

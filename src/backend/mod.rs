@@ -2,6 +2,7 @@
 //! `cpu` is the f32 reference; `cuda` runs the same ops on a GPU. Model code
 //! sees only this trait, so one test body checks every backend.
 
+pub mod block_fp8;
 pub mod cpu;
 pub mod cuda;
 
@@ -10,6 +11,7 @@ pub use crate::ops::rope::RopeParams;
 pub use crate::ops::routing::{Gate, RouterParams};
 pub use crate::tensor::ledger::MemStats;
 use crate::tensor::{DType, Tensor};
+pub use block_fp8::{BlockFp8, Blocks};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -121,6 +123,15 @@ pub trait Backend: Send + Sync {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.swiglu(&self.grouped_matmul(x, w, offsets)?, None)
     }
+    /// Block-scaled FP8 e4m3 copy of `x` (DeepSeek-V3): one f32 scale (amax / 448) per 1 x 128
+    /// block of x [r, k] (`Blocks::Rows`, activations) or 128 x 128 block of x [g, m, k]
+    /// (`Blocks::Tiles`, expert weights).
+    fn quantize_blocks(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8>;
+    /// `grouped_matmul` of block-scaled operands, x [r, k] (`Blocks::Rows`) and w [e, n, k]
+    /// (`Blocks::Tiles`), accumulated in f32 with the scales applied per 128-deep slice of K -> bf16
+    /// [r, n]; with `swiglu`, w [e, 2f, k] holds gate rows then up rows and the result is [r, f] of
+    /// silu(gate) * up, rounded once.
+    fn grouped_matmul_fp8(&self, x: &BlockFp8, w: &BlockFp8, offsets: &Tensor, swiglu: bool) -> Result<Tensor>;
     /// x [m, h] -> x / rms(x) * w.
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor>;
     /// (x + residual, rms_norm(x + residual)) in one pass.

@@ -3,7 +3,7 @@
 
 use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
-use crate::backend::{Backend, Gate, Result, RouterParams, Routing};
+use crate::backend::{Backend, BlockFp8, Blocks, Error, Gate, Result, RouterParams, Routing};
 use crate::config::ConfigError;
 use crate::marks::phase;
 use crate::models::skew::Skew;
@@ -195,6 +195,40 @@ pub struct MoeLayer {
     /// [slots, h, f]
     pub down: Tensor,
     pub shared: Option<Mlp>,
+    /// Block-scaled FP8 copies of `gate_up` and `down` (`use_fp8`): the grouped experts run on them.
+    pub fp8: Option<ExpertsFp8>,
+    /// What rebuilds the bf16 expert stacks after `use_fp8` freed them: the prefix and dtype.
+    prefix: String,
+    dtype: DType,
+    bf16_freed: bool,
+}
+
+/// The local experts' weights with 128 x 128 block scales (DeepSeek-V3).
+pub struct ExpertsFp8 {
+    /// [slots, 2f, h]
+    pub gate_up: BlockFp8,
+    /// [slots, h, f]
+    pub down: BlockFp8,
+}
+
+/// Each local slot's expert weights from its own name, stacked: ([slots, 2f, h], [slots, h, f]).
+fn stack_experts(
+    b: &dyn Backend,
+    cfg: &MoeConfig,
+    src: &Source,
+    prefix: &str,
+    slots: &[usize],
+    dt: DType,
+) -> Result<(Tensor, Tensor)> {
+    let (h, f) = (cfg.hidden, cfg.expert_ffn);
+    let stack = |what: &str, shape: [usize; 2], std: f32| -> Result<Tensor> {
+        let parts = slots
+            .iter()
+            .map(|x| src.get(b, &format!("{prefix}.experts.{x}.{what}"), &shape, dt, std))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(b.concat_rows(&parts.iter().collect::<Vec<_>>())?.reshape(&[slots.len(), shape[0], shape[1]]))
+    };
+    Ok((stack("gate_up", [2 * f, h], 1.0 / (h as f32).sqrt())?, stack("down", [h, f], 1.0 / (f as f32).sqrt())?))
 }
 
 impl MoeLayer {
@@ -226,21 +260,46 @@ impl MoeLayer {
         } else {
             None
         };
-        let stack = |what: &str, shape: [usize; 2], std: f32| -> Result<Tensor> {
-            let parts = slots
-                .iter()
-                .map(|x| src.get(b, &format!("{prefix}.experts.{x}.{what}"), &shape, dt, std))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(b.concat_rows(&parts.iter().collect::<Vec<_>>())?.reshape(&[slots.len(), shape[0], shape[1]]))
-        };
+        let (gate_up, down) = stack_experts(b, cfg, src, prefix, slots, dt)?;
         Ok(MoeLayer {
             cfg: cfg.clone(),
             router: src.get(b, &format!("{prefix}.gate.weight"), &[e, h], dt, std_h)?,
             slots: slots.to_vec(),
-            gate_up: stack("gate_up", [2 * f, h], std_h)?,
-            down: stack("down", [h, f], 1.0 / (f as f32).sqrt())?,
+            gate_up,
+            down,
             shared,
+            fp8: None,
+            prefix: prefix.to_string(),
+            dtype: dt,
+            bf16_freed: false,
         })
+    }
+
+    /// FP8 experts on (`on`) or off. On: block-scaled copies of the expert stacks, which
+    /// `experts_grouped` then runs on; with `free_bf16` the bf16 stacks are freed meanwhile (no
+    /// doubled weights). Off: the copies go, and freed bf16 stacks are rebuilt from `src` (the
+    /// source the layer was made from).
+    pub fn use_fp8(&mut self, b: &dyn Backend, on: bool, free_bf16: bool, src: &Source) -> Result<()> {
+        if on {
+            if self.fp8.is_none() {
+                let gate_up = b.quantize_blocks(&self.gate_up, Blocks::Tiles)?;
+                let down = b.quantize_blocks(&self.down, Blocks::Tiles)?;
+                self.fp8 = Some(ExpertsFp8 { gate_up, down });
+            }
+            if free_bf16 && !self.bf16_freed {
+                let (h, f) = (self.cfg.hidden, self.cfg.expert_ffn);
+                self.gate_up = b.zeros(&[0, 2 * f, h], self.dtype)?;
+                self.down = b.zeros(&[0, h, f], self.dtype)?;
+                self.bf16_freed = true;
+            }
+        } else {
+            self.fp8 = None;
+            if self.bf16_freed {
+                (self.gate_up, self.down) = stack_experts(b, &self.cfg, src, &self.prefix, &self.slots, self.dtype)?;
+                self.bf16_freed = false;
+            }
+        }
+        Ok(())
     }
 
     /// Every expert on this device.
@@ -258,11 +317,32 @@ impl MoeLayer {
         b.route(&logits, &self.cfg.router(), bias)
     }
 
-    /// Every local slot's MLP over rows grouped by slot, as two grouped GEMMs (no host round trip).
+    /// Every local slot's MLP over rows grouped by slot, as two grouped GEMMs (no host round trip),
+    /// in FP8 when `use_fp8` made the copies.
     pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
-        // gate/up is freed before the down projection: it is the widest buffer (2F).
-        let a = b.swiglu(&b.grouped_matmul(xp, &self.gate_up, offsets)?, None)?;
+        if let Some(q) = &self.fp8 {
+            return self.experts_fp8(b, q, xp, offsets);
+        }
+        // SwiGLU in the gate/up GEMM's epilogue where the backend fuses it (CUDA on sm_90a): the
+        // [rows, 2F] gate/up buffer never exists.
+        let a = b.grouped_matmul_swiglu(xp, &self.gate_up, offsets)?;
         b.grouped_matmul(&a, &self.down, offsets)
+    }
+
+    /// The same in FP8: rows quantised per token (1 x 128 blocks) before each GEMM, SwiGLU fused
+    /// into the gate/up GEMM where the expert width allows it (f a multiple of 64).
+    fn experts_fp8(&self, b: &dyn Backend, q: &ExpertsFp8, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+        let a = {
+            let xq = b.quantize_blocks(xp, Blocks::Rows)?;
+            if self.cfg.expert_ffn.is_multiple_of(64) {
+                b.grouped_matmul_fp8(&xq, &q.gate_up, offsets, true)?
+            } else {
+                b.swiglu(&b.grouped_matmul_fp8(&xq, &q.gate_up, offsets, false)?, None)?
+            }
+        };
+        let aq = b.quantize_blocks(&a, Blocks::Rows)?;
+        drop(a);
+        b.grouped_matmul_fp8(&aq, &q.down, offsets, false)
     }
 
     /// The same with one GEMM pair per expert, reading the group sizes on the host; `gemm`
@@ -291,6 +371,10 @@ impl MoeLayer {
 
     /// Per-slot weight copies for `experts_loop` (the baseline keeps them while it runs).
     pub fn split_experts(&self, b: &dyn Backend) -> Result<Vec<Mlp>> {
+        if self.bf16_freed {
+            let what = "per-expert weights while the bf16 experts are freed for FP8 (use_fp8 off first)".into();
+            return Err(Error::Unsupported { op: "split_experts", what });
+        }
         let (e, h, f) = (self.slots.len(), self.cfg.hidden, self.cfg.expert_ffn);
         let gu = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.gate_up, x, 1)?.reshape(&[2 * f, h])) };
         let dn = |x: usize| -> Result<Tensor> { Ok(b.rows(&self.down, x, 1)?.reshape(&[h, f])) };

@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod block_fp8;
 pub mod gemm;
 pub mod norm;
 pub mod permute;

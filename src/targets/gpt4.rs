@@ -3,7 +3,7 @@
 //! experts are spread over the ranks and tokens travel by all-to-all.
 
 use crate::backend::{AttnAlgo, AttnParams};
-use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
+use crate::budget::{Budget, Checked, DROPLESS, MemoryError, MemoryInputs, Storage, n, term};
 use crate::config::ConfigError;
 use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
@@ -74,7 +74,7 @@ pub fn variants() -> Vec<VariantSpec> {
             fp8_tolerance: Some(0.2),
             ..VariantSpec::candidate(
                 "optimized",
-                "flash attention, grouped experts; with --dtype fp8 every GEMM in FP8 (experts as a loop)",
+                "flash attention, grouped experts; with --dtype fp8 every GEMM in FP8 (experts block-scaled)",
                 optimized,
                 0.08,
             )
@@ -82,13 +82,14 @@ pub fn variants() -> Vec<VariantSpec> {
     ]
 }
 
-/// The experts run as a loop of per-expert weights: the baseline's, and FP8's (no FP8 grouped kernel).
-fn loops_experts(v: &Variant, gemm: DType) -> bool {
-    v.experts() == Experts::Loop || gemm == DType::F8
+/// The experts run as a loop of per-expert weights (the baseline's, in bf16).
+fn loops_experts(v: &Variant) -> bool {
+    v.experts() == Experts::Loop
 }
 
-/// One rank running `v` with GEMMs in `gemm`: the block stack, the expert loops' per-expert weight
-/// copies (bf16 for the baseline, bf16 and FP8 for FP8) and FP8 copies of the attention projections.
+/// One rank running `v` with GEMMs in `gemm`: the block stack, the expert loop's per-expert weight
+/// copies, and for FP8 copies of the attention projections and block-scaled FP8 experts in place of
+/// the bf16 ones.
 pub fn run_budget(
     c: &Gpt4Config,
     dims: &ParallelDims,
@@ -100,15 +101,23 @@ pub fn run_budget(
     let fp8 = gemm == DType::F8;
     let (b16, b8) = (n(at.bytes(DType::Bf16)), n(at.bytes(DType::F8)));
     let per_copy = n(c.layers) * n(c.num_experts / dims.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
-    let copies = match (loops_experts(v, gemm), fp8) {
-        (false, _) => n(0),
-        (true, false) => per_copy * b16,
-        (true, true) => per_copy * (b16 + b8),
-    };
+    let copies = if loops_experts(v) { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
-    inputs.estimate()?.with_extras(vec![
+    let mut budget = inputs.estimate()?;
+    // FP8 experts replace the bf16 ones (freed while FP8 runs), plus an f32 scale per 128 x 128 block.
+    let fp8_experts = if fp8 && !loops_experts(v) {
+        let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");
+        p.bytes = Checked::from(p.bytes).minus(per_copy * b16).get(term::PARAMETERS)?;
+        let blocks =
+            n(c.layers) * n(c.num_experts / dims.ep) * n(3 * c.hidden.div_ceil(128) * c.expert_ffn.div_ceil(128));
+        per_copy * b8 + blocks * n(4)
+    } else {
+        n(0)
+    };
+    budget.with_extras(vec![
         ("per-expert weight copies", copies),
         ("fp8 attention weights", if fp8 { attn_params * b8 } else { n(0) }),
+        ("fp8 expert weights", fp8_experts),
     ])
 }
 
@@ -290,25 +299,22 @@ impl Workload for Gpt4Target {
         let b = ctx.backend.as_ref();
         let gemm = self.gemm_dtype(v);
         let fp8 = gemm == DType::F8;
+        self.per_expert = None;
         let model = self.model.as_mut().expect("setup ran");
         if fp8 != self.fp8_ready {
             model.set_fp8(b, fp8)?;
+            // The experts in block-scaled FP8 for the grouped FP8 GEMMs, their bf16 stacks freed
+            // meanwhile (rebuilt from the same source when bf16 runs again).
+            let src = Source::Random { seed: self.cfg.seed };
+            for blk in &mut model.blocks {
+                blk.moe.use_fp8(b, fp8, true, &src)?;
+            }
             self.fp8_ready = fp8;
         }
-        self.per_expert = None;
-        // The baseline loops over experts in bf16; FP8 loops over per-expert FP8 GEMMs (there
-        // is no FP8 grouped kernel), reading the group sizes on the host once per layer.
-        if loops_experts(v, gemm) {
-            let mut split = Vec::with_capacity(model.blocks.len());
-            for blk in &model.blocks {
-                let mut mlps = blk.moe.split_experts(b)?;
-                if fp8 {
-                    for l in mlps.iter_mut().flat_map(|m| m.linears()) {
-                        l.prepare_fp8(b)?;
-                    }
-                }
-                split.push(mlps);
-            }
+        // The baseline loops over experts in bf16, reading the group sizes on the host once per layer.
+        if loops_experts(v) {
+            let split =
+                model.blocks.iter().map(|blk| blk.moe.split_experts(b)).collect::<std::result::Result<_, _>>()?;
             self.per_expert = Some(split);
         }
         Ok(())

@@ -60,8 +60,12 @@ pub const REGISTRATION: Registration = Registration {
     },
 };
 
-/// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
-const GROUPED: Recipe = Recipe { experts: Some(Experts::Grouped), gemm: Gemm::Bf16, ..Recipe::PLAIN };
+/// The grouped experts run in `--dtype` (bf16, or block-scaled FP8); the router stays bf16.
+const GROUPED: Recipe = Recipe { experts: Some(Experts::Grouped), gemm: Gemm::Run, ..Recipe::PLAIN };
+
+/// Max error bound (relative to the largest output) of the FP8 experts against the bf16 loop:
+/// e4m3 keeps 3 mantissa bits (about 3.6% rms per value), over two GEMMs and SwiGLU.
+const FP8_TOLERANCE: f64 = 0.15;
 
 const PRESETS: &[Preset<MoeConfig>] =
     &[("deepseek-v2-lite", MoeConfig::deepseek_v2_lite), ("deepseek-v3", MoeConfig::deepseek_v3)];
@@ -72,13 +76,19 @@ pub fn variants() -> Vec<VariantSpec> {
             "loop over experts, group sizes read on the host",
             Recipe { experts: Some(Experts::Loop), ..Recipe::PLAIN },
         ),
-        VariantSpec::candidate("optimized", "grouped GEMMs, routing and permutation on the device", GROUPED, 0.02),
-        VariantSpec::candidate(
-            "balanced",
-            "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
-            Recipe { experts: Some(Experts::Balanced), ..GROUPED },
-            0.02,
-        ),
+        VariantSpec {
+            fp8_tolerance: Some(FP8_TOLERANCE),
+            ..VariantSpec::candidate("optimized", "grouped GEMMs, routing and permutation on the device", GROUPED, 0.02)
+        },
+        VariantSpec {
+            fp8_tolerance: Some(FP8_TOLERANCE),
+            ..VariantSpec::candidate(
+                "balanced",
+                "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+                Recipe { experts: Some(Experts::Balanced), ..GROUPED },
+                0.02,
+            )
+        },
     ]
 }
 
@@ -132,7 +142,9 @@ impl Target for MoeConfig {
         variants()
     }
     /// Dropless (t*k rows), with the other input batches kept for the routing statistics, the
-    /// loop's per-expert weight copies, and the balanced variant's second layer on its EPLB placement.
+    /// loop's per-expert weight copies, the balanced variant's second layer on its EPLB placement
+    /// and, for FP8, the experts' FP8 copies (beside the bf16 ones, which the baseline and the
+    /// balanced reference loop over) and the per-token FP8 copies of the rows and the activation.
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         let c = self;
         let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims)) };
@@ -141,11 +153,19 @@ impl Target for MoeConfig {
         let batches = n(c.batches.saturating_sub(1)) * n(c.tokens) * n(c.hidden) * bf16;
         let copies = if v.experts() == Experts::Loop { n(c.num_experts / dims.ep) * expert } else { n(0) };
         let replicas = (c.num_experts + c.redundant_experts) / dims.ep;
-        let balanced = if v.experts() == Experts::Balanced && dims.ep > 1 { n(replicas) * expert } else { n(0) };
+        let eplb = v.experts() == Experts::Balanced && dims.ep > 1;
+        let balanced = if eplb { n(replicas) * expert } else { n(0) };
+        let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
+        let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
+        let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
+        let rows = n(c.tokens) * n(c.top_k);
+        let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
         inputs.estimate()?.with_extras(vec![
             ("other input batches", batches),
             ("per-expert weight copies", copies),
             ("balanced placement's experts", balanced),
+            ("fp8 expert weights", fp8_experts),
+            ("fp8 rows", fp8_rows),
         ])
     }
     fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
@@ -349,6 +369,12 @@ impl Workload for MoeTarget {
         }
         if v.experts() == Experts::Balanced && self.bias.is_none() {
             self.balance(ctx)?;
+        }
+        // FP8 copies of the experts beside the bf16 ones (the baseline and the balanced
+        // reference loop over the bf16 experts).
+        let (fp8, src) = (v.gemm == DType::F8, Source::Random { seed: self.cfg.seed });
+        for s in [&mut self.plain, &mut self.balanced].into_iter().flatten() {
+            s.layer.use_fp8(ctx.backend.as_ref(), fp8, false, &src)?;
         }
         Ok(())
     }

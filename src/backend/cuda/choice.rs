@@ -10,6 +10,8 @@ use super::*;
 pub(crate) struct Choice {
     flash: std::sync::RwLock<Option<&'static str>>,
     grouped: std::sync::RwLock<Option<&'static str>>,
+    /// The FP8 grouped GEMM kernel chosen by name (grouped_fp8.rs).
+    pub(crate) grouped_fp8: std::sync::RwLock<Option<&'static str>>,
     /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
     clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
     /// Ops whose architecture fallback has been logged (once each).

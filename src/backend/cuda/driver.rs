@@ -107,6 +107,8 @@ pub(crate) fn max_active_clusters(f: &CudaFunction, stream: &CudaStream, l: Laun
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TmaElem {
     Bf16,
+    /// FP8 e4m3 bytes (the block-scaled grouped GEMM's operands).
+    E4m3,
 }
 
 impl TmaElem {
@@ -114,6 +116,7 @@ impl TmaElem {
     fn raw(self) -> (sys::CUtensorMapDataType, u64) {
         match self {
             TmaElem::Bf16 => (sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2),
+            TmaElem::E4m3 => (sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8, 1),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod compile;
 pub(crate) mod driver;
 mod flash_sm90;
 mod graph;
+mod grouped_fp8;
 mod layers;
 mod moe;
 pub mod ptxas;
@@ -22,6 +23,7 @@ pub mod select;
 mod tensors;
 mod tiles;
 
+pub use grouped_fp8::{FP8_KERNELS, Fp8Kernel, choose_fp8};
 pub use tiles::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
@@ -244,7 +246,20 @@ impl CudaBackend {
         box_rows: u32,
         box_cols: u32,
     ) -> Result<driver::TensorMap> {
-        driver::tensor_map_2d(driver::TmaElem::Bf16, ptr, rows, cols, box_rows, box_cols)
+        self.tensor_map(driver::TmaElem::Bf16, ptr, rows, cols, box_rows, box_cols)
+    }
+
+    /// The same for bf16 or e4m3 elements (box_cols elements spanning 128 bytes).
+    pub(crate) fn tensor_map(
+        &self,
+        elem: driver::TmaElem,
+        ptr: u64,
+        rows: usize,
+        cols: usize,
+        box_rows: u32,
+        box_cols: u32,
+    ) -> Result<driver::TensorMap> {
+        driver::tensor_map_2d(elem, ptr, rows, cols, box_rows, box_cols)
             .map_err(|e| cuda_err(format!("tensor map [{rows}, {cols}] box {box_rows}x{box_cols}"), e))
     }
 
@@ -392,6 +407,12 @@ impl Backend for CudaBackend {
     }
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm_swiglu(x, w, offsets)
+    }
+    fn quantize_blocks(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8> {
+        self.quantize_blocks_op(x, blocks)
+    }
+    fn grouped_matmul_fp8(&self, x: &BlockFp8, w: &BlockFp8, offsets: &Tensor, swiglu: bool) -> Result<Tensor> {
+        self.grouped_gemm_fp8(x, w, offsets, swiglu)
     }
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.norm(x, None, w, eps).map(|(_, n)| n)

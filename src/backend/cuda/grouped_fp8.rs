@@ -1,0 +1,183 @@
+//! Block-scaled FP8 on the device: the quantisers of kernels/fp8.cu (1 x 128 and 128 x 128
+//! blocks) and the FP8 grouped GEMM of kernels/grouped_gemm_fp8.cu (sm_90a only), with its table
+//! of instantiations and the choice among them.
+
+use super::*;
+use crate::backend::block_fp8::{self, BlockFp8, Blocks};
+use arch::Arch;
+
+/// An instantiation of the TF macro in kernels/grouped_gemm_fp8.cu.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fp8Kernel {
+    pub name: &'static str,
+    pub stages: usize,
+    pub swiglu: bool,
+    /// A second accumulator set: the next k-tile's wgmmas run during the promotion. Only when
+    /// chosen by name: written after the H200 run and not yet run on a GPU.
+    pub overlap: bool,
+}
+
+impl Fp8Kernel {
+    /// 128-row by 128-column (K) e4m3 tiles of X and W per stage, the epilogue's bf16 staging
+    /// (64 rows x outputs per consumer warpgroup), the mbarriers and the tile list (8 bytes per
+    /// expert, plus 8).
+    pub fn smem_for(&self, e: usize) -> u32 {
+        let outputs = if self.swiglu { 64 } else { 128 };
+        (self.stages * 2 * 128 * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
+    }
+}
+
+const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, overlap }
+}
+
+/// In order of preference for each epilogue: the first whose shared memory fits runs (the
+/// overlapped ones only by name).
+pub const FP8_KERNELS: &[Fp8Kernel] = &[
+    tf("grouped_gemm_fp8_s6", 6, false, false),
+    tf("grouped_gemm_fp8_s5", 5, false, false),
+    tf("grouped_gemm_fp8_s4", 4, false, false),
+    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false),
+    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false),
+    tf("grouped_gemm_fp8_s6_ov", 6, false, true),
+    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true),
+];
+
+/// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
+pub const FP8_MAX_EXPERTS: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Fp8Refused {
+    #[error("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {0}")]
+    Arch(Arch),
+    #[error("grouped_matmul_fp8: {0} experts, at most {FP8_MAX_EXPERTS}")]
+    Experts(usize),
+}
+
+/// The kernel for `e` experts (with or without the SwiGLU epilogue) on `arch`: the one chosen by
+/// name when it has that epilogue and fits, else the first of the table that fits.
+pub fn choose_fp8(
+    arch: Arch,
+    e: usize,
+    swiglu: bool,
+    chosen: Option<&str>,
+) -> std::result::Result<Fp8Kernel, Fp8Refused> {
+    if !arch.has_wgmma() {
+        return Err(Fp8Refused::Arch(arch));
+    }
+    let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
+    let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
+    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).find(fits);
+    named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
+}
+
+impl CudaBackend {
+    pub(crate) fn quantize_blocks_op(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8> {
+        self.select(select::Op::Fp8)?;
+        let dims @ (g, m, k) = block_fp8::quantize_dims(x, blocks)?;
+        let q = self.alloc(&x.shape, DType::F8)?;
+        let scales = self.alloc(&block_fp8::scale_shape(blocks, dims), DType::F32)?;
+        let (xp, qp, sp, one) = (self.ptr(x)?, self.ptr(&q)?, self.ptr(&scales)?, self.scale_ptr(&q)?);
+        let kb = k.div_ceil(block_fp8::BLOCK);
+        match blocks {
+            Blocks::Rows => {
+                // One warp per (row, k block), 8 warps a block.
+                let grid = ((m * kb).div_ceil(8) as u32, 1, 1);
+                self.launch("fp8.cu", "quantize_rows_bf16", grid, 256, 0, args![xp, qp, sp, one, m, k])?;
+            }
+            Blocks::Tiles => {
+                let grid = (kb as u32, m.div_ceil(128) as u32, g as u32);
+                self.launch("fp8.cu", "quantize_tiles_bf16", grid, 256, 0, args![xp, qp, sp, one, m, k])?;
+            }
+        }
+        Ok(BlockFp8 { q, scales, blocks })
+    }
+
+    pub(crate) fn grouped_gemm_fp8(
+        &self,
+        x: &BlockFp8,
+        w: &BlockFp8,
+        offsets: &Tensor,
+        swiglu: bool,
+    ) -> Result<Tensor> {
+        let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
+        let chosen = *self.choice.grouped_fp8.read().unwrap();
+        let fk = choose_fp8(self.target(), e, swiglu, chosen)
+            .map_err(|err| Error::Unsupported { op: "grouped_matmul_fp8", what: err.to_string() })?;
+        let n = if swiglu { nw / 2 } else { nw };
+        let y = self.alloc(&[r, n], DType::Bf16)?;
+        if r == 0 || n == 0 {
+            return Ok(y);
+        }
+        let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
+        let mut mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
+        let mut mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
+        // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
+        let y_tma = n.is_multiple_of(8);
+        let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let tiles = (r.div_ceil(128) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
+        let grid = tiles.min(self.sm_count() as usize) as u32;
+        let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
+        let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
+        let mut params: Vec<*mut std::ffi::c_void> =
+            vec![&mut mx as *mut _ as *mut _, &mut mw as *mut _ as *mut _, &mut my as *mut _ as *mut _];
+        params.extend(slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void));
+        let smem = fk.smem_for(e);
+        // SAFETY: the parameters of the TF kernels in kernels/grouped_gemm_fp8.cu: three 128-byte
+        // tensor maps, four pointers and five ints (read from the low half of their slots).
+        unsafe { self.launch_params(("grouped_gemm_fp8.cu", fk.name), (grid, 1, 1), 384, smem, 1, &mut params)? };
+        Ok(y)
+    }
+
+    /// Runs this FP8 grouped GEMM instantiation (for its epilogue) instead of the default; None
+    /// restores it.
+    pub fn choose_fp8_kernel(&self, name: Option<&str>) -> Result<()> {
+        let k = match name {
+            None => None,
+            Some(n) => {
+                Some(FP8_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| Error::Unsupported {
+                    op: "fp8 kernel",
+                    what: format!("{n} (known: {:?})", FP8_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
+                })?)
+            }
+        };
+        *self.choice.grouped_fp8.write().unwrap() = k;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::arch::CLAIMED;
+
+    #[test]
+    fn table_matches_the_kernel_source() {
+        let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
+        for k in FP8_KERNELS {
+            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap);
+            assert!(src.contains(&inst), "{inst} not instantiated");
+        }
+    }
+
+    #[test]
+    fn choice_by_architecture_experts_and_name() {
+        let [a100, h100, b200] = CLAIMED;
+        for arch in [a100, b200] {
+            let err = choose_fp8(arch, 64, false, None).unwrap_err();
+            assert_eq!(err.to_string(), format!("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {arch}"));
+        }
+        // Six stages (192 KiB) and the staging leave room for 256 experts' tile list, not 1024.
+        assert_eq!(choose_fp8(h100, 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
+        assert_eq!(choose_fp8(h100, 1024, false, None).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 64, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
+        // A name with the other epilogue is not taken.
+        assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
+        // The overlapped kernels run only when named.
+        assert!(FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
+        let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
+        assert!(ov.overlap && ov.swiglu);
+    }
+}
