@@ -11,6 +11,8 @@
 # NVLink's: these runs check function (every rank against one rank alone), not speed.
 # Every layout of the layouts issue runs in the quick profile, where the single-rank check
 # is always on. Writes OUT_DIR/<ranks>-<name>.jsonl, a log per run, and summary.txt.
+# RWM_LAYOUTS (a grep -E pattern) runs only the layouts whose name matches; RWM_RUN_ARGS adds
+# flags to every run (e.g. "--variant optimized").
 set -euo pipefail
 bin=${1:?rwm-dist binary built with --features mpi}
 out=${2:?output directory}
@@ -69,8 +71,8 @@ for n in "${sizes[@]}"; do
     topo=$(topology "$n")
     while IFS='|' read -r name args; do
         # shellcheck disable=SC2086 # $args holds several flags
-        if mpirun -np "$n" --bind-to none "$wrapper" "$bin" run --backend "${RWM_BACKEND:-cuda}" --topology "$topo" $args \
+        if mpirun -np "$n" --bind-to none "$wrapper" "$bin" run --backend "${RWM_BACKEND:-cuda}" --topology "$topo" $args ${RWM_RUN_ARGS:-} \
             --output "$out/$n-$name.jsonl" </dev/null >"$out/$n-$name.log" 2>&1; then rc=0; else rc=$?; fi
         echo "$n ranks $name: exit $rc" | tee -a "$out/summary.txt"
-    done < <(layouts "$n")
+    done < <(layouts "$n" | grep -E "^(${RWM_LAYOUTS:-.*})\\|")
 done

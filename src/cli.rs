@@ -34,6 +34,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print a per-rank memory budget for a config and parallel layout; allocates nothing.
     Estimate(EstimateArgs),
+    /// Measure the rates the step-time model needs on this GPU (or CPU) and write them to a file.
+    Calibrate(CalibrateArgs),
     /// Compare two results files: deltas of the same work, regressions marked (exit 1 on one).
     Compare(CompareArgs),
     /// Write one self-contained HTML file with charts of one or more results files.
@@ -140,6 +142,33 @@ pub struct EstimateArgs {
     /// (default: the topology file's GPU, else no check).
     #[arg(long)]
     pub device_memory: Option<String>,
+    /// Also predict the step time (optimized variant), and rank every layout of the world.
+    #[arg(long)]
+    pub time: bool,
+    /// Rates file written by `calibrate` (default: datasheet rates of the topology's GPU).
+    #[arg(long, requires = "time")]
+    pub rates: Option<PathBuf>,
+    /// Every rank on one GPU, NCCL over loopback sockets (bench/nccl_one_gpu.sh); the link is
+    /// the rates file's `loopback`.
+    #[arg(long, requires = "rates")]
+    pub one_gpu: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Backend (default: CUDA when a GPU and driver are found, else CPU).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Profiles whose shapes to measure (default: quick and bench on a GPU, quick on the CPU).
+    #[arg(long, value_delimiter = ',')]
+    pub profile: Vec<String>,
+    /// The rates file to write (JSON).
+    #[arg(short, long, default_value = "rates.json")]
+    pub output: PathBuf,
+    /// Fit the loopback link (ranks sharing one GPU) to these multi-rank results files and add
+    /// it to the rates file given by --output, which must exist; nothing is measured.
+    #[arg(long, num_args = 1..)]
+    pub link_from: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod parallel;
 pub mod plan;
 pub mod rng;
+pub mod step_time;
 pub mod targets;
 pub mod tensor;
 pub mod topology;

@@ -56,6 +56,9 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
             )
             .map_err(io("stdout"))?;
         }
+        if a.time {
+            super::estimate_time::report(a, t.as_ref(), plan.gemm_dtype, world, &dims, device, out)?;
+        }
         writeln!(out).map_err(io("stdout"))?;
         if device.is_some_and(|d| budget.check_fit(d).is_err()) {
             overflows += 1;

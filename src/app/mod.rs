@@ -1,8 +1,10 @@
 //! The commands, between the parsed flags and the harness: `list` here, `estimate`,
 //! `run`, `compare`, `report` and `topo` in their own files.
 
+mod calibrate;
 mod compare;
 mod estimate;
+mod estimate_time;
 mod output;
 mod preflight;
 pub mod records;
@@ -33,6 +35,8 @@ pub enum Error {
     Records(#[from] records::Error),
     #[error(transparent)]
     Report(#[from] report::Error),
+    #[error(transparent)]
+    StepTime(#[from] crate::step_time::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -50,6 +54,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::List => list(out).map(|_| Outcome::Ok),
         Command::Run(a) => run::run_targets(a, out),
         Command::Estimate(a) => estimate::estimate(a, out),
+        Command::Calibrate(a) => calibrate::calibrate(a, out),
         Command::Compare(a) => compare::compare(a, out),
         Command::Report(a) => report::report(a, out),
         Command::Topo { cmd } => topo::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
