@@ -281,7 +281,10 @@ pub fn measured(files: &[std::path::PathBuf]) -> Result<Vec<Measured>> {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| Error::Fit(format!("{}:{}: {e}", f.display(), i + 1)))?;
-            if v["status"] == "ok" && v["variant"] != crate::harness::variant::BASELINE && v["world_size"].as_u64().is_some_and(|n| n > 1) {
+            if v["status"] == "ok"
+                && v["variant"] != crate::harness::variant::BASELINE
+                && v["world_size"].as_u64().is_some_and(|n| n > 1)
+            {
                 let key = (f.display().to_string(), v["variant"].as_str().unwrap_or("").to_string());
                 groups.entry(key).or_default().push(v);
             }
