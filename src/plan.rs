@@ -39,6 +39,8 @@ pub struct RunPlan {
     pub single_rank_check: bool,
     /// cuProfilerStart/Stop around the timed steps (--profile-steps).
     pub profile_steps: bool,
+    /// Health gates: the profile's, with --gate's added (`harness::gates::merge`).
+    pub gates: Vec<crate::harness::gates::Gate>,
 }
 
 impl Plan {
@@ -142,6 +144,7 @@ impl RunPlan {
         let plan = Plan::resolve(&a.config)?;
         let profile = registry::profile(plan.profile)?;
         let variants = if a.variant.is_empty() { None } else { Some(a.variant.clone()) };
+        let gates = crate::harness::gates::resolve(profile.gates, &a.gate)?;
         if let Some(vs) = &variants {
             let known: Vec<String> = plan
                 .targets
@@ -180,6 +183,7 @@ impl RunPlan {
             output: a.output.clone(),
             single_rank_check: a.single_rank_check || plan.profile == "quick",
             profile_steps: a.profile_steps,
+            gates,
             plan,
         })
     }

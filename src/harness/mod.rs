@@ -3,6 +3,7 @@
 //! timing, statistics, the correctness gate, gathering and output.
 
 pub mod env;
+pub mod gates;
 pub mod profile;
 pub mod record;
 pub mod registry;

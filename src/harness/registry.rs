@@ -19,17 +19,23 @@ pub struct Profile {
     pub about: &'static str,
     pub warmup: usize,
     pub iterations: usize,
+    /// Health gates every run of the profile applies (`harness::gates`); `--gate` adds to them.
+    pub gates: &'static [&'static str],
 }
 
+/// The lab's bar: the balanced variant's load, summed over the judged batches, has Gini < 0.2.
+const DEFAULT_GATES: &[&str] = &["moe.gini<0.2@balanced"];
+
 pub const PROFILES: [Profile; 3] = [
-    Profile { name: "quick", about: "small shapes of each model; seconds on a 2-core CPU", warmup: 1, iterations: 5 },
+    Profile { name: "quick", about: "small shapes of each model; seconds on a 2-core CPU", warmup: 1, iterations: 5, gates: DEFAULT_GATES },
     Profile {
         name: "bench",
         about: "real sizes: Llama 3.1 8B at 8K, DeepSeek-V2-Lite layer with 16K tokens, GPT-4 scaled to one GPU",
         warmup: 2,
         iterations: 10,
+        gates: DEFAULT_GATES,
     },
-    Profile { name: "long", about: "bench at 32K context", warmup: 1, iterations: 5 },
+    Profile { name: "long", about: "bench at 32K context", warmup: 1, iterations: 5, gates: DEFAULT_GATES },
 ];
 
 pub fn profile(name: &str) -> Result<&'static Profile, ConfigError> {

@@ -53,7 +53,10 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
                 r.est_mem_bytes.map(gib).unwrap_or_else(|| "-".into()),
                 match r.status {
                     Status::Ok => "ok".into(),
-                    Status::Failed => format!("FAILED (tol {:.0e})", r.tolerance),
+                    Status::Failed => match super::gates::failed_names(r) {
+                        Some(g) => format!("FAILED (gate {g})"),
+                        None => format!("FAILED (tol {:.0e})", r.tolerance),
+                    },
                     Status::Error => "ERROR".into(),
                 },
             ]
