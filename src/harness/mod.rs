@@ -28,6 +28,8 @@ pub enum Error {
     Parallel(#[from] crate::parallel::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Balance(#[from] crate::metrics::balance::BalanceError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{0}")]
