@@ -222,7 +222,7 @@ impl Workload for Gpt4Target {
         Ok(Some(context::take_shard(ctx.backend.as_ref(), &full, cp.size(), cp.rank())?))
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let (gemm, at) = (self.gemm_dtype(ctx, variant), super::memory::Storage::Device);
+        let (gemm, at) = (self.gemm_dtype(ctx, variant), super::memory::Storage::measured_on(ctx.backend.kind()));
         Some(super::memory::gpt4_run(&self.cfg, &ctx.dims, variant, gemm, at).ok()?.total)
     }
     fn tokens(&self) -> usize {

@@ -133,7 +133,7 @@ impl Workload for LlamaTarget {
         self.cfg.prefill_flops()
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let at = super::memory::Storage::Device;
+        let at = super::memory::Storage::measured_on(ctx.backend.kind());
         Some(super::memory::llama_run(&self.cfg, ctx.gemm_dtype, variant, at).ok()?.total)
     }
     fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {

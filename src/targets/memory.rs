@@ -83,20 +83,31 @@ pub fn gpt4(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embeddin
 pub enum Storage {
     Device,
     Host,
+    /// The CPU backend's byte counter, what its runs report as peak: tensors at their dtype's
+    /// size, and naive attention's f32 scores without the GPU's bf16 probabilities.
+    Counter,
 }
 
 impl Storage {
-    fn bytes(self, dt: DType) -> usize {
+    pub(crate) fn bytes(self, dt: DType) -> usize {
         match self {
-            Storage::Device => dt.size(),
+            Storage::Device | Storage::Counter => dt.size(),
             Storage::Host => 4,
+        }
+    }
+
+    /// What a run's record compares with its measured peak on `backend`.
+    pub fn measured_on(backend: crate::backend::BackendKind) -> Storage {
+        match backend {
+            crate::backend::BackendKind::Cpu => Storage::Counter,
+            _ => Storage::Device,
         }
     }
 
     /// The model's terms with bf16 weights and activations stored here.
     fn inputs(self, m: MemoryInputs) -> MemoryInputs {
         let b = self.bytes(DType::Bf16);
-        MemoryInputs { param_bytes: b, act_bytes: b, ..m }
+        MemoryInputs { param_bytes: b, act_bytes: b, naive_probs: self != Storage::Counter, ..m }
     }
 }
 
@@ -122,7 +133,8 @@ pub fn llama_run(c: &LlamaConfig, gemm_dtype: DType, variant: &str, at: Storage)
     } else {
         n(0)
     };
-    with_extras(inputs.estimate()?, vec![("fp8 weight copies", fp8)])
+    let phases = super::working_set::llama(inputs.estimate()?, c, at.bytes(DType::Bf16))?;
+    with_extras(phases, vec![("fp8 weight copies", fp8)])
 }
 
 /// One rank of `moe` running `variant` (dropless: t*k rows), with the other input batches kept
@@ -170,7 +182,9 @@ pub fn gpt4_run(
         ("per-expert weight copies", copies),
         ("fp8 attention weights", if fp8 { attn_params * b8 } else { n(0) }),
     ];
-    with_extras(inputs.estimate()?, extras)
+    let experts = if base || fp8 { super::working_set::Experts::Loop } else { super::working_set::Experts::Grouped };
+    let phases = super::working_set::gpt4(inputs.estimate()?, c, layout, experts, at.bytes(DType::Bf16))?;
+    with_extras(phases, extras)
 }
 
 /// One rank of `cfg` running `variant` under the plan's layout and `--dtype`.

@@ -5,3 +5,4 @@ pub mod gpt4;
 pub mod llama;
 pub mod memory;
 pub mod moe;
+pub mod working_set;

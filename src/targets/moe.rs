@@ -297,7 +297,7 @@ impl Workload for MoeTarget {
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
     fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let at = super::memory::Storage::Device;
+        let at = super::memory::Storage::measured_on(ctx.backend.kind());
         Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
     }
     /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.

@@ -1,0 +1,78 @@
+//! What a `gpt4` run holds inside one decoder layer, phase by phase. The generic budget
+//! (`metrics::memory`) adds the layer's activations, the attention workspace and the MoE dispatch
+//! as if all were live at once; in a run they are not: the attention's scores are freed before the
+//! experts run, while the layer keeps more of its own tensors alive through the MoE than the
+//! generic activation term counts (`models::gpt4::Gpt4::forward` holds the normed input, q and the
+//! attention output until the layer ends). The peak is the larger phase.
+
+use crate::layout::ParallelDims;
+use crate::metrics::memory::{Budget, Checked, MemoryError, Term, n, term};
+use crate::models::gpt4::Gpt4Config;
+
+pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger)";
+pub const MOE_PHASE: &str = "layer working set (moe phase, the larger)";
+
+/// How the variant runs its experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Experts {
+    /// Two grouped GEMMs over every row (optimized, bf16).
+    Grouped,
+    /// One GEMM pair per expert, outputs concatenated (baseline; FP8).
+    Loop,
+}
+
+/// `budget` with its activations, attention workspace and MoE dispatch replaced by the larger of
+/// the layer's two phases (bytes per activation element `b_a`):
+/// - attention: input, residual, normed input, q, attention output, and the workspace;
+/// - moe: input, residual, normed input, q, attention output, the residual sum and the normed MoE
+///   input, the router's f32 logits and probabilities and its ids and weights, and the experts:
+///   grouped, rows in with gate/up (2F) and the activation (F), or rows in, expert output and
+///   combined output (`2 R h + T h`), whichever is larger; a loop, rows in, the outputs so far and
+///   their concatenation (`3 R h`), or one expert's rows with its gate/up and activation.
+pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, experts: Experts, b_a: usize) -> Result<Budget, MemoryError> {
+    let t = n(c.seq_len / layout.cp);
+    let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
+    let rows = t * n(c.top_k);
+    let fe = n(c.expert_ffn);
+    let local = (c.num_experts / layout.ep).max(1);
+    let attn_ws = Checked::from(budget.bytes(term::ATTENTION));
+    let attention = t * (n(3) * h + n(2) * q) * ab + attn_ws;
+    let router = t * n(c.num_experts) * n(2 * 4) + t * n(c.top_k) * n(4 + 4);
+    let combine = (n(2) * rows * h + t * h) * ab;
+    let work = match experts {
+        Experts::Grouped => rows * (h + n(3) * fe) * ab,
+        Experts::Loop => {
+            let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+            (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab
+        }
+    };
+    let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
+    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= moe.get(MOE_PHASE)? {
+        (ATTENTION_PHASE, attention)
+    } else {
+        (MOE_PHASE, moe)
+    };
+    let generic = [term::ACTIVATIONS, term::ATTENTION, term::MOE_DISPATCH];
+    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    terms.push(Term { name, bytes: bytes.get(name)? });
+    Budget::new(terms)
+}
+
+/// The same for a `llama` run (`models::llama::Llama::hidden`): attention, the residual, q, the
+/// attention output and the workspace (the normed input is dropped before); MLP, the residual,
+/// the attention output and its projection (both held to the layer's end), the normed MLP input,
+/// and the fused gate/up output (2F) beside the activation (F).
+pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) -> Result<Budget, MemoryError> {
+    let t = n(c.seq_len);
+    let (h, q, f, ab) = (n(c.hidden), n(c.q_dim()), n(c.ffn), n(b_a));
+    let attention = t * (h + n(2) * q) * ab + Checked::from(budget.bytes(term::ATTENTION));
+    let mlp = t * (n(3) * h + q + n(3) * f) * ab;
+    let (name, bytes) =
+        if attention.get(ATTENTION_PHASE)? >= mlp.get(MLP_PHASE)? { (ATTENTION_PHASE, attention) } else { (MLP_PHASE, mlp) };
+    let generic = [term::ACTIVATIONS, term::ATTENTION];
+    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    terms.push(Term { name, bytes: bytes.get(name)? });
+    Budget::new(terms)
+}
+
+pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger)";
