@@ -147,13 +147,21 @@ pub fn moe_run(c: &MoeConfig, layout: &ParallelDims, variant: &str, at: Storage)
     let batches = n(c.batches.saturating_sub(1)) * n(c.tokens) * n(c.hidden) * bf16;
     let copies = if variant == "baseline" { n(c.num_experts / layout.ep) * expert } else { n(0) };
     let replicas = (c.num_experts + c.redundant_experts) / layout.ep;
-    let balanced = if variant == "balanced" && layout.ep > 1 { n(replicas) * expert } else { n(0) };
+    // The balanced layer is a whole second layer: its replicas, shared experts and router.
+    let second = n(replicas) * expert + n(c.shared_experts) * expert + n(c.hidden) * n(c.num_experts) * bf16;
+    let balanced = if variant == "balanced" && layout.ep > 1 { second } else { n(0) };
     let extras = vec![
         ("other input batches", batches),
         ("per-expert weight copies", copies),
         ("balanced placement's experts", balanced),
     ];
-    with_extras(inputs.estimate()?, extras)
+    let mut budget = inputs.estimate()?;
+    if layout.ep > 1 {
+        use super::working_set::{Experts, moe_ep};
+        let experts = if variant == "baseline" { Experts::Loop } else { Experts::Grouped };
+        budget = moe_ep(budget, c, layout, experts, at.bytes(DType::Bf16))?;
+    }
+    with_extras(budget, extras)
 }
 
 /// One rank of `gpt4` running `variant` with GEMMs in `gemm` (see `gpt4::variant_gemm`): the block

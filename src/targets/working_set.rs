@@ -76,3 +76,33 @@ pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) 
 }
 
 pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger)";
+
+/// A `moe` run under expert parallelism (`parallel::expert::forward`): the rows sent (`R h`) stay
+/// until the layer returns, beside the rows received and grouped; the experts run on those
+/// (grouped: gate/up 2F and activation F; a loop: the outputs so far and their concatenation), then
+/// the outputs travel back and are unpermuted: sent rows, grouped rows, outputs on their way back
+/// and returned, and the combined output (`4 R h + T h`). The shared experts run after, when the
+/// routed rows are gone, so the generic activation term's shared-expert part is not added here.
+pub fn moe_ep(budget: Budget, c: &crate::models::moe::MoeConfig, layout: &ParallelDims, experts: Experts, b_a: usize) -> Result<Budget, MemoryError> {
+    let t = n(c.tokens);
+    let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
+    let rows = t * n(c.top_k);
+    let local = (c.num_experts / layout.ep).max(1);
+    let experts_phase = match experts {
+        Experts::Grouped => rows * (n(2) * h + n(3) * fe),
+        Experts::Loop => {
+            let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+            n(3) * rows * h + per * (h + n(3) * fe)
+        }
+    };
+    let back = n(4) * rows * h + t * h;
+    let shared = t * n(c.shared_experts) * n(3) * fe;
+    let router = t * n(c.num_experts) * n(2 * 4);
+    let bytes = (n(2) * t * h + experts_phase.max(back).max(shared + n(2) * t * h)) * ab + router;
+    let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
+    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    terms.push(Term { name: EP_PHASES, bytes: bytes.get(EP_PHASES)? });
+    Budget::new(terms)
+}
+
+pub const EP_PHASES: &str = "layer working set (expert-parallel, the larger phase)";
