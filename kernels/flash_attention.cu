@@ -227,7 +227,7 @@ __device__ void flash_fwd(const bf16* __restrict__ Q, const bf16* __restrict__ K
 
 // Name, head dim, warps, m16 tiles per warp, Q in registers, min blocks per SM; each
 // with a bf16 output (NAME) and an f32 one (NAME_f32o).
-// The host (src/backend/cuda/variants.rs) keeps the same table.
+// The host (src/backend/cuda/tiles.rs) keeps the same table.
 #define FA_OUT(NAME, OT, D, W, MT, QR, MINB)                                                                     \
     extern "C" __global__ void __launch_bounds__(W * 32, MINB)                                                  \
         NAME(const bf16* q, const bf16* k, const bf16* v, OT* o, float* lse, int sq, int sk, int hq, int hkv,     \

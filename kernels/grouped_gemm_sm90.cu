@@ -119,7 +119,7 @@ __device__ void grouped_gemm_wg(const bf16* __restrict__ X, const bf16* __restri
     }
 }
 
-// Name, stages, n128 halves, WAIT_ALL, min blocks per SM. The host table is src/backend/cuda/variants.rs.
+// Name, stages, n128 halves, WAIT_ALL, min blocks per SM. The host table is src/backend/cuda/tiles.rs.
 #define WG(NAME, ST, HV, WA, MINB)                                                                                \
     extern "C" __global__ void __launch_bounds__(WG_THREADS, MINB)                                                \
         NAME(const bf16* X, const bf16* W, const int* off, bf16* Y, int E, int N, int K) {                        \

@@ -28,7 +28,7 @@
 // when all of the warpgroup's 64 rows belong to the tile's expert and N is a multiple of 8
 // (asynchronous: the warpgroup starts the next tile while the store drains), else by 16-byte stores
 // of the valid rows.
-// Limits (checked by the host, src/backend/cuda/variants.rs tma_fits): K a multiple of 8 and > 0
+// Limits (checked by the host, src/backend/cuda/tiles.rs tma_fits): K a multiple of 8 and > 0
 // (16-byte TMA row strides), the tile list (8 bytes per expert) fitting next to the stages in 227 KiB
 // of shared memory (E <= 1024 for the default 3-stage BN = 256 kernel), E*N and R below 2^31;
 // 16-byte aligned X, W, Y (whole allocations).
@@ -469,7 +469,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
 
 // Name, BN, stages, epilogue parts through shared memory (0: straight from registers), row blocks
 // inner, clusters of two with the weight tile multicast, fused SwiGLU. The host table (and its
-// shared-memory sizes) is src/backend/cuda/variants.rs.
+// shared-memory sizes) is src/backend/cuda/tiles.rs.
 #define TG(NAME, BN, ST, SE, MI, MC, SW)                                                                                      \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \

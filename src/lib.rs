@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod budget;
 pub mod cli;
 pub mod comm;
 pub mod config;

@@ -36,9 +36,10 @@ fn run(c: &Gpt4Config, dims: ParallelDims, variant: &str, dtype: DType) -> Vec<(
         let b = ctx.backend.as_ref();
         let mut w = Gpt4Target::with_dtype(c.clone(), dtype);
         w.setup(ctx).unwrap();
-        w.prepare(ctx, variant).unwrap();
-        let got = b.download(&w.step(ctx, variant).unwrap()).unwrap();
-        let one = b.download(&w.single_rank_output(ctx, variant).unwrap().unwrap()).unwrap();
+        let v = common::variant(&w, ctx, variant);
+        w.prepare(ctx, &v).unwrap();
+        let got = b.download(&w.step(ctx, &v).unwrap()).unwrap();
+        let one = b.download(&w.single_rank_output(ctx, &v).unwrap().unwrap()).unwrap();
         (got, one)
     })
 }

@@ -2,8 +2,8 @@
 
 #[path = "metrics/balance.rs"]
 mod balance;
-#[path = "metrics/memory.rs"]
-mod memory;
+#[path = "metrics/budget.rs"]
+mod budget;
 #[path = "metrics/routing.rs"]
 mod routing;
 #[path = "metrics/skew.rs"]

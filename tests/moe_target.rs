@@ -33,9 +33,10 @@ fn default_inputs_route_evenly_and_stably() {
     let m = on_ranks(ParallelDims::single(), |ctx| {
         let mut t = MoeTarget::new(cfg.clone());
         t.setup(ctx).unwrap();
-        t.prepare(ctx, "optimized").unwrap();
-        t.step(ctx, "optimized").unwrap();
-        t.metrics(ctx, "optimized").unwrap()
+        let v = common::variant(&t, ctx, "optimized");
+        t.prepare(ctx, &v).unwrap();
+        t.step(ctx, &v).unwrap();
+        t.metrics(ctx, &v).unwrap()
     })
     .remove(0);
     let r = routing(&m);
@@ -51,9 +52,10 @@ fn skew_shows_and_bias_balancing_reduces_it() {
     let m = on_ranks(ParallelDims::single(), |ctx| {
         let mut t = MoeTarget::new(cfg.clone());
         t.setup(ctx).unwrap();
-        t.prepare(ctx, "balanced").unwrap();
-        t.step(ctx, "balanced").unwrap();
-        t.metrics(ctx, "balanced").unwrap()
+        let v = common::variant(&t, ctx, "balanced");
+        t.prepare(ctx, &v).unwrap();
+        t.step(ctx, &v).unwrap();
+        t.metrics(ctx, &v).unwrap()
     })
     .remove(0);
     let before = m["balance"]["gini_before"].as_f64().unwrap();
@@ -72,9 +74,10 @@ fn expert_parallel_equals_one_device() {
             let b = ctx.backend.as_ref();
             let got: Vec<Vec<f32>> = ["baseline", "optimized", "balanced"]
                 .iter()
-                .map(|v| {
-                    t.prepare(ctx, v).unwrap();
-                    b.download(&t.step(ctx, v).unwrap()).unwrap()
+                .map(|name| {
+                    let v = common::variant(&t, ctx, name);
+                    t.prepare(ctx, &v).unwrap();
+                    b.download(&t.step(ctx, &v).unwrap()).unwrap()
                 })
                 .collect();
             // The same layer on one device, all experts, this rank's tokens and routing.

@@ -2,13 +2,12 @@
 
 use super::{Error, Outcome, config_err, io};
 use crate::backend::AttnAlgo;
-use crate::harness::registry::TargetConfig;
-use crate::targets;
+use crate::budget::{Storage, gib, parse_device_memory, term};
+use crate::harness::variant;
 use std::io::Write;
 
 /// Per-rank budgets of the selected targets at the optimized variant's attention.
 pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
-    use crate::metrics::memory::{gib, parse_device_memory};
     let plan = crate::plan::Plan::resolve(&a.config)?;
     let world = a.world.unwrap_or(plan.smallest_world());
     let dims = plan.dims(world)?;
@@ -20,27 +19,23 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
     }
     let mut overflows = 0;
     for t in &plan.targets {
-        let mut inputs = match t {
-            TargetConfig::Llama(c) => targets::memory::llama(c, AttnAlgo::Flash),
-            TargetConfig::Moe(c) => targets::memory::moe(c, &dims),
-            TargetConfig::Gpt4(c) => targets::memory::gpt4(c, &dims, AttnAlgo::Flash, true),
-        };
-        inputs.tp = dims.tp;
+        let inputs = t.model_inputs(&dims);
         let budget = inputs.estimate().map_err(config_err)?;
         let params = inputs.param_count().map_err(config_err)?;
         writeln!(out, "{}: {:.3}B parameters; world {world} = {dims}; flash attention", t.name(), params as f64 / 1e9,)
             .map_err(io("stdout"))?;
         budget.render(device, out).map_err(io("stdout"))?;
-        if dims.tp == 1 && !matches!(t, TargetConfig::Moe(_)) {
+        let specs = t.variants();
+        let reference = variant::reference(&specs).resolve(plan.gemm_dtype);
+        if dims.tp == 1 && reference.recipe().attention == Some(AttnAlgo::Naive) {
             // `run` times the naive baseline as the reference: its score matrix can dwarf the rest.
-            let at = targets::memory::Storage::Device;
-            let base = targets::memory::run_budget(t, &dims, plan.gemm_dtype, "baseline", at);
-            let base = base.map_err(|e| config_err(format!("{} baseline: {e}", t.name())))?;
+            let base = t.run_budget(&dims, &reference, Storage::Device);
+            let base = base.map_err(|e| config_err(format!("{} {}: {e}", t.name(), reference.name())))?;
             writeln!(
                 out,
                 "run's baseline (naive attention, the reference): {:.3} GiB per rank, attention workspace {:.3} GiB",
                 gib(base.total),
-                gib(base.bytes(crate::metrics::memory::term::ATTENTION))
+                gib(base.bytes(term::ATTENTION))
             )
             .map_err(io("stdout"))?;
         }

@@ -11,7 +11,7 @@ mod run;
 
 use crate::backend;
 use crate::cli::Command;
-use crate::harness::{self, registry};
+use crate::harness::{self, target};
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,20 +62,22 @@ pub(crate) fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn list(out: &mut dyn Write) -> Result<(), Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
     w(out, "targets:".into())?;
-    for (name, about) in registry::TARGETS {
-        let cfg = registry::TargetConfig::for_profile(name, "quick")?;
-        w(out, format!("  {name:<6} {about}"))?;
-        for v in cfg.workload().variants() {
+    for t in &crate::targets::ALL {
+        let (name, cfg) = (t.name, (t.config)(target::Size::Quick));
+        w(out, format!("  {name:<6} {}", t.about))?;
+        for v in cfg.variants() {
             w(out, format!("         {:<10} {}", v.name, v.about))?;
         }
-        let keys = serde_json::to_value(&cfg).expect("configs serialise");
+        let keys = cfg.config_json();
         let keys: Vec<String> = keys.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         w(out, format!("         keys (--set {name}.KEY=VALUE): {}", keys.join(", ")))?;
     }
     w(out, "presets (--set TARGET.preset=NAME, applied before other keys):".into())?;
-    w(out, "  llama: llama3.1-8b, small   moe: deepseek-v2-lite, deepseek-v3   gpt4: full, small".into())?;
+    let presets: Vec<String> =
+        crate::targets::ALL.iter().map(|t| format!("{}: {}", t.name, t.presets.join(", "))).collect();
+    w(out, format!("  {}", presets.join("   ")))?;
     w(out, "profiles:".into())?;
-    for p in registry::PROFILES {
+    for p in target::PROFILES {
         w(out, format!("  {:<6} {} (warm-up {}, steps {})", p.name, p.about, p.warmup, p.iterations))?;
     }
     Ok(())

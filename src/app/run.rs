@@ -28,7 +28,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         let launched = crate::world::detect_launcher(|k| std::env::var(k).ok()).and_then(|l| l.size);
         let world_size = a.world.or(launched).unwrap_or(a.ranks);
         let dims = plan.plan.dims(world_size)?;
-        let memory = crate::targets::fit::check_dry_run(&plan, &dims, a.ranks)?;
+        let memory = crate::plan::fit::check_dry_run(&plan, &dims, a.ranks)?;
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
         writeln!(out, "{text}\n{memory}").map_err(io("stdout"))?;
         match placement(&plan, &dims)? {
@@ -55,7 +55,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
             ));
         }
         let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
-        crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), a.ranks)?;
+        crate::plan::fit::check_backend(&plan, &dims, backend.as_ref(), a.ranks)?;
         let comms = crate::comm::local::LocalComm::group(a.ranks);
         std::thread::scope(|s| {
             let handles: Vec<_> = comms
@@ -84,7 +84,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
     } else {
         let device = placed.as_ref().map_or(world.local_rank, |p| p.slots[world.rank].local_gpu);
         let (backend, comm) = connect(&plan, &world, device)?;
-        let fits = crate::targets::fit::check_backend(&plan, &dims, backend.as_ref(), world.local_size);
+        let fits = crate::plan::fit::check_backend(&plan, &dims, backend.as_ref(), world.local_size);
         match fits.map_err(Error::from).and_then(|()| run_rank(&plan, dims, backend, comm, path)) {
             Ok(Some(r)) => r,
             // Ranks other than 0 print nothing: rank 0 prints for the job.
@@ -236,7 +236,7 @@ fn run_rank(
         single_rank: plan.single_rank_check,
         profile_steps: plan.profile_steps,
     };
-    let total_steps: usize = plan.plan.targets.iter().map(|t| t.workload().variants().len() * opts.iterations).sum();
+    let total_steps: usize = plan.plan.targets.iter().map(|t| t.variants().len() * opts.iterations).sum();
     let target =
         if rank == 0 { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
     let bar = indicatif::ProgressBar::with_draw_target(Some(total_steps as u64), target);
@@ -253,9 +253,9 @@ fn run_rank(
             Err(e) => {
                 // Setup failed: record it for every selected variant so nothing is silently lost.
                 tracing::error!("rank {rank}: {}: {e}", t.name());
-                w.variants()
+                runner::resolved(&ctx, w.as_ref())
                     .iter()
-                    .filter(|v| opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name)))
+                    .filter(|v| opts.variants.as_ref().is_none_or(|s| s.iter().any(|x| x == v.name())))
                     .map(|v| runner::error_record(&ctx, w.as_ref(), &info, v, &opts, &e))
                     .collect()
             }

@@ -178,10 +178,9 @@ pub fn merge(defaults: Vec<Gate>, user: Vec<Gate>) -> Vec<Gate> {
 /// The run's gates: the profile's `defaults` merged with the user's `--gate`s. `@VARIANT` may name
 /// a variant of any target (a gate on a target not run applies to nothing).
 pub fn resolve(defaults: &[&str], user: &[String]) -> Result<Vec<Gate>, crate::config::ConfigError> {
-    let mut variants: Vec<&str> = super::registry::TARGETS
+    let mut variants: Vec<&str> = crate::targets::ALL
         .iter()
-        .filter_map(|(t, _)| super::registry::TargetConfig::for_profile(t, "quick").ok())
-        .flat_map(|c| c.workload().variants().into_iter().map(|v| v.name))
+        .flat_map(|r| (r.config)(super::target::Size::Quick).variants().into_iter().map(|v| v.name))
         .collect();
     variants.sort_unstable();
     variants.dedup();

@@ -6,10 +6,11 @@ pub mod env;
 pub mod gates;
 pub mod profile;
 pub mod record;
-pub mod registry;
 pub mod runner;
 pub mod stats;
 pub mod table;
+pub mod target;
+pub mod variant;
 
 use crate::backend::Backend;
 use crate::comm::Comm;
@@ -17,6 +18,7 @@ use crate::layout::{Coords, ParallelDims};
 use crate::parallel::groups::Groups;
 use crate::tensor::{DType, Tensor};
 use std::sync::Arc;
+pub use variant::{GateMetric, Variant, VariantSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,41 +39,6 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-pub struct VariantSpec {
-    pub name: &'static str,
-    pub about: &'static str,
-    /// Largest accepted error against the reference, measured by `gate`.
-    pub tolerance: f64,
-    /// The bound when the variant's GEMMs run in FP8 (`--dtype fp8`), if it differs.
-    pub fp8_tolerance: Option<f64>,
-    pub gate: GateMetric,
-}
-
-/// What the correctness gate bounds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GateMetric {
-    /// max |out - ref| / max |ref|: every element must be close.
-    MaxErr,
-    /// ||out - ref|| / ||ref||: for MoE stacks, where a bf16 rounding difference may flip a
-    /// token's expert choice and move that one token a lot.
-    RelL2,
-}
-
-impl VariantSpec {
-    pub const fn new(name: &'static str, about: &'static str, tolerance: f64) -> Self {
-        VariantSpec { name, about, tolerance, fp8_tolerance: None, gate: GateMetric::MaxErr }
-    }
-
-    /// The bound that applies when the variant's GEMMs run in `dtype`.
-    pub fn tolerance_for(&self, dtype: DType) -> f64 {
-        match (dtype, self.fp8_tolerance) {
-            (DType::F8, Some(t)) => t,
-            _ => self.tolerance,
-        }
-    }
-}
 
 /// What a workload runs on.
 pub struct Ctx {
@@ -139,51 +106,39 @@ pub trait Workload {
     fn variants(&self) -> Vec<VariantSpec>;
     /// Allocate weights and inputs; called once before any variant runs.
     fn setup(&mut self, ctx: &Ctx) -> Result<()>;
-    /// Hold what `variant` needs and free what only other variants need (weight copies),
+    /// Hold what `v` needs and free what only other variants need (weight copies),
     /// before its peak memory is measured. Called once before each variant's steps.
-    fn prepare(&mut self, _ctx: &Ctx, _variant: &str) -> Result<()> {
+    fn prepare(&mut self, _ctx: &Ctx, _v: &Variant) -> Result<()> {
         Ok(())
     }
-    /// One timed step of `variant`; returns the output the correctness gate compares.
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor>;
-    /// This rank's output of `variant` computed on one rank alone on the same inputs
+    /// One timed step of `v`; returns the output the correctness gate compares.
+    fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor>;
+    /// This rank's output of `v` computed on one rank alone on the same inputs
     /// (the whole sequence, every expert), for the single-rank check of distributed runs;
     /// None where no such run can reproduce it.
-    fn single_rank_output(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {
+    fn single_rank_output(&mut self, _ctx: &Ctx, _v: &Variant) -> Result<Option<Tensor>> {
         Ok(None)
     }
-    /// A variant-specific reference output (e.g. the baseline algorithm on the same
-    /// routing), when comparing with the baseline's output would be wrong.
-    fn reference(&mut self, _ctx: &Ctx, _variant: &str) -> Result<Option<Tensor>> {
+    /// A variant-specific reference output (e.g. the reference algorithm on the same
+    /// routing), when comparing with the reference variant's output would be wrong.
+    fn reference(&mut self, _ctx: &Ctx, _v: &Variant) -> Result<Option<Tensor>> {
         Ok(None)
     }
-    /// Element type of `variant`'s GEMMs (recorded with its results).
-    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
-        if variant == "baseline" { DType::Bf16 } else { ctx.gemm_dtype }
+    /// Element type `v`'s GEMMs run in (recorded with its results): the recipe's, decided
+    /// when the variant was resolved, unless the model itself is built in another type.
+    fn gemm_dtype(&self, v: &Variant) -> DType {
+        v.gemm
     }
     /// Tokens processed by one step on this rank.
     fn tokens(&self) -> usize;
     /// Floating-point operations of one step on this rank.
-    fn flops(&self, variant: &str) -> f64;
+    fn flops(&self, v: &Variant) -> f64;
     /// Predicted peak bytes on this rank, when the workload can estimate it.
-    fn estimate_bytes(&self, _ctx: &Ctx, _variant: &str) -> Option<u64> {
+    fn estimate_bytes(&self, _ctx: &Ctx, _v: &Variant) -> Option<u64> {
         None
     }
     /// Workload-specific results after a variant's steps (routing health, KV bytes, ...).
-    fn metrics(&mut self, _ctx: &Ctx, _variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, _ctx: &Ctx, _v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         Ok(Default::default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fp8_bound_applies_only_to_fp8_gemms() {
-        let v = VariantSpec { fp8_tolerance: Some(0.2), ..VariantSpec::new("optimized", "", 0.05) };
-        assert_eq!(v.tolerance_for(DType::Bf16), 0.05);
-        assert_eq!(v.tolerance_for(DType::F8), 0.2);
-        assert_eq!(VariantSpec::new("x", "", 0.05).tolerance_for(DType::F8), 0.05);
     }
 }

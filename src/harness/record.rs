@@ -66,7 +66,7 @@ pub struct Record {
     pub tolerance: f64,
     /// Which error `tolerance` bounds: "max_err" or "rel_l2".
     pub gate: super::GateMetric,
-    /// What the output was compared with: "baseline", "none" for the baseline itself, or
+    /// What the output was compared with: the reference variant (`BASELINE`), "none" for the baseline itself, or
     /// "single-rank" (distributed runs: the same variant on one rank alone).
     pub reference: String,
     /// With `reference: "single-rank"`, the gate against the baseline of the same layout.

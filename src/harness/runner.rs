@@ -3,7 +3,7 @@
 use super::profile::Range;
 use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
 use super::stats::{errors, median, quantile};
-use super::{Ctx, GateMetric, Result, Workload};
+use super::{Ctx, GateMetric, Result, Variant, Workload};
 use crate::tensor::Tensor;
 use indicatif::ProgressBar;
 
@@ -33,17 +33,17 @@ struct Timed {
     peak: u64,
 }
 
-fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, bar: &ProgressBar) -> Result<Timed> {
+fn time_variant(ctx: &Ctx, w: &mut dyn Workload, v: &Variant, opts: &Options, bar: &ProgressBar) -> Result<Timed> {
     let b = &ctx.backend;
-    w.prepare(ctx, variant)?;
+    w.prepare(ctx, v)?;
     b.synchronize()?;
     b.reset_peak();
     let mut last: Option<Tensor> = None;
     crate::world::fault::at_step(ctx.rank(), w.name()).map_err(super::Error::Workload)?;
-    let _range = Range::push(&format!("{} {variant}", w.name()));
+    let _range = Range::push(&format!("{} {}", w.name(), v.name()));
     for _ in 0..opts.warmup {
         let _warmup = Range::push("warmup");
-        last = Some(w.step(ctx, variant)?);
+        last = Some(w.step(ctx, v)?);
         b.synchronize()?;
     }
     let mut samples = Vec::with_capacity(opts.iterations);
@@ -55,7 +55,7 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
         drop(last.take());
         let _step = Range::push(&format!("step {i}"));
         let start = b.mark()?;
-        let out = w.step(ctx, variant)?;
+        let out = w.step(ctx, v)?;
         let end = b.mark()?;
         b.synchronize()?;
         samples.push(b.elapsed_ms(&start, &end)?);
@@ -67,26 +67,34 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, variant: &str, opts: &Options, 
     }
     let out = match last {
         Some(t) => t,
-        None => w.step(ctx, variant)?,
+        None => w.step(ctx, v)?,
     };
     let peak = b.memory().peak as u64;
     Ok(Timed { samples, output: b.download(&out)?, peak })
 }
 
-/// Records for every variant, baseline first. A variant that errors is recorded
+/// The variants of `w` as this run executes them, the reference first.
+pub fn resolved(ctx: &Ctx, w: &dyn Workload) -> Vec<Variant> {
+    let mut specs = w.variants();
+    specs.sort_by_key(|s| !s.is_reference());
+    specs.into_iter().map(|s| s.resolve(ctx.gemm_dtype)).collect()
+}
+
+/// Records for every variant, the reference first. A variant that errors is recorded
 /// with status `error`, and the others still run.
 pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar: &ProgressBar) -> Result<Vec<Record>> {
     bar.set_message(format!("{}: setup", w.name()));
     w.setup(ctx)?;
-    let specs = w.variants();
-    let baseline = specs[0].name;
+    let variants = resolved(ctx, w);
+    let baseline = variants[0].name();
     let selected = |n: &str| opts.variants.as_ref().is_none_or(|v| v.iter().any(|s| s == n));
-    // Output and median of the baseline; Err(why) once the baseline has failed.
+    // Output and median of the reference; Err(why) once the reference has failed.
     let mut reference: Option<std::result::Result<(Vec<f32>, f64), String>> = None;
     let mut records = Vec::new();
-    for spec in &specs {
+    for v in &variants {
+        let spec = &v.spec;
         let timed_run = selected(spec.name);
-        if !timed_run && spec.name != baseline {
+        if !timed_run && !v.is_reference() {
             continue;
         }
         bar.set_message(format!("{} {}", w.name(), spec.name));
@@ -97,9 +105,8 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
             single_rank: opts.single_rank,
             profile_steps: opts.profile_steps,
         };
-        let result = time_variant(ctx, w, spec.name, &run_opts, bar);
-        let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
-        let mut rec = blank(ctx, w, info, spec.name, (tolerance, spec.gate), &run_opts);
+        let result = time_variant(ctx, w, v, &run_opts, bar);
+        let mut rec = blank(ctx, w, info, v, &run_opts);
         match result {
             Err(e) => {
                 rec.status = Status::Error;
@@ -118,7 +125,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                     rec.min_ms = Some(quantile(&t.samples, 0.0));
                     rec.max_ms = Some(quantile(&t.samples, 1.0));
                     rec.tokens_per_s = Some(w.tokens() as f64 / (med / 1e3));
-                    rec.tflops = Some(w.flops(spec.name) / (med / 1e3) / 1e12);
+                    rec.tflops = Some(w.flops(v) / (med / 1e3) / 1e12);
                 }
                 rec.samples_ms = t.samples;
                 rec.peak_mem_bytes = Some(t.peak);
@@ -144,7 +151,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                     }
                     Some(Ok((base_out, base_ms))) => 'gate: {
                         // A failing reference fails this variant's record, never the records measured.
-                        let own = match own_reference(ctx, w, spec.name) {
+                        let own = match own_reference(ctx, w, v) {
                             Ok(own) => own,
                             Err(e) => {
                                 rec.status = Status::Error;
@@ -170,24 +177,25 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                         } else if reference.iter().all(|x| *x == 0.0) {
                             rec.status = Status::Error;
                             rec.error = Some("the reference output is all zeros: the gate cannot check it".into());
-                        } else if err <= tolerance {
+                        } else if err <= rec.tolerance {
                             rec.speedup = rec.median_ms.map(|m| base_ms / m).filter(|s| s.is_finite());
                         } else {
                             rec.status = Status::Failed;
                             rec.error = Some(format!(
-                                "{} {err:.3e} > {tolerance:.1e} against {}",
+                                "{} {err:.3e} > {:.1e} against {}",
                                 gate_name(spec.gate),
+                                rec.tolerance,
                                 rec.reference
                             ));
                         }
                     }
                 }
                 let check = opts.single_rank && ctx.world.size() > 1 && timed_run && rec.status != Status::Error;
-                if check && let Err(e) = check_single_rank(ctx, w, spec, &t.output, &mut rec) {
+                if check && let Err(e) = check_single_rank(ctx, w, v, &t.output, &mut rec) {
                     rec.status = Status::Error;
                     rec.error = Some(format!("single-rank check: {e}"));
                 }
-                match w.metrics(ctx, spec.name) {
+                match w.metrics(ctx, v) {
                     Ok(m) => rec.metrics.extend(m),
                     Err(e) => {
                         rec.status = Status::Error;
@@ -210,9 +218,9 @@ fn non_finite(v: &[f32], what: &str) -> Option<String> {
     Some(format!("{what} holds {n} non-finite value(s): element {i} is {x}"))
 }
 
-/// The workload's own reference output for `variant`, on the host.
-fn own_reference(ctx: &Ctx, w: &mut dyn Workload, variant: &str) -> Result<Option<Vec<f32>>> {
-    Ok(w.reference(ctx, variant)?.map(|r| ctx.backend.download(&r)).transpose()?)
+/// The workload's own reference output for `v`, on the host.
+fn own_reference(ctx: &Ctx, w: &mut dyn Workload, v: &Variant) -> Result<Option<Vec<f32>>> {
+    Ok(w.reference(ctx, v)?.map(|r| ctx.backend.download(&r)).transpose()?)
 }
 
 fn gate_name(g: GateMetric) -> &'static str {
@@ -260,14 +268,8 @@ fn row_check(out: &[f32], one: &[f32], rows: usize, exact: bool) -> RowCheck {
 /// error fields then describe that comparison (`reference: "single-rank"`, details in
 /// `metrics.single_rank`); the gate against the baseline of the same layout moves to
 /// `vs_baseline` and still counts.
-fn check_single_rank(
-    ctx: &Ctx,
-    w: &mut dyn Workload,
-    spec: &super::VariantSpec,
-    output: &[f32],
-    rec: &mut Record,
-) -> Result<()> {
-    let Some(one_t) = w.single_rank_output(ctx, spec.name)? else { return Ok(()) };
+fn check_single_rank(ctx: &Ctx, w: &mut dyn Workload, v: &Variant, output: &[f32], rec: &mut Record) -> Result<()> {
+    let Some(one_t) = w.single_rank_output(ctx, v)? else { return Ok(()) };
     let one = ctx.backend.download(&one_t)?;
     if one.len() != output.len() {
         let msg = format!("single-rank output has {} values, this rank's {}", one.len(), output.len());
@@ -281,8 +283,8 @@ fn check_single_rank(
         gate: rec.gate,
     });
     let (max_err, rel) = errors(output, &one);
-    let fp8 = w.gemm_dtype(ctx, spec.name) == crate::tensor::DType::F8;
-    let tolerance = if fp8 { spec.tolerance_for(crate::tensor::DType::F8) } else { SINGLE_RANK_TOLERANCE };
+    let fp8 = w.gemm_dtype(v) == crate::tensor::DType::F8;
+    let tolerance = if fp8 { v.spec.tolerance_for(crate::tensor::DType::F8) } else { SINGLE_RANK_TOLERANCE };
     let rows = row_check(
         output,
         &one,
@@ -313,23 +315,16 @@ fn check_single_rank(
 }
 
 /// The record of a variant that never ran because its target failed to set up.
-pub fn error_record(
-    ctx: &Ctx,
-    w: &dyn Workload,
-    info: &RunInfo,
-    spec: &super::VariantSpec,
-    o: &Options,
-    e: &super::Error,
-) -> Record {
-    let tolerance = spec.tolerance_for(w.gemm_dtype(ctx, spec.name));
-    let mut r = blank(ctx, w, info, spec.name, (tolerance, spec.gate), o);
+pub fn error_record(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, v: &Variant, o: &Options, e: &super::Error) -> Record {
+    let mut r = blank(ctx, w, info, v, o);
     r.status = Status::Error;
     r.error = Some(format!("setup: {e}"));
     r
 }
 
-fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64, GateMetric), o: &Options) -> Record {
-    let (tolerance, gate) = spec;
+fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, v: &Variant, o: &Options) -> Record {
+    let gemm = w.gemm_dtype(v);
+    let (tolerance, gate) = (v.spec.tolerance_for(gemm), v.spec.gate);
     Record {
         schema_version: SCHEMA_VERSION,
         run_id: info.run_id.clone(),
@@ -340,9 +335,9 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64,
         rank: info.rank,
         world_size: info.world_size,
         target: w.name().into(),
-        variant: variant.into(),
+        variant: v.name().into(),
         profile: info.profile.clone(),
-        gemm_dtype: w.gemm_dtype(ctx, variant).name().into(),
+        gemm_dtype: gemm.name().into(),
         config: w.config(),
         status: Status::Ok,
         error: None,
@@ -362,11 +357,11 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, variant: &str, spec: (f64,
         rel_l2_err: None,
         tolerance,
         gate,
-        reference: "baseline".into(),
+        reference: super::variant::BASELINE.into(),
         vs_baseline: None,
         layout: Some(super::record::LayoutRecord { dims: ctx.dims, coords: ctx.coords() }),
         peak_mem_bytes: None,
-        est_mem_bytes: w.estimate_bytes(ctx, variant),
+        est_mem_bytes: w.estimate_bytes(ctx, v),
         est_err: None,
         metrics: Default::default(),
         env: info.env.clone(),
@@ -383,6 +378,7 @@ pub fn est_err(est: Option<u64>, peak: u64) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::backend::{Backend, cpu::CpuBackend};
+    use crate::harness::variant::{BASELINE, Recipe};
     use crate::harness::{Error, VariantSpec};
     use crate::tensor::DType;
     use std::sync::Arc;
@@ -401,18 +397,20 @@ mod tests {
             serde_json::json!({})
         }
         fn variants(&self) -> Vec<VariantSpec> {
-            ["baseline", "close", "far", "broken", "own", "nan", "bad_ref"]
-                .into_iter()
-                .map(|name| VariantSpec::new(name, "", 0.01))
-                .collect()
+            let candidates = ["close", "far", "broken", "own", "nan", "bad_ref"];
+            let mut v: Vec<_> =
+                candidates.into_iter().map(|name| VariantSpec::candidate(name, "", Recipe::PLAIN, 0.01)).collect();
+            // Declared last: the runner finds the reference by its role.
+            v.push(VariantSpec::baseline("", Recipe::PLAIN));
+            v
         }
         fn setup(&mut self, _: &Ctx) -> Result<()> {
             Ok(())
         }
-        fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
-            let v = match variant {
-                "baseline" if self.bad_baseline => vec![1.0, f32::INFINITY, 4.0],
-                "baseline" => vec![1.0, 2.0, 4.0],
+        fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor> {
+            let v = match v.name() {
+                BASELINE if self.bad_baseline => vec![1.0, f32::INFINITY, 4.0],
+                BASELINE => vec![1.0, 2.0, 4.0],
                 "nan" => vec![1.0, f32::NAN, 4.0],
                 "close" => vec![1.0, 2.0, 4.02],
                 "far" | "own" | "bad_ref" => vec![1.0, 2.0, 4.2],
@@ -420,8 +418,8 @@ mod tests {
             };
             Ok(ctx.backend.upload(&v, &[3], DType::F32)?)
         }
-        fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
-            Ok(match variant {
+        fn reference(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
+            Ok(match v.name() {
                 "own" => Some(ctx.backend.upload(&[1.0, 2.0, 4.2], &[3], DType::F32)?),
                 "bad_ref" => return Err(Error::Workload("reference exploded".into())),
                 _ => None,
@@ -430,7 +428,7 @@ mod tests {
         fn tokens(&self) -> usize {
             3
         }
-        fn flops(&self, _: &str) -> f64 {
+        fn flops(&self, _: &Variant) -> f64 {
             1.0
         }
     }
@@ -447,8 +445,9 @@ mod tests {
         let opts = Options { warmup: 1, iterations: 3, variants: None, single_rank: false, profile_steps: false };
         let recs = run(&ctx, &mut Fake { bad_baseline: false }, &opts, &info, &ProgressBar::hidden()).unwrap();
         let by = |v: &str| recs.iter().find(|r| r.variant == v).unwrap();
-        assert_eq!(by("baseline").status, Status::Ok);
-        assert_eq!(by("baseline").samples_ms.len(), 3);
+        assert_eq!(recs[0].variant, BASELINE, "the reference runs first");
+        assert_eq!(by(BASELINE).status, Status::Ok);
+        assert_eq!(by(BASELINE).samples_ms.len(), 3);
         // 0.02 / 4 = 0.005 <= 0.01
         assert_eq!(by("close").status, Status::Ok);
         assert!((by("close").max_err.unwrap() - 0.005).abs() < 1e-6);
@@ -456,7 +455,8 @@ mod tests {
         // 0.2 / 4 = 0.05 > 0.01
         assert_eq!(by("far").status, Status::Failed);
         assert_eq!(by("far").speedup, None);
-        assert!(by("far").error.as_deref().unwrap().contains("max_err 5.000e-2 > 1.0e-2 against baseline"));
+        let far = by("far").error.clone().unwrap();
+        assert!(far.contains(&format!("max_err 5.000e-2 > 1.0e-2 against {BASELINE}")), "{far}");
         assert_eq!(by("broken").status, Status::Error);
         assert!(by("broken").error.as_deref().unwrap().contains("kernel exploded"));
         // Same output as "far", but compared with its own reference: passes.
@@ -514,11 +514,12 @@ mod tests {
         assert_eq!(nan.speedup, None);
 
         let recs = run(&ctx, &mut Fake { bad_baseline: true }, &opts, &info, &ProgressBar::hidden()).unwrap();
-        let base = recs.iter().find(|r| r.variant == "baseline").unwrap();
+        let base = recs.iter().find(|r| r.variant == BASELINE).unwrap();
         assert_eq!(base.status, Status::Error);
-        assert!(base.error.as_deref().unwrap().contains("the output of fake baseline"), "{:?}", base.error);
+        let e = base.error.clone().unwrap();
+        assert!(e.contains(&format!("the output of fake {BASELINE}")), "{e}");
         // Every other variant is an error that says why there is no reference, never ok.
-        for r in recs.iter().filter(|r| !["baseline", "broken"].contains(&r.variant.as_str())) {
+        for r in recs.iter().filter(|r| ![BASELINE, "broken"].contains(&r.variant.as_str())) {
             assert_eq!(r.status, Status::Error, "{}", r.variant);
             assert!(r.error.as_deref().unwrap().contains("element 1 is inf"), "{}: {:?}", r.variant, r.error);
         }

@@ -1,8 +1,7 @@
-//! Routing health, load balancing and the per-rank memory estimate. Pure functions over host
+//! Routing health and load balancing. Pure functions over host
 //! data, so the harness can feed them any backend's results; docs/metrics.md gives every formula.
 
 pub mod balance;
-pub mod memory;
 pub mod routing;
 pub mod skew;
 

@@ -3,7 +3,12 @@
 //! experts are spread over the ranks and tokens travel by all-to-all.
 
 use crate::backend::{AttnAlgo, AttnParams};
-use crate::harness::{Ctx, GateMetric, Result, VariantSpec, Workload};
+use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
+use crate::config::ConfigError;
+use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::variant::{Experts, Gemm, Recipe};
+use crate::harness::{Ctx, GateMetric, Result, Variant, VariantSpec, Workload};
+use crate::layout::ParallelDims;
 use crate::models::Mlp;
 use crate::models::gpt4::{Gpt4, Gpt4Config};
 use crate::models::moe::MoeLayer;
@@ -32,10 +37,156 @@ pub struct Gpt4Target {
     dtype: DType,
 }
 
-/// The GEMM element type of `variant`: bf16 for the baseline, `--dtype` otherwise; everything in
-/// the model's type when it is built in f32 (tests that compare layouts exactly).
-pub(crate) fn variant_gemm(model: DType, gemm_dtype: DType, variant: &str) -> DType {
-    if variant == "baseline" || model == DType::F32 { model } else { gemm_dtype }
+pub const REGISTRATION: Registration = Registration {
+    name: "gpt4",
+    about: "GPT-4-style MoE stack: context-parallel attention, expert parallelism, FP8",
+    presets: &["full", "small"],
+    config: |size| {
+        let scaled = |seq_len| Gpt4Config {
+            layers: 2,
+            hidden: 4096,
+            heads: 32,
+            kv_heads: 8,
+            expert_ffn: 8192,
+            seq_len,
+            ..Gpt4Config::full()
+        };
+        Box::new(match size {
+            Size::Quick => Gpt4Config::small(),
+            Size::Bench => scaled(8192),
+            Size::Long => scaled(32_768),
+        })
+    },
+};
+
+pub fn variants() -> Vec<VariantSpec> {
+    let plain = Recipe { attention: Some(AttnAlgo::Naive), experts: Some(Experts::Loop), ..Recipe::PLAIN };
+    let optimized =
+        Recipe { attention: Some(AttnAlgo::Flash), experts: Some(Experts::Grouped), gemm: Gemm::Run, ..plain };
+    vec![
+        VariantSpec::baseline("naive attention, loop over experts, bf16", plain),
+        // Flash and naive attention round differently in bf16, which can flip a token's
+        // top-2 experts: bound the error over all tokens, not the worst element.
+        // FP8 everywhere (per-tensor scales, two blocks of random weights): rel ~0.1 seen.
+        VariantSpec {
+            gate: GateMetric::RelL2,
+            fp8_tolerance: Some(0.2),
+            ..VariantSpec::candidate(
+                "optimized",
+                "flash attention, grouped experts; with --dtype fp8 every GEMM in FP8 (experts as a loop)",
+                optimized,
+                0.08,
+            )
+        },
+    ]
+}
+
+/// `with_embedding`: count the token embedding and LM head of the deployed model
+/// (`estimate`); the `gpt4` target runs the block stack on hidden states and has none.
+pub fn memory_inputs(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
+    MemoryInputs {
+        layers: c.layers,
+        hidden: c.hidden,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        vocab: if with_embedding { c.vocab } else { 1 },
+        num_experts: c.num_experts,
+        top_k: c.top_k,
+        expert_ffn: c.expert_ffn,
+        moe_layer_count: c.layers,
+        seq_len: c.seq_len,
+        cp: layout.cp,
+        ep: layout.ep,
+        attention: attn,
+        cp_mode: c.cp_kind,
+        capacity_factor: c.capacity_factor,
+        ..Default::default()
+    }
+}
+
+/// The experts run as a loop of per-expert weights: the baseline's, and FP8's (no FP8 grouped kernel).
+fn loops_experts(v: &Variant, gemm: DType) -> bool {
+    v.experts() == Experts::Loop || gemm == DType::F8
+}
+
+/// One rank running `v` with GEMMs in `gemm`: the block stack, the expert loops' per-expert weight
+/// copies (bf16 for the baseline, bf16 and FP8 for FP8) and FP8 copies of the attention projections.
+pub fn run_budget(
+    c: &Gpt4Config,
+    dims: &ParallelDims,
+    v: &Variant,
+    gemm: DType,
+    at: Storage,
+) -> std::result::Result<Budget, MemoryError> {
+    let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims, v.attention(), false)) };
+    let fp8 = gemm == DType::F8;
+    let (b16, b8) = (n(at.bytes(DType::Bf16)), n(at.bytes(DType::F8)));
+    let per_copy = n(c.layers) * n(c.num_experts / dims.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
+    let copies = match (loops_experts(v, gemm), fp8) {
+        (false, _) => n(0),
+        (true, false) => per_copy * b16,
+        (true, true) => per_copy * (b16 + b8),
+    };
+    let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
+    let phases = super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v, gemm), at.bytes(DType::Bf16))?;
+    phases.with_extras(vec![
+        ("per-expert weight copies", copies),
+        ("fp8 attention weights", if fp8 { attn_params * b8 } else { n(0) }),
+    ])
+}
+
+impl Target for Gpt4Config {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serialises")
+    }
+    fn flag_key(&self, flag: Flag) -> Option<&'static str> {
+        match flag {
+            Flag::SeqLen => Some("seq_len"),
+            Flag::Layers => Some("layers"),
+            Flag::CpKind => Some("cp_kind"),
+            Flag::Skew | Flag::Weights | Flag::Prompt => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
+        set_key(self, REGISTRATION.name, key, value, |p| match p {
+            "full" => Ok(Gpt4Config::full()),
+            "small" => Ok(Gpt4Config::small()),
+            _ => Err(ConfigError::UnknownName {
+                what: "gpt4.preset",
+                name: p.into(),
+                allowed: REGISTRATION.presets.join(", "),
+            }),
+        })
+    }
+    fn finish(&mut self, _explicit: &[&str]) -> std::result::Result<(), ConfigError> {
+        self.validate()
+    }
+    fn check_layout(&self, dims: &ParallelDims) -> std::result::Result<(), ConfigError> {
+        dims.check_experts(self.num_experts, "gpt4.num_experts").map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.seq_len < 2 * dims.cp {
+            return Err(ConfigError::Invalid(format!(
+                "gpt4.seq_len ({}) must be at least 2 x cp ({}): each CP rank holds two zigzag chunks",
+                self.seq_len, dims.cp
+            )));
+        }
+        Ok(())
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        variants()
+    }
+    fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
+        run_budget(self, dims, v, v.gemm, at)
+    }
+    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
+        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims, AttnAlgo::Flash, true) }
+    }
+    fn workload(&self) -> Box<dyn Workload> {
+        Box::new(Gpt4Target::new(self.clone()))
+    }
 }
 
 impl Gpt4Target {
@@ -58,12 +209,11 @@ impl Gpt4Target {
         Gpt4Target { dtype, ..Self::new(cfg) }
     }
 
-    fn forward(&mut self, ctx: &Ctx, variant: &str, measure_comm: bool) -> Result<Tensor> {
+    fn forward(&mut self, ctx: &Ctx, v: &Variant, measure_comm: bool) -> Result<Tensor> {
         let b = ctx.backend.as_ref();
-        let base = variant == "baseline";
-        let gemm = self.gemm_dtype(ctx, variant);
+        let gemm = self.gemm_dtype(v);
         let model = self.model.as_ref().expect("setup ran");
-        let algo = if base { AttnAlgo::Naive } else { AttnAlgo::Flash };
+        let algo = v.attention();
         let (cp_group, ep_group) = (ctx.groups.cp.as_ref(), ctx.groups.ep.as_ref());
         let seq_len = self.cfg.seq_len;
         let cp = CpParams { kind: self.cfg.cp_kind, algo, seq_len, measure_comm };
@@ -138,21 +288,7 @@ impl Workload for Gpt4Target {
         serde_json::to_value(&self.cfg).expect("config serialises")
     }
     fn variants(&self) -> Vec<VariantSpec> {
-        vec![
-            VariantSpec::new("baseline", "naive attention, loop over experts, bf16", 0.0),
-            // Flash and naive attention round differently in bf16, which can flip a token's
-            // top-2 experts: bound the error over all tokens, not the worst element.
-            // FP8 everywhere (per-tensor scales, two blocks of random weights): rel ~0.1 seen.
-            VariantSpec {
-                gate: GateMetric::RelL2,
-                fp8_tolerance: Some(0.2),
-                ..VariantSpec::new(
-                    "optimized",
-                    "flash attention, grouped experts; with --dtype fp8 every GEMM in FP8 (experts as a loop)",
-                    0.08,
-                )
-            },
-        ]
+        variants()
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
@@ -178,14 +314,14 @@ impl Workload for Gpt4Target {
         }
         Ok(())
     }
-    /// bf16 for the baseline, `--dtype` otherwise; everything in f32 when built `with_dtype(F32)`.
-    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
-        variant_gemm(self.dtype, ctx.gemm_dtype, variant)
+    /// The recipe's; everything in f32 when built `with_dtype(F32)` (tests that compare layouts exactly).
+    fn gemm_dtype(&self, v: &Variant) -> DType {
+        if self.dtype == DType::F32 { DType::F32 } else { v.gemm }
     }
-    fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+    fn prepare(&mut self, ctx: &Ctx, v: &Variant) -> Result<()> {
         let b = ctx.backend.as_ref();
-        let base = variant == "baseline";
-        let fp8 = self.gemm_dtype(ctx, variant) == DType::F8;
+        let gemm = self.gemm_dtype(v);
+        let fp8 = gemm == DType::F8;
         let model = self.model.as_mut().expect("setup ran");
         if fp8 != self.fp8_ready {
             model.set_fp8(b, fp8)?;
@@ -194,7 +330,7 @@ impl Workload for Gpt4Target {
         self.per_expert = None;
         // The baseline loops over experts in bf16; FP8 loops over per-expert FP8 GEMMs (there
         // is no FP8 grouped kernel), reading the group sizes on the host once per layer.
-        if base || fp8 {
+        if loops_experts(v, gemm) {
             let mut split = Vec::with_capacity(model.blocks.len());
             for blk in &model.blocks {
                 let mut mlps = blk.moe.split_experts(b)?;
@@ -209,35 +345,35 @@ impl Workload for Gpt4Target {
         }
         Ok(())
     }
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
-        self.forward(ctx, variant, false)
+    fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor> {
+        self.forward(ctx, v, false)
     }
-    fn single_rank_output(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
+    fn single_rank_output(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
         let one = ctx.single_rank();
         let mut w = Gpt4Target::with_dtype(self.cfg.clone(), self.dtype);
         w.setup(&one)?;
-        w.prepare(&one, variant)?;
-        let full = w.step(&one, variant)?;
+        w.prepare(&one, v)?;
+        let full = w.step(&one, v)?;
         let cp = &ctx.groups.cp;
         Ok(Some(context::take_shard(ctx.backend.as_ref(), &full, cp.size(), cp.rank())?))
     }
-    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let (gemm, at) = (self.gemm_dtype(ctx, variant), super::memory::Storage::measured_on(ctx.backend.kind()));
-        Some(super::memory::gpt4_run(&self.cfg, &ctx.dims, variant, gemm, at).ok()?.total)
+    fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
+        let at = Storage::measured_on(ctx.backend.kind());
+        Some(run_budget(&self.cfg, &ctx.dims, v, self.gemm_dtype(v), at).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.chunks.iter().map(|r| r.len()).sum()
     }
-    fn flops(&self, _variant: &str) -> f64 {
+    fn flops(&self, _v: &Variant) -> f64 {
         // The whole model's work split evenly (zigzag balances causal attention).
         self.cfg.flops() * self.tokens() as f64 / self.cfg.seq_len as f64
     }
-    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
         m.insert("params".into(), json!(self.cfg.params()));
         if ctx.dims.cp > 1 {
             // One more step that also replays the ring's transfers alone, to measure overlap.
-            self.forward(ctx, variant, true)?;
+            self.forward(ctx, v, true)?;
             let mut cp = sum_stats(&self.cp_stats);
             cp.as_object_mut().expect("an object").remove("overlap");
             let (exposed, total) = (cp["exposed_comm_ms"].as_f64(), cp["comm_ms"].as_f64());

@@ -1,7 +1,12 @@
 //! The `llama` target: full-model prefill, baseline vs optimized vs FP8.
 
 use crate::backend::{AttnAlgo, BackendKind, Error, Replay};
-use crate::harness::{Ctx, Result, VariantSpec, Workload};
+use crate::budget::{Budget, Checked, MemoryError, MemoryInputs, Storage, n};
+use crate::config::ConfigError;
+use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::variant::{Gemm, Recipe};
+use crate::harness::{Ctx, Result, Variant, VariantSpec, Workload};
+use crate::layout::ParallelDims;
 use crate::models::checkpoint::weights_dir;
 use crate::models::hf_config::HfConfig;
 use crate::models::llama::{Llama, LlamaConfig, Mode};
@@ -27,18 +32,122 @@ impl LlamaTarget {
     pub fn new(cfg: LlamaConfig) -> Self {
         LlamaTarget { cfg, model: None, ids: None, prompt: None, checkpoint_dtype: None, fp8_ready: false, graph: None }
     }
+}
 
-    fn mode(&self, ctx: &Ctx, variant: &str) -> Mode {
-        mode(ctx.gemm_dtype, variant)
+/// How the model runs `v`.
+fn mode(v: &Variant) -> Mode {
+    Mode { attn: v.attention(), fused_norm: v.recipe().fused_norm, gemm: v.gemm }
+}
+
+pub const REGISTRATION: Registration = Registration {
+    name: "llama",
+    about: "Llama 3.1 8B prefill (embedding, 32 decoder layers, LM head)",
+    presets: &["llama3.1-8b", "small"],
+    config: |size| {
+        Box::new(match size {
+            Size::Quick => LlamaConfig::small(),
+            Size::Bench => LlamaConfig { seq_len: 8192, ..LlamaConfig::llama31_8b() },
+            Size::Long => LlamaConfig { seq_len: 32_768, ..LlamaConfig::llama31_8b() },
+        })
+    },
+};
+
+const OPTIMIZED: Recipe =
+    Recipe { attention: Some(AttnAlgo::Flash), fused_norm: true, experts: None, gemm: Gemm::Run, graph: true };
+
+pub fn variants() -> Vec<VariantSpec> {
+    vec![
+        VariantSpec::baseline(
+            "unfused norms, naive attention (f32 scores)",
+            Recipe { attention: Some(AttnAlgo::Naive), ..Recipe::PLAIN },
+        ),
+        VariantSpec::candidate(
+            "optimized",
+            "flash attention, residual fused into RMSNorm, CUDA graph replay",
+            OPTIMIZED,
+            0.05,
+        ),
+        VariantSpec::candidate(
+            "fp8",
+            "optimized with FP8 e4m3 GEMMs (per-tensor scales)",
+            Recipe { gemm: Gemm::Fp8, ..OPTIMIZED },
+            0.25,
+        ),
+    ]
+}
+
+/// The model's terms at attention `attn`.
+pub fn memory_inputs(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
+    MemoryInputs {
+        layers: c.layers,
+        hidden: c.hidden,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        ffn: c.ffn,
+        vocab: c.vocab,
+        tied_embeddings: c.tie_embeddings,
+        seq_len: c.seq_len,
+        attention: attn,
+        ..Default::default()
     }
 }
 
-/// How `variant` runs, given the run's `--dtype`.
-pub(crate) fn mode(gemm_dtype: DType, variant: &str) -> Mode {
-    match variant {
-        "baseline" => Mode { attn: AttnAlgo::Naive, fused_norm: false, gemm: DType::Bf16 },
-        "fp8" => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F8 },
-        _ => Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: gemm_dtype },
+impl Target for LlamaConfig {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serialises")
+    }
+    fn flag_key(&self, flag: Flag) -> Option<&'static str> {
+        match flag {
+            Flag::SeqLen => Some("seq_len"),
+            Flag::Layers => Some("layers"),
+            Flag::Weights => Some("weights"),
+            Flag::Prompt => Some("prompt"),
+            Flag::CpKind | Flag::Skew => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
+        set_key(self, REGISTRATION.name, key, value, |p| match p {
+            "llama3.1-8b" => Ok(LlamaConfig::llama31_8b()),
+            "small" => Ok(LlamaConfig::small()),
+            _ => Err(ConfigError::UnknownName {
+                what: "llama.preset",
+                name: p.into(),
+                allowed: REGISTRATION.presets.join(", "),
+            }),
+        })
+    }
+    /// The checkpoint decides the architecture; what the user set must agree with it.
+    fn finish(&mut self, explicit: &[&str]) -> std::result::Result<(), ConfigError> {
+        *self = crate::models::checkpoint::resolve(self, explicit)?;
+        self.validate()
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        variants()
+    }
+    /// The model at the variant's attention (naive for the baseline, with its score matrix) and,
+    /// for FP8 GEMMs, one-byte copies of every linear weight.
+    fn run_budget(&self, _dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
+        let inputs = at.inputs(memory_inputs(self, v.attention()));
+        let fp8 = if v.gemm == DType::F8 {
+            // Every linear weight; the embedding table only when it is the tied LM head.
+            let table = if self.tie_embeddings { n(0) } else { n(self.vocab) * n(self.hidden) };
+            let linear = Checked::from(inputs.param_count()?).minus(table);
+            linear * n(at.bytes(DType::F8))
+        } else {
+            n(0)
+        };
+        let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
+        phases.with_extras(vec![("fp8 weight copies", fp8)])
+    }
+    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
+        MemoryInputs { tp: dims.tp, ..memory_inputs(self, AttnAlgo::Flash) }
+    }
+    fn workload(&self) -> Box<dyn Workload> {
+        Box::new(LlamaTarget::new(self.clone()))
     }
 }
 
@@ -63,11 +172,7 @@ impl Workload for LlamaTarget {
         serde_json::to_value(&self.cfg).expect("config serialises")
     }
     fn variants(&self) -> Vec<VariantSpec> {
-        vec![
-            VariantSpec::new("baseline", "unfused norms, naive attention (f32 scores)", 0.0),
-            VariantSpec::new("optimized", "flash attention, residual fused into RMSNorm, CUDA graph replay", 0.05),
-            VariantSpec::new("fp8", "optimized with FP8 e4m3 GEMMs (per-tensor scales)", 0.25),
-        ]
+        variants()
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
@@ -90,53 +195,48 @@ impl Workload for LlamaTarget {
         self.ids = Some(b.upload_i32(&ids, &[ids.len()])?);
         Ok(())
     }
-    fn gemm_dtype(&self, ctx: &Ctx, variant: &str) -> DType {
-        self.mode(ctx, variant).gemm
-    }
-    fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+    fn prepare(&mut self, ctx: &Ctx, v: &Variant) -> Result<()> {
         let b = ctx.backend.as_ref();
         self.graph = None;
         // FP8 weight copies exist only while an FP8 variant runs.
-        let mode = self.mode(ctx, variant);
+        let mode = mode(v);
         let want = mode.gemm == DType::F8;
         let model = self.model.as_mut().expect("setup ran");
         if want != self.fp8_ready {
             model.set_fp8(b, want)?;
             self.fp8_ready = want;
         }
-        if variant != "baseline" && b.kind() == BackendKind::Cuda {
+        if v.recipe().graph && b.kind() == BackendKind::Cuda {
             // One eager pass compiles the kernels and fills the GEMM plans, then the pass is recorded.
             let ids = self.ids.as_ref().expect("setup ran");
             drop(model.prefill(b, ids, mode)?);
             match b.capture(&mut || model.prefill(b, ids, mode)) {
                 Ok(g) => self.graph = g,
-                Err(e) => tracing::warn!("llama {variant}: CUDA graph capture failed ({e}); running eagerly"),
+                Err(e) => tracing::warn!("llama {}: CUDA graph capture failed ({e}); running eagerly", v.name()),
             }
         }
         Ok(())
     }
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
+    fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor> {
         let b = ctx.backend.as_ref();
         if let Some(g) = &self.graph {
             g.replay()?;
             // The graph rewrites its output in place: hand the harness its own copy.
             return Ok(b.concat_rows(&[g.output()])?);
         }
-        let mode = self.mode(ctx, variant);
         let model = self.model.as_ref().expect("setup ran");
-        Ok(model.prefill(b, self.ids.as_ref().expect("setup ran"), mode)?)
+        Ok(model.prefill(b, self.ids.as_ref().expect("setup ran"), mode(v))?)
     }
     fn tokens(&self) -> usize {
         self.cfg.seq_len
     }
-    fn flops(&self, _variant: &str) -> f64 {
+    fn flops(&self, _v: &Variant) -> f64 {
         self.cfg.prefill_flops()
     }
-    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let at = super::memory::Storage::measured_on(ctx.backend.kind());
-        Some(super::memory::llama_run(&self.cfg, ctx.gemm_dtype, variant, at).ok()?.total)
+    fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
     }
-    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;
         let mut m = serde_json::Map::new();
         if let Some(d) = &self.checkpoint_dtype {
@@ -145,7 +245,7 @@ impl Workload for LlamaTarget {
         if let Some((ids, tok)) = &self.prompt {
             // Untimed: this variant's arithmetic on the prompt exactly as written.
             let model = self.model.as_ref().expect("setup ran");
-            let v = model.score(ctx.backend.as_ref(), ids, self.mode(ctx, variant), TOP_K)?;
+            let v = model.score(ctx.backend.as_ref(), ids, mode(v), TOP_K)?;
             let text = |id: u32| tok.as_ref().map(|t| t.token_text(id));
             let next: Vec<_> = v.top.iter().map(|&(id, p)| json!({"id": id, "text": text(id), "p": p})).collect();
             m.insert("prompt".into(), json!({"tokens": v.tokens, "perplexity": v.perplexity, "next": next}));
@@ -153,7 +253,7 @@ impl Workload for LlamaTarget {
         m.insert("params".into(), json!(c.params()));
         m.insert("kv_cache_bytes".into(), json!(c.kv_cache_bytes(2)));
         // The naive kernel holds one head's f32 score matrix at a time; flash holds none.
-        let scores = if variant == "baseline" { (c.seq_len * c.seq_len * 4) as u64 } else { 0 };
+        let scores = if v.attention() == AttnAlgo::Naive { (c.seq_len * c.seq_len * 4) as u64 } else { 0 };
         m.insert("attn_score_bytes".into(), json!(scores));
         m.insert("cuda_graph".into(), json!(self.graph.is_some()));
         Ok(m)

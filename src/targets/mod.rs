@@ -1,8 +1,53 @@
-//! Workloads: each model wrapped for the harness.
+//! The targets, one file each. Adding one: a file implementing `harness::target::Target`
+//! for its config and the `Workload` it runs, and one line in `ALL`.
 
-pub mod fit;
 pub mod gpt4;
 pub mod llama;
-pub mod memory;
 pub mod moe;
 pub mod working_set;
+
+use crate::config::ConfigError;
+use crate::harness::target::Registration;
+
+/// Every target, in the order `list` shows and a run without `--target` runs them.
+pub static ALL: [Registration; 3] = [llama::REGISTRATION, moe::REGISTRATION, gpt4::REGISTRATION];
+
+pub fn find(name: &str) -> Result<&'static Registration, ConfigError> {
+    ALL.iter().find(|r| r.name == name).ok_or_else(|| ConfigError::UnknownTarget {
+        name: name.into(),
+        allowed: ALL.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::target::Size;
+    use crate::harness::variant::BASELINE;
+
+    #[test]
+    fn every_target_declares_one_reference_and_distinct_variants() {
+        for r in &ALL {
+            let vs = (r.config)(Size::Quick).variants();
+            let refs: Vec<_> = vs.iter().filter(|v| v.is_reference()).map(|v| v.name).collect();
+            assert_eq!(refs, [BASELINE], "{}", r.name);
+            let mut names: Vec<_> = vs.iter().map(|v| v.name).collect();
+            names.dedup();
+            assert_eq!(names.len(), vs.len(), "{}: variant names repeat", r.name);
+        }
+    }
+
+    #[test]
+    fn every_preset_applies_and_the_config_names_its_target() {
+        for r in &ALL {
+            let mut cfg = (r.config)(Size::Bench);
+            assert_eq!(cfg.name(), r.name);
+            for p in r.presets {
+                cfg.set("preset", p).unwrap_or_else(|e| panic!("{}.preset={p}: {e}", r.name));
+                cfg.finish(&["preset"]).unwrap_or_else(|e| panic!("{}.preset={p}: {e}", r.name));
+            }
+            let e = cfg.set("preset", "nonesuch").unwrap_err().to_string();
+            assert!(e.contains("nonesuch"), "{e}");
+        }
+    }
+}

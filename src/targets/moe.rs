@@ -5,7 +5,12 @@
 //! under EP, replicates hot experts onto ranks (EPLB).
 
 use crate::backend::Routing;
-use crate::harness::{Ctx, Error, Result, VariantSpec, Workload};
+use crate::budget::{Budget, DROPLESS, MemoryError, MemoryInputs, Storage, n};
+use crate::config::ConfigError;
+use crate::harness::target::{Flag, Registration, Size, Target, set_key};
+use crate::harness::variant::{Experts, Gemm, Recipe};
+use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
+use crate::layout::ParallelDims;
 use crate::metrics::balance::{learn_bias, plan_placement};
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::metrics::skew::Skew;
@@ -39,6 +44,120 @@ pub struct MoeTarget {
     /// Gini of the summed load, and rank balance of the placement, around balancing.
     balance_report: serde_json::Value,
     ep_stats: Option<EpStats>,
+}
+
+pub const REGISTRATION: Registration = Registration {
+    name: "moe",
+    about: "DeepSeek MoE layer: routing health, grouped experts, expert parallelism",
+    presets: &MoeConfig::PRESETS,
+    config: |size| {
+        Box::new(match size {
+            Size::Quick => {
+                MoeConfig { hidden: 512, expert_ffn: 256, tokens: 512, batches: 4, ..MoeConfig::deepseek_v2_lite() }
+            }
+            Size::Bench | Size::Long => MoeConfig::deepseek_v2_lite(),
+        })
+    },
+};
+
+/// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
+const GROUPED: Recipe = Recipe { experts: Some(Experts::Grouped), gemm: Gemm::Bf16, ..Recipe::PLAIN };
+
+pub fn variants() -> Vec<VariantSpec> {
+    vec![
+        VariantSpec::baseline(
+            "loop over experts, group sizes read on the host",
+            Recipe { experts: Some(Experts::Loop), ..Recipe::PLAIN },
+        ),
+        VariantSpec::candidate("optimized", "grouped GEMMs, routing and permutation on the device", GROUPED, 0.02),
+        VariantSpec::candidate(
+            "balanced",
+            "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
+            Recipe { experts: Some(Experts::Balanced), ..GROUPED },
+            0.02,
+        ),
+    ]
+}
+
+/// One MoE layer with no attention of its own: the attention fields describe a one-head,
+/// one-dimension stub so that only the MoE terms count. `tokens` are this rank's own.
+pub fn memory_inputs(c: &MoeConfig, layout: &ParallelDims) -> MemoryInputs {
+    MemoryInputs {
+        layers: 1,
+        hidden: c.hidden,
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 1,
+        vocab: 1,
+        num_experts: c.num_experts,
+        top_k: c.top_k,
+        expert_ffn: c.expert_ffn,
+        shared_experts: c.shared_experts,
+        moe_layer_count: 1,
+        seq_len: c.tokens,
+        ep: layout.ep,
+        capacity_factor: c.capacity_factor,
+        ..Default::default()
+    }
+}
+
+impl Target for MoeConfig {
+    fn name(&self) -> &'static str {
+        REGISTRATION.name
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serialises")
+    }
+    fn flag_key(&self, flag: Flag) -> Option<&'static str> {
+        match flag {
+            Flag::SeqLen => Some("tokens"),
+            Flag::Skew => Some("skew"),
+            Flag::Layers | Flag::CpKind | Flag::Weights | Flag::Prompt => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), ConfigError> {
+        set_key(self, REGISTRATION.name, key, value, MoeConfig::preset)
+    }
+    fn finish(&mut self, _explicit: &[&str]) -> std::result::Result<(), ConfigError> {
+        self.validate()
+    }
+    fn check_layout(&self, dims: &ParallelDims) -> std::result::Result<(), ConfigError> {
+        dims.check_experts(self.num_experts, "moe.num_experts").map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.check_redundant(dims.ep)
+    }
+    fn variants(&self) -> Vec<VariantSpec> {
+        variants()
+    }
+    /// Dropless (t*k rows), with the other input batches kept for the routing statistics, the
+    /// loop's per-expert weight copies, and the balanced variant's second layer on its EPLB placement.
+    fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
+        let c = self;
+        let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims)) };
+        let bf16 = n(at.bytes(DType::Bf16));
+        let expert = n(3) * n(c.hidden) * n(c.expert_ffn) * bf16;
+        let batches = n(c.batches.saturating_sub(1)) * n(c.tokens) * n(c.hidden) * bf16;
+        let copies = if v.experts() == Experts::Loop { n(c.num_experts / dims.ep) * expert } else { n(0) };
+        let replicas = (c.num_experts + c.redundant_experts) / dims.ep;
+        // The balanced layer is a whole second layer: its replicas, shared experts and router.
+        let second = n(replicas) * expert + n(c.shared_experts) * expert + n(c.hidden) * n(c.num_experts) * bf16;
+        let balanced = if v.experts() == Experts::Balanced && dims.ep > 1 { second } else { n(0) };
+        let mut budget = inputs.estimate()?;
+        if dims.ep > 1 {
+            let loops = v.experts() == Experts::Loop;
+            budget = super::working_set::moe_ep(budget, c, dims, loops, at.bytes(DType::Bf16))?;
+        }
+        budget.with_extras(vec![
+            ("other input batches", batches),
+            ("per-expert weight copies", copies),
+            ("balanced placement's experts", balanced),
+        ])
+    }
+    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
+        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) }
+    }
+    fn workload(&self) -> Box<dyn Workload> {
+        Box::new(MoeTarget::new(self.clone()))
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -220,15 +339,7 @@ impl Workload for MoeTarget {
         serde_json::to_value(&self.cfg).expect("config serialises")
     }
     fn variants(&self) -> Vec<VariantSpec> {
-        vec![
-            VariantSpec::new("baseline", "loop over experts, group sizes read on the host", 0.0),
-            VariantSpec::new("optimized", "grouped GEMMs, routing and permutation on the device", 0.02),
-            VariantSpec::new(
-                "balanced",
-                "optimized with auxiliary-loss-free bias balancing (and EPLB replicas when EP > 1)",
-                0.02,
-            ),
-        ]
+        variants()
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
@@ -254,18 +365,18 @@ impl Workload for MoeTarget {
         }
         Ok(())
     }
-    fn prepare(&mut self, ctx: &Ctx, variant: &str) -> Result<()> {
+    fn prepare(&mut self, ctx: &Ctx, v: &Variant) -> Result<()> {
         self.per_expert = None;
-        if variant == "baseline" {
+        if v.experts() == Experts::Loop {
             self.per_expert = Some(self.plain().layer.split_experts(ctx.backend.as_ref())?);
         }
-        if variant == "balanced" && self.bias.is_none() {
+        if v.experts() == Experts::Balanced && self.bias.is_none() {
             self.balance(ctx)?;
         }
         Ok(())
     }
-    fn step(&mut self, ctx: &Ctx, variant: &str) -> Result<Tensor> {
-        let balanced = variant == "balanced";
+    fn step(&mut self, ctx: &Ctx, v: &Variant) -> Result<Tensor> {
+        let balanced = v.experts() == Experts::Balanced;
         let r = self.routing(ctx, 0, balanced)?;
         let s = match (balanced, &self.balanced) {
             (true, Some(s)) => s,
@@ -277,18 +388,18 @@ impl Workload for MoeTarget {
     }
     /// Baseline and optimized only: a one-rank balanced run would learn its bias from one
     /// rank's load, not the layer's (balanced is checked against `reference` instead).
-    fn single_rank_output(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
-        if variant == "balanced" {
+    fn single_rank_output(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
+        if v.experts() == Experts::Balanced {
             return Ok(None);
         }
         let one = ctx.single_rank();
         let mut w = MoeTarget::new(self.cfg.clone());
         w.setup(&one)?;
-        w.prepare(&one, variant)?;
-        Ok(Some(w.step(&one, variant)?))
+        w.prepare(&one, v)?;
+        Ok(Some(w.step(&one, v)?))
     }
-    fn reference(&mut self, ctx: &Ctx, variant: &str) -> Result<Option<Tensor>> {
-        if variant != "balanced" {
+    fn reference(&mut self, ctx: &Ctx, v: &Variant) -> Result<Option<Tensor>> {
+        if v.experts() != Experts::Balanced {
             return Ok(None);
         }
         // The baseline loop on the contiguous placement, with the same biased routing.
@@ -296,23 +407,18 @@ impl Workload for MoeTarget {
         let r = self.routing(ctx, 0, true)?;
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
-    fn estimate_bytes(&self, ctx: &Ctx, variant: &str) -> Option<u64> {
-        let at = super::memory::Storage::measured_on(ctx.backend.kind());
-        Some(super::memory::moe_run(&self.cfg, &ctx.dims, variant, at).ok()?.total)
-    }
-    /// The moe target has no FP8 path yet: every variant's GEMMs run in bf16, whatever --dtype says.
-    fn gemm_dtype(&self, _ctx: &Ctx, _variant: &str) -> DType {
-        DType::Bf16
+    fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens
     }
-    fn flops(&self, _variant: &str) -> f64 {
+    fn flops(&self, _v: &Variant) -> f64 {
         self.cfg.flops(self.cfg.tokens)
     }
-    fn metrics(&mut self, ctx: &Ctx, variant: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
-        let balanced = variant == "balanced";
+        let balanced = v.experts() == Experts::Balanced;
         // The balanced variant is judged on batches it did not learn from.
         let (mine, layer) = self.routing_stats(ctx, balanced, balanced)?;
         let multi = ctx.world.size() > 1;

@@ -1,25 +1,16 @@
 //! What a `gpt4` run holds inside one decoder layer, phase by phase. The generic budget
-//! (`metrics::memory`) adds the layer's activations, the attention workspace and the MoE dispatch
+//! (`budget`) adds the layer's activations, the attention workspace and the MoE dispatch
 //! as if all were live at once; in a run they are not: the attention's scores are freed before the
 //! experts run, while the layer keeps more of its own tensors alive through the MoE than the
 //! generic activation term counts (`models::gpt4::Gpt4::forward` holds the normed input, q and the
 //! attention output until the layer ends). The peak is the larger phase.
 
 use crate::layout::ParallelDims;
-use crate::metrics::memory::{Budget, Checked, MemoryError, Term, n, term};
+use crate::budget::{Budget, Checked, MemoryError, Term, n, term};
 use crate::models::gpt4::Gpt4Config;
 
 pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger)";
 pub const MOE_PHASE: &str = "layer working set (moe phase, the larger)";
-
-/// How the variant runs its experts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Experts {
-    /// Two grouped GEMMs over every row (optimized, bf16).
-    Grouped,
-    /// One GEMM pair per expert, outputs concatenated (baseline; FP8).
-    Loop,
-}
 
 /// `budget` with its activations, attention workspace and MoE dispatch replaced by the larger of
 /// the layer's two phases (bytes per activation element `b_a`):
@@ -29,7 +20,7 @@ pub enum Experts {
 ///   grouped, rows in with gate/up (2F) and the activation (F), or rows in, expert output and
 ///   combined output (`2 R h + T h`), whichever is larger; a loop, rows in, the outputs so far and
 ///   their concatenation (`3 R h`), or one expert's rows with its gate/up and activation.
-pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, experts: Experts, b_a: usize) -> Result<Budget, MemoryError> {
+pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, loops: bool, b_a: usize) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
     let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
     let rows = t * n(c.top_k);
@@ -39,12 +30,11 @@ pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, experts: Expe
     let attention = t * (n(3) * h + n(2) * q) * ab + attn_ws;
     let router = t * n(c.num_experts) * n(2 * 4) + t * n(c.top_k) * n(4 + 4);
     let combine = (n(2) * rows * h + t * h) * ab;
-    let work = match experts {
-        Experts::Grouped => rows * (h + n(3) * fe) * ab,
-        Experts::Loop => {
-            let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
-            (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab
-        }
+    let work = if loops {
+        let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+        (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab
+    } else {
+        rows * (h + n(3) * fe) * ab
     };
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= moe.get(MOE_PHASE)? {
@@ -83,17 +73,16 @@ pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger)";
 /// the outputs travel back and are unpermuted: sent rows, grouped rows, outputs on their way back
 /// and returned, and the combined output (`4 R h + T h`). The shared experts run after, when the
 /// routed rows are gone, so the generic activation term's shared-expert part is not added here.
-pub fn moe_ep(budget: Budget, c: &crate::models::moe::MoeConfig, layout: &ParallelDims, experts: Experts, b_a: usize) -> Result<Budget, MemoryError> {
+pub fn moe_ep(budget: Budget, c: &crate::models::moe::MoeConfig, layout: &ParallelDims, loops: bool, b_a: usize) -> Result<Budget, MemoryError> {
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
     let local = (c.num_experts / layout.ep).max(1);
-    let experts_phase = match experts {
-        Experts::Grouped => rows * (n(2) * h + n(3) * fe),
-        Experts::Loop => {
-            let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
-            n(3) * rows * h + per * (h + n(3) * fe)
-        }
+    let experts_phase = if loops {
+        let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+        n(3) * rows * h + per * (h + n(3) * fe)
+    } else {
+        rows * (n(2) * h + n(3) * fe)
     };
     let back = n(4) * rows * h + t * h;
     let shared = t * n(c.shared_experts) * n(3) * fe;

@@ -62,3 +62,10 @@ pub fn errors(a: &[f32], r: &[f32]) -> (f64, f64) {
     let n: f64 = r.iter().map(|y| (*y as f64).powi(2)).sum();
     (md / mr, (d / n).sqrt())
 }
+
+/// `w`'s variant `name` as a run on `ctx` executes it.
+#[allow(dead_code)]
+pub fn variant(w: &dyn rwm_dist::harness::Workload, ctx: &Ctx, name: &str) -> rwm_dist::harness::Variant {
+    let spec = w.variants().into_iter().find(|v| v.name == name).unwrap_or_else(|| panic!("no variant {name}"));
+    spec.resolve(ctx.gemm_dtype)
+}

@@ -1,7 +1,8 @@
 //! CUDA backend: cudarc's driver, NVRTC and cuBLASLt (comm/nccl.rs also uses the driver's
 //! streams and events, for NCCL's own stream).
 //! One stream per backend; kernels from kernels/*.cu compiled at run time
-//! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool (`pool`).
+//! (`compile`), GEMMs through cuBLASLt (`blas`), memory from the driver's pool; every raw
+//! driver call is in `driver`.
 //! The ops live in files by family: `tensors` (upload, random, copies, fp8),
 //! `layers` (norm, rope, swiglu, matmul), `moe` (routing, permute, grouped GEMM),
 //! `attention` (naive, flash, merge).
@@ -9,32 +10,28 @@
 pub mod arch;
 mod attention;
 mod blas;
+mod choice;
 pub mod compile;
+pub(crate) mod driver;
 mod graph;
 mod layers;
 mod moe;
-mod pool;
 pub mod ptxas;
 pub mod select;
 mod tensors;
-mod variants;
+mod tiles;
 
-pub use variants::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
+pub use tiles::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;
-use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError, sys};
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError};
+pub use driver::driver_present;
 use half::bf16;
 
 pub use crate::tensor::DeviceData;
 
 pub struct Event(pub(crate) CudaEvent);
-
-/// True when the CUDA driver library can be loaded (creating a context without it panics).
-pub fn driver_present() -> bool {
-    // SAFETY: only tries to dlopen the library.
-    unsafe { cudarc::driver::sys::is_culib_present() }
-}
 
 pub(crate) fn cuda_err(op: impl Into<String>, e: DriverError) -> Error {
     Error::Cuda { op: op.into(), msg: format!("{e:?}") }
@@ -81,17 +78,6 @@ macro_rules! args {
 }
 pub(crate) use args;
 
-/// The launch attribute for clusters of `x` blocks along x.
-fn cluster_attr(x: u32) -> sys::CUlaunchAttribute {
-    // SAFETY: a plain-data C struct and union, for which all-zero bytes are valid.
-    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-    attr.value.clusterDim.x = x;
-    attr.value.clusterDim.y = 1;
-    attr.value.clusterDim.z = 1;
-    attr
-}
-
 /// Head dim, params, and the inverse frequencies on the device.
 type RopeFreqs = (usize, RopeParams, Arc<CudaSlice<f32>>);
 
@@ -102,10 +88,10 @@ pub struct CudaBackend {
     sms: u32,
     kernels: compile::Kernels,
     blas: blas::Blas,
-    pool: Option<pool::Pool>,
+    pool: Option<driver::Pool>,
     /// RoPE inverse frequencies on the device, per (head dim, params).
     rope_freqs: std::sync::Mutex<Vec<RopeFreqs>>,
-    choice: variants::Choice,
+    choice: choice::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,
 }
@@ -117,10 +103,9 @@ fn present(ok: bool, what: &str) -> Result<()> {
 impl CudaBackend {
     pub fn new(device: usize) -> Result<Self> {
         present(driver_present(), "libcuda")?;
-        // SAFETY: only dlopen attempts.
-        present(unsafe { cudarc::nvrtc::sys::is_culib_present() }, "libnvrtc")?;
-        // SAFETY: as above.
-        present(unsafe { cudarc::cublaslt::sys::is_culib_present() }, "libcublasLt")?;
+        for (lib, ok) in driver::libraries_present() {
+            present(ok, lib)?;
+        }
         let unavailable = |e: DriverError| Error::Unavailable(format!("CUDA driver: {e:?}"));
         let count = CudaContext::device_count().map_err(unavailable)?;
         if device >= count.max(0) as usize {
@@ -136,11 +121,9 @@ impl CudaBackend {
         // also enqueues on `stream()`), so stream order is the only synchronisation needed.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| cuda_err("create stream", e))?;
-        let sms = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map_err(|e| cuda_err("attribute", e))? as u32;
+        let sms = driver::sm_count(&ctx).map_err(|e| cuda_err("attribute", e))?;
         let name = ctx.name().map_err(|e| cuda_err("device name", e))?;
-        let pool = if ctx.has_async_alloc() { Some(pool::Pool::default_for(ctx.cu_device())?) } else { None };
+        let pool = driver::Pool::default_for(&ctx).map_err(|e| cuda_err("memory pool", e))?;
         let target = arch::Arch::for_capability(major as u32, minor as u32);
         let kernels = compile::Kernels::new(ctx.clone(), target)?;
         let blas = blas::Blas::new(stream.clone())?;
@@ -215,55 +198,20 @@ impl CudaBackend {
         }
         let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
-        let mut attr = cluster_attr(cluster);
-        let config = self.launch_config(grid, block, smem, &mut attr, cluster > 1);
-        let (pp, extra) = (params.as_mut_ptr(), std::ptr::null_mut());
-        // SAFETY: the caller guarantees `params`; the driver copies the values during the call;
-        // `config` and the attribute it points to live across the call.
-        unsafe {
-            if cluster > 1 {
-                sys::cuLaunchKernelEx(&config, f.cu_function(), pp, extra).result()
-            } else {
-                let c = &config;
-                let (g, s) = ((c.gridDimX, c.gridDimY, c.gridDimZ), c.hStream);
-                sys::cuLaunchKernel(f.cu_function(), g.0, g.1, g.2, block, 1, 1, smem, s, pp, extra).result()
-            }
-        }
-        .map_err(|e| cuda_err(format!("launch {file}:{name} grid {grid:?} block {block} smem {smem}"), e))?;
+        let l = driver::Launch { grid, block, smem, cluster };
+        // SAFETY: the caller guarantees `params`.
+        unsafe { driver::launch(&f, &self.stream, l, params) }
+            .map_err(|e| cuda_err(format!("launch {file}:{name} grid {grid:?} block {block} smem {smem}"), e))?;
         if self.sync_check {
             self.stream.synchronize().map_err(|e| cuda_err(format!("after {file}:{name}"), e))?;
         }
         Ok(())
     }
 
-    /// A launch of `grid` x `block` threads with `smem` bytes on this backend's stream;
-    /// with `use_attr` the cluster attribute `attr` applies (it must outlive the config).
-    fn launch_config(
-        &self,
-        grid: (u32, u32, u32),
-        block: u32,
-        smem: u32,
-        attr: &mut sys::CUlaunchAttribute,
-        use_attr: bool,
-    ) -> sys::CUlaunchConfig {
-        sys::CUlaunchConfig {
-            gridDimX: grid.0,
-            gridDimY: grid.1,
-            gridDimZ: grid.2,
-            blockDimX: block,
-            blockDimY: 1,
-            blockDimZ: 1,
-            sharedMemBytes: smem,
-            hStream: self.stream.cu_stream(),
-            attrs: attr,
-            numAttrs: use_attr as u32,
-        }
-    }
-
     fn function_with_smem(&self, file: &'static str, name: &'static str, smem: u32) -> Result<CudaFunction> {
         let f = self.kernels.function(file, name)?;
         if smem > 48 * 1024 {
-            f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+            driver::set_max_dynamic_smem(&f, smem)
                 .map_err(|e| cuda_err(format!("{name}: {smem} bytes of shared memory"), e))?;
         }
         Ok(f)
@@ -280,13 +228,9 @@ impl CudaBackend {
     ) -> Result<u32> {
         let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
-        let mut attr = cluster_attr(cluster);
-        let config = self.launch_config((cluster * self.sms, 1, 1), block, smem, &mut attr, true);
-        let mut n = 0i32;
-        // SAFETY: `config` and its attribute live across the call; `n` is a live out-parameter.
-        unsafe { sys::cuOccupancyMaxActiveClusters(&mut n, f.cu_function(), &config).result() }
-            .map_err(|e| cuda_err(format!("max active clusters of {name}"), e))?;
-        Ok(n.max(0) as u32)
+        let l = driver::Launch { grid: (cluster * self.sms, 1, 1), block, smem, cluster };
+        driver::max_active_clusters(&f, &self.stream, l)
+            .map_err(|e| cuda_err(format!("max active clusters of {name}"), e))
     }
 
     /// A 2-D TMA tensor map over a row-major bf16 matrix [rows, cols] at `ptr`: boxes of
@@ -298,32 +242,9 @@ impl CudaBackend {
         cols: usize,
         box_rows: u32,
         box_cols: u32,
-    ) -> Result<sys::CUtensorMap> {
-        let mut map = sys::CUtensorMap { opaque: [0; 16] };
-        let dims = [cols as u64, rows as u64];
-        let strides = [cols as u64 * 2];
-        let boxes = [box_cols, box_rows];
-        let elem = [1u32, 1];
-        // SAFETY: every pointer is to a live local array of the length the rank (2) implies.
-        unsafe {
-            sys::cuTensorMapEncodeTiled(
-                &mut map,
-                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                2,
-                ptr as *mut std::ffi::c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxes.as_ptr(),
-                elem.as_ptr(),
-                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-            .result()
-        }
-        .map_err(|e| cuda_err(format!("tensor map [{rows}, {cols}] box {box_rows}x{box_cols}"), e))?;
-        Ok(map)
+    ) -> Result<driver::TensorMap> {
+        driver::tensor_map_2d(driver::TmaElem::Bf16, ptr, rows, cols, box_rows, box_cols)
+            .map_err(|e| cuda_err(format!("tensor map [{rows}, {cols}] box {box_rows}x{box_cols}"), e))
     }
 
     /// Streaming multiprocessors of the device.
@@ -381,7 +302,7 @@ impl CudaBackend {
         }
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
         // SAFETY: callers pass ranges inside live allocations of this context.
-        unsafe { sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, self.stream.cu_stream()).result() }
+        unsafe { driver::memcpy_dtod(dst, src, bytes, &self.stream) }
             .map_err(|e| cuda_err(format!("copy {bytes} bytes"), e))
     }
 }
@@ -508,8 +429,7 @@ impl Backend for CudaBackend {
         self.stream.synchronize().map_err(|e| cuda_err("synchronize", e))
     }
     fn mark(&self) -> Result<Mark> {
-        let ev =
-            self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| cuda_err("create event", e))?;
+        let ev = driver::new_event(&self.ctx).map_err(|e| cuda_err("create event", e))?;
         ev.record(&self.stream).map_err(|e| cuda_err("record event", e))?;
         Ok(Mark::Device(Event(ev)))
     }
@@ -522,10 +442,10 @@ impl Backend for CudaBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        let pool = self.pool.as_ref().map(|p| p.stats()).unwrap_or_default();
+        let pool = self.pool.as_ref().map(|p| p.usage()).unwrap_or_default();
         // Graphs allocate from their own pool: add it (the peaks may not coincide, so their sum bounds the peak).
-        let g = graph::memory(self.ctx.cu_device());
-        MemStats { in_use: pool.in_use + g.in_use, peak: pool.peak + g.peak }
+        let g = driver::graph_memory(&self.ctx);
+        MemStats { in_use: (pool.current + g.current) as usize, peak: (pool.high + g.high) as usize }
     }
     fn total_memory(&self) -> Option<u64> {
         self.ctx.total_mem().ok().map(|b| b as u64)
@@ -534,6 +454,6 @@ impl Backend for CudaBackend {
         if let Some(p) = &self.pool {
             p.reset_peak()
         }
-        graph::reset_peak(self.ctx.cu_device());
+        driver::reset_graph_peak(&self.ctx);
     }
 }

@@ -15,7 +15,7 @@
 //! logs once.
 
 use super::arch::{Arch, Needs};
-use super::variants::{
+use super::tiles::{
     DEFAULT_FLASH, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU,
     GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
 };

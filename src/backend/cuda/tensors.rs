@@ -114,15 +114,15 @@ impl CudaBackend {
                 let (d, sc) = (data.device_ptr(s).0, scale.device_ptr(s).0);
                 self.ctx.bind_to_thread().map_err(e)?;
                 unsafe {
-                    sys::cuMemsetD8Async(d, 0, data.len(), s.cu_stream()).result().map_err(e)?;
-                    sys::cuMemsetD32Async(sc, 1f32.to_bits(), 1, s.cu_stream()).result().map_err(e)?;
+                    driver::memset_d8(d, 0, data.len(), s).map_err(e)?;
+                    driver::memset_d32(sc, 1f32.to_bits(), 1, s).map_err(e)?;
                 }
             }
             _ => {
                 let p = self.ptr(&t)?;
                 self.ctx.bind_to_thread().map_err(e)?;
                 // SAFETY: p is the start of a buffer of at least t.bytes() bytes.
-                unsafe { sys::cuMemsetD8Async(p, 0, t.bytes().max(1), s.cu_stream()).result().map_err(e)? };
+                unsafe { driver::memset_d8(p, 0, t.bytes().max(1), s).map_err(e)? };
             }
         }
         Ok(t)

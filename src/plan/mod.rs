@@ -1,11 +1,14 @@
 //! The validated plan: flags resolved into target configs, a profile and a layout.
 //! Everything here is checked before any device is touched (`run --dry-run` stops here).
 
+pub mod fit;
+
 use crate::backend::BackendKind;
 use crate::cli::{ConfigArgs, GemmDtype, RunArgs};
 use crate::config::{ConfigError, Override};
-use crate::harness::registry::{self, Profile, TARGETS, TargetConfig};
+use crate::harness::target::{self, Flag, Profile, Target};
 use crate::layout::{LayoutArgs, ParallelDims};
+use crate::targets;
 use crate::tensor::DType;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ pub const MAX_STEPS: usize = 1_000_000;
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub profile: &'static str,
-    pub targets: Vec<TargetConfig>,
+    pub targets: Vec<Box<dyn Target>>,
     pub gemm_dtype: DType,
     /// The layout flags; `dims` resolves them against a world size.
     #[serde(skip)]
@@ -45,65 +48,51 @@ pub struct RunPlan {
 
 impl Plan {
     pub fn resolve(a: &ConfigArgs) -> Result<Plan, ConfigError> {
-        let profile: &Profile = registry::profile(&a.profile)?;
-        let names: Vec<String> =
-            if a.target.is_empty() { TARGETS.iter().map(|(t, _)| t.to_string()).collect() } else { a.target.clone() };
+        let profile: &Profile = target::profile(&a.profile)?;
+        let names: Vec<String> = if a.target.is_empty() {
+            targets::ALL.iter().map(|t| t.name.to_string()).collect()
+        } else {
+            a.target.clone()
+        };
         let overrides = a.set.iter().map(|s| s.parse()).collect::<Result<Vec<Override>, _>>()?;
         for o in &overrides {
-            registry::check_target(&o.target)?;
+            targets::find(&o.target)?;
         }
-        let shortcut = |t: &str, k: &str, v: String| Override { target: t.into(), key: k.into(), value: v };
-        let mut flags = vec![];
-        if let Some(s) = a.seq_len {
-            flags.extend([shortcut("llama", "seq_len", s.to_string()), shortcut("gpt4", "seq_len", s.to_string())]);
-            flags.push(shortcut("moe", "tokens", s.to_string()));
-        }
-        if let Some(l) = a.layers {
-            flags.extend([shortcut("llama", "layers", l.to_string()), shortcut("gpt4", "layers", l.to_string())]);
-        }
-        if let Some(k) = &a.cp_kind {
-            flags.push(shortcut("gpt4", "cp_kind", k.clone()));
-        }
-        if let Some(s) = &a.skew {
-            flags.push(shortcut("moe", "skew", s.clone()));
-        }
-        if let Some(w) = &a.weights {
-            flags.push(shortcut("llama", "weights", w.display().to_string()));
-        }
-        if let Some(p) = &a.prompt {
-            flags.push(shortcut("llama", "prompt", p.clone()));
-        }
+        let mut flags: Vec<(Flag, String)> = vec![];
+        flags.extend(a.seq_len.map(|s| (Flag::SeqLen, s.to_string())));
+        flags.extend(a.layers.map(|l| (Flag::Layers, l.to_string())));
+        flags.extend(a.cp_kind.clone().map(|k| (Flag::CpKind, k)));
+        flags.extend(a.skew.clone().map(|s| (Flag::Skew, s)));
+        flags.extend(a.weights.as_ref().map(|w| (Flag::Weights, w.display().to_string())));
+        flags.extend(a.prompt.clone().map(|p| (Flag::Prompt, p)));
         if let Some(f) = &a.prompt_file {
-            flags.push(shortcut("llama", "prompt", crate::models::tokenizer::read_prompt_file(f)?));
+            flags.push((Flag::Prompt, crate::models::tokenizer::read_prompt_file(f)?));
         }
         let layout = a.layout;
-        let mut targets = vec![];
+        let mut resolved = vec![];
         for name in &names {
-            let mut cfg = TargetConfig::for_profile(name, profile.name)?;
+            let mut cfg = (targets::find(name)?.config)(profile.size);
             // Presets first, so that other keys refine them; flags last.
-            let ordered =
-                overrides.iter().filter(|o| o.key == "preset").chain(overrides.iter().filter(|o| o.key != "preset"));
-            for o in ordered.chain(flags.iter()).filter(|o| &o.target == name) {
-                cfg = cfg.set(o)?;
+            let mine: Vec<(&str, &str)> = overrides
+                .iter()
+                .filter(|o| &o.target == name && o.key == "preset")
+                .chain(overrides.iter().filter(|o| &o.target == name && o.key != "preset"))
+                .map(|o| (o.key.as_str(), o.value.as_str()))
+                .collect();
+            let from_flags: Vec<(&str, &str)> =
+                flags.iter().filter_map(|(f, v)| cfg.flag_key(*f).map(|k| (k, v.as_str()))).collect();
+            for (k, v) in mine.iter().chain(&from_flags) {
+                cfg.set(k, v)?;
             }
-            if let TargetConfig::Llama(c) = &cfg {
-                // The checkpoint decides the architecture; what the user set must agree with it.
-                let explicit: Vec<&str> =
-                    overrides.iter().chain(&flags).filter(|o| &o.target == name).map(|o| o.key.as_str()).collect();
-                cfg = TargetConfig::Llama(crate::models::checkpoint::resolve(c, &explicit)?);
-            }
-            match &cfg {
-                TargetConfig::Llama(c) => c.validate()?,
-                TargetConfig::Moe(c) => c.validate()?,
-                TargetConfig::Gpt4(c) => c.validate()?,
-            }
-            targets.push(cfg);
+            let explicit: Vec<&str> = mine.iter().chain(&from_flags).map(|(k, _)| *k).collect();
+            cfg.finish(&explicit)?;
+            resolved.push(cfg);
         }
         let gemm_dtype = match a.dtype {
             GemmDtype::Bf16 => DType::Bf16,
             GemmDtype::Fp8 => DType::F8,
         };
-        Ok(Plan { profile: profile.name, targets, gemm_dtype, layout, topology: a.topology.clone() })
+        Ok(Plan { profile: profile.name, targets: resolved, gemm_dtype, layout, topology: a.topology.clone() })
     }
 
     /// The layout over `world` ranks, checked against every selected target's model:
@@ -111,24 +100,8 @@ impl Plan {
     /// layout part). Messages name each factor and the target's own keys.
     pub fn dims(&self, world: usize) -> Result<ParallelDims, ConfigError> {
         let dims = ParallelDims::resolve(world, &self.layout).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let bad = |e: crate::layout::Error| ConfigError::Invalid(e.to_string());
         for t in &self.targets {
-            match t {
-                TargetConfig::Llama(_) => {}
-                TargetConfig::Moe(c) => {
-                    dims.check_experts(c.num_experts, "moe.num_experts").map_err(bad)?;
-                    c.check_redundant(dims.ep)?;
-                }
-                TargetConfig::Gpt4(c) => {
-                    dims.check_experts(c.num_experts, "gpt4.num_experts").map_err(bad)?;
-                    if c.seq_len < 2 * dims.cp {
-                        return Err(ConfigError::Invalid(format!(
-                            "gpt4.seq_len ({}) must be at least 2 x cp ({}): each CP rank holds two zigzag chunks",
-                            c.seq_len, dims.cp
-                        )));
-                    }
-                }
-            }
+            t.check_layout(&dims)?;
         }
         Ok(dims)
     }
@@ -142,15 +115,12 @@ impl Plan {
 impl RunPlan {
     pub fn resolve(a: &RunArgs) -> Result<RunPlan, ConfigError> {
         let plan = Plan::resolve(&a.config)?;
-        let profile = registry::profile(plan.profile)?;
+        let profile = target::profile(plan.profile)?;
         let variants = if a.variant.is_empty() { None } else { Some(a.variant.clone()) };
         let gates = crate::harness::gates::resolve(profile.gates, &a.gate)?;
         if let Some(vs) = &variants {
-            let known: Vec<String> = plan
-                .targets
-                .iter()
-                .flat_map(|t| t.workload().variants().into_iter().map(|v| v.name.to_string()))
-                .collect();
+            let known: Vec<String> =
+                plan.targets.iter().flat_map(|t| t.variants().into_iter().map(|v| v.name.to_string())).collect();
             if let Some(bad) = vs.iter().find(|v| !known.contains(v)) {
                 let mut allowed = known.clone();
                 allowed.sort();

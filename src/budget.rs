@@ -3,9 +3,9 @@
 //! communication buffers. Every formula is in docs/metrics.md; terms are summed, so the total is an
 //! upper bound for an implementation that frees buffers between phases of a layer.
 
-use super::ceil_count;
 use crate::backend::AttnAlgo;
 use crate::layout::CpKind;
+use crate::metrics::ceil_count;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -456,3 +456,52 @@ impl Budget {
         Ok(())
     }
 }
+
+/// Where a run's tensors live: a GPU's memory, at each dtype's size, or the host's, where the
+/// CPU backend keeps every element as an f32 whatever its dtype (src/tensor.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Device,
+    Host,
+    /// The CPU backend's byte counter, what its runs report as peak: tensors at their dtype's
+    /// size, and naive attention's f32 scores without the GPU's bf16 probabilities.
+    Counter,
+}
+
+impl Storage {
+    pub fn bytes(self, dt: crate::tensor::DType) -> usize {
+        match self {
+            Storage::Device | Storage::Counter => dt.size(),
+            Storage::Host => 4,
+        }
+    }
+
+    /// What a run's record compares with its measured peak on `backend`.
+    pub fn measured_on(backend: crate::backend::BackendKind) -> Storage {
+        match backend {
+            crate::backend::BackendKind::Cpu => Storage::Counter,
+            _ => Storage::Device,
+        }
+    }
+
+    /// The model's terms with bf16 weights and activations stored here.
+    pub fn inputs(self, m: MemoryInputs) -> MemoryInputs {
+        let b = self.bytes(crate::tensor::DType::Bf16);
+        MemoryInputs { param_bytes: b, act_bytes: b, naive_probs: self != Storage::Counter, ..m }
+    }
+}
+
+impl Budget {
+    /// This budget with a run's own buffers added as further terms.
+    pub fn with_extras(self, extras: Vec<(&'static str, Checked)>) -> Result<Budget, MemoryError> {
+        let mut terms = self.terms;
+        for (name, bytes) in extras {
+            terms.push(Term { name, bytes: bytes.get(name)? });
+        }
+        Budget::new(terms)
+    }
+}
+
+/// Runs are dropless (every routed row is computed): their buffers hold exactly t*k rows, which
+/// a capacity factor of 1 gives. `estimate` keeps the configured one.
+pub const DROPLESS: f64 = 1.0;

@@ -1,6 +1,6 @@
 use rwm_dist::backend::AttnAlgo;
+use rwm_dist::budget::*;
 use rwm_dist::layout::CpKind;
-use rwm_dist::metrics::memory::*;
 
 const GIB: u64 = 1 << 30;
 

@@ -2,11 +2,12 @@
 //! execute, against the device's memory or, on the CPU, the memory the host has available.
 //! `run --dry-run` and the run itself call `check_plan` before anything is allocated.
 
-use super::memory::{Storage, run_budget};
+use super::RunPlan;
+use crate::budget::{Budget, Storage, gib};
 use crate::config::ConfigError;
+use crate::harness::Variant;
+use crate::harness::target::Target;
 use crate::layout::ParallelDims;
-use crate::metrics::memory::{Budget, gib};
-use crate::plan::RunPlan;
 
 /// The memory the run's ranks share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +76,12 @@ pub fn check_dry_run(plan: &RunPlan, dims: &ParallelDims, ranks: usize) -> Resul
     Ok(format!("memory: fits; the largest per-rank estimate is {target} {variant}, {:.2} GiB", gib(b.total)))
 }
 
-/// The variants `plan` runs of each target: the selected ones, and the baseline as the reference.
-fn variants_run(plan: &RunPlan, cfg: &crate::harness::registry::TargetConfig) -> Vec<&'static str> {
-    let specs = cfg.workload().variants();
-    let baseline = specs[0].name;
-    specs
-        .iter()
-        .map(|s| s.name)
-        .filter(|v| *v == baseline || plan.variants.as_ref().is_none_or(|sel| sel.iter().any(|s| s == v)))
+/// The variants `plan` runs of `t`: the selected ones, and the reference.
+fn variants_run(plan: &RunPlan, t: &dyn Target) -> Vec<Variant> {
+    t.variants()
+        .into_iter()
+        .filter(|s| s.is_reference() || plan.variants.as_ref().is_none_or(|sel| sel.iter().any(|n| n == s.name)))
+        .map(|s| s.resolve(plan.plan.gemm_dtype))
         .collect()
 }
 
@@ -95,11 +94,12 @@ pub fn peak(
 ) -> Result<(&'static str, &'static str, Budget), ConfigError> {
     let mut worst: Option<(&'static str, &'static str, Budget)> = None;
     for t in &plan.plan.targets {
-        for v in variants_run(plan, t) {
-            let b = run_budget(t, dims, plan.plan.gemm_dtype, v, at)
-                .map_err(|e| ConfigError::Invalid(format!("{} {v}: {e}", t.name())))?;
+        for v in variants_run(plan, t.as_ref()) {
+            let b = t
+                .run_budget(dims, &v, at)
+                .map_err(|e| ConfigError::Invalid(format!("{} {}: {e}", t.name(), v.name())))?;
             if worst.as_ref().is_none_or(|(_, _, w)| b.total > w.total) {
-                worst = Some((t.name(), v, b));
+                worst = Some((t.name(), v.name(), b));
             }
         }
     }
@@ -170,14 +170,14 @@ mod tests {
     fn the_naive_baseline_counts_its_score_matrix() {
         let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000"]);
         let (_, variant, b) = peak(&p, &d, Storage::Device).unwrap();
-        assert_eq!(variant, "baseline");
+        assert_eq!(variant, crate::harness::variant::BASELINE);
         // One head's 10^6 x 10^6 scores in f32 and probabilities in bf16.
-        assert_eq!(b.bytes(crate::metrics::memory::term::ATTENTION), 1_000_000u64 * 1_000_000 * 6);
+        assert_eq!(b.bytes(crate::budget::term::ATTENTION), 1_000_000u64 * 1_000_000 * 6);
         let e = check_plan(&p, &d, Capacity::Device { bytes: 141 * GIB }).unwrap_err().to_string();
         assert!(e.contains("llama baseline") && e.contains("attention workspace"), "{e}");
         // Without the baseline's variant selected it still runs as the reference.
         let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000", "--variant", "optimized"]);
-        assert_eq!(peak(&p, &d, Storage::Device).unwrap().1, "baseline");
+        assert_eq!(peak(&p, &d, Storage::Device).unwrap().1, crate::harness::variant::BASELINE);
     }
 
     #[test]

@@ -1,11 +1,7 @@
 //! The tile configurations compiled for the flash attention and grouped GEMM
 //! kernels (the tables mirror the instantiation macros at the end of
 //! kernels/flash_attention.cu, grouped_gemm.cu, grouped_gemm_sm90.cu and
-//! grouped_gemm_tma.cu), the choice made with `choose_*`, and the backend's entry to
-//! `select`, the pure function of op, shape and architecture that decides what runs.
-
-use super::select::{self, Op, Path};
-use super::*;
+//! grouped_gemm_tma.cu), the defaults, and the shapes the TMA kernels take.
 
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,78 +168,6 @@ pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
 pub(crate) const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
 
-#[derive(Default)]
-pub(crate) struct Choice {
-    flash: std::sync::RwLock<Option<&'static str>>,
-    grouped: std::sync::RwLock<Option<&'static str>>,
-    /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
-    clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
-    /// Ops whose architecture fallback has been logged (once each).
-    noted: std::sync::Mutex<std::collections::HashSet<&'static str>>,
-}
-
-impl CudaBackend {
-    /// Runs this flash attention instantiation (for its head dim) instead of the default; None restores it.
-    pub fn choose_flash_kernel(&self, name: Option<&str>) -> Result<()> {
-        let k = match name {
-            None => None,
-            Some(n) => {
-                Some(FLASH_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| Error::Unsupported {
-                    op: "flash kernel",
-                    what: format!("{n} (known: {:?})", FLASH_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
-                })?)
-            }
-        };
-        *self.choice.flash.write().unwrap() = k;
-        Ok(())
-    }
-
-    /// Runs this grouped GEMM instantiation instead of the default; None restores it.
-    pub fn choose_grouped_kernel(&self, name: Option<&str>) -> Result<()> {
-        let k = match name {
-            None => None,
-            Some(n) => Some(GROUPED_KERNELS.iter().find(|k| k.name == n).map(|k| k.name).ok_or_else(|| {
-                Error::Unsupported {
-                    op: "grouped kernel",
-                    what: format!("{n} (known: {:?})", GROUPED_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>()),
-                }
-            })?),
-        };
-        if let Some(gk) = GROUPED_KERNELS.iter().find(|g| Some(g.name) == k)
-            && gk.sm90a
-            && !self.target().has_wgmma()
-        {
-            return Err(Error::Unsupported { op: "grouped kernel", what: format!("{} on {}", gk.name, self.arch()) });
-        }
-        *self.choice.grouped.write().unwrap() = k;
-        Ok(())
-    }
-
-    /// What runs `op` on this GPU (`select::select` with the kernels chosen by name); an
-    /// architecture fallback is logged once per op, a refusal names the architecture.
-    pub(crate) fn select(&self, op: Op) -> Result<Path> {
-        let (flash, grouped) = (*self.choice.flash.read().unwrap(), *self.choice.grouped.read().unwrap());
-        let s = select::select(op, self.target(), select::Chosen { flash, grouped })
-            .map_err(|e| Error::Unsupported { op: op.name(), what: e.to_string() })?;
-        if let Some(line) = s.fallback
-            && self.choice.noted.lock().unwrap().insert(op.name())
-        {
-            tracing::info!("{line}");
-        }
-        Ok(s.path)
-    }
-
-    /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
-    pub(crate) fn resident_pairs(&self, gk: &GroupedKernel, smem: u32) -> Result<u32> {
-        if let Some(n) = self.choice.clusters.lock().unwrap().get(&(gk.name, smem)) {
-            return Ok(*n);
-        }
-        let n = self.max_active_clusters(gk.file, gk.name, gk.threads, smem, 2)?;
-        self.choice.clusters.lock().unwrap().insert((gk.name, smem), n);
-        Ok(n)
-    }
-}
-
 /// Shapes a TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
 /// non-zero), its tile list in shared memory, and tensor-map coordinates in i32.
 pub(crate) fn tma_fits(gk: &GroupedKernel, r: usize, e: usize, n: usize, k: usize) -> bool {
@@ -260,6 +184,7 @@ pub(crate) fn tma_fits(gk: &GroupedKernel, r: usize, e: usize, n: usize, k: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cuda::compile;
 
     #[test]
     fn tables_match_the_kernel_sources() {
