@@ -55,19 +55,19 @@ pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) dtype: DType,
     pub(crate) data: Data,
-    /// The thread ledger host bytes were charged to, if any (`backend::memory`).
-    pub(crate) ledger: Option<std::sync::Arc<crate::backend::memory::Ledger>>,
+    /// The thread ledger host bytes were charged to, if any (`backend::ledger`).
+    pub(crate) ledger: Option<std::sync::Arc<crate::backend::ledger::Ledger>>,
 }
 
 impl Tensor {
     pub(crate) fn host(shape: &[usize], dtype: DType, v: Vec<f32>) -> Tensor {
         debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "shape {shape:?}");
-        let ledger = crate::backend::memory::host_alloc(v.len() * dtype.size());
+        let ledger = crate::backend::ledger::host_alloc(v.len() * dtype.size());
         Tensor { shape: shape.to_vec(), dtype, data: Data::Host(v), ledger }
     }
     pub(crate) fn host_i32(shape: &[usize], v: Vec<i32>) -> Tensor {
         debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "shape {shape:?}");
-        let ledger = crate::backend::memory::host_alloc(v.len() * 4);
+        let ledger = crate::backend::ledger::host_alloc(v.len() * 4);
         Tensor { shape: shape.to_vec(), dtype: DType::I32, data: Data::HostI32(v), ledger }
     }
     pub fn shape(&self) -> &[usize] {
@@ -98,8 +98,8 @@ impl Tensor {
 impl Drop for Tensor {
     fn drop(&mut self) {
         match &self.data {
-            Data::Host(v) => crate::backend::memory::host_free(v.len() * self.dtype.size(), self.ledger.as_deref()),
-            Data::HostI32(v) => crate::backend::memory::host_free(v.len() * 4, self.ledger.as_deref()),
+            Data::Host(v) => crate::backend::ledger::host_free(v.len() * self.dtype.size(), self.ledger.as_deref()),
+            Data::HostI32(v) => crate::backend::ledger::host_free(v.len() * 4, self.ledger.as_deref()),
             Data::Device(_) => {}
         }
     }

@@ -91,7 +91,7 @@ fn expert_parallel_equals_one_device() {
             )
             .unwrap();
             let x = t.input(0);
-            let skew = cfg.skew.parse::<rwm_dist::metrics::skew::Skew>().unwrap().logit_bias(cfg.num_experts).unwrap();
+            let skew = cfg.skew.parse::<rwm_dist::models::skew::Skew>().unwrap().logit_bias(cfg.num_experts).unwrap();
             let skew = b.upload(&skew, &[skew.len()], DType::F32).unwrap();
             let want: Vec<Vec<f32>> = [None, t.learned_bias()]
                 .into_iter()

@@ -221,7 +221,7 @@ fn run_rank(
         tracing::info!("backend: {}; {} rank(s): {dims}", backend.device_name(), world.size());
     }
     // Thread ranks share one process: each counts its own host bytes.
-    crate::backend::memory::track_this_thread();
+    crate::backend::ledger::track_this_thread();
     let ctx = Ctx::new(backend.clone(), world.clone(), dims, plan.plan.gemm_dtype)?;
     let info = RunInfo::new(backend.as_ref(), plan.plan.profile, rank, world.size());
     // Every rank must name the run alike: rank 0's id wins.

@@ -4,7 +4,7 @@
 
 pub mod cpu;
 pub mod cuda;
-pub mod memory;
+pub mod ledger;
 
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -213,7 +213,7 @@ pub trait Backend: Send + Sync {
     fn elapsed_ms(&self, start: &Mark, end: &Mark) -> Result<f64>;
     fn memory(&self) -> MemStats;
     fn reset_peak(&self);
-    /// The device's total memory in bytes; None for the host (see `memory::host_available`).
+    /// The device's total memory in bytes; None for the host (see `ledger::host_available`).
     fn total_memory(&self) -> Option<u64> {
         None
     }

@@ -31,7 +31,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Balance(#[from] crate::metrics::balance::BalanceError),
+    Balance(#[from] crate::models::balance::BalanceError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{0}")]

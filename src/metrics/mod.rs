@@ -1,9 +1,7 @@
 //! Routing health and load balancing. Pure functions over host
 //! data, so the harness can feed them any backend's results; docs/metrics.md gives every formula.
 
-pub mod balance;
 pub mod routing;
-pub mod skew;
 
 /// `ceil(x)` for a count computed in floating point: a value within 1e-9 (relative) of an integer
 /// is that integer, so `1.1 * 100 / 10 = 11.000000000000002` gives 11 rather than 12.

@@ -1,11 +1,13 @@
 //! Model maths for one device. Parallelism (src/parallel) wraps these layers.
 
+pub mod balance;
 pub mod checkpoint;
 pub mod gpt4;
 pub mod hf_config;
 pub mod llama;
 pub mod moe;
 pub mod next_token;
+pub mod skew;
 pub mod tokenizer;
 pub mod weights;
 

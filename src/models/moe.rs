@@ -5,7 +5,7 @@ use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
 use crate::backend::{Backend, Gate, Result, RouterParams, Routing};
 use crate::config::ConfigError;
-use crate::metrics::skew::Skew;
+use crate::models::skew::Skew;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 

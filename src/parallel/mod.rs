@@ -5,6 +5,7 @@
 //! communicators of the layout's groups.
 
 pub mod context;
+pub mod eplb;
 pub mod expert;
 pub mod groups;
 

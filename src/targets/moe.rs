@@ -11,12 +11,13 @@ use crate::harness::target::{Flag, Registration, Size, Target, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
 use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
 use crate::layout::ParallelDims;
-use crate::metrics::balance::{learn_bias, plan_placement};
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
-use crate::metrics::skew::Skew;
 use crate::models::Mlp;
+use crate::models::balance::learn_bias;
 use crate::models::moe::{MoeConfig, MoeLayer};
+use crate::models::skew::Skew;
 use crate::models::weights::Source;
+use crate::parallel::eplb::plan_placement;
 use crate::parallel::expert::{self, EpStats, ExpertPlacement};
 use crate::rng::child_seed;
 use crate::tensor::{DType, Tensor};
@@ -243,7 +244,7 @@ impl MoeTarget {
     fn balance(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
         let e = self.cfg.num_experts;
-        let rule = crate::metrics::balance::DEFAULT_SETTLE;
+        let rule = crate::models::balance::DEFAULT_SETTLE;
         self.bias = Some((vec![0.0; e], b.zeros(&[e], DType::F32)?));
         let learned = learn_bias(e, self.cfg.bias_update, rule, self.cfg.balance_steps, |step, bias| {
             self.bias = Some((bias.to_vec(), b.upload(bias, &[e], DType::F32)?));
@@ -265,7 +266,7 @@ impl MoeTarget {
         if ctx.dims.ep > 1 {
             let p = plan_placement(&loads, ctx.dims.ep, self.cfg.redundant_experts).map_err(err)?;
             report["placement"] = serde_json::to_value(p.report(&loads).map_err(err)?).expect("serialises");
-            let placement = ExpertPlacement { slots_per_rank: p.slots_per_rank, replicas: p.replicas };
+            let placement = p.placement;
             placement.validate(ctx.dims.ep)?;
             let slots = placement.slot_experts(ctx.groups.ep.rank());
             let layer =

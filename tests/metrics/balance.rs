@@ -1,9 +1,10 @@
 use super::close;
 use rwm_dist::backend::{Gate, RouterParams};
-use rwm_dist::metrics::balance::*;
 use rwm_dist::metrics::routing::gini;
-use rwm_dist::metrics::skew::Skew;
+use rwm_dist::models::balance::*;
+use rwm_dist::models::skew::Skew;
 use rwm_dist::ops::routing::route;
+use rwm_dist::parallel::eplb::*;
 
 #[test]
 fn bias_moves_against_the_load() {
@@ -48,8 +49,8 @@ fn hot_expert_is_replicated_and_ranks_even_out() {
     let p = plan_placement(&loads, 2, 2).unwrap();
     // Replicas: expert 0 (70 -> 35 each), then expert 0 is capped at ep = 2 so expert 1 (tie, lower
     // index) gets the second. Packing 35,35,10,10,5,5 by least-loaded rank: [0,2,1] and [0,3,1].
-    assert_eq!(p.slots_per_rank, 3);
-    assert_eq!(p.replicas, vec![vec![(0, 0), (1, 0)], vec![(0, 1), (1, 1)], vec![(0, 2)], vec![(1, 2)]]);
+    assert_eq!(p.placement.slots_per_rank, 3);
+    assert_eq!(p.placement.replicas, vec![vec![(0, 0), (1, 0)], vec![(0, 1), (1, 1)], vec![(0, 2)], vec![(1, 2)]]);
     assert_eq!(p.rank_load, vec![50.0, 50.0]);
     assert_eq!(p.rank_slots(), vec![vec![0, 1, 2], vec![0, 1, 3]]);
     let r = p.report(&loads).unwrap();
@@ -74,23 +75,23 @@ fn packing_alone_rebalances_without_redundancy() {
 
 #[test]
 fn placement_rejects_bad_layouts() {
-    assert_eq!(plan_placement(&[1.0; 6], 4, 2), Err(BalanceError::Indivisible { experts: 6, ep: 4 }));
+    assert_eq!(plan_placement(&[1.0; 6], 4, 2), Err(EplbError::Indivisible { experts: 6, ep: 4 }));
     let err = plan_placement(&[1.0; 4], 2, 1).unwrap_err();
-    assert_eq!(err, BalanceError::Redundant { redundant: 1, experts: 4, ep: 2, max: 4 });
+    assert_eq!(err, EplbError::Redundant { redundant: 1, experts: 4, ep: 2, max: 4 });
     assert!(err.to_string().contains("multiple of ep = 2"), "{err}");
     assert!(plan_placement(&[1.0; 4], 2, 6).is_err()); // 6 > 4 * (2 - 1)
-    assert_eq!(plan_placement(&[1.0; 4], 0, 0), Err(BalanceError::NoRanks));
-    assert_eq!(plan_placement(&[1.0, -2.0], 1, 0), Err(BalanceError::BadLoad { index: 1, value: -2.0 }));
+    assert_eq!(plan_placement(&[1.0; 4], 0, 0), Err(EplbError::NoRanks));
+    assert_eq!(plan_placement(&[1.0, -2.0], 1, 0), Err(EplbError::BadLoad { index: 1, value: -2.0 }));
 }
 
 #[test]
 fn every_slot_is_filled_once() {
     let loads: Vec<f64> = (0..16).map(|i| 100.0 / (i + 1) as f64).collect();
     let p = plan_placement(&loads, 4, 8).unwrap();
-    assert_eq!(p.slots_per_rank, 6);
+    assert_eq!(p.placement.slots_per_rank, 6);
     let table = p.rank_slots();
     assert!(table.iter().flatten().all(|&x| x < 16), "{table:?}");
-    assert_eq!(p.replicas.iter().map(Vec::len).sum::<usize>(), 24);
+    assert_eq!(p.placement.replicas.iter().map(Vec::len).sum::<usize>(), 24);
     close(p.rank_load.iter().sum(), loads.iter().sum(), 1e-9);
     let r = p.report(&loads).unwrap();
     assert!(r.after.max_mean < r.before.max_mean, "{r:?}");

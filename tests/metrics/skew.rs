@@ -1,5 +1,5 @@
 use super::close;
-use rwm_dist::metrics::skew::*;
+use rwm_dist::models::skew::*;
 
 fn softmax(x: &[f32]) -> Vec<f64> {
     let e: Vec<f64> = x.iter().map(|&v| (v as f64).exp()).collect();
