@@ -33,7 +33,7 @@ pub struct MoeConfig {
     /// Step of the auxiliary-loss-free bias update (DeepSeek-V3's gamma).
     pub bias_update: f32,
     /// Most bias updates of the balanced variant (cycling over the batches); it stops earlier
-    /// once the bias settles (`metrics::balance::DEFAULT_SETTLE`).
+    /// once the bias settles (`models::balance::DEFAULT_SETTLE`).
     pub balance_steps: usize,
     /// Extra expert slots for EPLB replicas of hot experts (balanced variant, EP > 1).
     pub redundant_experts: usize,

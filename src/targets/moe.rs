@@ -142,11 +142,8 @@ impl Target for MoeConfig {
         // The balanced layer is a whole second layer: its replicas, shared experts and router.
         let second = n(replicas) * expert + n(c.shared_experts) * expert + n(c.hidden) * n(c.num_experts) * bf16;
         let balanced = if v.experts() == Experts::Balanced && dims.ep > 1 { second } else { n(0) };
-        let mut budget = inputs.estimate()?;
-        if dims.ep > 1 {
-            let loops = v.experts() == Experts::Loop;
-            budget = super::working_set::moe_ep(budget, c, dims, loops, at.bytes(DType::Bf16))?;
-        }
+        let loops = v.experts() == Experts::Loop;
+        let budget = super::working_set::moe(inputs.estimate()?, c, dims, loops, at.bytes(DType::Bf16))?;
         budget.with_extras(vec![
             ("other input batches", batches),
             ("per-expert weight copies", copies),

@@ -29,20 +29,24 @@ pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, loops: bool, 
     let attn_ws = Checked::from(budget.bytes(term::ATTENTION));
     let attention = t * (n(3) * h + n(2) * q) * ab + attn_ws;
     let router = t * n(c.num_experts) * n(2 * 4) + t * n(c.top_k) * n(4 + 4);
-    let combine = (n(2) * rows * h + t * h) * ab;
-    let work = if loops {
-        let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
-        (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab
-    } else {
-        rows * (h + n(3) * fe) * ab
-    };
+    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+    // Under EP the rows received and grouped come on top of the rows sent, and the outputs
+    // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
+    let ep = layout.ep > 1;
+    let combine = if ep { n(4) * rows * h + t * h } else { n(2) * rows * h + t * h } * ab;
+    let work = match (loops, ep) {
+        (true, false) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)),
+        (true, true) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)),
+        (false, false) => rows * (h + n(3) * fe),
+        (false, true) => rows * (n(2) * h + n(3) * fe),
+    } * ab;
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= moe.get(MOE_PHASE)? {
         (ATTENTION_PHASE, attention)
     } else {
         (MOE_PHASE, moe)
     };
-    let generic = [term::ACTIVATIONS, term::ATTENTION, term::MOE_DISPATCH];
+    let generic = [term::ACTIVATIONS, term::ATTENTION, term::MOE_DISPATCH, term::COMM_EP];
     let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     terms.push(Term { name, bytes: bytes.get(name)? });
     Budget::new(terms)
@@ -67,31 +71,40 @@ pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) 
 
 pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger)";
 
-/// A `moe` run under expert parallelism (`parallel::expert::forward`): the rows sent (`R h`) stay
-/// until the layer returns, beside the rows received and grouped; the experts run on those
-/// (grouped: gate/up 2F and activation F; a loop: the outputs so far and their concatenation), then
-/// the outputs travel back and are unpermuted: sent rows, grouped rows, outputs on their way back
-/// and returned, and the combined output (`4 R h + T h`). The shared experts run after, when the
-/// routed rows are gone, so the generic activation term's shared-expert part is not added here.
-pub fn moe_ep(budget: Budget, c: &crate::models::moe::MoeConfig, layout: &ParallelDims, loops: bool, b_a: usize) -> Result<Budget, MemoryError> {
+/// A `moe` run: the routed experts, then the outputs combined and the shared experts added. One
+/// rank (`MoeLayer::forward`): the permuted rows (`R h`) stay until the layer returns; grouped,
+/// gate/up (2F) with the activation (F); a loop, the outputs so far and their concatenation; then
+/// rows, outputs, combined output and the shared experts' gate/up and activation (`3 N_s F` per
+/// token). Under EP (`parallel::expert::forward`) the rows received and grouped come on top of the
+/// rows sent, the outputs travel back (`4 R h + T h` at the unpermute), and the shared experts run
+/// once the routed rows are gone. The generic budget adds the shared experts' buffers to the
+/// dispatch, which never coexist.
+pub fn moe(
+    budget: Budget,
+    c: &crate::models::moe::MoeConfig,
+    layout: &ParallelDims,
+    loops: bool,
+    b_a: usize,
+) -> Result<Budget, MemoryError> {
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
     let local = (c.num_experts / layout.ep).max(1);
-    let experts_phase = if loops {
-        let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
-        n(3) * rows * h + per * (h + n(3) * fe)
-    } else {
-        rows * (n(2) * h + n(3) * fe)
-    };
-    let back = n(4) * rows * h + t * h;
+    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
     let shared = t * n(c.shared_experts) * n(3) * fe;
+    let (experts, combine) = if layout.ep > 1 {
+        let experts = if loops { (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) } else { rows * (n(2) * h + n(3) * fe) };
+        (experts, (n(4) * rows * h + t * h).max(t * h + shared))
+    } else {
+        let experts = if loops { (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) } else { rows * (h + n(3) * fe) };
+        (experts, n(2) * rows * h + t * h + shared)
+    };
     let router = t * n(c.num_experts) * n(2 * 4);
-    let bytes = (n(2) * t * h + experts_phase.max(back).max(shared + n(2) * t * h)) * ab + router;
+    let bytes = (n(2) * t * h + experts.max(combine)) * ab + router;
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
-    terms.push(Term { name: EP_PHASES, bytes: bytes.get(EP_PHASES)? });
+    terms.push(Term { name: MOE_WORKING_SET, bytes: bytes.get(MOE_WORKING_SET)? });
     Budget::new(terms)
 }
 
-pub const EP_PHASES: &str = "layer working set (expert-parallel, the larger phase)";
+pub const MOE_WORKING_SET: &str = "layer working set (routed experts, combine, shared experts: the larger)";
