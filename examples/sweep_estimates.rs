@@ -9,13 +9,43 @@ use rwm_dist::tensor::DType;
 
 fn main() {
     let runs: &[(&str, &str, &[(&str, &str)], usize, DType)] = &[
-        ("gpt4 S=32K L=2 E=8 bf16", "gpt4", &[("seq_len", "32768"), ("layers", "2"), ("num_experts", "8")], 1, DType::Bf16),
+        (
+            "gpt4 S=32K L=2 E=8 bf16",
+            "gpt4",
+            &[("seq_len", "32768"), ("layers", "2"), ("num_experts", "8")],
+            1,
+            DType::Bf16,
+        ),
         ("moe E=64 k=6 T=16K EP2", "moe", &[], 2, DType::Bf16),
-        ("gpt4 S=2K L=1 E=8 bf16", "gpt4", &[("seq_len", "2048"), ("layers", "1"), ("num_experts", "8")], 1, DType::Bf16),
-        ("gpt4 S=8K L=2 E=16 bf16", "gpt4", &[("seq_len", "8192"), ("layers", "2"), ("num_experts", "16")], 1, DType::Bf16),
+        (
+            "gpt4 S=2K L=1 E=8 bf16",
+            "gpt4",
+            &[("seq_len", "2048"), ("layers", "1"), ("num_experts", "8")],
+            1,
+            DType::Bf16,
+        ),
+        (
+            "gpt4 S=8K L=2 E=16 bf16",
+            "gpt4",
+            &[("seq_len", "8192"), ("layers", "2"), ("num_experts", "16")],
+            1,
+            DType::Bf16,
+        ),
         ("gpt4 S=8K L=4 E=8 fp8", "gpt4", &[("seq_len", "8192"), ("layers", "4"), ("num_experts", "8")], 1, DType::F8),
-        ("gpt4 S=4K L=1 E=64 fp8", "gpt4", &[("seq_len", "4096"), ("layers", "1"), ("num_experts", "64")], 1, DType::F8),
-        ("gpt4 S=16K L=2 E=16 EP2 bf16", "gpt4", &[("seq_len", "16384"), ("layers", "2"), ("num_experts", "16")], 2, DType::Bf16),
+        (
+            "gpt4 S=4K L=1 E=64 fp8",
+            "gpt4",
+            &[("seq_len", "4096"), ("layers", "1"), ("num_experts", "64")],
+            1,
+            DType::F8,
+        ),
+        (
+            "gpt4 S=16K L=2 E=16 EP2 bf16",
+            "gpt4",
+            &[("seq_len", "16384"), ("layers", "2"), ("num_experts", "16")],
+            2,
+            DType::Bf16,
+        ),
         ("moe E=64 k=6 T=16K bf16", "moe", &[], 1, DType::Bf16),
         ("moe E=8 k=2 T=16K bf16", "moe", &[("num_experts", "8"), ("top_k", "2")], 1, DType::Bf16),
         ("llama 8B L=2 S=8K bf16+fp8", "llama", &[("layers", "2")], 1, DType::Bf16),

@@ -97,7 +97,10 @@ fn gpu_estimates_within_5_percent_on_the_sweep() {
     std::fs::create_dir_all(&out).unwrap();
     let bench = ["--profile", "bench"];
     let gpt4 = |s: &str, l: &str, e: &str| -> Vec<String> {
-        [&bench[..], &["--target", "gpt4", "--seq-len", s, "--layers", l, "--set"]].concat().iter().map(|x| x.to_string())
+        [&bench[..], &["--target", "gpt4", "--seq-len", s, "--layers", l, "--set"]]
+            .concat()
+            .iter()
+            .map(|x| x.to_string())
             .chain([format!("gpt4.num_experts={e}")])
             .collect()
     };
@@ -106,10 +109,19 @@ fn gpu_estimates_within_5_percent_on_the_sweep() {
         v
     };
     let moe = |e: &str, k: &str| -> Vec<String> {
-        ["--profile", "bench", "--target", "moe", "--set", &format!("moe.num_experts={e}"), "--set", &format!("moe.top_k={k}")]
-            .iter()
-            .map(|x| x.to_string())
-            .collect()
+        [
+            "--profile",
+            "bench",
+            "--target",
+            "moe",
+            "--set",
+            &format!("moe.num_experts={e}"),
+            "--set",
+            &format!("moe.top_k={k}"),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
     };
     // (name, ranks, args)
     let runs: Vec<(String, usize, Vec<String>)> = vec![
@@ -122,9 +134,11 @@ fn gpu_estimates_within_5_percent_on_the_sweep() {
         ("gpt4 S=16K L=2 E=16 EP2 bf16".into(), 2, with(gpt4("16384", "2", "16"), &["--ep", "2"])),
         ("moe E=64 k=6 T=16K bf16".into(), 1, moe("64", "6")),
         ("moe E=8 k=2 T=16K bf16".into(), 1, moe("8", "2")),
-        ("llama 8B L=2 S=8K bf16+fp8".into(), 1, with(bench.iter().map(|s| s.to_string()).collect(), &[
-            "--target", "llama", "--layers", "2",
-        ])),
+        (
+            "llama 8B L=2 S=8K bf16+fp8".into(),
+            1,
+            with(bench.iter().map(|s| s.to_string()).collect(), &["--target", "llama", "--layers", "2"]),
+        ),
     ];
     let (mut table, mut bad) = (vec![], vec![]);
     for (i, (name, ranks, args)) in runs.iter().enumerate() {
@@ -156,7 +170,10 @@ fn gpu_estimates_within_5_percent_on_the_sweep() {
         }
         bad.extend(judge(name, &recs, &mut table));
     }
-    let text = format!("| run | variant | rank | peak GiB | est GiB | est_err | status |\n|---|---|---|---|---|---|---|\n{}\n", table.join("\n"));
+    let text = format!(
+        "| run | variant | rank | peak GiB | est GiB | est_err | status |\n|---|---|---|---|---|---|---|\n{}\n",
+        table.join("\n")
+    );
     std::fs::write(out.join("sweep.md"), &text).unwrap();
     println!("{text}");
     assert!(bad.is_empty(), "beyond {BOUND}:\n{}", bad.join("\n"));

@@ -231,13 +231,10 @@ mod tests {
     #[test]
     fn parses_every_operator_and_the_variant() {
         let g = Gate::parse(" moe.gini <= 0.2 ", &V).unwrap();
-        assert_eq!((g.metric, g.op, g.bound, g.variant.as_deref(), g.text.as_str()), (
-            Metric::MoeGini,
-            Op::Le,
-            0.2,
-            None,
-            "moe.gini<=0.2"
-        ));
+        assert_eq!(
+            (g.metric, g.op, g.bound, g.variant.as_deref(), g.text.as_str()),
+            (Metric::MoeGini, Op::Le, 0.2, None, "moe.gini<=0.2")
+        );
         assert_eq!(Gate::parse("speedup>=1", &V).unwrap().op, Op::Ge);
         assert_eq!(Gate::parse("speedup>1", &V).unwrap().op, Op::Gt);
         let g = Gate::parse("mem.est_err<0.05@balanced", &V).unwrap();

@@ -50,7 +50,14 @@ pub const PROFILES: [Profile; 3] = [
         iterations: 10,
         gates: DEFAULT_GATES,
     },
-    Profile { name: "long", about: "bench at 32K context", size: Size::Long, warmup: 1, iterations: 5, gates: DEFAULT_GATES },
+    Profile {
+        name: "long",
+        about: "bench at 32K context",
+        size: Size::Long,
+        warmup: 1,
+        iterations: 5,
+        gates: DEFAULT_GATES,
+    },
 ];
 
 pub fn profile(name: &str) -> Result<&'static Profile, ConfigError> {

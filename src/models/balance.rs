@@ -148,3 +148,45 @@ pub fn learn_bias<E: From<BalanceError>>(
 fn net_drift(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (*y as f64 - *x as f64).abs()).fold(0.0, f64::max)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads of a softmax router over `logits + bias` on `tokens` tokens, as integers.
+    fn loads(logits: &[f32], bias: &[f32], tokens: f64) -> Vec<u64> {
+        let z: Vec<f64> = logits.iter().zip(bias).map(|(l, b)| (*l + *b) as f64).collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|x| (x - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|x| (tokens * x / s).round() as u64).collect()
+    }
+
+    #[test]
+    fn learning_stops_once_the_bias_settles_and_evens_the_load() {
+        let logits = [0.3f32, 0.1, 0.0, -0.4];
+        let rule = SettleRule { window: 20, fraction: 0.5 };
+        let l = learn_bias::<BalanceError>(4, 0.01, rule, 10_000, |_, b| Ok(loads(&logits, b, 1000.0))).unwrap();
+        let settled = l.settled_at.expect("a deterministic router settles");
+        assert_eq!(l.steps, settled);
+        assert!(settled > rule.window && settled < 500, "{settled}");
+        assert!(l.drift.unwrap() <= 0.5);
+        // The hot expert's bias went down, the cold one's up, and the loads are now close to even.
+        assert!(l.bias[0] < 0.0 && l.bias[3] > 0.0, "{:?}", l.bias);
+        let after = loads(&logits, &l.bias, 1000.0);
+        assert!(after.iter().all(|&c| c.abs_diff(250) <= 5), "{after:?}");
+        // The load routed while learning, summed over every step.
+        assert!(l.load.iter().sum::<u64>() >= 995 * settled as u64, "{:?}", l.load);
+    }
+
+    #[test]
+    fn the_step_limit_stops_an_unsettled_bias_and_says_so() {
+        let logits = [3.0f32, 0.0, 0.0, 0.0];
+        let rule = SettleRule { window: 20, fraction: 0.5 };
+        let l = learn_bias::<BalanceError>(4, 1e-3, rule, 100, |_, b| Ok(loads(&logits, b, 1000.0))).unwrap();
+        assert_eq!((l.steps, l.settled_at), (100, None));
+        // Still walking: the hot expert moved by gamma at every step of the last window.
+        assert!((l.drift.unwrap() - 1.0).abs() < 1e-3, "{:?}", l.drift);
+        assert!((l.bias_abs_max - 0.1).abs() < 1e-4);
+    }
+}

@@ -5,8 +5,8 @@
 //! generic activation term counts (`models::gpt4::Gpt4::forward` holds the normed input, q and the
 //! attention output until the layer ends). The peak is the larger phase.
 
-use crate::layout::ParallelDims;
 use crate::budget::{Budget, Checked, MemoryError, Term, n, term};
+use crate::layout::ParallelDims;
 use crate::models::gpt4::Gpt4Config;
 
 pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger)";
@@ -20,7 +20,13 @@ pub const MOE_PHASE: &str = "layer working set (moe phase, the larger)";
 ///   grouped, rows in with gate/up (2F) and the activation (F), or rows in, expert output and
 ///   combined output (`2 R h + T h`), whichever is larger; a loop, rows in, the outputs so far and
 ///   their concatenation (`3 R h`), or one expert's rows with its gate/up and activation.
-pub fn gpt4(budget: Budget, c: &Gpt4Config, layout: &ParallelDims, loops: bool, b_a: usize) -> Result<Budget, MemoryError> {
+pub fn gpt4(
+    budget: Budget,
+    c: &Gpt4Config,
+    layout: &ParallelDims,
+    loops: bool,
+    b_a: usize,
+) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
     let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
     let rows = t * n(c.top_k);
@@ -61,8 +67,11 @@ pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) 
     let (h, q, f, ab) = (n(c.hidden), n(c.q_dim()), n(c.ffn), n(b_a));
     let attention = t * (h + n(2) * q) * ab + Checked::from(budget.bytes(term::ATTENTION));
     let mlp = t * (n(3) * h + q + n(3) * f) * ab;
-    let (name, bytes) =
-        if attention.get(ATTENTION_PHASE)? >= mlp.get(MLP_PHASE)? { (ATTENTION_PHASE, attention) } else { (MLP_PHASE, mlp) };
+    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= mlp.get(MLP_PHASE)? {
+        (ATTENTION_PHASE, attention)
+    } else {
+        (MLP_PHASE, mlp)
+    };
     let generic = [term::ACTIVATIONS, term::ATTENTION];
     let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     terms.push(Term { name, bytes: bytes.get(name)? });
@@ -93,10 +102,15 @@ pub fn moe(
     let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
     let shared = t * n(c.shared_experts) * n(3) * fe;
     let (experts, combine) = if layout.ep > 1 {
-        let experts = if loops { (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) } else { rows * (n(2) * h + n(3) * fe) };
+        let experts = if loops {
+            (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe))
+        } else {
+            rows * (n(2) * h + n(3) * fe)
+        };
         (experts, (n(4) * rows * h + t * h).max(t * h + shared))
     } else {
-        let experts = if loops { (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) } else { rows * (h + n(3) * fe) };
+        let experts =
+            if loops { (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) } else { rows * (h + n(3) * fe) };
         (experts, n(2) * rows * h + t * h + shared)
     };
     let router = t * n(c.num_experts) * n(2 * 4);
