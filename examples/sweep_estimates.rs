@@ -7,8 +7,11 @@ use rwm_dist::harness::target::Size;
 use rwm_dist::layout::ParallelDims;
 use rwm_dist::tensor::DType;
 
+/// (name, target, config keys, EP degree, --dtype)
+type Run = (&'static str, &'static str, &'static [(&'static str, &'static str)], usize, DType);
+
 fn main() {
-    let runs: &[(&str, &str, &[(&str, &str)], usize, DType)] = &[
+    let runs: &[Run] = &[
         (
             "gpt4 S=32K L=2 E=8 bf16",
             "gpt4",
