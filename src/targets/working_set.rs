@@ -9,8 +9,26 @@ use crate::budget::{Budget, Checked, MemoryError, Term, n, term};
 use crate::layout::ParallelDims;
 use crate::models::gpt4::Gpt4Config;
 
-pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger)";
-pub const MOE_PHASE: &str = "layer working set (moe phase, the larger)";
+pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger; less its workspace)";
+pub const MOE_PHASE: &str = "layer working set (moe phase, the larger; less the attention workspace)";
+
+/// The larger phase as a term beside the attention workspace, which stays a term of its own (the
+/// fit check names it when it is the largest): `max(attention, other) - workspace`.
+fn beside_workspace(
+    mut terms: Vec<Term>,
+    attention: Checked,
+    other: Checked,
+    other_name: &'static str,
+) -> Result<Budget, MemoryError> {
+    let ws = Checked::from(terms.iter().find(|t| t.name == term::ATTENTION).map_or(0, |t| t.bytes));
+    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= other.get(other_name)? {
+        (ATTENTION_PHASE, attention.minus(ws))
+    } else {
+        (other_name, other.minus(ws))
+    };
+    terms.push(Term { name, bytes: bytes.get(name)? });
+    Budget::new(terms)
+}
 
 /// `budget` with its activations, attention workspace and MoE dispatch replaced by the larger of
 /// the layer's two phases (bytes per activation element `b_a`):
@@ -47,15 +65,9 @@ pub fn gpt4(
         (false, true) => rows * (n(2) * h + n(3) * fe),
     } * ab;
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
-    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= moe.get(MOE_PHASE)? {
-        (ATTENTION_PHASE, attention)
-    } else {
-        (MOE_PHASE, moe)
-    };
-    let generic = [term::ACTIVATIONS, term::ATTENTION, term::MOE_DISPATCH, term::COMM_EP];
-    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
-    terms.push(Term { name, bytes: bytes.get(name)? });
-    Budget::new(terms)
+    let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
+    let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    beside_workspace(terms, attention, moe, MOE_PHASE)
 }
 
 /// The same for a `llama` run (`models::llama::Llama::hidden`): attention, the residual, q, the
@@ -67,18 +79,11 @@ pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) 
     let (h, q, f, ab) = (n(c.hidden), n(c.q_dim()), n(c.ffn), n(b_a));
     let attention = t * (h + n(2) * q) * ab + Checked::from(budget.bytes(term::ATTENTION));
     let mlp = t * (n(3) * h + q + n(3) * f) * ab;
-    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= mlp.get(MLP_PHASE)? {
-        (ATTENTION_PHASE, attention)
-    } else {
-        (MLP_PHASE, mlp)
-    };
-    let generic = [term::ACTIVATIONS, term::ATTENTION];
-    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
-    terms.push(Term { name, bytes: bytes.get(name)? });
-    Budget::new(terms)
+    let terms: Vec<Term> = budget.terms.into_iter().filter(|t| t.name != term::ACTIVATIONS).collect();
+    beside_workspace(terms, attention, mlp, MLP_PHASE)
 }
 
-pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger)";
+pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger; less the attention workspace)";
 
 /// A `moe` run: the routed experts, then the outputs combined and the shared experts added. One
 /// rank (`MoeLayer::forward`): the permuted rows (`R h`) stay until the layer returns; grouped,
