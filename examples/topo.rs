@@ -2,7 +2,8 @@
 //! `cargo run --example topo -- show --topology topology/dgx-h100-x3.toml --world 24 --cp 4 --ep 8`.
 
 use clap::Parser;
-use rwm_dist::topology::cli::{TopoCommand, run};
+use rwm_dist::app::topo::run;
+use rwm_dist::cli::TopoCommand;
 
 #[derive(Parser)]
 struct Args {

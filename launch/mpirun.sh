@@ -18,6 +18,7 @@
 #                     (default: target/release/rwm-dist of this checkout, else rwm-dist on PATH)
 #   RWM_MPIRUN_ARGS   extra mpirun arguments, split on spaces
 #   RWM_TIMEOUT_S     seconds an operation may hang before the job is aborted (default 600)
+#   RANK_TO_PROFILE   with RWM_DIST=launch/profile-rank.sh: the rank run under ncu or nsys
 #
 # Every rank gets this shell's PATH and LD_LIBRARY_PATH (mpirun passes only named variables to
 # other nodes), so the CUDA, NCCL and MPI libraries found here are found there.
@@ -106,7 +107,9 @@ args=(-np "$ranks" --map-by "ppr:${per_node}:node" --bind-to "$bind_to")
 # NCCL_* variable set here.
 nccl_vars=()
 while IFS= read -r v; do nccl_vars+=("$v"); done < <(compgen -e | grep '^NCCL_' | sort)
-for v in PATH LD_LIBRARY_PATH RWM_TIMEOUT_S RUST_LOG "${nccl_vars[@]}"; do
+# launch/profile-rank.sh's settings too, when set.
+for v in PATH LD_LIBRARY_PATH RWM_TIMEOUT_S RUST_LOG RANK_TO_PROFILE RWM_PROFILER RWM_NVTX_INCLUDE RWM_PROFILE_OUT \
+    RWM_PROFILE_ARGS RWM_PROFILE_BIN "${nccl_vars[@]}"; do
     if [ -n "${!v:-}" ]; then args+=(-x "$v"); fi
 done
 if [ -n "${RWM_MPIRUN_ARGS:-}" ]; then

@@ -15,10 +15,12 @@ fail() {
     exit 1
 }
 
+# RWM_IMEX_CHANNELS_DIR: another folder to look in (tests/launch.rs fakes a tray with it).
+imex_dir="${RWM_IMEX_CHANNELS_DIR:-/dev/nvidia-caps-imex-channels}"
 shopt -s nullglob
-channels=(/dev/nvidia-caps-imex-channels/channel*)
+channels=("$imex_dir"/channel*)
 if [ "${#channels[@]}" -eq 0 ]; then
-    fail "no IMEX channel in /dev/nvidia-caps-imex-channels (is the nvidia-imex service running, with a channel created?)"
+    fail "no IMEX channel in ${imex_dir} (is the nvidia-imex service running, with a channel created?)"
 fi
 command -v nvidia-smi >/dev/null 2>&1 || fail "nvidia-smi not found"
 

@@ -41,7 +41,7 @@ pub enum Command {
     /// Topology files: show a rank map and its communication cost, or discover this machine.
     Topo {
         #[command(subcommand)]
-        cmd: crate::topology::cli::TopoCommand,
+        cmd: TopoCommand,
     },
 }
 
@@ -176,4 +176,57 @@ pub struct ReportArgs {
     /// The HTML file to write.
     #[arg(short, long, default_value = "report.html")]
     pub output: PathBuf,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum TopoCommand {
+    /// Print the rank -> GPU map of a world on a topology file, and its communication cost.
+    Show(ShowArgs),
+    /// Write a topology file for this machine (NVML, else `nvidia-smi topo -m`).
+    Discover(DiscoverArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShowArgs {
+    /// Topology file (see topology/README.md).
+    #[arg(long)]
+    pub topology: PathBuf,
+    /// Number of ranks; default: every GPU of the topology.
+    #[arg(long)]
+    pub world: Option<usize>,
+    #[command(flatten)]
+    pub layout: crate::layout::LayoutArgs,
+    /// Number of experts, to check that EP divides it.
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// Bytes each rank sends to its TP group per step (for the cost estimate).
+    #[arg(long, default_value_t = 1e9)]
+    pub tp_bytes: f64,
+    #[arg(long, default_value_t = 1e9)]
+    pub cp_bytes: f64,
+    #[arg(long, default_value_t = 1e9)]
+    pub ep_bytes: f64,
+    #[arg(long, default_value_t = 1e9)]
+    pub dp_bytes: f64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiscoverArgs {
+    /// Where to write the file; default: stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Topology name; default: the host name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Per-GPU network bandwidth in GB/s per direction (a 400 Gb/s NIC is 50).
+    #[arg(long)]
+    pub network_gb_per_s: Option<f64>,
+    /// GB/s per direction of one NVLink; default 50 on Blackwell, else 25.
+    #[arg(long)]
+    pub nvlink_gb_per_link: Option<f64>,
+    /// Skip NVML and read `nvidia-smi topo -m`.
+    #[arg(long)]
+    pub no_nvml: bool,
+    #[arg(long, default_value = "nvidia-smi")]
+    pub nvidia_smi: PathBuf,
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod harness;
 pub mod layout;
 pub mod logging;
+pub mod marks;
 pub mod metrics;
 pub mod models;
 pub mod ops;
@@ -20,3 +21,8 @@ pub mod targets;
 pub mod tensor;
 pub mod topology;
 pub mod world;
+
+/// docs/ARCHITECTURE.md's example target, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/ARCHITECTURE.md")]
+pub struct ArchitectureDoc;

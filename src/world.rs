@@ -4,11 +4,10 @@
 //! launcher variables, so it is right whatever launched the job.
 
 pub mod fault;
-pub mod watchdog;
 
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
-use crate::comm::{self, Comm};
+use crate::comm::{self, Comm, watchdog};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +72,7 @@ pub fn locality(hosts: &[String], rank: usize) -> (usize, usize, usize) {
     (local_rank, local_size, node)
 }
 
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
+use crate::topology::host_name;
 
 enum Inner {
     Single,
@@ -211,6 +203,21 @@ impl World {
         eprintln!("rwm-dist: rank {} of {} ({}): {msg}; aborting the job", self.rank, self.size, self.hostname);
         abort_job(code)
     }
+}
+
+/// A wait that never ends in practice (a year): for `RWM_TIMEOUT_S=0`.
+pub const NO_LIMIT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Arms the watchdog for ranks run as threads of this process (`--ranks N`, N > 1), on by
+/// default as for launched ranks; returns the run limit (None when `RWM_TIMEOUT_S=0`).
+pub fn arm_for_threads() -> Result<Option<std::time::Duration>> {
+    let timeout = watchdog::timeout_from_env(std::env::var("RWM_TIMEOUT_S").ok().as_deref()).map_err(Error::Env)?;
+    let setup = std::env::var("RWM_SETUP_TIMEOUT_S").ok();
+    let setup = watchdog::setup_timeout_from_env(setup.as_deref()).map_err(Error::Env)?;
+    if let Some(t) = timeout {
+        watchdog::arm(t, setup, 0, abort_job);
+    }
+    Ok(timeout)
 }
 
 /// Stop every rank of the job: MPI_Abort when MPI runs, else exit this process.

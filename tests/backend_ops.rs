@@ -62,12 +62,7 @@ fn poison(b: &dyn Backend, bytes: usize) {
 }
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (g, w) in got.iter().zip(want) {
-        num += (*g as f64 - *w as f64).powi(2);
-        den += (*w as f64).powi(2);
-    }
-    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
+    rwm_dist::harness::stats::errors(got, want).1
 }
 
 #[track_caller]

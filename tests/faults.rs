@@ -198,3 +198,44 @@ fn capacity_factor_is_f64_with_the_documented_rounding() {
     assert_eq!(serde_json::to_value(&c).unwrap()["capacity_factor"], serde_json::json!(1.1));
     assert_eq!(capacity(c.capacity_factor, 100, 10), 11);
 }
+
+/// `rwm-dist ARGS` with `vars`, killed if it outlives `limit`; also how long it ran.
+fn rwm_deadline(args: &[&str], vars: &[(&str, &str)], limit: std::time::Duration) -> (Output, std::time::Duration) {
+    use std::process::{Command, Stdio};
+    let start = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rwm-dist"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("OMPI_COMM_WORLD_SIZE")
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    while child.try_wait().unwrap().is_none() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), start.elapsed())
+}
+
+#[test]
+fn a_hung_thread_rank_ends_the_run_naming_it_among_those_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let args = ["run", "--ranks", "4", "--backend", "cpu", "--target", "moe,gpt4", "--ep", "4", "--seq-len", "64"];
+    let args = [&args[..], &["--iters", "1", "--warmup", "0", "--output", path.to_str().unwrap()]].concat();
+    let vars = [("RWM_FAULT", "hang:gpt4@2"), ("RWM_TIMEOUT_S", "3")];
+    let (o, took) = rwm_deadline(&args, &vars, std::time::Duration::from_secs(120));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(took.as_secs() < 60, "{took:?}: {err}");
+    // Ranks 0, 1 and 3 wait in gpt4's first collective for rank 2, which never reaches it.
+    assert!(err.contains("no progress for 3 s in ") && err.contains("(waiting for ranks 2)"), "{err}");
+    assert!(err.contains("limit RWM_TIMEOUT_S=3"), "{err}");
+    // moe ran before: every rank's records reached rank 0's file.
+    let recs = std::fs::read_to_string(&path).unwrap_or_default();
+    let moe =
+        recs.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r["target"] == "moe");
+    assert_eq!(moe.count(), 4 * 3, "{err}");
+}

@@ -115,7 +115,7 @@ fn config_json_decides_the_architecture() {
         let elements: usize = c.tensors().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(c.params(), elements as u64, "{name}");
         // So is the memory estimate's (the tied LM head counted once).
-        let est = rwm_dist::targets::llama::memory_inputs(&c, AttnAlgo::Flash).param_count().unwrap();
+        let est = c.memory_inputs(AttnAlgo::Flash).param_count().unwrap();
         assert_eq!(est, elements as u64, "{name}");
     }
 }

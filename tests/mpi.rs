@@ -176,7 +176,23 @@ mod with_mpi {
             if fault.starts_with("hang") || fault.starts_with("fail") {
                 assert!(text.contains("no progress for"), "{fault}: {text}");
             }
+            if fault.starts_with("hang") {
+                // The ranks left waiting name the one that never reached their collective.
+                assert!(text.contains("(waiting for ranks 3)"), "{fault}: {text}");
+            }
         }
+    }
+
+    #[test]
+    fn a_plan_that_does_not_fit_one_rank_is_refused_on_every_rank_before_any_allocates() {
+        let Some((out, text, took, recs)) = faulty("nomem@2", &[]) else { return };
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("the plan does not fit on 1 of 4 ranks, so no rank runs it; rank 2 ("), "{text}");
+        assert!(text.contains(", cpu backend): memory: ") && text.contains("needs an estimated"), "{text}");
+        // Every rank reaches the same verdict and exits 2 (mpirun may end the slower ones before they
+        // print it): no MPI_Abort of one rank while the others run, and nothing was written.
+        assert!(recs.is_empty() && !text.contains("MPI_ABORT"), "{text}");
+        assert!(took < Duration::from_secs(60), "{took:?}");
     }
 
     #[test]
@@ -278,6 +294,9 @@ mod with_mpi {
         assert!(!out.status.success(), "{text}");
         assert!(took < Duration::from_secs(60), "took {took:?}: {text}");
         assert!(text.contains("barrier on comm world") && text.contains("RWM_TIMEOUT_S=2"), "{text}");
+        // Rank 1 sleeps instead of entering the barrier (its watchdog thread still answers); any
+        // of the others may be the one to report.
+        assert!(text.contains(" of 4) (waiting for ranks 1)"), "{text}");
     }
 
     #[test]

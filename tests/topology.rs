@@ -1,7 +1,7 @@
 //! Topology files, the `nvidia-smi topo -m` reader, discovery through a stand-in
 //! nvidia-smi, placement and its cost, and `topo show`.
 
-use rwm_dist::topology::{self, Error, LinkKind, Topology};
+use rwm_dist::topology::{Error, LinkKind, Topology};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -342,7 +342,7 @@ mod discover {
         let dir = tempfile::tempdir().unwrap();
         let smi = fake_smi(dir.path(), "dgx-h100-8gpu.txt", "NVIDIA H100 80GB HBM3, 81559, 5, 16");
         let out = dir.path().join("mine.toml");
-        let cmd = topology::cli::TopoCommand::Discover(topology::cli::DiscoverArgs {
+        let cmd = rwm_dist::cli::TopoCommand::Discover(rwm_dist::cli::DiscoverArgs {
             output: Some(out.clone()),
             name: Some("dgx".into()),
             network_gb_per_s: Some(50.0),
@@ -351,7 +351,7 @@ mod discover {
             nvidia_smi: smi,
         });
         let mut msg = Vec::new();
-        topology::cli::run(&cmd, &mut msg).unwrap();
+        rwm_dist::app::topo::run(&cmd, &mut msg).unwrap();
         let msg = String::from_utf8(msg).unwrap();
         assert!(msg.contains("8 GPU(s) NVIDIA H100 80GB HBM3, 1 NVLink domain(s)"), "{msg}");
         let t = Topology::load(&out).unwrap();
@@ -555,8 +555,9 @@ mod placement {
 
 mod show {
     use super::*;
+    use rwm_dist::app::topo::run;
+    use rwm_dist::cli::{ShowArgs, TopoCommand};
     use rwm_dist::layout::{EpLayout, LayoutArgs};
-    use rwm_dist::topology::cli::{ShowArgs, TopoCommand, run};
 
     fn args(world: usize, cp: usize, ep: usize, dp: Option<usize>, ep_layout: EpLayout) -> TopoCommand {
         TopoCommand::Show(ShowArgs {

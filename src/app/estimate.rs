@@ -19,7 +19,24 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
     }
     let mut overflows = 0;
     for t in &plan.targets {
-        let inputs = t.model_inputs(&dims);
+        let Some(inputs) = t.model_inputs(&dims) else {
+            // Not a model: the largest budget of the variants a run executes.
+            let mut worst: Option<crate::budget::Budget> = None;
+            for v in t.variants() {
+                let v = v.resolve(plan.gemm_dtype);
+                let b = t.run_budget(&dims, &v, Storage::Device).map_err(config_err)?;
+                worst = Some(match worst {
+                    Some(w) if w.total >= b.total => w,
+                    _ => b,
+                });
+            }
+            let budget = worst.expect("a target has variants");
+            writeln!(out, "{}: world {world} = {dims}; its runs' largest variant", t.name()).map_err(io("stdout"))?;
+            budget.render(device, out).map_err(io("stdout"))?;
+            writeln!(out).map_err(io("stdout"))?;
+            overflows += usize::from(device.is_some_and(|d| budget.check_fit(d).is_err()));
+            continue;
+        };
         let budget = inputs.estimate().map_err(config_err)?;
         let params = inputs.param_count().map_err(config_err)?;
         writeln!(out, "{}: {:.3}B parameters; world {world} = {dims}; flash attention", t.name(), params as f64 / 1e9,)

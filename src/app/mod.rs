@@ -1,5 +1,5 @@
 //! The commands, between the parsed flags and the harness: `list` here, `estimate`,
-//! `run`, `compare` and `report` in their own files.
+//! `run`, `compare`, `report` and `topo` in their own files.
 
 mod compare;
 mod estimate;
@@ -8,6 +8,7 @@ mod preflight;
 pub mod records;
 mod report;
 mod run;
+pub mod topo;
 
 use crate::backend;
 use crate::cli::Command;
@@ -51,7 +52,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<Outcome, Error> {
         Command::Estimate(a) => estimate::estimate(a, out),
         Command::Compare(a) => compare::compare(a, out),
         Command::Report(a) => report::report(a, out),
-        Command::Topo { cmd } => crate::topology::cli::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
+        Command::Topo { cmd } => topo::run(cmd, out).map(|_| Outcome::Ok).map_err(Error::from),
     }
 }
 
@@ -62,7 +63,7 @@ pub(crate) fn io(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn list(out: &mut dyn Write) -> Result<(), Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io("stdout"));
     w(out, "targets:".into())?;
-    for t in &crate::targets::ALL {
+    for t in crate::targets::ALL {
         let (name, cfg) = (t.name, (t.config)(target::Size::Quick));
         w(out, format!("  {name:<6} {}", t.about))?;
         for v in cfg.variants() {

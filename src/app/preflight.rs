@@ -1,7 +1,9 @@
 //! Before any collective on devices, every rank says what it found (its backend, GPU,
 //! or why setup failed) and all of them check the same list: a job whose ranks disagree,
 //! or where one rank failed, ends on every rank with one message naming the ranks,
-//! instead of one rank exiting while the others wait in NCCL init.
+//! instead of one rank exiting while the others wait in NCCL init. Each rank's memory check
+//! is part of the list: a plan that does not fit on one rank is refused on every rank before
+//! any of them allocates.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,58 @@ pub struct Found {
     /// Why auto fell back to the CPU.
     pub cpu_because: Option<String>,
     pub error: Option<String>,
+    /// Why the plan does not fit this rank's device (or host), with the estimate.
+    pub memory: Option<String>,
+}
+
+/// Checks the plan against this rank's memory: its GPU's (`backend`), or the host's available
+/// memory shared by the `ranks_on_host` CPU ranks on it. `RWM_FAULT=nomem@R` gives rank R a
+/// host of 1 MiB (tests).
+pub fn fits(
+    plan: &crate::plan::RunPlan,
+    dims: &crate::layout::ParallelDims,
+    backend: &dyn crate::backend::Backend,
+    rank: usize,
+    ranks_on_host: usize,
+) -> Option<String> {
+    use crate::plan::fit::{Capacity, check_backend, check_plan};
+    let checked = match crate::world::fault::memory_at(rank) {
+        Some(available) => check_plan(plan, dims, Capacity::Host { available, ranks: 1 }),
+        None => check_backend(plan, dims, backend, ranks_on_host),
+    };
+    checked.err().map(|e| e.to_string())
+}
+
+/// The device a rank runs on, for messages.
+fn device(f: &Found) -> String {
+    match (&f.gpu, f.backend.as_deref()) {
+        (Some((name, i)), _) => format!("GPU {i}, {name}"),
+        (None, Some(b)) => format!("{b} backend"),
+        (None, None) => "no backend".into(),
+    }
+}
+
+/// The verdict on every rank's memory check: refused on all ranks when the plan does not fit
+/// on one, naming the first such rank, its device and its estimate (and the others by number).
+pub fn check_memory(all: &[Found]) -> Result<(), String> {
+    let refused: Vec<&Found> = all.iter().filter(|f| f.memory.is_some()).collect();
+    let Some(first) = refused.first() else { return Ok(()) };
+    let why = first.memory.as_deref().unwrap_or_default();
+    if all.len() == 1 {
+        return Err(why.to_string());
+    }
+    let others = match &refused[1..] {
+        [] => String::new(),
+        rest => format!(" (also on ranks {})", list(rest)),
+    };
+    Err(format!(
+        "the plan does not fit on {} of {} ranks, so no rank runs it{others}; rank {} ({}, {}): {why}",
+        refused.len(),
+        all.len(),
+        first.rank,
+        first.host,
+        device(first)
+    ))
 }
 
 /// The GPU index on the host of CUDA ordinal `ordinal`, through CUDA_VISIBLE_DEVICES.
@@ -98,6 +152,26 @@ mod tests {
         cpu.cpu_because = Some("no usable GPU: out of devices".into());
         let e = check(&[rank(0, "a", "cuda", 0), cpu]).unwrap_err();
         assert!(e.contains("cuda on ranks 0 (a), cpu on ranks 1 (a) (no usable GPU: out of devices)"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_that_does_not_fit_one_rank_is_refused_on_all_naming_it() {
+        let mut all = [rank(0, "a", "cuda", 0), rank(1, "a", "cuda", 1), rank(2, "b", "cuda", 0)];
+        assert_eq!(check_memory(&all), Ok(()));
+        all[1].memory = Some("memory: moe optimized needs an estimated 150.00 GiB per rank".into());
+        let e = check_memory(&all).unwrap_err();
+        assert!(
+            e.starts_with("the plan does not fit on 1 of 3 ranks, so no rank runs it; rank 1 (a, GPU 1, H200)"),
+            "{e}"
+        );
+        assert!(e.ends_with("needs an estimated 150.00 GiB per rank"), "{e}");
+        all[2].memory = all[1].memory.clone();
+        assert!(check_memory(&all).unwrap_err().contains("2 of 3 ranks, so no rank runs it (also on ranks 2 (b))"));
+        // One rank alone: the check's own message.
+        assert_eq!(
+            check_memory(&all[1..2]).unwrap_err(),
+            "memory: moe optimized needs an estimated 150.00 GiB per rank"
+        );
     }
 
     #[test]

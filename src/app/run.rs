@@ -32,7 +32,7 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         let text = serde_json::to_string_pretty(&plan).expect("plan serialises");
         writeln!(out, "{text}\n{memory}").map_err(io("stdout"))?;
         match placement(&plan, &dims)? {
-            Some(p) => crate::topology::cli::render_map(&p, out).map_err(io("stdout"))?,
+            Some(p) => super::topo::render_map(&p, out).map_err(io("stdout"))?,
             None => render_coords(&dims, out).map_err(io("stdout"))?,
         }
         writeln!(out, "plan is valid for world size {world_size}; nothing was run (--dry-run)")
@@ -56,7 +56,10 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         }
         let backend: Arc<dyn Backend> = Arc::new(backend::cpu::CpuBackend::new());
         crate::plan::fit::check_backend(&plan, &dims, backend.as_ref(), a.ranks)?;
-        let comms = crate::comm::local::LocalComm::group(a.ranks);
+        // Thread ranks are watched as launched ones are; the comm's own waits outlast the limit.
+        let limit = crate::world::arm_for_threads()?;
+        let wait = limit.map_or(crate::world::NO_LIMIT, |t| t + std::time::Duration::from_secs(30));
+        let comms = crate::comm::local::LocalComm::group_with_timeout(a.ranks, wait);
         std::thread::scope(|s| {
             let handles: Vec<_> = comms
                 .into_iter()
@@ -83,9 +86,9 @@ pub(super) fn run_targets(a: &RunArgs, out: &mut dyn Write) -> Result<Outcome, E
         })?
     } else {
         let device = placed.as_ref().map_or(world.local_rank, |p| p.slots[world.rank].local_gpu);
-        let (backend, comm) = connect(&plan, &world, device)?;
-        let fits = crate::plan::fit::check_backend(&plan, &dims, backend.as_ref(), world.local_size);
-        match fits.map_err(Error::from).and_then(|()| run_rank(&plan, dims, backend, comm, path)) {
+        // Refused on every rank (exit 2) when the plan does not fit one of them.
+        let (backend, comm) = connect(&plan, &dims, &world, device)?;
+        match run_rank(&plan, dims, backend, comm, path) {
             Ok(Some(r)) => r,
             // Ranks other than 0 print nothing: rank 0 prints for the job.
             Ok(None) => return Ok(Outcome::Ok),
@@ -138,12 +141,17 @@ type Connected = (Arc<dyn Backend>, Arc<dyn Comm>);
 
 /// The backend and the world communicator for device tensors: NCCL over the MPI
 /// world on GPUs, the host communicator (MPI or one rank) on the CPU. Under a launcher
-/// every rank first agrees with the others on what it found (`preflight`); the whole of
-/// setup runs under the setup limit of the watchdog.
-fn connect(plan: &RunPlan, world: &crate::world::World, device: usize) -> Result<Connected, Error> {
-    use super::preflight::{Found, check, host_gpu};
+/// every rank first agrees with the others on what it found (`preflight`), its memory check
+/// included; the whole of setup runs under the setup limit of the watchdog.
+fn connect(
+    plan: &RunPlan,
+    dims: &ParallelDims,
+    world: &crate::world::World,
+    device: usize,
+) -> Result<Connected, Error> {
+    use super::preflight::{Found, check, check_memory, fits, host_gpu};
     let _setup =
-        crate::world::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
+        crate::comm::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
     let mut found = Found {
         rank: world.rank,
         host: world.hostname.clone(),
@@ -169,8 +177,12 @@ fn connect(plan: &RunPlan, world: &crate::world::World, device: usize) -> Result
             let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
             found.backend = Some("cuda".into());
             found.gpu = Some((c.device_name(), host_gpu(c.context().ordinal(), visible.as_deref())));
+            found.memory = fits(plan, dims, c.as_ref(), world.rank, world.local_size);
         }
-        Ok(None) => found.backend = Some("cpu".into()),
+        Ok(None) => {
+            found.backend = Some("cpu".into());
+            found.memory = fits(plan, dims, &backend::cpu::CpuBackend::new(), world.rank, world.local_size);
+        }
         Err(e) => found.error = Some(e.clone()),
     }
     if world.size > 1 {
@@ -182,9 +194,10 @@ fn connect(plan: &RunPlan, world: &crate::world::World, device: usize) -> Result
         };
         let parts: Vec<Vec<u8>> = serde_json::from_slice(&host.broadcast_bytes(&all)?).expect("rank 0's list parses");
         let all: Vec<Found> = parts.iter().map(|p| serde_json::from_slice(p).expect("our own ranks' JSON")).collect();
-        check(&all).map_err(config_err)?;
+        check(&all).and_then(|()| check_memory(&all)).map_err(config_err)?;
     }
     let cuda = chosen.map_err(config_err)?;
+    check_memory(std::slice::from_ref(&found)).map_err(config_err)?;
     Ok(match cuda {
         Some(c) if world.size > 1 => {
             let nccl = crate::comm::nccl::NcclComm::new(world.comm(), &c, device)?;
@@ -221,7 +234,7 @@ fn run_rank(
         tracing::info!("backend: {}; {} rank(s): {dims}", backend.device_name(), world.size());
     }
     // Thread ranks share one process: each counts its own host bytes.
-    crate::backend::ledger::track_this_thread();
+    crate::tensor::ledger::track_this_thread();
     let ctx = Ctx::new(backend.clone(), world.clone(), dims, plan.plan.gemm_dtype)?;
     let info = RunInfo::new(backend.as_ref(), plan.plan.profile, rank, world.size());
     // Every rank must name the run alike: rank 0's id wins.

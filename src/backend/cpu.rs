@@ -180,7 +180,7 @@ impl Backend for CpuBackend {
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut> {
         let n = attn_dims(q, k, v)?;
         // Naive attention keeps one head's f32 scores [sq, sk] in a plain vector: count them.
-        let _scores = (p.algo == AttnAlgo::Naive).then(|| super::ledger::Charge::new(n.sq * n.sk * 4));
+        let _scores = (p.algo == AttnAlgo::Naive).then(|| crate::tensor::ledger::Charge::new(n.sq * n.sk * 4));
         let f = match p.algo {
             AttnAlgo::Naive => ops::attention::naive,
             AttnAlgo::Flash => ops::attention::flash,
@@ -243,10 +243,10 @@ impl Backend for CpuBackend {
         }
     }
     fn memory(&self) -> MemStats {
-        ledger::host_stats()
+        crate::tensor::ledger::host_stats()
     }
     fn reset_peak(&self) {
-        ledger::reset_host_peak()
+        crate::tensor::ledger::reset_host_peak()
     }
 }
 

@@ -4,8 +4,11 @@
 
 pub mod cpu;
 pub mod cuda;
-pub mod ledger;
 
+pub use crate::ops::attention::{AttnAlgo, AttnParams};
+pub use crate::ops::rope::RopeParams;
+pub use crate::ops::routing::{Gate, RouterParams};
+pub use crate::tensor::ledger::MemStats;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -38,69 +41,11 @@ pub enum BackendKind {
     Cuda,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttnAlgo {
-    /// Materialises the full score matrix in f32 (the baseline).
-    Naive,
-    /// Tiled online softmax; never holds more than a tile of scores.
-    Flash,
-}
-
-/// Which keys a query may see. Positions are absolute so that context
-/// parallelism can attend a chunk of queries to a chunk of keys elsewhere.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AttnParams {
-    pub causal: bool,
-    pub q_offset: usize,
-    pub k_offset: usize,
-    pub algo: AttnAlgo,
-    /// Write the output in f32 instead of q's dtype: partial results that are merged
-    /// by log-sum-exp (context parallelism) round once, at the end, not per block.
-    pub f32_out: bool,
-}
-
-impl AttnParams {
-    /// Causal attention of queries at `q_offset` to keys at `k_offset`, output in q's dtype.
-    pub fn causal(q_offset: usize, k_offset: usize, algo: AttnAlgo) -> Self {
-        AttnParams { causal: true, q_offset, k_offset, algo, f32_out: false }
-    }
-}
-
 pub struct AttnOut {
     /// [sq, hq, d], dtype of q (f32 with `f32_out`).
     pub out: Tensor,
     /// [hq, sq] f32 natural-log sum of exp of the scaled scores; -inf where a row saw no key.
     pub lse: Tensor,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RopeParams {
-    pub theta: f32,
-    /// llama3 scaling; factor 1 disables it.
-    pub factor: f32,
-    pub low_freq_factor: f32,
-    pub high_freq_factor: f32,
-    pub original_max_position: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gate {
-    Softmax,
-    Sigmoid,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RouterParams {
-    pub gate: Gate,
-    pub top_k: usize,
-    /// Experts are split into `n_group` groups; tokens pick from the best `topk_group` groups.
-    pub n_group: usize,
-    pub topk_group: usize,
-    /// Divide the chosen weights by their sum.
-    pub norm_topk: bool,
-    pub scaling: f32,
 }
 
 pub struct Routing {
@@ -119,12 +64,6 @@ pub struct Permuted {
     pub offsets: Tensor,
     /// [t*k] i32: permuted row of slot (token, slot).
     pub row_of: Tensor,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct MemStats {
-    pub in_use: usize,
-    pub peak: usize,
 }
 
 /// Device work recorded once (a CUDA graph) and launched again as a whole.
@@ -213,7 +152,7 @@ pub trait Backend: Send + Sync {
     fn elapsed_ms(&self, start: &Mark, end: &Mark) -> Result<f64>;
     fn memory(&self) -> MemStats;
     fn reset_peak(&self);
-    /// The device's total memory in bytes; None for the host (see `ledger::host_available`).
+    /// The device's total memory in bytes; None for the host (see `tensor::ledger::host_available`).
     fn total_memory(&self) -> Option<u64> {
         None
     }

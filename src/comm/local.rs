@@ -4,8 +4,11 @@
 //! number, so ranks that call collectives in different orders time out instead of
 //! silently mixing data. Waits are bounded, and a rank that drops its comm (or
 //! unwinds from a panic) makes its peers' waits fail with `PeerLost`.
+//! Each rank counts the operations it entered on the group, so an operation the
+//! watchdog finds overdue names the ranks that have not reached it.
 
 use super::{Comm, Error, Pending, Result};
+use crate::comm::watchdog::{self, Waiting};
 use crate::tensor::{DType, Data, Tensor, round_to};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,15 +71,25 @@ struct Shared {
     state: Mutex<State>,
     cv: Condvar,
     splits: Mutex<Splits>,
+    /// Names the group in watchdog messages: "threads", then "/SPLIT.COLOR" per split.
+    label: String,
+    /// The world rank (the thread rank of the run) of each member.
+    world: Vec<usize>,
+    /// Operations each member has entered on this group.
+    entered: Vec<AtomicU64>,
 }
 
 impl Shared {
-    fn new(size: usize) -> Arc<Shared> {
+    fn new(label: String, world: Vec<usize>) -> Arc<Shared> {
+        let size = world.len();
         Arc::new(Shared {
             size,
             state: Mutex::new(State { mail: HashMap::new(), alive: vec![true; size] }),
             cv: Condvar::new(),
             splits: Mutex::new(HashMap::new()),
+            label,
+            world,
+            entered: (0..size).map(|_| AtomicU64::new(0)).collect(),
         })
     }
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -104,7 +117,7 @@ impl LocalComm {
     }
 
     pub fn group_with_timeout(n: usize, timeout: Duration) -> Vec<LocalComm> {
-        let shared = Shared::new(n);
+        let shared = Shared::new("threads".into(), (0..n).collect());
         (0..n).map(|rank| LocalComm::member(rank, shared.clone(), timeout)).collect()
     }
 
@@ -171,6 +184,29 @@ impl LocalComm {
     fn fail(&self, op: &'static str, msg: String) -> Error {
         Error::Failed { rank: self.rank, op, msg }
     }
+
+    /// Counts `op` as entered and watches it until the guard drops; `from` is the one peer a
+    /// receive waits for (every other member for a collective).
+    fn watch(&self, op: &str, from: Option<usize>) -> watchdog::Guard {
+        let seq = self.shared.entered[self.rank].fetch_add(1, Ordering::Relaxed);
+        watch_op(&self.shared, self.rank, op, seq, from)
+    }
+}
+
+/// Watches operation `seq` of `rank` on the group; overdue, it names the peers behind it.
+fn watch_op(shared: &Arc<Shared>, rank: usize, op: &str, seq: u64, from: Option<usize>) -> watchdog::Guard {
+    let what = format!("{op} on comm {} (rank {rank} of {})", shared.label, shared.size);
+    let peers: Vec<usize> = match from {
+        Some(p) => vec![p],
+        None => (0..shared.size).filter(|&p| p != rank).collect(),
+    };
+    let sh = shared.clone();
+    let ask: watchdog::AskFn = Box::new(move |_| {
+        let counts: Vec<(usize, Option<u64>)> =
+            peers.iter().map(|&p| (sh.world[p], Some(sh.entered[p].load(Ordering::Relaxed)))).collect();
+        Waiting::from_counts(seq, &counts)
+    });
+    watchdog::watch_waiting(what, Some(shared.world[rank]), ask)
 }
 
 fn take(
@@ -265,11 +301,15 @@ struct LocalPending {
     tag: Tag,
     timeout: Duration,
     secs: u64,
+    /// The sendrecv's number among the operations this rank entered on the group.
+    seq: u64,
 }
 
 impl Pending for LocalPending {
     fn wait(self: Box<Self>) -> Result<Tensor> {
         const OP: &str = "sendrecv wait";
+        let _w =
+            watch_op(&self.shared, self.rank, &format!("sendrecv from rank {}", self.from), self.seq, Some(self.from));
         let p = take(&self.shared, self.rank, self.from, self.tag, OP, self.timeout, self.secs)?;
         concat(vec![p], self.rank, OP)
     }
@@ -294,6 +334,7 @@ impl Comm for LocalComm {
             let msg = format!("send {send:?}, send_rows {send_rows:?}, recv_rows {recv_rows:?} for {n} ranks");
             return Err(self.fail(OP, msg));
         }
+        let _w = self.watch(OP, None);
         let starts: Vec<usize> = send_rows.iter().scan(0, |acc, r| Some(std::mem::replace(acc, *acc + r))).collect();
         let parts = self.exchange(OP, |dst| Payload::rows_of(send, starts[dst], send_rows[dst], self.rank, OP))?;
         for (src, p) in parts.iter().enumerate() {
@@ -307,12 +348,14 @@ impl Comm for LocalComm {
 
     fn all_gather(&self, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "all_gather";
+        let _w = self.watch(OP, None);
         let parts = self.exchange(OP, |_| Payload::whole(x, self.rank, OP))?;
         concat(parts, self.rank, OP)
     }
 
     fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "all_reduce_sum";
+        let _w = self.watch(OP, None);
         let parts = self.exchange(OP, |_| Payload::whole(x, self.rank, OP))?;
         // Summed in rank order on every rank, so all ranks get bitwise equal results.
         let mut acc: Option<Vec<f32>> = None;
@@ -336,6 +379,7 @@ impl Comm for LocalComm {
         const OP: &str = "sendrecv_start";
         self.check_peer(to, OP)?;
         self.check_peer(from, OP)?;
+        let seq = self.shared.entered[self.rank].fetch_add(1, Ordering::Relaxed);
         let send_tag = {
             let mut s = self.sent.lock().unwrap_or_else(|e| e.into_inner());
             s[to] += 1;
@@ -354,6 +398,7 @@ impl Comm for LocalComm {
             tag: recv_tag,
             timeout: self.timeout,
             secs: self.timeout_secs(),
+            seq,
         }))
     }
 
@@ -367,6 +412,7 @@ impl Comm for LocalComm {
         if counts.len() != n * block {
             return Err(self.fail(OP, format!("{} counts for {n} ranks of {block}", counts.len())));
         }
+        let _w = self.watch(OP, None);
         let parts = self.exchange(OP, |dst| Ok(Payload::Counts(counts[dst * block..(dst + 1) * block].to_vec())))?;
         let mut out = Vec::with_capacity(n * block);
         for p in parts {
@@ -377,6 +423,7 @@ impl Comm for LocalComm {
 
     fn gather_bytes(&self, bytes: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
         const OP: &str = "gather_bytes";
+        let _w = self.watch(OP, None);
         let tag = self.next_coll();
         self.post(0, tag, Payload::Bytes(bytes.to_vec()), OP)?;
         if self.rank != 0 {
@@ -388,6 +435,7 @@ impl Comm for LocalComm {
 
     fn broadcast_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
         const OP: &str = "broadcast_bytes";
+        let _w = self.watch(OP, Some(0));
         let tag = self.next_coll();
         if self.rank == 0 {
             for dst in 0..self.size() {
@@ -398,6 +446,7 @@ impl Comm for LocalComm {
     }
 
     fn barrier(&self) -> Result<()> {
+        let _w = self.watch("barrier", None);
         self.exchange("barrier", |_| Ok(Payload::Counts(Vec::new()))).map(|_| ())
     }
 
@@ -412,7 +461,11 @@ impl Comm for LocalComm {
         let seq = self.split_seq.fetch_add(1, Ordering::Relaxed);
         let shared = {
             let mut splits = self.shared.splits.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = splits.entry((seq, color)).or_insert_with(|| (Shared::new(members.len()), members.len()));
+            let entry = splits.entry((seq, color)).or_insert_with(|| {
+                let label = format!("{}/{seq}.{color}", self.shared.label);
+                let world = members.iter().map(|&(_, r)| self.shared.world[r]).collect();
+                (Shared::new(label, world), members.len())
+            });
             let shared = entry.0.clone();
             entry.1 -= 1;
             if entry.1 == 0 {
@@ -510,6 +563,35 @@ mod tests {
         assert_eq!(out[2], (0, 2, vec![2., 0.]));
         assert_eq!(out[1], (1, 2, vec![3., 1.]));
         assert_eq!(out[3], (0, 2, vec![3., 1.]));
+    }
+
+    #[test]
+    fn an_operation_in_flight_names_the_ranks_that_have_not_reached_it() {
+        let mut comms = LocalComm::group(3);
+        let late = comms.pop().unwrap();
+        let early: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                thread::spawn(move || {
+                    c.barrier()?;
+                    c.barrier()
+                })
+            })
+            .collect();
+        late.barrier().unwrap();
+        // Ranks 0 and 1 wait in their second barrier; rank 2 has entered one operation only.
+        let what = "barrier on comm threads (rank 0 of 3)";
+        let start = Instant::now();
+        let asked = loop {
+            let a = crate::comm::watchdog::ask_in_flight(what);
+            if !a.is_empty() || start.elapsed() > Duration::from_secs(10) {
+                break a;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(asked, vec![Waiting { behind: vec![2], silent: vec![] }]);
+        late.barrier().unwrap();
+        early.into_iter().for_each(|h| h.join().unwrap().unwrap());
     }
 
     #[test]

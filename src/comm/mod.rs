@@ -1,15 +1,18 @@
 //! `Comm`: the collectives the parallel wrappers need, over one group of ranks.
 //! `local` runs ranks as threads of one process (tests, CPU runs); `mpi` and
-//! `nccl` are the only modules that touch rsmpi and cudarc's NCCL.
+//! `nccl` are the only modules that touch rsmpi and cudarc's NCCL; `watchdog` ends a job whose
+//! collective makes no progress.
 
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "mpi")]
+pub mod mpi_progress;
 pub mod nccl;
+pub mod single;
+pub mod watchdog;
 
 use crate::tensor::Tensor;
-
-pub mod single;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

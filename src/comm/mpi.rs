@@ -1,13 +1,13 @@
-//! `Comm` over MPI on host tensors (the CPU backend's storage), through rsmpi. This is
-//! the only module that touches rsmpi: `world.rs` reaches MPI through `runtime`,
-//! `processor_name` and `abort` here.
+//! `Comm` over MPI on host tensors (the CPU backend's storage), through rsmpi. This and
+//! `mpi_progress` (the watchdog's channel) are the only modules that touch rsmpi: `world.rs`
+//! reaches MPI through `runtime`, `processor_name` and `abort` here.
 //!
 //! Errors inside MPI itself end the job (MPI's default handler, MPI_ERRORS_ARE_FATAL);
 //! argument errors found here are returned. Every call is registered with the watchdog.
 
 use super::{Comm, Error, Pending, Result};
+use crate::comm::watchdog;
 use crate::tensor::{DType, Data, Tensor, round_to};
-use crate::world::watchdog;
 use mpi::collective::SystemOperation;
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::environment::{Threading, Universe};
@@ -16,6 +16,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Keeps MPI initialised; MPI_Finalize runs when the last holder (world, communicators,
@@ -23,6 +24,13 @@ use std::sync::{Arc, Mutex, Weak};
 pub struct Runtime {
     _universe: Universe,
     pub threading: Threading,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Before the universe's MPI_Finalize: the watchdog's channel is a communicator too.
+        super::mpi_progress::close();
+    }
 }
 
 enum InitState {
@@ -73,7 +81,11 @@ pub struct MpiComm {
     comm: SimpleCommunicator,
     rank: usize,
     size: usize,
+    /// Alike on every member: "world", then "/SPLIT.COLOR" per split (counts progress by it).
     label: String,
+    /// The world rank of each member.
+    world_ranks: Vec<usize>,
+    splits: AtomicU64,
     rt: Arc<Runtime>,
 }
 
@@ -96,10 +108,12 @@ fn dtype_code(d: DType) -> u64 {
 
 impl MpiComm {
     /// MPI_COMM_WORLD.
+    /// MPI_COMM_WORLD. Collective: also opens the watchdog's channel (`mpi_progress`).
     pub fn world(rt: Arc<Runtime>) -> MpiComm {
         let comm = SimpleCommunicator::world();
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-        MpiComm { comm, rank, size, label: "world".into(), rt }
+        super::mpi_progress::open(&comm);
+        MpiComm { comm, rank, size, label: "world".into(), world_ranks: (0..size).collect(), splits: 0.into(), rt }
     }
 
     /// Names the communicator in errors and watchdog messages.
@@ -118,7 +132,14 @@ impl MpiComm {
             .split_by_color_with_key(Color::with_value(c), k)
             .ok_or_else(|| self.err("split", "MPI returned no communicator".into()))?;
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-        Ok(MpiComm { comm, rank, size, label: label.to_string(), rt: self.rt.clone() })
+        let members: Vec<mpi::Rank> = (0..size as mpi::Rank).collect();
+        let world_ranks = comm
+            .group()
+            .translate_ranks(&members, &SimpleCommunicator::world().group())
+            .into_iter()
+            .map(|r| r.map_or(usize::MAX, |r| r as usize))
+            .collect();
+        Ok(MpiComm { comm, rank, size, label: label.to_string(), world_ranks, splits: 0.into(), rt: self.rt.clone() })
     }
 
     /// Every rank's bytes, in rank order, on every rank.
@@ -140,8 +161,22 @@ impl MpiComm {
         Error::Failed { rank: self.rank, op, msg: format!("comm {}: {msg}", self.label) }
     }
 
+    /// Counts `op` as entered on this communicator and watches it; overdue, it asks the peers
+    /// (every other member, or the one it receives `from`) whether they reached it.
+    fn watch_from(&self, op: &str, from: Option<usize>) -> watchdog::Guard {
+        let seq = super::mpi_progress::enter(&self.label);
+        let peers: Vec<usize> = match from {
+            Some(p) => vec![self.world_ranks[p]],
+            None => (0..self.size).filter(|&p| p != self.rank).map(|p| self.world_ranks[p]).collect(),
+        };
+        let label = self.label.clone();
+        let ask: watchdog::AskFn = Box::new(move |budget| super::mpi_progress::ask(&label, seq, &peers, budget));
+        let what = format!("{op} on comm {} (rank {} of {})", self.label, self.rank, self.size);
+        watchdog::watch_waiting(what, None, ask)
+    }
+
     fn watch(&self, op: &str) -> watchdog::Guard {
-        watchdog::watch(format!("{op} on comm {} (rank {} of {})", self.label, self.rank, self.size))
+        self.watch_from(op, None)
     }
 
     fn counts(&self, op: &'static str, v: impl Iterator<Item = usize>) -> Result<Vec<c_int>> {
@@ -393,7 +428,7 @@ impl Comm for MpiComm {
         if to >= self.size || from >= self.size {
             return Err(self.err(OP, format!("to {to} and from {from} must be below the size {}", self.size)));
         }
-        let watch = self.watch(&format!("sendrecv to rank {to} from rank {from}"));
+        let watch = self.watch_from(&format!("sendrecv to rank {to} from rank {from}"), Some(from));
         let (send, recv, n, dt) = match host(x, self.rank, OP)? {
             Host::F32(v) => (
                 RecvBuf::F32(v.to_vec()),
@@ -496,7 +531,8 @@ impl Comm for MpiComm {
     }
 
     fn split(&self, color: usize, key: usize) -> Result<Box<dyn Comm>> {
-        let label = format!("{}/{color}", self.label);
+        // The split's number keeps labels of sibling splits apart (cp and ep may share a color).
+        let label = format!("{}/{}.{color}", self.label, self.splits.fetch_add(1, Ordering::Relaxed));
         Ok(Box::new(self.split_labeled(color, key, &label)?))
     }
 }

@@ -103,7 +103,7 @@ impl NcclComm {
         ctx.bind_to_thread().map_err(|e| cuda_error(rank, OP, e))?;
         let comm_stream = ctx.new_stream().map_err(|e| cuda_error(rank, OP, e))?;
         // ncclCommInitRank waits for every rank of the group: setup's limit applies.
-        let _w = crate::world::watchdog::watch_setup(format!("NCCL init (rank {rank} of {size})"));
+        let _w = crate::comm::watchdog::watch_setup(format!("NCCL init (rank {rank} of {size})"));
         let raw = nccl::Comm::from_rank(comm_stream.clone(), rank, size, nccl::Id::uninit(internal))
             .map_err(|e| nccl_error(rank, OP, e))?;
         Ok(NcclComm { host, ctx, compute, comm_stream, raw: Mutex::new(Raw(raw)), rank, size })

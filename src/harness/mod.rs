@@ -4,7 +4,6 @@
 
 pub mod env;
 pub mod gates;
-pub mod profile;
 pub mod record;
 pub mod runner;
 pub mod stats;

@@ -124,7 +124,7 @@ impl RunInfo {
             run_id: run_id(now, random_u16()),
             timestamp: now.format(&time::format_description::well_known::Rfc3339).expect("UTC times format"),
             machine: Machine {
-                hostname: hostname(),
+                hostname: crate::topology::host_name(),
                 os: std::env::consts::OS.into(),
                 arch: std::env::consts::ARCH.into(),
                 cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -164,13 +164,6 @@ fn random_u16() -> u16 {
 
 pub fn git_rev() -> &'static str {
     env!("RWM_GIT_REV")
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

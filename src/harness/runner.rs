@@ -1,9 +1,9 @@
 //! Runs every selected variant of a workload: warm-up, timed steps, the gate.
 
-use super::profile::Range;
 use super::record::{Record, RunInfo, SCHEMA_VERSION, Status};
 use super::stats::{errors, median, quantile};
 use super::{Ctx, GateMetric, Result, Variant, Workload};
+use crate::marks::Range;
 use crate::tensor::Tensor;
 use indicatif::ProgressBar;
 

@@ -1,4 +1,4 @@
-//! Order statistics of timing samples.
+//! Order statistics of timing samples, and the error metrics every correctness check uses.
 
 /// Linear-interpolated quantile (q in [0, 1]) of unsorted samples.
 pub fn quantile(samples: &[f64], q: f64) -> f64 {

@@ -111,8 +111,11 @@ pub trait Target: std::fmt::Debug + Send + Sync {
     fn variants(&self) -> Vec<VariantSpec>;
     /// One rank's memory running `v` under `dims`, with tensors stored `at`.
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> Result<Budget, MemoryError>;
-    /// The deployed model's terms for `estimate`: flash attention, embeddings included.
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs;
+    /// The deployed model's terms for `estimate` (flash attention, embeddings included); None
+    /// for a target that is not a model, whose `estimate` is its largest run budget.
+    fn model_inputs(&self, _dims: &ParallelDims) -> Option<MemoryInputs> {
+        None
+    }
     fn workload(&self) -> Box<dyn Workload>;
 }
 

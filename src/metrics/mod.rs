@@ -1,5 +1,5 @@
-//! Routing health and load balancing. Pure functions over host
-//! data, so the harness can feed them any backend's results; docs/metrics.md gives every formula.
+//! MoE routing health. Pure functions over host data, so the harness can feed them any backend's
+//! results; docs/metrics.md gives every formula.
 
 pub mod routing;
 

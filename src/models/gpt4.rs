@@ -6,8 +6,10 @@
 use super::moe::{MoeConfig, MoeLayer};
 use super::weights::Source;
 use super::{Linear, causal_attn_flops, gemm_flops};
-use crate::backend::{Backend, Gate, Result, RopeParams};
+use crate::backend::{AttnAlgo, Backend, Gate, Result, RopeParams};
+use crate::budget::MemoryInputs;
 use crate::config::ConfigError;
+use crate::layout::ParallelDims;
 use crate::parallel::context::CpKind;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -140,11 +142,38 @@ impl Gpt4Config {
     }
 
     /// Parameters of the block stack plus embedding and LM head (untied).
+    /// The parameter count (embeddings included): the memory estimate's, so that the two cannot
+    /// disagree.
     pub fn params(&self) -> u64 {
-        let h = self.hidden as u64;
-        let attn = h * (2 * self.q_dim() as u64 + 2 * self.kv_dim() as u64);
-        let moe = self.num_experts as u64 * (3 * h * self.expert_ffn as u64 + h);
-        self.layers as u64 * (attn + moe + 2 * h) + 2 * self.vocab as u64 * h + h
+        let one = ParallelDims::single();
+        self.memory_inputs(&one, AttnAlgo::Flash, true)
+            .param_count()
+            .expect("a validated config's parameters fit 64 bits")
+    }
+
+    /// The model's terms for the memory estimate (`budget`) under `layout`. `with_embedding`:
+    /// count the token embedding and LM head of the deployed model (`estimate`); the `gpt4`
+    /// target runs the block stack on hidden states and has none.
+    pub fn memory_inputs(&self, layout: &ParallelDims, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
+        MemoryInputs {
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            vocab: if with_embedding { self.vocab } else { 1 },
+            num_experts: self.num_experts,
+            top_k: self.top_k,
+            expert_ffn: self.expert_ffn,
+            moe_layer_count: self.layers,
+            seq_len: self.seq_len,
+            cp: layout.cp,
+            ep: layout.ep,
+            attention: attn,
+            cp_mode: self.cp_kind,
+            capacity_factor: self.capacity_factor,
+            ..Default::default()
+        }
     }
 
     /// FLOPs of a forward over the whole sequence (all ranks together).
@@ -242,7 +271,10 @@ impl Gpt4 {
             let k =
                 self.rope_chunks(b, &blk.wk.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]), chunks)?;
             let v = blk.wv.forward(b, &n, gemm)?.reshape(&[rows, c.kv_heads, c.head_dim]);
-            let a = attn(&q, &k, &v)?.reshape(&[rows, c.q_dim()]);
+            let a = {
+                let _phase = crate::marks::phase(c"attention");
+                attn(&q, &k, &v)?.reshape(&[rows, c.q_dim()])
+            };
             kv_cache.push((k, v));
             let (sum, n2) = b.add_rms_norm(&blk.wo.forward(b, &a, gemm)?, &x, &blk.moe_norm, c.eps)?;
             x = b.add(&sum, &moe(&blk.moe, &n2)?)?;

@@ -4,6 +4,7 @@ use super::next_token::{Scorer, Verdict};
 use super::weights::Source;
 use super::{Linear, Mlp, causal_attn_flops, gemm_flops};
 use crate::backend::{AttnAlgo, AttnParams, Backend, Result, RopeParams};
+use crate::budget::MemoryInputs;
 use crate::config::ConfigError;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -139,11 +140,26 @@ impl LlamaConfig {
     }
 
     /// Parameters, embedding and LM head included (once when tied).
+    /// The parameter count: the memory estimate's, so that the two cannot disagree.
     pub fn params(&self) -> u64 {
-        let h = self.hidden as u64;
-        let layer = h * (2 * self.q_dim() as u64 + 2 * self.kv_dim() as u64) + 3 * h * self.ffn as u64 + 2 * h;
-        let tables = if self.tie_embeddings { 1 } else { 2 };
-        tables * self.vocab as u64 * h + self.layers as u64 * layer + h
+        self.memory_inputs(AttnAlgo::Flash).param_count().expect("a validated config's parameters fit 64 bits")
+    }
+
+    /// The model's terms for the memory estimate (`budget`), at attention `attn`.
+    pub fn memory_inputs(&self, attn: AttnAlgo) -> MemoryInputs {
+        MemoryInputs {
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            ffn: self.ffn,
+            vocab: self.vocab,
+            tied_embeddings: self.tie_embeddings,
+            seq_len: self.seq_len,
+            attention: attn,
+            ..Default::default()
+        }
     }
 
     /// Every checkpoint tensor the model reads, with its shape (Hugging Face names).
@@ -323,7 +339,10 @@ impl Llama {
             let v = l.wv.forward(b, &n, mode.gemm)?.reshape(&[s, c.kv_heads, c.head_dim]);
             drop(n);
             let p = AttnParams::causal(0, 0, mode.attn);
-            let a = b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()]);
+            let a = {
+                let _phase = crate::marks::phase(c"attention");
+                b.attention(&q, &k, &v, &p)?.out.reshape(&[s, c.q_dim()])
+            };
             drop(q);
             kv_cache.push((k, v));
             let o = l.wo.forward(b, &a, mode.gemm)?;

@@ -5,6 +5,7 @@ use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
 use crate::backend::{Backend, Gate, Result, RouterParams, Routing};
 use crate::config::ConfigError;
+use crate::marks::phase;
 use crate::models::skew::Skew;
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -264,6 +265,7 @@ impl MoeLayer {
 
     /// Router logits in f32 (plus a per-expert input skew), then top-k.
     pub fn route(&self, b: &dyn Backend, x: &Tensor, skew: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Routing> {
+        let _phase = phase(c"moe route");
         let mut logits = b.matmul(x, &self.router, DType::F32)?;
         if let Some(s) = skew {
             logits = b.add(&logits, s)?;
@@ -330,11 +332,18 @@ impl MoeLayer {
         gemm: DType,
     ) -> Result<Tensor> {
         debug_assert_eq!(self.slots.len(), self.cfg.num_experts, "single-device forward needs every expert");
-        let p = b.permute(x, &r.ids, self.cfg.num_experts)?;
-        let y = match per_expert {
-            Some(m) => self.experts_loop(b, &p.x, &p.offsets, m, gemm)?,
-            None => self.experts_grouped(b, &p.x, &p.offsets)?,
+        let p = {
+            let _phase = phase(c"moe dispatch");
+            b.permute(x, &r.ids, self.cfg.num_experts)?
         };
+        let y = {
+            let _phase = phase(c"moe experts");
+            match per_expert {
+                Some(m) => self.experts_loop(b, &p.x, &p.offsets, m, gemm)?,
+                None => self.experts_grouped(b, &p.x, &p.offsets)?,
+            }
+        };
+        let _phase = phase(c"moe combine");
         self.combine(b, x, &y, &p.row_of, r)
     }
 }

@@ -3,6 +3,36 @@
 
 use super::gemm::dot;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttnAlgo {
+    /// Materialises the full score matrix in f32 (the baseline).
+    Naive,
+    /// Tiled online softmax; never holds more than a tile of scores.
+    Flash,
+}
+
+/// Which keys a query may see. Positions are absolute so that context
+/// parallelism can attend a chunk of queries to a chunk of keys elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnParams {
+    pub causal: bool,
+    pub q_offset: usize,
+    pub k_offset: usize,
+    pub algo: AttnAlgo,
+    /// Write the output in f32 instead of q's dtype: partial results that are merged
+    /// by log-sum-exp (context parallelism) round once, at the end, not per block.
+    pub f32_out: bool,
+}
+
+impl AttnParams {
+    /// Causal attention of queries at `q_offset` to keys at `k_offset`, output in q's dtype.
+    pub fn causal(q_offset: usize, k_offset: usize, algo: AttnAlgo) -> Self {
+        AttnParams { causal: true, q_offset, k_offset, algo, f32_out: false }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Dims {

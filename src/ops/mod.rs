@@ -1,5 +1,7 @@
-//! CPU reference implementations, on plain slices, in f32 with f32 accumulation.
-//! The CUDA kernels in kernels/ compute the same functions; tests compare them.
+//! The ops, one file each: their parameters (`AttnParams`, `RopeParams`, `RouterParams`, which
+//! the `Backend` trait re-exports) and their CPU reference implementations, on plain slices, in
+//! f32 with f32 accumulation. The CPU backend runs these; the CUDA kernels in kernels/ compute
+//! the same functions and tests compare the two.
 
 pub mod activation;
 pub mod attention;

@@ -1,4 +1,14 @@
-use crate::backend::RopeParams;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeParams {
+    pub theta: f32,
+    /// llama3 scaling; factor 1 disables it.
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position: usize,
+}
 
 /// Inverse frequencies for head dim `d` with llama3 scaling (as in HF `_compute_llama3_parameters`).
 pub fn inv_freq(d: usize, p: &RopeParams) -> Vec<f32> {

@@ -1,7 +1,26 @@
 //! MoE router: softmax (DeepSeek-V2) or sigmoid with selection bias (DeepSeek-V3),
 //! optionally group-limited. Ties go to the lower expert index.
 
-use crate::backend::{Gate, RouterParams};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    Softmax,
+    Sigmoid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RouterParams {
+    pub gate: Gate,
+    pub top_k: usize,
+    /// Experts are split into `n_group` groups; tokens pick from the best `topk_group` groups.
+    pub n_group: usize,
+    pub topk_group: usize,
+    /// Divide the chosen weights by their sum.
+    pub norm_topk: bool,
+    pub scaling: f32,
+}
 
 pub struct Routed {
     pub ids: Vec<i32>,

@@ -14,6 +14,7 @@ use super::{Result, invalid};
 use crate::backend::{AttnAlgo, AttnOut, AttnParams, Backend, Mark};
 use crate::comm::Comm;
 pub use crate::layout::CpKind;
+use crate::marks::{phase, phase_with};
 use crate::tensor::Tensor;
 use serde::Serialize;
 use std::ops::Range;
@@ -183,9 +184,13 @@ fn ring(
     let (mut compute, mut waits) = (Vec::new(), Vec::new());
     let (mut computed, mut skipped) = (0, 0);
     for step in 0..n {
+        let _step = phase_with(|| format!("cp ring step {step}"));
         // Start passing the block on before attending to it; it stays alive until the wait.
         let pending = match step + 1 < n {
-            true => Some((comm.sendrecv_start(&kb, next, prev)?, comm.sendrecv_start(&vb, next, prev)?)),
+            true => {
+                let _c = phase(c"sendrecv k/v start");
+                Some((comm.sendrecv_start(&kb, next, prev)?, comm.sendrecv_start(&vb, next, prev)?))
+            }
             false => None,
         };
         let c0 = b.mark()?;
@@ -215,6 +220,7 @@ fn ring(
         }
         compute.push((c0, b.mark()?));
         if let Some((pk, pv)) = pending {
+            let _c = phase(c"sendrecv k/v wait");
             let w0 = b.mark()?;
             kb = pk.wait()?;
             vb = pv.wait()?;
@@ -250,7 +256,10 @@ fn all_gather(
     let n = comm.size();
     let block = kp.shape()[0];
     let a0 = b.mark()?;
-    let (kg, vg) = (comm.all_gather(kp)?, comm.all_gather(vp)?);
+    let (kg, vg) = {
+        let _c = phase(c"all_gather k/v");
+        (comm.all_gather(kp)?, comm.all_gather(vp)?)
+    };
     let a1 = b.mark()?;
     let c0 = b.mark()?;
     // Reorder the gathered blocks into sequence order, up to the last position queried here.

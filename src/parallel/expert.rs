@@ -10,6 +10,7 @@
 use super::{Result, invalid};
 use crate::backend::{Backend, Mark, Routing};
 use crate::comm::Comm;
+use crate::marks::phase;
 use crate::tensor::Tensor;
 use serde::Serialize;
 
@@ -199,37 +200,52 @@ where
         let v = format!("x {:?}, ids {:?}, weights {:?}", x.shape(), routing.ids.shape(), routing.weights.shape());
         return Err(invalid("x / routing", v, "x [t, h] with ids and weights [t, k]"));
     }
+    let dispatch = phase(c"moe dispatch");
     let m0 = backend.mark()?;
     let perm = backend.permute(x, &routing.ids, placement.num_experts())?;
     let offsets = backend.download_i32(&perm.offsets)?;
     let (order, send_counts) = send_plan(placement, &offsets, ep);
-    let recv_counts = comm.all_to_all_count_blocks(&send_counts, s)?;
+    let recv_counts = {
+        let _c = phase(c"all_to_all counts");
+        comm.all_to_all_count_blocks(&send_counts, s)?
+    };
     let (send_rows, recv_rows) = (sums(&send_counts, ep, s), sums(&recv_counts, ep, s));
 
     let m1 = backend.mark()?;
     let xs = gather(backend, perm.x, order.as_deref())?;
     let a0 = backend.mark()?;
-    let received = comm.all_to_all_v(&xs, &send_rows, &recv_rows)?;
+    let received = {
+        let _c = phase(c"all_to_all_v dispatch");
+        comm.all_to_all_v(&xs, &send_rows, &recv_rows)?
+    };
     let a1 = backend.mark()?;
     let (slot_order, slot_offsets) = regroup_plan(&recv_counts, ep, s);
     let grouped = gather(backend, received, slot_order.as_deref())?;
     let local_offsets = backend.upload_i32(&slot_offsets, &[s + 1])?;
+    drop(dispatch);
 
+    let experts = phase(c"moe experts");
     let m2 = backend.mark()?;
     let y = expert(&grouped, &local_offsets, &placement.slot_experts(me))?;
     if y.shape().first() != grouped.shape().first() {
         let v = format!("{:?} for {:?} input rows", y.shape(), grouped.shape());
         return Err(invalid("expert output", v, "one output row per input row"));
     }
+    drop(experts);
 
+    let combine = phase(c"moe combine");
     let m3 = backend.mark()?;
     let y_src = gather(backend, y, slot_order.as_deref().map(inverse).as_deref())?;
     let b0 = backend.mark()?;
-    let back = comm.all_to_all_v(&y_src, &recv_rows, &send_rows)?;
+    let back = {
+        let _c = phase(c"all_to_all_v combine");
+        comm.all_to_all_v(&y_src, &recv_rows, &send_rows)?
+    };
     let b1 = backend.mark()?;
     let y_perm = gather(backend, back, order.as_deref().map(inverse).as_deref())?;
     let out = backend.unpermute(&y_perm, &perm.row_of, &routing.weights)?;
     let m4 = backend.mark()?;
+    drop(combine);
 
     backend.synchronize()?;
     let ms = |a: &Mark, b: &Mark| backend.elapsed_ms(a, b);

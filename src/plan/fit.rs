@@ -22,7 +22,7 @@ pub enum Capacity {
 impl Capacity {
     /// The host's available memory shared by `ranks` ranks; None where it cannot be read.
     pub fn host(ranks: usize) -> Option<Capacity> {
-        crate::backend::ledger::host_available().map(|available| Capacity::Host { available, ranks })
+        crate::tensor::ledger::host_available().map(|available| Capacity::Host { available, ranks })
     }
 
     fn storage(self) -> Storage {

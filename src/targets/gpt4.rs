@@ -81,30 +81,6 @@ pub fn variants() -> Vec<VariantSpec> {
     ]
 }
 
-/// `with_embedding`: count the token embedding and LM head of the deployed model
-/// (`estimate`); the `gpt4` target runs the block stack on hidden states and has none.
-pub fn memory_inputs(c: &Gpt4Config, layout: &ParallelDims, attn: AttnAlgo, with_embedding: bool) -> MemoryInputs {
-    MemoryInputs {
-        layers: c.layers,
-        hidden: c.hidden,
-        heads: c.heads,
-        kv_heads: c.kv_heads,
-        head_dim: c.head_dim,
-        vocab: if with_embedding { c.vocab } else { 1 },
-        num_experts: c.num_experts,
-        top_k: c.top_k,
-        expert_ffn: c.expert_ffn,
-        moe_layer_count: c.layers,
-        seq_len: c.seq_len,
-        cp: layout.cp,
-        ep: layout.ep,
-        attention: attn,
-        cp_mode: c.cp_kind,
-        capacity_factor: c.capacity_factor,
-        ..Default::default()
-    }
-}
-
 /// The experts run as a loop of per-expert weights: the baseline's, and FP8's (no FP8 grouped kernel).
 fn loops_experts(v: &Variant, gemm: DType) -> bool {
     v.experts() == Experts::Loop || gemm == DType::F8
@@ -119,7 +95,7 @@ pub fn run_budget(
     gemm: DType,
     at: Storage,
 ) -> std::result::Result<Budget, MemoryError> {
-    let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims, v.attention(), false)) };
+    let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(c.memory_inputs(dims, v.attention(), false)) };
     let fp8 = gemm == DType::F8;
     let (b16, b8) = (n(at.bytes(DType::Bf16)), n(at.bytes(DType::F8)));
     let per_copy = n(c.layers) * n(c.num_experts / dims.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
@@ -181,8 +157,8 @@ impl Target for Gpt4Config {
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         run_budget(self, dims, v, v.gemm, at)
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims, AttnAlgo::Flash, true) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(dims, AttnAlgo::Flash, true) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(Gpt4Target::new(self.clone()))

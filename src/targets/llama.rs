@@ -76,23 +76,6 @@ pub fn variants() -> Vec<VariantSpec> {
     ]
 }
 
-/// The model's terms at attention `attn`.
-pub fn memory_inputs(c: &LlamaConfig, attn: AttnAlgo) -> MemoryInputs {
-    MemoryInputs {
-        layers: c.layers,
-        hidden: c.hidden,
-        heads: c.heads,
-        kv_heads: c.kv_heads,
-        head_dim: c.head_dim,
-        ffn: c.ffn,
-        vocab: c.vocab,
-        tied_embeddings: c.tie_embeddings,
-        seq_len: c.seq_len,
-        attention: attn,
-        ..Default::default()
-    }
-}
-
 impl Target for LlamaConfig {
     fn name(&self) -> &'static str {
         REGISTRATION.name
@@ -131,7 +114,7 @@ impl Target for LlamaConfig {
     /// The model at the variant's attention (naive for the baseline, with its score matrix) and,
     /// for FP8 GEMMs, one-byte copies of every linear weight.
     fn run_budget(&self, _dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
-        let inputs = at.inputs(memory_inputs(self, v.attention()));
+        let inputs = at.inputs(self.memory_inputs(v.attention()));
         let fp8 = if v.gemm == DType::F8 {
             // Every linear weight; the embedding table only when it is the tied LM head.
             let table = if self.tie_embeddings { n(0) } else { n(self.vocab) * n(self.hidden) };
@@ -143,8 +126,8 @@ impl Target for LlamaConfig {
         let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
         phases.with_extras(vec![("fp8 weight copies", fp8)])
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..memory_inputs(self, AttnAlgo::Flash) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(LlamaTarget::new(self.clone()))

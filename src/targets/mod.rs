@@ -1,16 +1,27 @@
-//! The targets, one file each. Adding one: a file implementing `harness::target::Target`
-//! for its config and the `Workload` it runs, and one line in `ALL`.
-
-pub mod gpt4;
-pub mod llama;
-pub mod moe;
-pub mod working_set;
+//! The targets, one file each. Adding one: a file `NAME.rs` with a `REGISTRATION`, a config
+//! implementing `harness::target::Target` and the `Workload` it runs, and its name on one line
+//! of `register!` below (docs/ARCHITECTURE.md shows a whole one).
 
 use crate::config::ConfigError;
 use crate::harness::target::Registration;
 
-/// Every target, in the order `list` shows and a run without `--target` runs them.
-pub static ALL: [Registration; 3] = [llama::REGISTRATION, moe::REGISTRATION, gpt4::REGISTRATION];
+/// Declares each target's module and lists its registration in `ALL`.
+macro_rules! register {
+    ($($name:ident),* $(,)?) => {
+        $(pub mod $name;)*
+        /// Every target, in the order `list` shows and a run without `--target` runs them.
+        pub static ALL: &[Registration] = &[$($name::REGISTRATION),*];
+    };
+}
+
+register! {
+    llama,
+    moe,
+    gpt4,
+}
+
+/// What a run of these targets keeps alive inside one layer, phase by phase (their run budgets).
+pub mod working_set;
 
 pub fn find(name: &str) -> Result<&'static Registration, ConfigError> {
     ALL.iter().find(|r| r.name == name).ok_or_else(|| ConfigError::UnknownTarget {
@@ -27,7 +38,7 @@ mod tests {
 
     #[test]
     fn every_target_declares_one_reference_and_distinct_variants() {
-        for r in &ALL {
+        for r in ALL {
             let vs = (r.config)(Size::Quick).variants();
             let refs: Vec<_> = vs.iter().filter(|v| v.is_reference()).map(|v| v.name).collect();
             assert_eq!(refs, [BASELINE], "{}", r.name);
@@ -39,7 +50,7 @@ mod tests {
 
     #[test]
     fn every_preset_applies_and_the_config_names_its_target() {
-        for r in &ALL {
+        for r in ALL {
             let mut cfg = (r.config)(Size::Bench);
             assert_eq!(cfg.name(), r.name);
             for p in r.presets {

@@ -150,8 +150,8 @@ impl Target for MoeConfig {
             ("balanced placement's experts", balanced),
         ])
     }
-    fn model_inputs(&self, dims: &ParallelDims) -> MemoryInputs {
-        MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) }
+    fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
+        Some(MemoryInputs { tp: dims.tp, ..memory_inputs(self, dims) })
     }
     fn workload(&self) -> Box<dyn Workload> {
         Box::new(MoeTarget::new(self.clone()))

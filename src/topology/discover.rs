@@ -80,15 +80,6 @@ pub fn pcie_gb_per_s(gen_: u32, width: u32) -> Option<f64> {
     (width > 0).then(|| (lane * width as f64 * 10.0).round() / 10.0)
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "local".into())
-}
-
 /// Fastest active port under /sys/class/infiniband (rate file: "400 Gb/sec (4X NDR)"), in GB/s.
 fn infiniband_gb_per_s() -> Option<f64> {
     let mut best: Option<f64> = None;
@@ -111,7 +102,7 @@ fn infiniband_gb_per_s() -> Option<f64> {
 fn options(opts: &DiscoverOptions, model: &str, memory_gb: f64, pcie: Option<f64>) -> Options {
     let d = Options::default();
     Options {
-        name: opts.name.clone().unwrap_or_else(host_name),
+        name: opts.name.clone().unwrap_or_else(crate::topology::host_name),
         gpu_model: model.to_string(),
         memory_gb: (memory_gb * 10.0).round() / 10.0,
         nvlink_gb_per_link: opts.nvlink_gb_per_link.unwrap_or_else(|| default_link_rate(model)),

@@ -3,7 +3,6 @@
 //! `nvsmi` reads `nvidia-smi topo -m`; `discover` inspects the local machine;
 //! `placement` maps ranks to GPUs so that the most talkative groups stay on NVLink.
 
-pub mod cli;
 pub mod discover;
 pub mod nvsmi;
 pub mod placement;
@@ -179,4 +178,10 @@ impl Topology {
     pub fn bandwidth_gb_per_s(&self, a: usize, b: usize) -> f64 {
         self.link_gb_per_s(self.link(a, b))
     }
+}
+
+/// This machine's name (gethostname(2)); "localhost" where it has none.
+pub fn host_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    if name.is_empty() { "localhost".into() } else { name }
 }

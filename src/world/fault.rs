@@ -5,7 +5,8 @@
 //! - `hang-setup@R`: rank R stops during setup and never answers;
 //! - `fail:TARGET@R`: rank R's first step of TARGET returns an error;
 //! - `hang:TARGET@R`: rank R stops responding at its first step of TARGET;
-//! - `die:TARGET@R`: rank R's process dies at its first step of TARGET (as kill -9 would).
+//! - `die:TARGET@R`: rank R's process dies at its first step of TARGET (as kill -9 would);
+//! - `nomem@R`: rank R's memory check sees a host of 1 MiB, so the plan does not fit there.
 
 use std::time::Duration;
 
@@ -16,15 +17,17 @@ enum Fault {
     Fail(String),
     Hang(String),
     Die(String),
+    NoMem,
 }
 
 fn parse(v: &str) -> Result<(Fault, usize), String> {
-    let bad = || format!("RWM_FAULT={v}: expected setup@R, hang-setup@R, fail:T@R, hang:T@R or die:T@R");
+    let bad = || format!("RWM_FAULT={v}: expected setup@R, hang-setup@R, nomem@R, fail:T@R, hang:T@R or die:T@R");
     let (what, rank) = v.rsplit_once('@').ok_or_else(bad)?;
     let rank = rank.trim().parse().map_err(|_| bad())?;
     let fault = match what.split_once(':') {
         None if what == "setup" => Fault::Setup,
         None if what == "hang-setup" => Fault::HangSetup,
+        None if what == "nomem" => Fault::NoMem,
         Some(("fail", t)) => Fault::Fail(t.into()),
         Some(("hang", t)) => Fault::Hang(t.into()),
         Some(("die", t)) => Fault::Die(t.into()),
@@ -60,6 +63,11 @@ pub fn at_setup(rank: usize) -> Result<(), String> {
     }
 }
 
+/// The memory (bytes) rank `rank`'s check is to see instead of its own, if a fault says so.
+pub fn memory_at(rank: usize) -> Option<u64> {
+    matches!(mine(rank), Some(Fault::NoMem)).then_some(1 << 20)
+}
+
 /// Called by every rank before each step of `target`.
 pub fn at_step(rank: usize, target: &str) -> Result<(), String> {
     match mine(rank) {
@@ -80,6 +88,7 @@ mod tests {
         assert_eq!(parse("hang-setup@0"), Ok((Fault::HangSetup, 0)));
         assert_eq!(parse("fail:gpt4@3"), Ok((Fault::Fail("gpt4".into()), 3)));
         assert_eq!(parse("die:moe@2"), Ok((Fault::Die("moe".into()), 2)));
+        assert_eq!(parse("nomem@1"), Ok((Fault::NoMem, 1)));
         assert!(parse("setup").is_err() && parse("boom@1").is_err() && parse("hang:gpt4@x").is_err());
     }
 }

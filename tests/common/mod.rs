@@ -52,15 +52,12 @@ pub fn on_ranks<T: Send>(dims: ParallelDims, f: impl Fn(&Ctx) -> T + Sync) -> Ve
     })
 }
 
-/// (max |a - r| / max |r|, ||a - r|| / ||r||)
+/// (max |a - r| / max |r|, ||a - r|| / ||r||): the harness's gate metrics, on outputs that
+/// must be finite and of the reference's length.
 pub fn errors(a: &[f32], r: &[f32]) -> (f64, f64) {
     assert_eq!(a.len(), r.len());
     assert!(a.iter().all(|x| x.is_finite()), "non-finite output");
-    let md = a.iter().zip(r).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    let mr = r.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
-    let d: f64 = a.iter().zip(r).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let n: f64 = r.iter().map(|y| (*y as f64).powi(2)).sum();
-    (md / mr, (d / n).sqrt())
+    rwm_dist::harness::stats::errors(a, r)
 }
 
 /// `w`'s variant `name` as a run on `ctx` executes it.

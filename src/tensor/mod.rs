@@ -2,6 +2,8 @@
 //! Host storage always holds f32 (or i32): the CPU reference computes in f32
 //! and rounds to the tensor's dtype where a device would store it narrower.
 
+pub mod ledger;
+
 use serde::{Deserialize, Serialize};
 
 /// A tensor's memory on a GPU, typed (the CUDA backend allocates it; defined here so that
@@ -55,19 +57,19 @@ pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) dtype: DType,
     pub(crate) data: Data,
-    /// The thread ledger host bytes were charged to, if any (`backend::ledger`).
-    pub(crate) ledger: Option<std::sync::Arc<crate::backend::ledger::Ledger>>,
+    /// The thread ledger host bytes were charged to, if any (`ledger`).
+    pub(crate) ledger: Option<std::sync::Arc<ledger::Ledger>>,
 }
 
 impl Tensor {
     pub(crate) fn host(shape: &[usize], dtype: DType, v: Vec<f32>) -> Tensor {
         debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "shape {shape:?}");
-        let ledger = crate::backend::ledger::host_alloc(v.len() * dtype.size());
+        let ledger = ledger::host_alloc(v.len() * dtype.size());
         Tensor { shape: shape.to_vec(), dtype, data: Data::Host(v), ledger }
     }
     pub(crate) fn host_i32(shape: &[usize], v: Vec<i32>) -> Tensor {
         debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "shape {shape:?}");
-        let ledger = crate::backend::ledger::host_alloc(v.len() * 4);
+        let ledger = ledger::host_alloc(v.len() * 4);
         Tensor { shape: shape.to_vec(), dtype: DType::I32, data: Data::HostI32(v), ledger }
     }
     pub fn shape(&self) -> &[usize] {
@@ -98,8 +100,8 @@ impl Tensor {
 impl Drop for Tensor {
     fn drop(&mut self) {
         match &self.data {
-            Data::Host(v) => crate::backend::ledger::host_free(v.len() * self.dtype.size(), self.ledger.as_deref()),
-            Data::HostI32(v) => crate::backend::ledger::host_free(v.len() * 4, self.ledger.as_deref()),
+            Data::Host(v) => ledger::host_free(v.len() * self.dtype.size(), self.ledger.as_deref()),
+            Data::HostI32(v) => ledger::host_free(v.len() * 4, self.ledger.as_deref()),
             Data::Device(_) => {}
         }
     }

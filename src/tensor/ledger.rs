@@ -9,6 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes in use and their high-water mark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct MemStats {
+    pub in_use: usize,
+    pub peak: usize,
+}
+
+/// Bytes in use and their high-water mark.
 #[derive(Debug, Default)]
 pub struct Ledger {
     in_use: AtomicUsize,
@@ -23,8 +30,8 @@ impl Ledger {
     fn sub(&self, bytes: usize) {
         self.in_use.fetch_sub(bytes, Ordering::Relaxed);
     }
-    fn stats(&self) -> super::MemStats {
-        super::MemStats { in_use: self.in_use.load(Ordering::Relaxed), peak: self.peak.load(Ordering::Relaxed) }
+    fn stats(&self) -> MemStats {
+        MemStats { in_use: self.in_use.load(Ordering::Relaxed), peak: self.peak.load(Ordering::Relaxed) }
     }
     fn reset_peak(&self) {
         self.peak.store(self.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -77,7 +84,7 @@ impl Drop for Charge {
 }
 
 /// This thread's ledger when it tracks one, else the process's.
-pub fn host_stats() -> super::MemStats {
+pub fn host_stats() -> MemStats {
     THREAD.with(|t| t.borrow().as_ref().map(|l| l.stats())).unwrap_or_else(|| PROCESS.stats())
 }
 

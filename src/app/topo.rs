@@ -1,64 +1,11 @@
 //! `rwm-dist topo show` and `rwm-dist topo discover`.
 
-use super::discover::{self, DiscoverOptions, Source};
-use super::placement::{self, Cost, GroupBytes, Placement};
-use super::{Result, Topology};
-use crate::layout::{Dim, LayoutArgs, ParallelDims};
+use crate::cli::{DiscoverArgs, ShowArgs, TopoCommand};
+use crate::layout::{Dim, ParallelDims};
+use crate::topology::discover::{self, DiscoverOptions, Source};
+use crate::topology::placement::{self, Cost, GroupBytes, Placement};
+use crate::topology::{Result, Topology};
 use std::io::Write;
-use std::path::PathBuf;
-
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum TopoCommand {
-    /// Print the rank -> GPU map of a world on a topology file, and its communication cost.
-    Show(ShowArgs),
-    /// Write a topology file for this machine (NVML, else `nvidia-smi topo -m`).
-    Discover(DiscoverArgs),
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ShowArgs {
-    /// Topology file (see topology/README.md).
-    #[arg(long)]
-    pub topology: PathBuf,
-    /// Number of ranks; default: every GPU of the topology.
-    #[arg(long)]
-    pub world: Option<usize>,
-    #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// Number of experts, to check that EP divides it.
-    #[arg(long)]
-    pub experts: Option<usize>,
-    /// Bytes each rank sends to its TP group per step (for the cost estimate).
-    #[arg(long, default_value_t = 1e9)]
-    pub tp_bytes: f64,
-    #[arg(long, default_value_t = 1e9)]
-    pub cp_bytes: f64,
-    #[arg(long, default_value_t = 1e9)]
-    pub ep_bytes: f64,
-    #[arg(long, default_value_t = 1e9)]
-    pub dp_bytes: f64,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct DiscoverArgs {
-    /// Where to write the file; default: stdout.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-    /// Topology name; default: the host name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Per-GPU network bandwidth in GB/s per direction (a 400 Gb/s NIC is 50).
-    #[arg(long)]
-    pub network_gb_per_s: Option<f64>,
-    /// GB/s per direction of one NVLink; default 50 on Blackwell, else 25.
-    #[arg(long)]
-    pub nvlink_gb_per_link: Option<f64>,
-    /// Skip NVML and read `nvidia-smi topo -m`.
-    #[arg(long)]
-    pub no_nvml: bool,
-    #[arg(long, default_value = "nvidia-smi")]
-    pub nvidia_smi: PathBuf,
-}
 
 pub fn run(cmd: &TopoCommand, out: &mut dyn Write) -> Result<()> {
     match cmd {
@@ -190,7 +137,7 @@ fn discover_cmd(a: &DiscoverArgs, out: &mut dyn Write) -> Result<()> {
     match &a.output {
         Some(path) => {
             std::fs::write(path, &text)
-                .map_err(|source| super::Error::Io { path: path.display().to_string(), source })?;
+                .map_err(|source| crate::topology::Error::Io { path: path.display().to_string(), source })?;
             writeln!(
                 out,
                 "wrote {}: {} GPU(s) {}, {} NVLink domain(s) (via {via})",
