@@ -175,18 +175,11 @@ pub fn merge(defaults: Vec<Gate>, user: Vec<Gate>) -> Vec<Gate> {
     out
 }
 
-/// The run's gates: the profile's `defaults` merged with the user's `--gate`s. `@VARIANT` may name
-/// a variant of any target (a gate on a target not run applies to nothing).
-pub fn resolve(defaults: &[&str], user: &[String]) -> Result<Vec<Gate>, crate::config::ConfigError> {
-    let mut variants: Vec<&str> = crate::targets::ALL
-        .iter()
-        .flat_map(|r| (r.config)(super::target::Size::Quick).variants().into_iter().map(|v| v.name))
-        .collect();
-    variants.sort_unstable();
-    variants.dedup();
-    let parse = |s: &str| Gate::parse(s, &variants).map_err(|e| crate::config::ConfigError::Invalid(e.to_string()));
-    let defaults = defaults.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let user = user.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()?;
+/// The run's gates: the profile's `defaults` merged with the user's `--gate`s; `@VARIANT` may name
+/// any of `variants` (those of every target: a gate on a target not run applies to nothing).
+pub fn resolve(defaults: &[&str], user: &[String], variants: &[&str]) -> Result<Vec<Gate>, GateError> {
+    let defaults = defaults.iter().map(|s| Gate::parse(s, variants)).collect::<Result<Vec<_>, _>>()?;
+    let user = user.iter().map(|s| Gate::parse(s, variants)).collect::<Result<Vec<_>, _>>()?;
     Ok(merge(defaults, user))
 }
 
