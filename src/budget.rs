@@ -93,6 +93,9 @@ pub struct MemoryInputs {
     pub attention: AttnAlgo,
     /// Naive attention materialises scores for this many (sequence, head) pairs at once.
     pub naive_heads_at_once: usize,
+    /// Naive attention also holds its probabilities at the activation width (the GPU kernel's);
+    /// the CPU backend keeps only the f32 scores.
+    pub naive_probs: bool,
     pub cp_mode: CpKind,
     pub capacity_factor: f64,
     /// Logits for every token (true) or only each sequence's last token (false).
@@ -126,6 +129,7 @@ impl Default for MemoryInputs {
             dp: 1,
             attention: AttnAlgo::Flash,
             naive_heads_at_once: 1,
+            naive_probs: true,
             cp_mode: CpKind::Ring,
             capacity_factor: 1.0,
             full_logits: false,
@@ -290,7 +294,10 @@ impl MemoryInputs {
         let mut attention = match self.attention {
             // f32 scores, and the probabilities at the activation width that the GPU kernel
             // writes beside them before multiplying by V.
-            AttnAlgo::Naive => n(self.naive_heads_at_once).min(b * nh) * s_loc * s_kv * (f32b + ab),
+            AttnAlgo::Naive => {
+                let probs = if self.naive_probs { ab } else { n(0) };
+                n(self.naive_heads_at_once).min(b * nh) * s_loc * s_kv * (f32b + probs)
+            }
             AttnAlgo::Flash => t * nh * f32b,
         };
         if ring {
@@ -456,20 +463,31 @@ impl Budget {
 pub enum Storage {
     Device,
     Host,
+    /// The CPU backend's byte counter, what its runs report as peak: tensors at their dtype's
+    /// size, and naive attention's f32 scores without the GPU's bf16 probabilities.
+    Counter,
 }
 
 impl Storage {
     pub fn bytes(self, dt: crate::tensor::DType) -> usize {
         match self {
-            Storage::Device => dt.size(),
+            Storage::Device | Storage::Counter => dt.size(),
             Storage::Host => 4,
+        }
+    }
+
+    /// What a run's record compares with its measured peak on `backend`.
+    pub fn measured_on(backend: crate::backend::BackendKind) -> Storage {
+        match backend {
+            crate::backend::BackendKind::Cpu => Storage::Counter,
+            _ => Storage::Device,
         }
     }
 
     /// The model's terms with bf16 weights and activations stored here.
     pub fn inputs(self, m: MemoryInputs) -> MemoryInputs {
         let b = self.bytes(crate::tensor::DType::Bf16);
-        MemoryInputs { param_bytes: b, act_bytes: b, ..m }
+        MemoryInputs { param_bytes: b, act_bytes: b, naive_probs: self != Storage::Counter, ..m }
     }
 }
 

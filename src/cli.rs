@@ -119,6 +119,11 @@ pub struct RunArgs {
     /// `ncu --profile-from-start off` or `nsys profile --capture-range=cudaProfilerApi`.
     #[arg(long)]
     pub profile_steps: bool,
+    /// Health gate `METRIC OP NUMBER[@VARIANT]`, e.g. `moe.gini<=0.2`, `mem.est_err<=0.05`,
+    /// `speedup>=1.0`: a record that breaks one is FAILED (exit 1). Repeatable; adds to the
+    /// profile's defaults and replaces the default of the same metric and variant.
+    #[arg(long = "gate", value_name = "GATE")]
+    pub gate: Vec<String>,
     /// Validate everything and print the plan (and rank map) without touching a GPU.
     #[arg(long)]
     pub dry_run: bool,

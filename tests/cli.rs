@@ -134,6 +134,9 @@ fn bad_input_exits_2_naming_the_field() {
     fails_with(&["run", "--profile", "huge", "--dry-run"], &["huge", "quick, bench, long"]);
     fails_with(&["run", "--dtype", "int4", "--dry-run"], &["int4", "bf16", "fp8"]);
     fails_with(&["run", "--set", "llama.heads=7", "--dry-run"], &["llama.heads", "llama.kv_heads"]);
+    fails_with(&["run", "--gate", "moe.gin<=0.2", "--dry-run"], &["--gate `moe.gin<=0.2`", "moe.gini"]);
+    fails_with(&["run", "--gate", "moe.gini=0.2", "--dry-run"], &["--gate `moe.gini=0.2`", "METRIC OP NUMBER"]);
+    fails_with(&["run", "--gate", "speedup>=1@turbo", "--dry-run"], &["unknown variant `turbo`"]);
 }
 
 #[test]
@@ -330,4 +333,93 @@ fn validate_files_named_in_rwm_validate() {
             println!("{f}:{}: valid; env {env}", i + 1);
         }
     }
+}
+
+/// One moe variant under zipf:1.2 with a Gini gate: (exit code, stdout, records file).
+fn gated_moe(variant: &str, dir: &std::path::Path) -> (Option<i32>, String, std::path::PathBuf) {
+    let path = dir.join(format!("{variant}.jsonl"));
+    let o = rwm(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--target",
+        "moe",
+        "--skew",
+        "zipf:1.2",
+        "--variant",
+        variant,
+        "--gate",
+        "moe.gini<=0.2",
+        "--seq-len",
+        "256",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    (o.status.code(), text(&o).0, path)
+}
+
+fn recompute(path: &std::path::Path) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/recompute_routing.py");
+    std::process::Command::new("python3").arg(script).arg(path).output().expect("python3 runs (CI has it)")
+}
+
+/// Issue 16's done-when: the skewed baseline fails the Gini gate (exit 1, the gate named in the
+/// table and the record), the balanced variant passes it; the records carry what
+/// docs/recompute_routing.py needs, and the script agrees with them (and notices a changed figure).
+#[test]
+fn a_gini_gate_fails_the_skewed_baseline_and_passes_balanced_and_records_recompute() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, base) = gated_moe("baseline", dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED (gate moe.gini<=0.2)"), "{out}");
+    let rec: Value = serde_json::from_str(std::fs::read_to_string(&base).unwrap().lines().next().unwrap()).unwrap();
+    validate(&rec).unwrap();
+    assert_eq!(rec["status"], "failed");
+    assert!(rec["error"].as_str().unwrap().contains("gate moe.gini<=0.2 failed"), "{}", rec["error"]);
+    let g = &rec["gates"][0];
+    assert_eq!((g["gate"].as_str(), g["pass"].as_bool()), (Some("moe.gini<=0.2"), Some(false)));
+    assert!(g["value"].as_f64().unwrap() > 0.5, "{g}");
+
+    let (code, out, bal) = gated_moe("balanced", dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("settled after") && out.contains("held-out"), "{out}");
+    let rec: Value = serde_json::from_str(std::fs::read_to_string(&bal).unwrap().lines().next().unwrap()).unwrap();
+    validate(&rec).unwrap();
+    assert_eq!(rec["status"], "ok");
+    // The user's gate and the profile's default, both on the held-out Gini.
+    let gates: Vec<(&str, bool)> =
+        rec["gates"].as_array().unwrap().iter().map(|g| (g["gate"].as_str().unwrap(), g["pass"] == true)).collect();
+    assert_eq!(gates, [("moe.gini<0.2@balanced", true), ("moe.gini<=0.2", true)]);
+    let r = &rec["metrics"]["routing"];
+    let e = r["experts"].as_u64().unwrap() as usize;
+    assert_eq!(r["mean_prob"].as_array().unwrap().len(), e);
+    let b0 = &r["per_batch"][0];
+    assert_eq!((b0["load"].as_array().unwrap().len(), b0["mean_prob"].as_array().unwrap().len()), (e, e));
+    // ceil(1.25 * 256 * 6 / 64) = 30
+    assert_eq!(b0["capacity"], 30);
+    let bal_m = &rec["metrics"]["balance"];
+    assert_eq!(bal_m["bias"].as_array().unwrap().len(), e);
+    assert!(bal_m["settled_at"].as_u64().is_some(), "{bal_m}");
+    assert!(bal_m["learning"]["per_batch"].as_array().is_some());
+
+    for path in [&base, &bal] {
+        let o = recompute(path);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    // A record whose Gini no longer matches its loads is caught.
+    let mut bad = rec.clone();
+    bad["metrics"]["routing"]["gini"]["mean"] = serde_json::json!(0.01);
+    let bad_path = dir.path().join("bad.jsonl");
+    std::fs::write(&bad_path, format!("{bad}\n")).unwrap();
+    let o = recompute(&bad_path);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("gini.mean: recomputed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

@@ -261,7 +261,7 @@ fn run_rank(
     let mut all: Vec<Record> = vec![];
     for t in &plan.plan.targets {
         let mut w = t.workload();
-        let mine = match runner::run(&ctx, w.as_mut(), &opts, &info, &bar) {
+        let mut mine = match runner::run(&ctx, w.as_mut(), &opts, &info, &bar) {
             Ok(r) => r,
             Err(e) => {
                 // Setup failed: record it for every selected variant so nothing is silently lost.
@@ -273,6 +273,7 @@ fn run_rank(
                     .collect()
             }
         };
+        mine.iter_mut().for_each(|r| crate::harness::gates::apply(&plan.gates, r));
         let bytes = serde_json::to_vec(&mine).expect("records serialise");
         if let Some(ranks) = world.gather_bytes(&bytes)? {
             let recs: Vec<Record> = ranks

@@ -201,6 +201,8 @@ impl Backend for CpuBackend {
     }
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: &AttnParams) -> Result<AttnOut> {
         let n = attn_dims(q, k, v)?;
+        // Naive attention keeps one head's f32 scores [sq, sk] in a plain vector: count them.
+        let _scores = (p.algo == AttnAlgo::Naive).then(|| crate::tensor::ledger::Charge::new(n.sq * n.sk * 4));
         let f = match p.algo {
             AttnAlgo::Naive => ops::attention::naive,
             AttnAlgo::Flash => ops::attention::flash,

@@ -3,6 +3,7 @@
 //! timing, statistics, the correctness gate, gathering and output.
 
 pub mod env;
+pub mod gates;
 pub mod record;
 pub mod runner;
 pub mod stats;
@@ -28,6 +29,8 @@ pub enum Error {
     Parallel(#[from] crate::parallel::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Balance(#[from] crate::models::balance::BalanceError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{0}")]

@@ -75,9 +75,17 @@ pub struct Record {
     pub layout: Option<LayoutRecord>,
     pub peak_mem_bytes: Option<u64>,
     pub est_mem_bytes: Option<u64>,
+    /// (est_mem_bytes - peak_mem_bytes) / peak_mem_bytes: the estimate's signed error against the
+    /// measured peak (device pool on a GPU, the byte counter on the CPU). Absent before issue 16.
+    #[serde(default)]
+    pub est_err: Option<f64>,
     pub metrics: serde_json::Map<String, serde_json::Value>,
     /// Versions, GPU identity and settings, NCCL variables, job ids (`harness::env`).
     pub env: super::env::Environment,
+    /// How each health gate that applies judged this record (`harness::gates`); a failed one
+    /// makes the record FAILED. Absent before issue 16.
+    #[serde(default)]
+    pub gates: Vec<super::gates::Outcome>,
 }
 
 /// One comparison of an output with a reference.

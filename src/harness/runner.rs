@@ -129,6 +129,7 @@ pub fn run(ctx: &Ctx, w: &mut dyn Workload, opts: &Options, info: &RunInfo, bar:
                 }
                 rec.samples_ms = t.samples;
                 rec.peak_mem_bytes = Some(t.peak);
+                rec.est_err = est_err(rec.est_mem_bytes, t.peak);
                 let bad_output = non_finite(&t.output, &format!("the output of {} {}", w.name(), spec.name));
                 match &reference {
                     None if bad_output.is_some() => {
@@ -361,9 +362,16 @@ fn blank(ctx: &Ctx, w: &dyn Workload, info: &RunInfo, v: &Variant, o: &Options) 
         layout: Some(super::record::LayoutRecord { dims: ctx.dims, coords: ctx.coords() }),
         peak_mem_bytes: None,
         est_mem_bytes: w.estimate_bytes(ctx, v),
+        est_err: None,
         metrics: Default::default(),
         env: info.env.clone(),
+        gates: vec![],
     }
+}
+
+/// (est - peak) / peak; None without an estimate or with nothing measured.
+pub fn est_err(est: Option<u64>, peak: u64) -> Option<f64> {
+    est.filter(|_| peak > 0).map(|e| (e as f64 - peak as f64) / peak as f64)
 }
 
 #[cfg(test)]

@@ -53,7 +53,10 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
                 r.est_mem_bytes.map(gib).unwrap_or_else(|| "-".into()),
                 match r.status {
                     Status::Ok => "ok".into(),
-                    Status::Failed => format!("FAILED (tol {:.0e})", r.tolerance),
+                    Status::Failed => match super::gates::failed_names(r) {
+                        Some(g) => format!("FAILED (gate {g})"),
+                        None => format!("FAILED (tol {:.0e})", r.tolerance),
+                    },
                     Status::Error => "ERROR".into(),
                 },
             ]
@@ -71,7 +74,43 @@ pub fn print(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
     for r in records.iter().filter(|r| r.status == Status::Error) {
         writeln!(out, "error in {} {}: {}", r.target, r.variant, r.error.as_deref().unwrap_or("?"))?;
     }
+    routing_lines(records, out)?;
     prompt_lines(records, out)
+}
+
+/// Routing health of each record that has it (layer-wide when several ranks route): the Gini and
+/// max/mean of the load summed over the judged batches, the mean per-batch Gini, the router entropy
+/// (normalised by ln E, mean and spread over batches), and for `balanced` the Gini before balancing
+/// and whether its bias settled.
+fn routing_lines(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
+    let with: Vec<&Record> = records.iter().filter(|r| r.metrics.contains_key("routing")).collect();
+    if with.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "routing  variant    Gini   max/mean  Gini/batch  router entropy (std)  balancing")?;
+    for r in with {
+        let s = r.metrics.get("routing_layer").or_else(|| r.metrics.get("routing")).expect("filtered");
+        let f = |a: &str, b: &str| s[a][b].as_f64().map_or_else(|| "-".into(), |x| format!("{x:.3}"));
+        let bal = r.metrics.get("balance").map_or_else(String::new, |b| {
+            let settled = match b["settled_at"].as_u64() {
+                Some(n) => format!("settled after {n} steps"),
+                None => format!("NOT settled in {} steps", b["steps"]),
+            };
+            format!("Gini {:.3} before; {settled}; held-out batches", b["gini_before"].as_f64().unwrap_or(f64::NAN))
+        });
+        let entropy = format!("{} ({})", f("router_entropy_norm", "mean"), f("router_entropy", "std"));
+        writeln!(
+            out,
+            "{:<8} {:<10} {:<6} {:<9} {:<11} {:<21} {bal}",
+            r.target,
+            r.variant,
+            f("overall", "gini"),
+            f("overall", "max_mean"),
+            f("gini", "mean"),
+            entropy
+        )?;
+    }
+    Ok(())
 }
 
 /// What each variant made of the prompt (`metrics.prompt`): perplexity and the next tokens.

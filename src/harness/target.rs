@@ -26,7 +26,12 @@ pub struct Profile {
     pub size: Size,
     pub warmup: usize,
     pub iterations: usize,
+    /// Health gates every run of the profile applies (`harness::gates`); `--gate` adds to them.
+    pub gates: &'static [&'static str],
 }
+
+/// The lab's bar: the balanced variant's load, summed over the judged batches, has Gini < 0.2.
+const DEFAULT_GATES: &[&str] = &["moe.gini<0.2@balanced"];
 
 pub const PROFILES: [Profile; 3] = [
     Profile {
@@ -35,6 +40,7 @@ pub const PROFILES: [Profile; 3] = [
         size: Size::Quick,
         warmup: 1,
         iterations: 5,
+        gates: DEFAULT_GATES,
     },
     Profile {
         name: "bench",
@@ -42,8 +48,16 @@ pub const PROFILES: [Profile; 3] = [
         size: Size::Bench,
         warmup: 2,
         iterations: 10,
+        gates: DEFAULT_GATES,
     },
-    Profile { name: "long", about: "bench at 32K context", size: Size::Long, warmup: 1, iterations: 5 },
+    Profile {
+        name: "long",
+        about: "bench at 32K context",
+        size: Size::Long,
+        warmup: 1,
+        iterations: 5,
+        gates: DEFAULT_GATES,
+    },
 ];
 
 pub fn profile(name: &str) -> Result<&'static Profile, ConfigError> {

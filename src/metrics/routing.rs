@@ -254,6 +254,11 @@ pub struct RoutingStats {
     pub load: Vec<u64>,
     pub load_fraction: Vec<f64>,
     pub overall: LoadShape,
+    /// Per expert, the mean router probability over every judged token: P_i of the whole run.
+    pub mean_prob: Vec<f64>,
+    /// What each batch's figures are computed from, so that a reader can recompute them
+    /// (docs/recompute_routing.py).
+    pub per_batch: Vec<BatchInputs>,
     pub gini: Spread,
     pub max_mean: Spread,
     pub load_entropy: Spread,
@@ -262,6 +267,19 @@ pub struct RoutingStats {
     pub aux_loss: Spread,
     pub dropped: Spread,
     pub drop_fraction: Spread,
+}
+
+/// One batch's raw figures: its token count, capacity, loads and mean probabilities.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BatchInputs {
+    pub tokens: u64,
+    /// ceil(cf * tokens * top_k / E) token-slots per expert.
+    pub capacity: u64,
+    pub load: Vec<u64>,
+    /// P_i of this batch.
+    pub mean_prob: Vec<f64>,
+    /// Mean per-token router entropy of this batch, nats.
+    pub router_entropy: f64,
 }
 
 impl RoutingStats {
@@ -283,6 +301,23 @@ impl RoutingStats {
             load.iter_mut().zip(&b.load).for_each(|(a, c)| *a += c);
         }
         let slots: u64 = load.iter().sum();
+        let tokens: u64 = batches.iter().map(|b| b.tokens).sum();
+        let mut mean_prob = vec![0f64; first.experts];
+        for b in batches {
+            // Each batch's P_i weighted by its tokens: the mean over every token.
+            let w = b.tokens as f64 / tokens as f64;
+            mean_prob.iter_mut().zip(&b.mean_prob).for_each(|(a, p)| *a += w * p);
+        }
+        let per_batch = batches
+            .iter()
+            .map(|b| BatchInputs {
+                tokens: b.tokens,
+                capacity: b.capacity,
+                load: b.load.clone(),
+                mean_prob: b.mean_prob.clone(),
+                router_entropy: b.router_entropy,
+            })
+            .collect();
         let spread = |f: fn(&BatchRouting) -> f64| {
             Spread::of(&batches.iter().map(f).collect::<Vec<_>>()).expect("batches is non-empty")
         };
@@ -290,8 +325,10 @@ impl RoutingStats {
             experts: first.experts,
             top_k: first.top_k,
             batches: batches.len(),
-            tokens: batches.iter().map(|b| b.tokens).sum(),
+            tokens,
             capacity_factor: first.capacity_factor,
+            mean_prob,
+            per_batch,
             load_fraction: load.iter().map(|&c| c as f64 / slots as f64).collect(),
             overall: LoadShape::of(&load),
             load,

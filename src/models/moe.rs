@@ -33,7 +33,8 @@ pub struct MoeConfig {
     pub skew: String,
     /// Step of the auxiliary-loss-free bias update (DeepSeek-V3's gamma).
     pub bias_update: f32,
-    /// Bias updates of the balanced variant, cycling over the batches.
+    /// Most bias updates of the balanced variant (cycling over the batches); it stops earlier
+    /// once the bias settles (`models::balance::DEFAULT_SETTLE`).
     pub balance_steps: usize,
     /// Extra expert slots for EPLB replicas of hot experts (balanced variant, EP > 1).
     pub redundant_experts: usize,
@@ -59,7 +60,7 @@ impl MoeConfig {
             capacity_factor: 1.25,
             skew: "none".into(),
             bias_update: 1e-3,
-            balance_steps: 100,
+            balance_steps: 10_000,
             redundant_experts: 0,
             seed: 0,
         }

@@ -42,6 +42,8 @@ pub struct RunPlan {
     pub single_rank_check: bool,
     /// cuProfilerStart/Stop around the timed steps (--profile-steps).
     pub profile_steps: bool,
+    /// Health gates: the profile's, with --gate's added (`harness::gates::merge`).
+    pub gates: Vec<crate::harness::gates::Gate>,
 }
 
 impl Plan {
@@ -115,6 +117,15 @@ impl RunPlan {
         let plan = Plan::resolve(&a.config)?;
         let profile = target::profile(plan.profile)?;
         let variants = if a.variant.is_empty() { None } else { Some(a.variant.clone()) };
+        // `@VARIANT` may name a variant of any target, run or not.
+        let mut all: Vec<&str> = crate::targets::ALL
+            .iter()
+            .flat_map(|r| (r.config)(crate::harness::target::Size::Quick).variants().into_iter().map(|v| v.name))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let gates = crate::harness::gates::resolve(profile.gates, &a.gate, &all)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(vs) = &variants {
             let known: Vec<String> =
                 plan.targets.iter().flat_map(|t| t.variants().into_iter().map(|v| v.name.to_string())).collect();
@@ -150,6 +161,7 @@ impl RunPlan {
             output: a.output.clone(),
             single_rank_check: a.single_rank_check || plan.profile == "quick",
             profile_steps: a.profile_steps,
+            gates,
             plan,
         })
     }

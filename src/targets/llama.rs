@@ -116,7 +116,8 @@ impl Target for LlamaConfig {
         } else {
             n(0)
         };
-        inputs.estimate()?.with_extras(vec![("fp8 weight copies", fp8)])
+        let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
+        phases.with_extras(vec![("fp8 weight copies", fp8)])
     }
     fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
         Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) })
@@ -209,7 +210,7 @@ impl Workload for LlamaTarget {
         self.cfg.prefill_flops()
     }
     fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
-        Some(self.cfg.run_budget(&ctx.dims, v, Storage::Device).ok()?.total)
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
     }
     fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;

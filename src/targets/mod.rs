@@ -20,6 +20,9 @@ register! {
     gpt4,
 }
 
+/// What a run of these targets keeps alive inside one layer, phase by phase (their run budgets).
+pub mod working_set;
+
 pub fn find(name: &str) -> Result<&'static Registration, ConfigError> {
     ALL.iter().find(|r| r.name == name).ok_or_else(|| ConfigError::UnknownTarget {
         name: name.into(),

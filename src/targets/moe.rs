@@ -13,7 +13,7 @@ use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
 use crate::layout::ParallelDims;
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::models::Mlp;
-use crate::models::balance::BiasBalancer;
+use crate::models::balance::learn_bias;
 use crate::models::moe::{MoeConfig, MoeLayer};
 use crate::models::skew::Skew;
 use crate::models::weights::Source;
@@ -154,13 +154,17 @@ impl Target for MoeConfig {
         let copies = if v.experts() == Experts::Loop { n(c.num_experts / dims.ep) * expert } else { n(0) };
         let replicas = (c.num_experts + c.redundant_experts) / dims.ep;
         let eplb = v.experts() == Experts::Balanced && dims.ep > 1;
-        let balanced = if eplb { n(replicas) * expert } else { n(0) };
+        // The balanced layer is a whole second layer: its replicas, shared experts and router.
+        let second = n(replicas) * expert + n(c.shared_experts) * expert + n(c.hidden) * n(c.num_experts) * bf16;
+        let balanced = if eplb { second } else { n(0) };
         let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
         let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
         let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
         let rows = n(c.tokens) * n(c.top_k);
         let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
-        inputs.estimate()?.with_extras(vec![
+        let loops = v.experts() == Experts::Loop;
+        let budget = super::working_set::moe(inputs.estimate()?, c, dims, loops, at.bytes(DType::Bf16))?;
+        budget.with_extras(vec![
             ("other input batches", batches),
             ("per-expert weight copies", copies),
             ("balanced placement's experts", balanced),
@@ -210,8 +214,12 @@ impl MoeTarget {
     }
 
     fn routing(&self, ctx: &Ctx, batch: usize, biased: bool) -> Result<Routing> {
+        self.route(ctx, &self.inputs[batch], biased)
+    }
+
+    fn route(&self, ctx: &Ctx, x: &Tensor, biased: bool) -> Result<Routing> {
         let bias = if biased { self.bias.as_ref().map(|b| &b.1) } else { None };
-        Ok(self.plain().layer.route(ctx.backend.as_ref(), &self.inputs[batch], self.skew.as_ref(), bias)?)
+        Ok(self.plain().layer.route(ctx.backend.as_ref(), x, self.skew.as_ref(), bias)?)
     }
 
     /// Expert load of one routing, summed over every rank of the layer (all get the same,
@@ -227,15 +235,17 @@ impl MoeTarget {
         Ok(load.iter().map(|&x| x.round() as u64).collect())
     }
 
-    /// Routing health of every batch, with or without the learned bias: on this rank's
-    /// tokens, and layer-wide (each batch's tallies summed over every rank of the layer).
-    fn routing_stats(&self, ctx: &Ctx, biased: bool) -> Result<(RoutingStats, RoutingStats)> {
+    /// Routing health with or without the learned bias, on this rank's tokens and layer-wide
+    /// (each batch's tallies summed over every rank of the layer): on the input batches, or on
+    /// as many held-out batches drawn from other seeds (made one at a time, after timing).
+    fn routing_stats(&self, ctx: &Ctx, biased: bool, held_out: bool) -> Result<(RoutingStats, RoutingStats)> {
         let b = ctx.backend.as_ref();
         let (e, k) = (self.cfg.num_experts, self.cfg.top_k);
         let (mut mine, mut layer): (Vec<BatchRouting>, Vec<BatchRouting>) = (vec![], vec![]);
         let cf = self.cfg.capacity_factor;
         for i in 0..self.cfg.batches {
-            let r = self.routing(ctx, i, biased)?;
+            let fresh = if held_out { Some(held_out_batch(ctx, &self.cfg, i)?) } else { None };
+            let r = self.route(ctx, fresh.as_ref().unwrap_or(&self.inputs[i]), biased)?;
             let mut probs = b.download(&r.probs)?;
             if self.cfg.gate == crate::backend::Gate::Sigmoid {
                 probs = normalize_rows(&probs, e);
@@ -247,24 +257,31 @@ impl MoeTarget {
         Ok((RoutingStats::from_batches(&mine).map_err(err)?, RoutingStats::from_batches(&layer).map_err(err)?))
     }
 
-    /// DeepSeek-V3's auxiliary-loss-free balancing: `balance_steps` updates cycling over
-    /// the batches, then (EP > 1) an EPLB placement of the load routed while learning,
-    /// with `redundant_experts` extra slots.
+    /// DeepSeek-V3's auxiliary-loss-free balancing, learned on the input batches (cycling) until
+    /// the bias settles or `balance_steps` updates; then (EP > 1) an EPLB placement of the load
+    /// routed while learning, with `redundant_experts` extra slots. Judged on held-out batches.
     fn balance(&mut self, ctx: &Ctx) -> Result<()> {
         let b = ctx.backend.as_ref();
         let e = self.cfg.num_experts;
-        let mut bal = BiasBalancer::new(e, self.cfg.bias_update).map_err(err)?;
+        let rule = crate::models::balance::DEFAULT_SETTLE;
         self.bias = Some((vec![0.0; e], b.zeros(&[e], DType::F32)?));
-        let mut total = vec![0u64; e];
-        for step in 0..self.cfg.balance_steps {
-            let load = self.group_load(ctx, &self.routing(ctx, step % self.cfg.batches, true)?)?;
-            bal.update(&load).map_err(err)?;
-            total.iter_mut().zip(&load).for_each(|(t, l)| *t += l);
-            self.bias = Some((bal.bias().to_vec(), b.upload(bal.bias(), &[e], DType::F32)?));
+        let learned = learn_bias(e, self.cfg.bias_update, rule, self.cfg.balance_steps, |step, bias| {
+            self.bias = Some((bias.to_vec(), b.upload(bias, &[e], DType::F32)?));
+            let r = self.routing(ctx, step % self.cfg.batches, true)?;
+            self.group_load(ctx, &r)
+        })?;
+        self.bias = Some((learned.bias.clone(), b.upload(&learned.bias, &[e], DType::F32)?));
+        if learned.settled_at.is_none() {
+            tracing::warn!(
+                "moe balanced: the bias had not settled after moe.balance_steps = {} updates (drift {:.2} of the \
+                 window's steady walk; settled means <= {})",
+                learned.steps,
+                learned.drift.unwrap_or(f64::NAN),
+                rule.fraction
+            );
         }
-        let loads: Vec<f64> = total.iter().map(|&x| x as f64).collect();
-        let mut report =
-            json!({"gamma": bal.gamma(), "bias_abs_max": bal.bias().iter().fold(0f32, |m, x| m.max(x.abs()))});
+        let loads: Vec<f64> = learned.load.iter().map(|&x| x as f64).collect();
+        let mut report = serde_json::to_value(&learned).expect("serialises");
         if ctx.dims.ep > 1 {
             let p = plan_placement(&loads, ctx.dims.ep, self.cfg.redundant_experts).map_err(err)?;
             report["placement"] = serde_json::to_value(p.report(&loads).map_err(err)?).expect("serialises");
@@ -278,6 +295,12 @@ impl MoeTarget {
         self.balance_report = report;
         Ok(())
     }
+}
+
+/// This rank's held-out batch `i`: drawn like the input batches, from seeds they do not use.
+fn held_out_batch(ctx: &Ctx, c: &MoeConfig, i: usize) -> Result<Tensor> {
+    let seed = child_seed(c.seed, &format!("heldout{i}.{}", ctx.data.rank));
+    Ok(ctx.backend.random(&[c.tokens, c.hidden], DType::Bf16, seed, 1.0)?)
 }
 
 /// `tally` summed over every rank of `comm` (exact: gathered to rank 0 as JSON, merged,
@@ -408,7 +431,7 @@ impl Workload for MoeTarget {
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
     fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
-        Some(self.cfg.run_budget(&ctx.dims, v, Storage::Device).ok()?.total)
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens
@@ -419,16 +442,21 @@ impl Workload for MoeTarget {
     fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
         let balanced = v.experts() == Experts::Balanced;
-        let (mine, layer) = self.routing_stats(ctx, balanced)?;
+        // The balanced variant is judged on batches it did not learn from.
+        let (mine, layer) = self.routing_stats(ctx, balanced, balanced)?;
+        let multi = ctx.world.size() > 1;
         m.insert("routing".into(), serde_json::to_value(mine).expect("serialises"));
-        if ctx.world.size() > 1 {
+        if multi {
             m.insert("routing_layer".into(), serde_json::to_value(layer).expect("serialises"));
         }
         if balanced {
-            let before = self.routing_stats(ctx, false)?.0;
+            // Layer-wide: the learning batches with the learned bias, the held-out ones without it.
+            let learning = self.routing_stats(ctx, true, false)?.1;
+            let before = self.routing_stats(ctx, false, true)?.1;
             let mut report = self.balance_report.clone();
             report["gini_before"] = json!(before.overall.gini);
             report["max_mean_before"] = json!(before.overall.max_mean);
+            report["learning"] = serde_json::to_value(learning).expect("serialises");
             m.insert("balance".into(), report);
         }
         if let Some(st) = self.ep_stats.take() {

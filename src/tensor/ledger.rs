@@ -64,6 +64,25 @@ pub(crate) fn host_free(bytes: usize, ledger: Option<&Ledger>) {
     }
 }
 
+/// Bytes a CPU op holds outside any tensor (the naive attention's score matrix), charged to the
+/// counter while the guard lives, so the counter sees what the host really holds.
+pub(crate) struct Charge {
+    bytes: usize,
+    ledger: Option<Arc<Ledger>>,
+}
+
+impl Charge {
+    pub(crate) fn new(bytes: usize) -> Charge {
+        Charge { bytes, ledger: host_alloc(bytes) }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        host_free(self.bytes, self.ledger.as_deref());
+    }
+}
+
 /// This thread's ledger when it tracks one, else the process's.
 pub fn host_stats() -> MemStats {
     THREAD.with(|t| t.borrow().as_ref().map(|l| l.stats())).unwrap_or_else(|| PROCESS.stats())

@@ -1,0 +1,129 @@
+//! What a `gpt4` run holds inside one decoder layer, phase by phase. The generic budget
+//! (`budget`) adds the layer's activations, the attention workspace and the MoE dispatch
+//! as if all were live at once; in a run they are not: the attention's scores are freed before the
+//! experts run, while the layer keeps more of its own tensors alive through the MoE than the
+//! generic activation term counts (`models::gpt4::Gpt4::forward` holds the normed input, q and the
+//! attention output until the layer ends). The peak is the larger phase.
+
+use crate::budget::{Budget, Checked, MemoryError, Term, n, term};
+use crate::layout::ParallelDims;
+use crate::models::gpt4::Gpt4Config;
+
+pub const ATTENTION_PHASE: &str = "layer working set (attention phase, the larger; less its workspace)";
+pub const MOE_PHASE: &str = "layer working set (moe phase, the larger; less the attention workspace)";
+
+/// The larger phase as a term beside the attention workspace, which stays a term of its own (the
+/// fit check names it when it is the largest): `max(attention, other) - workspace`.
+fn beside_workspace(
+    mut terms: Vec<Term>,
+    attention: Checked,
+    other: Checked,
+    other_name: &'static str,
+) -> Result<Budget, MemoryError> {
+    let ws = Checked::from(terms.iter().find(|t| t.name == term::ATTENTION).map_or(0, |t| t.bytes));
+    let (name, bytes) = if attention.get(ATTENTION_PHASE)? >= other.get(other_name)? {
+        (ATTENTION_PHASE, attention.minus(ws))
+    } else {
+        (other_name, other.minus(ws))
+    };
+    terms.push(Term { name, bytes: bytes.get(name)? });
+    Budget::new(terms)
+}
+
+/// `budget` with its activations, attention workspace and MoE dispatch replaced by the larger of
+/// the layer's two phases (bytes per activation element `b_a`):
+/// - attention: input, residual, normed input, q, attention output, and the workspace;
+/// - moe: input, residual, normed input, q, attention output, the residual sum and the normed MoE
+///   input, the router's f32 logits and probabilities and its ids and weights, and the experts:
+///   grouped, rows in with gate/up (2F) and the activation (F), or rows in, expert output and
+///   combined output (`2 R h + T h`), whichever is larger; a loop, rows in, the outputs so far and
+///   their concatenation (`3 R h`), or one expert's rows with its gate/up and activation.
+pub fn gpt4(
+    budget: Budget,
+    c: &Gpt4Config,
+    layout: &ParallelDims,
+    loops: bool,
+    b_a: usize,
+) -> Result<Budget, MemoryError> {
+    let t = n(c.seq_len / layout.cp);
+    let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
+    let rows = t * n(c.top_k);
+    let fe = n(c.expert_ffn);
+    let local = (c.num_experts / layout.ep).max(1);
+    let attn_ws = Checked::from(budget.bytes(term::ATTENTION));
+    let attention = t * (n(3) * h + n(2) * q) * ab + attn_ws;
+    let router = t * n(c.num_experts) * n(2 * 4) + t * n(c.top_k) * n(4 + 4);
+    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+    // Under EP the rows received and grouped come on top of the rows sent, and the outputs
+    // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
+    let ep = layout.ep > 1;
+    let combine = if ep { n(4) * rows * h + t * h } else { n(2) * rows * h + t * h } * ab;
+    let work = match (loops, ep) {
+        (true, false) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)),
+        (true, true) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)),
+        (false, false) => rows * (h + n(3) * fe),
+        (false, true) => rows * (n(2) * h + n(3) * fe),
+    } * ab;
+    let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
+    let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
+    let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    beside_workspace(terms, attention, moe, MOE_PHASE)
+}
+
+/// The same for a `llama` run (`models::llama::Llama::hidden`): attention, the residual, q, the
+/// attention output and the workspace (the normed input is dropped before); MLP, the residual,
+/// the attention output and its projection (both held to the layer's end), the normed MLP input,
+/// and the fused gate/up output (2F) beside the activation (F).
+pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) -> Result<Budget, MemoryError> {
+    let t = n(c.seq_len);
+    let (h, q, f, ab) = (n(c.hidden), n(c.q_dim()), n(c.ffn), n(b_a));
+    let attention = t * (h + n(2) * q) * ab + Checked::from(budget.bytes(term::ATTENTION));
+    let mlp = t * (n(3) * h + q + n(3) * f) * ab;
+    let terms: Vec<Term> = budget.terms.into_iter().filter(|t| t.name != term::ACTIVATIONS).collect();
+    beside_workspace(terms, attention, mlp, MLP_PHASE)
+}
+
+pub const MLP_PHASE: &str = "layer working set (mlp phase, the larger; less the attention workspace)";
+
+/// A `moe` run: the routed experts, then the outputs combined and the shared experts added. One
+/// rank (`MoeLayer::forward`): the permuted rows (`R h`) stay until the layer returns; grouped,
+/// gate/up (2F) with the activation (F); a loop, the outputs so far and their concatenation; then
+/// rows, outputs, combined output and the shared experts' gate/up and activation (`3 N_s F` per
+/// token). Under EP (`parallel::expert::forward`) the rows received and grouped come on top of the
+/// rows sent, the outputs travel back (`4 R h + T h` at the unpermute), and the shared experts run
+/// once the routed rows are gone. The generic budget adds the shared experts' buffers to the
+/// dispatch, which never coexist.
+pub fn moe(
+    budget: Budget,
+    c: &crate::models::moe::MoeConfig,
+    layout: &ParallelDims,
+    loops: bool,
+    b_a: usize,
+) -> Result<Budget, MemoryError> {
+    let t = n(c.tokens);
+    let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
+    let rows = t * n(c.top_k);
+    let local = (c.num_experts / layout.ep).max(1);
+    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
+    let shared = t * n(c.shared_experts) * n(3) * fe;
+    let (experts, combine) = if layout.ep > 1 {
+        let experts = if loops {
+            (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe))
+        } else {
+            rows * (n(2) * h + n(3) * fe)
+        };
+        (experts, (n(4) * rows * h + t * h).max(t * h + shared))
+    } else {
+        let experts =
+            if loops { (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) } else { rows * (h + n(3) * fe) };
+        (experts, n(2) * rows * h + t * h + shared)
+    };
+    let router = t * n(c.num_experts) * n(2 * 4);
+    let bytes = (n(2) * t * h + experts.max(combine)) * ab + router;
+    let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
+    let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
+    terms.push(Term { name: MOE_WORKING_SET, bytes: bytes.get(MOE_WORKING_SET)? });
+    Budget::new(terms)
+}
+
+pub const MOE_WORKING_SET: &str = "layer working set (routed experts, combine, shared experts: the larger)";
