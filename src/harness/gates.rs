@@ -7,7 +7,7 @@
 //! metrics exist for moe only; a baseline has no speedup). Metrics in docs/metrics.md "Gates".
 
 use super::record::{Record, Status};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum GateError {
@@ -92,13 +92,7 @@ impl Serialize for Gate {
     }
 }
 
-/// How one gate judged one record: written to the record's `gates`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub gate: String,
-    pub value: f64,
-    pub pass: bool,
-}
+pub use super::record::GateOutcome as Outcome;
 
 impl Gate {
     /// Parses `s`; `variants` are the names `@VARIANT` may take.
@@ -219,7 +213,7 @@ fn fmt(v: f64) -> String {
 mod tests {
     use super::*;
 
-    const V: [&str; 3] = ["baseline", "optimized", "balanced"];
+    const V: [&str; 3] = [crate::harness::variant::BASELINE, "optimized", "balanced"];
 
     #[test]
     fn parses_every_operator_and_the_variant() {

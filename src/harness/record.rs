@@ -85,7 +85,7 @@ pub struct Record {
     /// How each health gate that applies judged this record (`harness::gates`); a failed one
     /// makes the record FAILED. Absent before issue 16.
     #[serde(default)]
-    pub gates: Vec<super::gates::Outcome>,
+    pub gates: Vec<GateOutcome>,
 }
 
 /// One comparison of an output with a reference.
@@ -164,6 +164,14 @@ fn random_u16() -> u16 {
 
 pub fn git_rev() -> &'static str {
     env!("RWM_GIT_REV")
+}
+
+/// How one health gate (`harness::gates`) judged one record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateOutcome {
+    pub gate: String,
+    pub value: f64,
+    pub pass: bool,
 }
 
 #[cfg(test)]
