@@ -202,8 +202,8 @@ fn moe_phases(c: &MoeConfig, t: usize, ep: usize, phases: &mut Vec<Phase>, befor
             o.mem(2.0 * routed); // regroup received rows by local expert
         }
     }
+    // Gate/up with SwiGLU fused into its epilogue (MoeLayer::experts_grouped): no [rows, 2f] pass.
     o.0.push(Op::Grouped { rows, experts: local, n: 2 * f, k: h });
-    o.push(kernels::swiglu(rows, f));
     o.0.push(Op::Grouped { rows, experts: local, n: h, k: f });
     if ep > 1 {
         if local > 1 {
