@@ -121,29 +121,25 @@ impl TmaElem {
     }
 }
 
-/// A 2-D TMA tensor map over a row-major matrix [rows, cols] of `elem` at `ptr`: boxes of
-/// `box_rows` x `box_cols`, 128-byte swizzle (box_cols elements must span 128 bytes), zero fill
-/// past the edges.
-pub(crate) fn tensor_map_2d(
+/// A TMA tensor map of `dims` (innermost first) with byte `strides` for every dimension but the
+/// innermost, boxes of `boxes`: 128-byte swizzle (the innermost box must span 128 bytes), zero
+/// fill past the edges.
+fn tensor_map<const R: usize>(
     elem: TmaElem,
     ptr: u64,
-    rows: usize,
-    cols: usize,
-    box_rows: u32,
-    box_cols: u32,
+    dims: [u64; R],
+    strides: &[u64],
+    boxes: [u32; R],
 ) -> Result<TensorMap, DriverError> {
-    let (ty, size) = elem.raw();
+    assert_eq!(strides.len() + 1, R, "one stride per dimension but the innermost");
     let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    let dims = [cols as u64, rows as u64];
-    let strides = [cols as u64 * size];
-    let boxes = [box_cols, box_rows];
-    let steps = [1u32, 1];
-    // SAFETY: every pointer is to a live local array of the length the rank (2) implies.
+    let steps = [1u32; R];
+    // SAFETY: every pointer is to a live array of the length the rank R implies.
     unsafe {
         sys::cuTensorMapEncodeTiled(
             &mut map,
-            ty,
-            2,
+            elem.raw().0,
+            R as u32,
             ptr as *mut c_void,
             dims.as_ptr(),
             strides.as_ptr(),
@@ -159,9 +155,23 @@ pub(crate) fn tensor_map_2d(
     Ok(map)
 }
 
+/// A 2-D TMA tensor map over a row-major matrix [rows, cols] of `elem` at `ptr`: boxes of
+/// `box_rows` x `box_cols` (box_cols elements must span 128 bytes).
+pub(crate) fn tensor_map_2d(
+    elem: TmaElem,
+    ptr: u64,
+    rows: usize,
+    cols: usize,
+    box_rows: u32,
+    box_cols: u32,
+) -> Result<TensorMap, DriverError> {
+    let size = elem.raw().1;
+    tensor_map(elem, ptr, [cols as u64, rows as u64], &[cols as u64 * size], [box_cols, box_rows])
+}
+
 /// A 3-D TMA tensor map over a row-major tensor [s, h, d] of `elem` at `ptr` (d contiguous): boxes of
-/// `box_d` x 1 x `box_s`, 128-byte swizzle (box_d elements must span 128 bytes), zero fill past the
-/// edges. Attention's q [sq, hq, d] and k, v [sk, hkv, d]: one map serves every head.
+/// `box_d` x 1 x `box_s` (box_d elements must span 128 bytes). Attention's q [sq, hq, d] and k, v
+/// [sk, hkv, d]: one map serves every head.
 pub(crate) fn tensor_map_3d(
     elem: TmaElem,
     ptr: u64,
@@ -169,31 +179,9 @@ pub(crate) fn tensor_map_3d(
     box_s: u32,
     box_d: u32,
 ) -> Result<TensorMap, DriverError> {
-    let (ty, size) = elem.raw();
-    let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    let dims = [d as u64, h as u64, s as u64];
+    let size = elem.raw().1;
     let strides = [d as u64 * size, (h * d) as u64 * size];
-    let boxes = [box_d, 1, box_s];
-    let steps = [1u32, 1, 1];
-    // SAFETY: every pointer is to a live local array of the length the rank (3) implies.
-    unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map,
-            ty,
-            3,
-            ptr as *mut c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxes.as_ptr(),
-            steps.as_ptr(),
-            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-        .result()?;
-    }
-    Ok(map)
+    tensor_map(elem, ptr, [d as u64, h as u64, s as u64], &strides, [box_d, 1, box_s])
 }
 
 /// Copies `bytes` from `src` to `dst` on `stream`.
