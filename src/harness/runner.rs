@@ -41,10 +41,10 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, v: &Variant, opts: &Options, ba
     let mut last: Option<Tensor> = None;
     crate::world::fault::at_step(ctx.rank(), w.name()).map_err(super::Error::Workload)?;
     let _range = Range::push(&format!("{} {}", w.name(), v.name()));
-    for _ in 0..opts.warmup {
+    for i in 0..opts.warmup {
         let _warmup = Range::push("warmup");
         last = Some(w.step(ctx, v)?);
-        b.synchronize()?;
+        sync_watched(ctx, || format!("{} {} warm-up step {i}", w.name(), v.name()))?;
     }
     let mut samples = Vec::with_capacity(opts.iterations);
     let capture = opts.profile_steps && opts.iterations > 0;
@@ -57,7 +57,7 @@ fn time_variant(ctx: &Ctx, w: &mut dyn Workload, v: &Variant, opts: &Options, ba
         let start = b.mark()?;
         let out = w.step(ctx, v)?;
         let end = b.mark()?;
-        b.synchronize()?;
+        sync_watched(ctx, || format!("{} {} step {i}", w.name(), v.name()))?;
         samples.push(b.elapsed_ms(&start, &end)?);
         last = Some(out);
         bar.inc(1);
@@ -78,6 +78,15 @@ pub fn resolved(ctx: &Ctx, w: &dyn Workload) -> Vec<Variant> {
     let mut specs = w.variants();
     specs.sort_by_key(|s| !s.is_reference());
     specs.into_iter().map(|s| s.resolve(ctx.gemm_dtype)).collect()
+}
+
+/// Waits for the step's device work under the watchdog: a collective that never completes on
+/// the device (an NCCL kernel waiting for a stopped peer) ends the job naming the step, as a
+/// stuck host collective does; unwatched when the watchdog is off.
+fn sync_watched(ctx: &Ctx, what: impl FnOnce() -> String) -> Result<()> {
+    let _w = crate::comm::watchdog::armed()
+        .then(|| crate::comm::watchdog::watch(format!("{} (rank {}, waiting for the device)", what(), ctx.rank())));
+    Ok(ctx.backend.synchronize()?)
 }
 
 /// Records for every variant, the reference first. A variant that errors is recorded
