@@ -21,6 +21,7 @@ pub mod step_time;
 pub mod targets;
 pub mod tensor;
 pub mod topology;
+pub mod watchdog;
 pub mod world;
 
 /// docs/ARCHITECTURE.md's example target, compiled by `cargo test --doc`.

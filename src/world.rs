@@ -7,7 +7,8 @@ pub mod fault;
 
 use crate::backend::cpu::CpuBackend;
 use crate::comm::single::SingleComm;
-use crate::comm::{self, Comm, watchdog};
+use crate::comm::{self, Comm};
+use crate::watchdog;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

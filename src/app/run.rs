@@ -150,8 +150,7 @@ fn connect(
     device: usize,
 ) -> Result<Connected, Error> {
     use super::preflight::{Found, check, check_memory, fits, host_gpu};
-    let _setup =
-        crate::comm::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
+    let _setup = crate::watchdog::watch_setup(format!("setup (backend, devices, NCCL init) on rank {}", world.rank));
     let mut found = Found {
         rank: world.rank,
         host: world.hostname.clone(),

@@ -8,8 +8,8 @@
 //! watchdog finds overdue names the ranks that have not reached it.
 
 use super::{Comm, Error, Pending, Result};
-use crate::comm::watchdog::{self, Waiting};
 use crate::tensor::{DType, Data, Tensor, round_to};
+use crate::watchdog::{self, Waiting};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -589,7 +589,7 @@ mod tests {
         let what = "barrier on comm in-flight-test (rank 0 of 3)";
         let start = Instant::now();
         let asked = loop {
-            let a = crate::comm::watchdog::ask_in_flight(what);
+            let a = crate::watchdog::ask_in_flight(what);
             // Rank 0's first barrier may still be listed for a moment after all three left it.
             if a.iter().any(|w| !w.behind.is_empty()) || start.elapsed() > Duration::from_secs(10) {
                 break a;

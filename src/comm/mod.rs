@@ -1,7 +1,7 @@
 //! `Comm`: the collectives the parallel wrappers need, over one group of ranks.
 //! `local` runs ranks as threads of one process (tests, CPU runs); `mpi` and
-//! `nccl` are the only modules that touch rsmpi and cudarc's NCCL; `watchdog` ends a job whose
-//! collective makes no progress.
+//! `nccl` are the only modules that touch rsmpi and cudarc's NCCL. Each collective runs under
+//! the `watchdog`.
 
 pub mod local;
 #[cfg(feature = "mpi")]
@@ -10,7 +10,6 @@ pub mod mpi;
 pub mod mpi_progress;
 pub mod nccl;
 pub mod single;
-pub mod watchdog;
 
 use crate::tensor::Tensor;
 

@@ -6,8 +6,8 @@
 //! argument errors found here are returned. Every call is registered with the watchdog.
 
 use super::{Comm, Error, Pending, Result};
-use crate::comm::watchdog;
 use crate::tensor::{DType, Data, Tensor, round_to};
+use crate::watchdog;
 use mpi::collective::SystemOperation;
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::environment::{Threading, Universe};

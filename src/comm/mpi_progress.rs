@@ -5,7 +5,7 @@
 //! thread may be blocked in the very collective that is late. Asking is bounded: a peer that
 //! does not answer in time is named as silent, never waited for.
 
-use crate::comm::watchdog::{self, Waiting};
+use crate::watchdog::{self, Waiting};
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;

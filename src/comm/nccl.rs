@@ -103,7 +103,7 @@ impl NcclComm {
         ctx.bind_to_thread().map_err(|e| cuda_error(rank, OP, e))?;
         let comm_stream = ctx.new_stream().map_err(|e| cuda_error(rank, OP, e))?;
         // ncclCommInitRank waits for every rank of the group: setup's limit applies.
-        let _w = crate::comm::watchdog::watch_setup(format!("NCCL init (rank {rank} of {size})"));
+        let _w = crate::watchdog::watch_setup(format!("NCCL init (rank {rank} of {size})"));
         let raw = nccl::Comm::from_rank(comm_stream.clone(), rank, size, nccl::Id::uninit(internal))
             .map_err(|e| nccl_error(rank, OP, e))?;
         Ok(NcclComm { host, ctx, compute, comm_stream, raw: Mutex::new(Raw(raw)), rank, size })
@@ -121,6 +121,14 @@ impl NcclComm {
     fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, len: usize) -> Result<CudaSlice<T>> {
         let r = if len == 0 { self.compute.null() } else { self.compute.alloc_zeros(len) };
         r.map_err(|e| cuda_error(self.rank, op, e))
+    }
+
+    /// Watches one collective while the host is inside NCCL (a group end or a call can block until
+    /// the peers connect); nothing when the watchdog is off. What the device then waits for is
+    /// watched where the host waits on the GPU.
+    fn watch(&self, op: &'static str) -> Option<crate::watchdog::Guard> {
+        crate::watchdog::armed()
+            .then(|| crate::watchdog::watch(format!("{op} through NCCL (rank {} of {})", self.rank, self.size)))
     }
 
     /// The comm stream waits for everything queued on the compute stream so far.
@@ -152,6 +160,7 @@ impl NcclComm {
         recv_rows: &[usize],
     ) -> Result<CudaSlice<T>> {
         const OP: &str = "all_to_all_v";
+        let _w = self.watch(OP);
         let mut out = self.alloc::<T>(OP, recv_rows.iter().sum::<usize>() * width)?;
         self.after_compute(OP)?;
         let raw = self.lock();
@@ -180,6 +189,7 @@ impl NcclComm {
 
     fn gather<T: NcclType + DeviceRepr + ValidAsZeroBits>(&self, src: &CudaSlice<T>) -> Result<CudaSlice<T>> {
         const OP: &str = "all_gather";
+        let _w = self.watch(OP);
         let mut out = self.alloc::<T>(OP, src.len() * self.size)?;
         self.after_compute(OP)?;
         let raw = self.lock();
@@ -191,6 +201,7 @@ impl NcclComm {
 
     fn reduce<T: NcclType + DeviceRepr + ValidAsZeroBits>(&self, src: &CudaSlice<T>) -> Result<CudaSlice<T>> {
         const OP: &str = "all_reduce_sum";
+        let _w = self.watch(OP);
         let mut out = self.alloc::<T>(OP, src.len())?;
         self.after_compute(OP)?;
         let raw = self.lock();
@@ -207,6 +218,7 @@ impl NcclComm {
         from: usize,
     ) -> Result<CudaSlice<T>> {
         const OP: &str = "sendrecv_start";
+        let _w = self.watch(OP);
         let mut out = self.alloc::<T>(OP, src.len())?;
         self.after_compute(OP)?;
         let raw = self.lock();

@@ -84,8 +84,8 @@ pub fn resolved(ctx: &Ctx, w: &dyn Workload) -> Vec<Variant> {
 /// the device (an NCCL kernel waiting for a stopped peer) ends the job naming the step, as a
 /// stuck host collective does; unwatched when the watchdog is off.
 fn sync_watched(ctx: &Ctx, what: impl FnOnce() -> String) -> Result<()> {
-    let _w = crate::comm::watchdog::armed()
-        .then(|| crate::comm::watchdog::watch(format!("{} (rank {}, waiting for the device)", what(), ctx.rank())));
+    let _w = crate::watchdog::armed()
+        .then(|| crate::watchdog::watch(format!("{} (rank {}, waiting for the device)", what(), ctx.rank())));
     Ok(ctx.backend.synchronize()?)
 }
 

@@ -323,6 +323,12 @@ impl CudaBackend {
     }
 }
 
+/// The host waits for the stream's queued work (which may hold a collective waiting for a stopped
+/// peer): watched, so that such a wait ends the job naming it; nothing when the watchdog is off.
+pub(crate) fn watch_device(op: &str) -> Option<crate::watchdog::Guard> {
+    crate::watchdog::armed().then(|| crate::watchdog::watch(format!("{op} on the GPU (waiting for its queued work)")))
+}
+
 pub(crate) fn dev(t: &Tensor) -> Result<&DeviceData> {
     match &t.data {
         Data::Device(d) => Ok(d),
@@ -448,6 +454,7 @@ impl Backend for CudaBackend {
         graph::capture(&self.stream, f).map(|g| Some(Box::new(g) as Box<dyn Replay>))
     }
     fn synchronize(&self) -> Result<()> {
+        let _w = watch_device("synchronize");
         self.stream.synchronize().map_err(|e| cuda_err("synchronize", e))
     }
     fn mark(&self) -> Result<Mark> {

@@ -27,6 +27,7 @@ fn pad<T>(mut v: Vec<T>, z: T) -> Vec<T> {
 
 impl CudaBackend {
     fn to_host<T: cudarc::driver::DeviceRepr + Default + Clone>(&self, s: &CudaSlice<T>, n: usize) -> Result<Vec<T>> {
+        let _w = watch_device("copy to the host");
         let mut v = self.stream.clone_dtoh(s).map_err(|e| cuda_err("copy to host", e))?;
         self.stream.synchronize().map_err(|e| cuda_err("copy to host", e))?;
         v.truncate(n);
