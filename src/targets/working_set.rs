@@ -43,6 +43,7 @@ pub fn gpt4(
     c: &Gpt4Config,
     layout: &ParallelDims,
     loops: bool,
+    fp8: bool,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
@@ -58,12 +59,17 @@ pub fn gpt4(
     // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
     let ep = layout.ep > 1;
     let combine = if ep { n(4) * rows * h + t * h } else { n(2) * rows * h + t * h } * ab;
-    let work = match (loops, ep) {
-        (true, false) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)),
-        (true, true) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)),
-        (false, false) => rows * (h + n(3) * fe),
-        (false, true) => rows * (n(2) * h + n(3) * fe),
-    } * ab;
+    // Grouped FP8 (`MoeLayer::experts_fp8`): SwiGLU fused, so the activation (F) alone beside the
+    // rows, and one set of quantised rows (1 byte each) at a time.
+    let fp8_rows = rows * (h.max(fe));
+    let work = match (loops, ep, fp8) {
+        (true, false, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
+        (true, true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
+        (false, false, false) => rows * (h + n(3) * fe) * ab,
+        (false, true, false) => rows * (n(2) * h + n(3) * fe) * ab,
+        (false, false, true) => rows * (h + fe) * ab + fp8_rows,
+        (false, true, true) => rows * (n(2) * h + fe) * ab + fp8_rows,
+    };
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
