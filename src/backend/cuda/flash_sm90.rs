@@ -28,7 +28,7 @@ impl CudaBackend {
             driver::tensor_map_3d(driver::TmaElem::Bf16, p, [s, h, n.d], 128, 64)
                 .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
         };
-        let (mut mq, mut mk, mut mv) = (map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?);
+        let mut maps = [map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?];
         let grid = (n.hq as u32, n.sq.div_ceil(fk.block_q()) as u32, 1);
         check("attention", grid.1 <= 65535, || format!("sq = {} needs more than 65535 query tiles", n.sq))?;
         let mut slots = [
@@ -42,25 +42,11 @@ impl CudaBackend {
             a.causal as u64,
             a.scale_log2.to_bits() as u64,
         ];
-        let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = &mut slots;
-        let mut params: [*mut std::ffi::c_void; 12] = [
-            &mut mq as *mut _ as *mut _,
-            &mut mk as *mut _ as *mut _,
-            &mut mv as *mut _ as *mut _,
-            s0 as *mut u64 as *mut _,
-            s1 as *mut u64 as *mut _,
-            s2 as *mut u64 as *mut _,
-            s3 as *mut u64 as *mut _,
-            s4 as *mut u64 as *mut _,
-            s5 as *mut u64 as *mut _,
-            s6 as *mut u64 as *mut _,
-            s7 as *mut u64 as *mut _,
-            s8 as *mut u64 as *mut _,
-        ];
         let name = if a.f32_out { fk.name_f32o } else { fk.name };
+        let l = driver::Launch { grid, block: fk.threads(), smem: fk.smem(), cluster: 1 };
         // SAFETY: the parameters of the F3 kernels in kernels/flash_attention_sm90.cu: three 128-byte
         // tensor maps, two pointers, four ints, an i64, an int and a float (4-byte ones read from the
         // low half of their slots).
-        unsafe { self.launch_params((fk.file(), name), grid, fk.threads(), fk.smem(), 1, &mut params) }
+        unsafe { self.launch_maps((fk.file(), name), l, &mut maps, &mut slots) }
     }
 }

@@ -110,22 +110,21 @@ impl CudaBackend {
             return Ok(y);
         }
         let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
-        let mut mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
-        let mut mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
+        let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
+        let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
-        let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
         let tiles = (r.div_ceil(128) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
         let grid = tiles.min(self.sm_count() as usize) as u32;
         let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
         let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
-        let mut params: Vec<*mut std::ffi::c_void> =
-            vec![&mut mx as *mut _ as *mut _, &mut mw as *mut _ as *mut _, &mut my as *mut _ as *mut _];
-        params.extend(slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void));
         let smem = fk.smem_for(e);
+        let kernel = ("grouped_gemm_fp8.cu", fk.name);
+        let l = driver::Launch { grid: (grid, 1, 1), block: 384, smem, cluster: 1 };
         // SAFETY: the parameters of the TF kernels in kernels/grouped_gemm_fp8.cu: three 128-byte
         // tensor maps, four pointers and five ints (read from the low half of their slots).
-        unsafe { self.launch_params(("grouped_gemm_fp8.cu", fk.name), (grid, 1, 1), 384, smem, 1, &mut params)? };
+        unsafe { self.launch_maps(kernel, l, &mut [mx, mw, my], &mut slots)? };
         Ok(y)
     }
 

@@ -181,6 +181,27 @@ impl CudaBackend {
         unsafe { self.launch_params((file, name), grid, block, smem, 1, &mut params) }
     }
 
+    /// Launches a kernel whose parameters are `maps` (128-byte tensor maps, by value) followed by
+    /// one 8-byte slot per parameter in `slots` (4-byte ones read from the low half).
+    ///
+    /// # Safety
+    /// The kernel's parameters must be exactly these, in this order.
+    pub(crate) unsafe fn launch_maps(
+        &self,
+        kernel: (&'static str, &'static str),
+        l: driver::Launch,
+        maps: &mut [driver::TensorMap],
+        slots: &mut [u64],
+    ) -> Result<()> {
+        let mut params: Vec<*mut std::ffi::c_void> = maps
+            .iter_mut()
+            .map(|m| m as *mut driver::TensorMap as *mut std::ffi::c_void)
+            .chain(slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void))
+            .collect();
+        // SAFETY: one live pointer per parameter, as the caller guarantees; both arrays outlive the call.
+        unsafe { self.launch_params(kernel, l.grid, l.block, l.smem, l.cluster, &mut params) }
+    }
+
     /// Launches with raw parameter pointers (for parameters wider than 8 bytes, such as tensor maps),
     /// in clusters of `cluster` blocks along x (1: no clusters).
     ///

@@ -165,29 +165,18 @@ impl CudaBackend {
             ((row_blocks * col_blocks).min(self.sm_count() as usize) as u32, 1)
         };
         let w_rows = if o.swiglu { 2 * e * n } else { e * n };
-        let mut mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
+        let mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
         let w_box = if o.multicast || o.swiglu { gk.bn / 2 } else { gk.bn };
-        let mut mw = self.tensor_map_bf16(wp, w_rows, k, w_box as u32, 64)?;
+        let mw = self.tensor_map_bf16(wp, w_rows, k, w_box as u32, 64)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
         // itself and the map is a placeholder.
         let y_tma = n.is_multiple_of(8);
-        let mut my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
         let mut slots = [op, yp, e as u64, n as u64, k as u64, y_tma as u64];
-        let [s0, s1, s2, s3, s4, s5] = &mut slots;
-        let mut params: [*mut std::ffi::c_void; 9] = [
-            &mut mx as *mut _ as *mut _,
-            &mut mw as *mut _ as *mut _,
-            &mut my as *mut _ as *mut _,
-            s0 as *mut u64 as *mut _,
-            s1 as *mut u64 as *mut _,
-            s2 as *mut u64 as *mut _,
-            s3 as *mut u64 as *mut _,
-            s4 as *mut u64 as *mut _,
-            s5 as *mut u64 as *mut _,
-        ];
+        let l = driver::Launch { grid: (grid, 1, 1), block: gk.threads, smem, cluster };
         // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
         // tensor maps, two pointers and four ints (read from the low half of their slots).
-        unsafe { self.launch_params((gk.file, gk.name), (grid, 1, 1), gk.threads, smem, cluster, &mut params) }
+        unsafe { self.launch_maps((gk.file, gk.name), l, &mut [mx, mw, my], &mut slots) }
     }
 }
 
