@@ -127,8 +127,13 @@ impl NcclComm {
     /// the peers connect); nothing when the watchdog is off. What the device then waits for is
     /// watched where the host waits on the GPU.
     fn watch(&self, op: &'static str) -> Option<crate::watchdog::Guard> {
+        self.watch_for(op, String::new())
+    }
+
+    /// As `watch`, with what the call waits for (a send/recv names its peers in this group).
+    fn watch_for(&self, op: &'static str, waits: String) -> Option<crate::watchdog::Guard> {
         crate::watchdog::armed()
-            .then(|| crate::watchdog::watch(format!("{op} through NCCL (rank {} of {})", self.rank, self.size)))
+            .then(|| crate::watchdog::watch(format!("{op} through NCCL (rank {} of {}{waits})", self.rank, self.size)))
     }
 
     /// The comm stream waits for everything queued on the compute stream so far.
@@ -218,7 +223,7 @@ impl NcclComm {
         from: usize,
     ) -> Result<CudaSlice<T>> {
         const OP: &str = "sendrecv_start";
-        let _w = self.watch(OP);
+        let _w = self.watch_for(OP, format!("; receiving from rank {from}, sending to rank {to}"));
         let mut out = self.alloc::<T>(OP, src.len())?;
         self.after_compute(OP)?;
         let raw = self.lock();
