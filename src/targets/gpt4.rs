@@ -103,7 +103,9 @@ pub fn run_budget(
     let per_copy = n(c.layers) * n(c.num_experts / dims.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
     let copies = if loops_experts(v) { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
-    let mut budget = super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8, at.bytes(DType::Bf16))?;
+    let fp8_bytes = fp8.then_some(at.bytes(DType::F8));
+    let mut budget =
+        super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8_bytes, at.bytes(DType::Bf16))?;
     // FP8 experts replace the bf16 ones (freed while FP8 runs), plus an f32 scale per 128 x 128 block.
     let fp8_experts = if fp8 && !loops_experts(v) {
         let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");

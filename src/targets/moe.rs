@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
 use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
+use super::working_set::MoeRun;
 use crate::layout::ParallelDims;
 use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
 use crate::models::Mlp;
@@ -144,7 +145,7 @@ impl Target for MoeConfig {
     /// Dropless (t*k rows), with the other input batches kept for the routing statistics, the
     /// loop's per-expert weight copies, the balanced variant's second layer on its EPLB placement
     /// and, for FP8, the experts' FP8 copies (beside the bf16 ones, which the baseline and the
-    /// balanced reference loop over) and the per-token FP8 copies of the rows and the activation.
+    /// balanced reference loop over); the grouped FP8 experts' quantised rows are in the working set.
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         let c = self;
         let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims)) };
@@ -160,16 +161,17 @@ impl Target for MoeConfig {
         let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
         let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
         let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
-        let rows = n(c.tokens) * n(c.top_k);
-        let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
-        let loops = v.experts() == Experts::Loop;
-        let budget = super::working_set::moe(inputs.estimate()?, c, dims, loops, at.bytes(DType::Bf16))?;
+        let run = MoeRun {
+            loops: v.experts() == Experts::Loop,
+            fp8: fp8.then_some(at.bytes(DType::F8)),
+            reordered: eplb,
+        };
+        let budget = super::working_set::moe(inputs.estimate()?, c, dims, run, at.bytes(DType::Bf16))?;
         budget.with_extras(vec![
             ("other input batches", batches),
             ("per-expert weight copies", copies),
             ("balanced placement's experts", balanced),
             ("fp8 expert weights", fp8_experts),
-            ("fp8 rows", fp8_rows),
         ])
     }
     fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
