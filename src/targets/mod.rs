@@ -23,6 +23,9 @@ register! {
 /// What a run of these targets keeps alive inside one layer, phase by phase (their run budgets).
 pub mod working_set;
 
+/// Routing records of the MoE targets (tallies, sums over ranks, the recomputable statistics).
+pub mod routing;
+
 /// What a CUDA graph's pool holds for a captured pass beyond its live bytes (llama's graph variants).
 pub mod graph_pool;
 
