@@ -81,7 +81,7 @@ exec "$@"
             std::fs::read_to_string(self.path("log")).unwrap_or_default()
         }
         /// `script ARGS` with the stand-ins first on PATH, as root may run mpirun, killed after 150 s.
-        fn run(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
+        fn run(&self, script: &str, args: &[String], env: &[(&str, &str)]) -> (Output, String) {
             let path = format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default());
             let mut cmd = Command::new(repo().join(script));
             cmd.args(args)
@@ -114,6 +114,23 @@ exec "$@"
         args.iter().chain(&tail).map(|s| s.to_string()).collect()
     }
 
+    /// launch/mpirun.sh's arguments: two ranks bound as `bind`, then the quick EP run.
+    fn mpirun_args(bind: &str, out: &Path) -> Vec<String> {
+        let head = ["-n", "2", "--oversubscribe", "--bind", bind, "--"];
+        head.iter().map(|s| s.to_string()).chain(moe_args(out)).collect()
+    }
+
+    /// A two-rank, one-node Slurm allocation submitted from the repository.
+    fn slurm_env(repo: &Path) -> Vec<(&'static str, &str)> {
+        let dir = repo.to_str().unwrap();
+        vec![
+            ("SLURM_CPUS_ON_NODE", "2"),
+            ("SLURM_NTASKS_PER_NODE", "2"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_SUBMIT_DIR", dir),
+        ]
+    }
+
     /// Every rank 0..n wrote ok records of one run of world size n.
     fn records_of_every_rank(out: &Path, n: u64, text: &str) -> Vec<serde_json::Value> {
         let recs: Vec<serde_json::Value> = std::fs::read_to_string(out)
@@ -142,13 +159,8 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args: Vec<String> = ["-n", "2", "--oversubscribe", "--bind", "core", "--"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(moe_args(&out))
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (o, text) = f.run("launch/mpirun.sh", &args, &[("RWM_MPIRUN_ARGS", "--report-bindings")]);
+        let (o, text) =
+            f.run("launch/mpirun.sh", &mpirun_args("core", &out), &[("RWM_MPIRUN_ARGS", "--report-bindings")]);
         assert!(o.status.success(), "{text}");
         bound(&text, 2);
         records_of_every_rank(&out, 2, &text);
@@ -161,16 +173,8 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args = moe_args(&out);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let repo = repo();
-        let slurm = [
-            ("SLURM_CPUS_ON_NODE", "2"),
-            ("SLURM_NTASKS_PER_NODE", "2"),
-            ("SLURM_NTASKS", "2"),
-            ("SLURM_SUBMIT_DIR", repo.to_str().unwrap()),
-        ];
-        let (o, text) = f.run("launch/slurm-dgx-h100-24.sbatch", &args, &slurm);
+        let (o, text) = f.run("launch/slurm-dgx-h100-24.sbatch", &moe_args(&out), &slurm_env(&repo));
         assert!(o.status.success(), "{text}");
         let log = f.log();
         // One task per GPU's share of the cores, handed out socket by socket, bound to cores.
@@ -192,15 +196,9 @@ exec "$@"
         let f = Fakes::new();
         let out = f.path("r.jsonl");
         let args = moe_args(&out);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (repo, imex) = (repo(), f.path("imex"));
-        let env = [
-            ("SLURM_CPUS_ON_NODE", "2"),
-            ("SLURM_NTASKS_PER_NODE", "2"),
-            ("SLURM_NTASKS", "2"),
-            ("SLURM_SUBMIT_DIR", repo.to_str().unwrap()),
-            ("RWM_IMEX_CHANNELS_DIR", imex.to_str().unwrap()),
-        ];
+        let mut env = slurm_env(&repo);
+        env.push(("RWM_IMEX_CHANNELS_DIR", imex.to_str().unwrap()));
         // No IMEX channel: the preflight ends the job before any rank starts.
         let (o, text) = f.run("launch/slurm-nvl72-24.sbatch", &args, &env);
         assert!(!o.status.success(), "{text}");
@@ -223,12 +221,7 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args: Vec<String> = ["-n", "2", "--oversubscribe", "--bind", "none", "--"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(moe_args(&out))
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = mpirun_args("none", &out);
         let prefix = f.path("prof/rank");
         let env = [
             ("RWM_DIST", "launch/profile-rank.sh"),
