@@ -29,7 +29,8 @@ mod with_mpi {
 
     /// Stand-ins on PATH for a machine without Slurm or GPUs; each logs its arguments to `log`.
     const SRUN: &str = r#"#!/usr/bin/env bash
-# srun: a per-node step (--ntasks-per-node=1) runs once (one node); any other step runs
+# srun: a per-node step (--ntasks-per-node=1) runs once per tray of FAKE_TRAY_CLIQUES (one
+# tray, clique 32766, by default), the tray's clique in FAKE_CLIQUE; any other step runs
 # SLURM_NTASKS ranks under mpirun, bound to cores when asked (--cpu-bind=cores).
 echo "srun $*" >> "$FAKE_LOG"
 per_node=""; bind=none
@@ -41,13 +42,16 @@ while [ "$#" -gt 0 ]; do
         *) break ;;
     esac
 done
-if [ "$per_node" = 1 ]; then exec "$@"; fi
+if [ "$per_node" = 1 ]; then
+    for clique in ${FAKE_TRAY_CLIQUES:-32766}; do FAKE_CLIQUE=$clique "$@" || exit $?; done
+    exit 0
+fi
 exec mpirun -np "$SLURM_NTASKS" --bind-to "$bind" --report-bindings --oversubscribe "$@"
 "#;
     const NVIDIA_SMI: &str = r#"#!/usr/bin/env bash
 echo "nvidia-smi $*" >> "$FAKE_LOG"
 for gpu in 0 1 2 3; do
-    printf '    Fabric\n        State : Completed\n        CliqueId : 32766\n        ClusterUUID : 5e1f0c2a-0000-4000-8000-00000000nvl7\n'
+    printf '    Fabric\n        State : Completed\n        CliqueId : %s\n        ClusterUUID : 5e1f0c2a-0000-4000-8000-00000000nvl7\n' "$FAKE_CLIQUE"
 done
 "#;
     /// ncu: logs which rank it wraps, then runs the application (the first executable file).
@@ -189,7 +193,7 @@ exec "$@"
     }
 
     #[test]
-    fn nvl72_sbatch_checks_the_tray_then_runs_and_refuses_a_tray_without_imex() {
+    fn nvl72_sbatch_checks_the_trays_then_runs_and_refuses_no_imex_or_two_cliques() {
         if no_mpirun() {
             return;
         }
@@ -210,6 +214,12 @@ exec "$@"
         assert!(f.log().contains("srun --ntasks-per-node=1 --kill-on-bad-exit=1 launch/nvl72-preflight.sh"));
         bound(&text, 2);
         let recs = records_of_every_rank(&out, 2, &text);
+        // Two trays in different cliques (not one rack): refused before any rank starts.
+        std::fs::remove_file(&out).unwrap();
+        env.push(("FAKE_TRAY_CLIQUES", "32766 32767"));
+        let (o, text) = f.run("launch/slurm-nvl72-24.sbatch", &args, &env);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(text.contains("the trays are not in one NVLink clique") && !out.exists(), "{text}");
         // Off-rack NCCL fails at init instead of using the network: the records say so.
         assert!(recs.iter().all(|r| r["machine"]["nccl_env"]["NCCL_MNNVL_ENABLE"] == "1"), "{:?}", recs[0]);
     }
