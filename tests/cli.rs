@@ -459,7 +459,8 @@ fn gpt4_records_carry_each_blocks_routing_and_it_recomputes() {
     for rec in &recs {
         validate(rec).unwrap();
         let c = &rec["config"];
-        let (layers, e, k) = (c["layers"].as_u64().unwrap(), c["num_experts"].as_u64().unwrap(), c["top_k"].as_u64().unwrap());
+        let (layers, e, k) =
+            (c["layers"].as_u64().unwrap(), c["num_experts"].as_u64().unwrap(), c["top_k"].as_u64().unwrap());
         let blocks = rec["metrics"]["routing_by_block"].as_array().unwrap();
         assert_eq!(blocks.len() as u64, layers, "{rec}");
         for (i, b) in blocks.iter().enumerate() {

@@ -43,7 +43,11 @@ pub fn sum_over(comm: &dyn Comm, tally: RoutingTally) -> Result<RoutingTally> {
 
 /// The statistics of these batches' tallies at `capacity_factor`: this rank's, and the world's
 /// (each batch summed over every rank).
-pub fn stats(comm: &dyn Comm, batches: Vec<RoutingTally>, capacity_factor: f64) -> Result<(RoutingStats, RoutingStats)> {
+pub fn stats(
+    comm: &dyn Comm,
+    batches: Vec<RoutingTally>,
+    capacity_factor: f64,
+) -> Result<(RoutingStats, RoutingStats)> {
     let (mut mine, mut world) = (vec![], vec![]);
     for t in batches {
         mine.push(t.batch_stats(capacity_factor).map_err(err)?);

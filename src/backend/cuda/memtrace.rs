@@ -40,7 +40,11 @@ fn pid() -> String {
 pub(crate) fn alloc(bytes: usize, what: &str, ptr: u64, pool: Option<Usage>) {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let in_use = pool.map_or("capturing".into(), |p| p.current.to_string());
-    eprintln!("memtrace {} alloc seq={seq} bytes={bytes} {what} ptr={ptr:#x} pool_in_use={in_use} at={}", pid(), site());
+    eprintln!(
+        "memtrace {} alloc seq={seq} bytes={bytes} {what} ptr={ptr:#x} pool_in_use={in_use} at={}",
+        pid(),
+        site()
+    );
 }
 
 /// The pool's and the graphs' counters at `event` (reset, read).
