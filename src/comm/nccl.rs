@@ -446,6 +446,11 @@ mod tests {
                     let got = p.wait().unwrap();
                     let other = (1 - r) as f32;
                     assert_eq!(download(&stream, &got), vec![other, other + 0.5], "sendrecv rank {r}");
+                    // Two tensors of different lengths in one group come back in order.
+                    let y = upload(&stream, &[rf * 2.0], &[1, 1]);
+                    let ps = c.sendrecv_all_start(&[&x, &y], 1 - r, 1 - r).unwrap();
+                    let got: Vec<Vec<f32>> = ps.into_iter().map(|p| download(&stream, &p.wait().unwrap())).collect();
+                    assert_eq!(got, vec![vec![other, other + 0.5], vec![other * 2.0]], "sendrecv_all rank {r}");
                     let sub = c.split(0, r).unwrap();
                     assert_eq!(download(&stream, &sub.all_reduce_sum(&x).unwrap()), vec![1., 2.]);
                 })

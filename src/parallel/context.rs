@@ -4,8 +4,8 @@
 //! any length works); rank i holds chunks i and 2n-1-i (zigzag), which gives every
 //! rank the same number of unmasked (query chunk, key chunk) pairs.
 //! - `Ring`: K/V blocks travel around the ring (`sendrecv_all_start`: K and V together, one
-//!   NCCL group per step) while the block in hand is attended; partial results merge by log-sum-exp (`attn_merge`); pairs
-//!   whose keys all come after their queries are skipped. Blocks are padded to the
+//!   NCCL group per step) while the block in hand is attended; partial results merge by
+//!   log-sum-exp (`attn_merge`); pairs whose keys all come after their queries are skipped. Blocks are padded to the
 //!   longest shard so every transfer has one shape.
 //! - `AllGather` (Llama 3): all-gather K/V, reorder to sequence order, and attend each
 //!   local query chunk to its causal prefix.
