@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # attn (issue 13) device call, prepared in session 4 and not yet run (no device was lent):
-# attention GPU tests, compute-sanitizer on the new kernels, the attention table (every flash
+# attention and SwiGLU GPU tests, compute-sanitizer on the new kernels, the attention table (every flash
 # instantiation by name at d 128 and 64, torch SDPA flash and cuDNN in the same run), and one
 # 2-layer Llama 8K prefill step per kernel under ncu.
 # Needs in .dev/attn: rwm-dist, ops_bench (examples), backend_ops (the test binary), this script.
@@ -13,11 +13,11 @@ export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1
 t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s)-t0 )) s"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 st tests
-timeout 150 $D/backend_ops --test-threads 1 attention attn_merge cuda_kernel_variants > $OUT/backend_ops.log 2>&1
+timeout 150 $D/backend_ops --test-threads 1 attention attn_merge cuda_kernel_variants swiglu > $OUT/backend_ops.log 2>&1
 echo "backend_ops rc=$?"; grep -E "^test |^test result|panicked" $OUT/backend_ops.log | head -12
 st sanitizer
 # cuda_kernel_variants runs every flash instantiation by name (the new d 64 and _l2 ones too) on small shapes.
-for t in "memcheck attention_long_and_odd_lengths" "racecheck attention_long_and_odd_lengths" \
+for t in "memcheck attention_long_and_odd_lengths" "racecheck attention_long_and_odd_lengths" "memcheck swiglu" \
          "memcheck cuda_kernel_variants" "racecheck cuda_kernel_variants"; do
   set -- $t
   timeout 150 compute-sanitizer --tool $1 $D/backend_ops --test-threads 1 $2 >> $OUT/sanitizer.log 2>&1
