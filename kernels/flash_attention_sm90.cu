@@ -30,7 +30,7 @@
 #define F3_BQ 128
 #define F3_BKV 128
 #define F3_THREADS 384
-#define F3_L2_KV (32 << 20)  // FA3's budget for the K and V of one section (the H100/H200 L2 is 50 MB)
+#define F3_L2_KV (32 << 20)  // FA3's budget for the K and V of one section (L2: 50 MB on the H100, more on the H200)
 
 __device__ __forceinline__ float f3_ex2(float x) {
     float y;
