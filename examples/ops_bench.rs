@@ -9,7 +9,7 @@
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
-//! `--kernels` times only the grouped GEMM kernels listed. On sm_90a the MoE shapes also get
+//! `--kernels` times only the flash and grouped GEMM kernels listed. On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, FP8_KERNELS, GROUPED_KERNELS};
@@ -21,7 +21,7 @@ struct Bench<'a> {
     b: &'a CudaBackend,
     iters: usize,
     variants: bool,
-    /// `--kernels a,b`: the grouped GEMM kernels that `--variants` times (all when empty).
+    /// `--kernels a,b`: the flash and grouped GEMM kernels that `--variants` times (all when empty).
     kernels: Vec<String>,
     rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
@@ -101,8 +101,9 @@ fn attention(bench: &mut Bench) -> Result<()> {
             })
             .collect::<Result<_>>()?;
         let shape = format!("S={s} hq={hq} hkv={hkv} d={d} causal");
+        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
         let kernels: Vec<Option<&str>> = if bench.variants {
-            FLASH_KERNELS.iter().filter(|k| k.d == d).map(|k| Some(k.name)).collect()
+            FLASH_KERNELS.iter().filter(|k| k.d == d && listed(k.name)).map(|k| Some(k.name)).collect()
         } else {
             vec![]
         };
