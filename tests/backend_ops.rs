@@ -332,13 +332,15 @@ fn check_grouped_fp8(b: &dyn Backend, counts: &[usize], n: usize, k: usize, swig
 const FP8_VS_BF16: f64 = 0.06;
 
 /// Odd sizes, empty experts, K not a multiple of 128 (a partial last scale block), N not a
-/// multiple of the 128-column tile (without SwiGLU), and more tiles than the GPU has SMs.
-const GROUPED_FP8_CASES: [(&[usize], usize, usize, bool); 7] = [
+/// multiple of the 128-column tile (without SwiGLU), more tiles than the GPU has SMs, and enough
+/// rows per expert (>= 512) for the 256-row tiles by default, with their partial waves.
+const GROUPED_FP8_CASES: [(&[usize], usize, usize, bool); 8] = [
     (&[100, 0, 37, 129, 1], 192, 208, true),
     (&[100, 0, 37, 129, 1], 72, 144, false),
     (&[0, 300, 0, 0, 256, 5, 0], 128, 64, true),
     (&[17, 3], 64, 16, false),
     (&[1000, 2000, 10, 500], 256, 512, false),
+    (&[1000, 2000, 10, 500], 192, 384, true),
     (&GROUPED_MANY, 640, 384, false),
     (&GROUPED_MANY, 320, 256, true),
 ];

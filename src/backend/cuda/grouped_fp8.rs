@@ -15,33 +15,41 @@ pub struct Fp8Kernel {
     /// A second accumulator set: the next k-tile's wgmmas run during the promotion. Only when
     /// chosen by name: written after the H200 run and not yet run on a GPU.
     pub overlap: bool,
+    /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
+    pub rows: usize,
 }
 
 impl Fp8Kernel {
-    /// 128-row by 128-column (K) e4m3 tiles of X and W per stage, the epilogue's bf16 staging
+    /// `rows` by 128 (K) e4m3 of X and 128 x 128 of W per stage, the epilogue's bf16 staging
     /// (64 rows x outputs per consumer warpgroup), the mbarriers and the tile list (8 bytes per
     /// expert, plus 8).
     pub fn smem_for(&self, e: usize) -> u32 {
         let outputs = if self.swiglu { 64 } else { 128 };
-        (self.stages * 2 * 128 * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
+        (self.stages * (self.rows + 128) * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
     }
 }
 
-const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, overlap }
+const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool, rows: usize) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, overlap, rows }
 }
 
-/// In order of preference for each epilogue: the first whose shared memory fits runs (the
-/// overlapped ones only by name).
+/// In order of preference for each epilogue: the first whose shared memory fits and whose rows
+/// per tile suit the rows per expert runs (the overlapped ones only by name).
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    tf("grouped_gemm_fp8_s6", 6, false, false),
-    tf("grouped_gemm_fp8_s5", 5, false, false),
-    tf("grouped_gemm_fp8_s4", 4, false, false),
-    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false),
-    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false),
-    tf("grouped_gemm_fp8_s6_ov", 6, false, true),
-    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true),
+    tf("grouped_gemm_fp8_m256_s4", 4, false, false, 256),
+    tf("grouped_gemm_fp8_s6", 6, false, false, 128),
+    tf("grouped_gemm_fp8_s5", 5, false, false, 128),
+    tf("grouped_gemm_fp8_s4", 4, false, false, 128),
+    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, false, 256),
+    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false, 128),
+    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false, 128),
+    tf("grouped_gemm_fp8_s6_ov", 6, false, true, 128),
+    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true, 128),
 ];
+
+/// Rows per expert (on average) from which 256-row tiles are the default: below it most experts'
+/// last tile would be mostly rows of the next expert, loaded and (in 64-row waves) skipped.
+pub const FP8_M256_FROM_ROWS: usize = 512;
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
 pub const FP8_MAX_EXPERTS: usize = 1024;
@@ -54,11 +62,13 @@ pub enum Fp8Refused {
     Experts(usize),
 }
 
-/// The kernel for `e` experts (with or without the SwiGLU epilogue) on `arch`: the one chosen by
-/// name when it has that epilogue and fits, else the first of the table that fits.
+/// The kernel for `e` experts and `r` rows (with or without the SwiGLU epilogue) on `arch`: the
+/// one chosen by name when it has that epilogue and fits, else the first of the table that fits
+/// (256-row tiles only from FP8_M256_FROM_ROWS rows per expert).
 pub fn choose_fp8(
     arch: Arch,
     e: usize,
+    r: usize,
     swiglu: bool,
     chosen: Option<&str>,
 ) -> std::result::Result<Fp8Kernel, Fp8Refused> {
@@ -66,8 +76,9 @@ pub fn choose_fp8(
         return Err(Fp8Refused::Arch(arch));
     }
     let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
+    let suits = |k: &&Fp8Kernel| k.rows == 128 || r >= FP8_M256_FROM_ROWS * e.max(1);
     let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
-    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).find(fits);
+    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).filter(suits).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
@@ -102,7 +113,7 @@ impl CudaBackend {
     ) -> Result<Tensor> {
         let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
         let chosen = *self.choice.grouped_fp8.read().unwrap();
-        let fk = choose_fp8(self.target(), e, swiglu, chosen)
+        let fk = choose_fp8(self.target(), e, r, swiglu, chosen)
             .map_err(|err| Error::Unsupported { op: "grouped_matmul_fp8", what: err.to_string() })?;
         let n = if swiglu { nw / 2 } else { nw };
         let y = self.alloc(&[r, n], DType::Bf16)?;
@@ -110,12 +121,12 @@ impl CudaBackend {
             return Ok(y);
         }
         let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
-        let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
+        let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, fk.rows as u32, 128)?;
         let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
         let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
-        let tiles = (r.div_ceil(128) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
+        let tiles = (r.div_ceil(fk.rows) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
         let grid = tiles.min(self.sm_count() as usize) as u32;
         let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
         let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
@@ -154,7 +165,7 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap);
+            let inst = format!("TF({}, {}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap, k.rows);
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -163,20 +174,29 @@ mod tests {
     fn choice_by_architecture_experts_and_name() {
         let [a100, h100, b200] = CLAIMED;
         for arch in [a100, b200] {
-            let err = choose_fp8(arch, 64, false, None).unwrap_err();
+            let err = choose_fp8(arch, 64, 1000, false, None).unwrap_err();
             assert_eq!(err.to_string(), format!("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {arch}"));
         }
-        // Six stages (192 KiB) and the staging leave room for 256 experts' tile list, not 1024.
-        assert_eq!(choose_fp8(h100, 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
-        assert_eq!(choose_fp8(h100, 1024, false, None).unwrap().name, "grouped_gemm_fp8_s5");
-        assert_eq!(choose_fp8(h100, 1024, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
-        assert_eq!(choose_fp8(h100, 64, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
+        // Four 256-row stages (192 KiB) and the staging leave room for 256 experts' tile list, not
+        // 1024; nor do six 128-row stages. 256-row tiles from 512 rows per expert.
+        let many = 512 * 1024;
+        assert_eq!(choose_fp8(h100, 256, many, false, None).unwrap().name, "grouped_gemm_fp8_m256_s4");
+        assert_eq!(choose_fp8(h100, 256, 511 * 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
+        assert_eq!(choose_fp8(h100, 1024, many, false, None).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, many, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_m256_s4");
+        assert_eq!(choose_fp8(h100, 64, 100, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 64, many, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
         // A name with the other epilogue is not taken.
-        assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
-        assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
+        assert_eq!(
+            choose_fp8(h100, 64, many, true, Some("grouped_gemm_fp8_s4")).unwrap().name,
+            "grouped_gemm_fp8_swiglu_m256_s4"
+        );
+        assert_eq!(choose_fp8(h100, 1025, many, false, None), Err(Fp8Refused::Experts(1025)));
         // The overlapped kernels run only when named.
-        assert!(FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
-        let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
+        assert!(
+            FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, many, k.swiglu, None).unwrap() != *k)
+        );
+        let ov = choose_fp8(h100, 256, many, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
         assert!(ov.overlap && ov.swiglu);
     }
 }
