@@ -9,8 +9,8 @@
 // in the tensor cores (which keep fewer than f32's bits for FP8), then, after wgmma.wait, the partial
 // sums are scaled by scale_x(row) * scale_w(column block) and added to a separate f32 accumulator.
 // The stage is released as soon as the wgmmas that read it retired (before the promotion), and the two
-// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: written after the
-// H200 run, not yet run on a GPU) keeps a second accumulator set so that a warpgroup's own next
+// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: written after
+// session 3's H200 run, not yet run on a GPU) keeps a second accumulator set so that a warpgroup's own next
 // k-tile's wgmmas run while it promotes (64 + 64 + 64 f32 registers per thread).
 // Tile: BM = 128 or 256 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128
 // bytes (one 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the
@@ -18,8 +18,10 @@
 // warpgroups 1 and 2 consume 64 rows each per wave: with BM = 256 (as DeepGEMM's BLOCK_M = 256) each
 // runs two waves per k-tile (rows 64c and 128 + 64c) with one wgmma accumulator and two promoted ones,
 // so a 48 KiB stage feeds twice the math of a 32 KiB one (less L2 and shared-memory traffic per
-// FLOP); a wave whose 64 rows are all past the tile's expert is skipped. Scales are read by the consumers with __ldg before waiting for the
-// stage (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
+// FLOP). A wave whose 64 rows are all past the tile's expert is skipped (the other warpgroup has the
+// tensor cores meanwhile). Scales are read by the consumers with __ldg before waiting for the stage
+// (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
+// Not yet run on a GPU (session 4 had no device): the 256-row kernels run only when named.
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
 // Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16
@@ -160,21 +162,22 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
         if constexpr (!OVERLAP) {
             // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
             // released once the last wave's wgmmas retired.
+            // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
+            // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
             for (int kt = 0; kt < KB; kt++) {
-                Sc sc[WAVES];
-#pragma unroll
-                for (int w = 0; w < WAVES; w++) sc[w] = scales(kt, w);
+                Sc sc = scales(kt, 0);
                 mbar_wait(full(stage), phase);
 #pragma unroll
                 for (int w = 0; w < WAVES; w++) {
                     const bool on = live(w);
+                    if (w > 0) sc = scales(kt, w);
                     if (on) {
                         mma(acc, w);
                         wg_wait<0>();
                         wg_pin(acc);
                     }
                     if (w == WAVES - 1 && lane == 0) mbar_arrive(empty(stage));
-                    if (on) promote(acc, sc[w], w);
+                    if (on) promote(acc, sc, w);
                 }
                 next_stage();
             }

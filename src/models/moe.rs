@@ -38,6 +38,10 @@ pub struct MoeConfig {
     pub balance_steps: usize,
     /// Extra expert slots for EPLB replicas of hot experts (balanced variant, EP > 1).
     pub redundant_experts: usize,
+    /// With FP8 experts (`--dtype fp8`), the shared experts too, as one block-scaled expert of the
+    /// grouped FP8 GEMM over every token. Off by default: not yet timed on a GPU, and it adds the
+    /// shared experts' FP8 error to the layer's (CPU quick profile: max err 2.5e-2 -> 6.7e-2).
+    pub shared_fp8: bool,
     pub seed: u64,
 }
 
@@ -62,6 +66,7 @@ impl MoeConfig {
             bias_update: 1e-3,
             balance_steps: 10_000,
             redundant_experts: 0,
+            shared_fp8: false,
             seed: 0,
         }
     }
@@ -224,7 +229,13 @@ fn one_expert_fp8(b: &dyn Backend, w: &Tensor) -> Result<BlockFp8> {
 /// Experts of width `f` over rows grouped by `offsets` in block-scaled FP8: rows quantised per token
 /// (1 x 128 blocks) before each GEMM, SwiGLU fused into the gate/up GEMM where the width allows it
 /// (f a multiple of 64).
-fn mlp_fp8(b: &dyn Backend, (gate_up, down): (&BlockFp8, &BlockFp8), f: usize, x: &Tensor, offsets: &Tensor) -> Result<Tensor> {
+fn mlp_fp8(
+    b: &dyn Backend,
+    (gate_up, down): (&BlockFp8, &BlockFp8),
+    f: usize,
+    x: &Tensor,
+    offsets: &Tensor,
+) -> Result<Tensor> {
     let a = {
         let xq = b.quantize_blocks(x, Blocks::Rows)?;
         if f.is_multiple_of(64) {
@@ -312,8 +323,10 @@ impl MoeLayer {
                 let gate_up = b.quantize_blocks(&self.gate_up, Blocks::Tiles)?;
                 let down = b.quantize_blocks(&self.down, Blocks::Tiles)?;
                 let shared = match &self.shared {
-                    Some(s) => Some((one_expert_fp8(b, &s.gate_up.w)?, one_expert_fp8(b, &s.down.w)?)),
-                    None => None,
+                    Some(s) if self.cfg.shared_fp8 => {
+                        Some((one_expert_fp8(b, &s.gate_up.w)?, one_expert_fp8(b, &s.down.w)?))
+                    }
+                    _ => None,
                 };
                 self.fp8 = Some(ExpertsFp8 { gate_up, down, shared });
             }
@@ -359,7 +372,6 @@ impl MoeLayer {
         let a = b.grouped_matmul_swiglu(xp, &self.gate_up, offsets)?;
         b.grouped_matmul(&a, &self.down, offsets)
     }
-
 
     /// The routed experts over rows grouped by expert (`offsets`): one GEMM chain per expert from
     /// `per_expert`'s copies when given (in `gemm`), else the grouped GEMMs.
@@ -414,8 +426,8 @@ impl MoeLayer {
     }
 
     /// The shared experts over every token: in FP8 (one block-scaled expert of a grouped GEMM) when
-    /// the routed experts run grouped (`grouped`) and `use_fp8` made the copies, else in bf16 (the
-    /// per-expert loop, the reference, keeps bf16 throughout).
+    /// the routed experts run grouped (`grouped`) and `use_fp8` made the copies (`shared_fp8`), else
+    /// in bf16 (the per-expert loop, the reference, keeps bf16 throughout).
     pub fn shared_experts(&self, b: &dyn Backend, x: &Tensor, grouped: bool) -> Result<Option<Tensor>> {
         let Some(s) = &self.shared else { return Ok(None) };
         match self.fp8.as_ref().and_then(|q| q.shared.as_ref()) {

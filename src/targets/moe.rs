@@ -159,9 +159,9 @@ impl Target for MoeConfig {
         let balanced = if eplb { second } else { n(0) };
         let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
         let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
-        // The shared experts' copies too (run as one block-scaled expert over every token).
-        let fp8_experts =
-            if fp8 { (local + n(c.shared_experts)) * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
+        // With shared_fp8 the shared experts' copies too (one block-scaled expert over every token).
+        let shared8 = if c.shared_fp8 { n(c.shared_experts) } else { n(0) };
+        let fp8_experts = if fp8 { (local + shared8) * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
         let rows = n(c.tokens) * n(c.top_k);
         let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
         let loops = v.experts() == Experts::Loop;

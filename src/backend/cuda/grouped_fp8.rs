@@ -12,11 +12,13 @@ pub struct Fp8Kernel {
     pub name: &'static str,
     pub stages: usize,
     pub swiglu: bool,
-    /// A second accumulator set: the next k-tile's wgmmas run during the promotion. Only when
-    /// chosen by name: written after the H200 run and not yet run on a GPU.
+    /// A second accumulator set: the next k-tile's wgmmas run during the promotion.
     pub overlap: bool,
     /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
     pub rows: usize,
+    /// Runs only when chosen by name: not yet run on a GPU (`_ov`: written after session 3's
+    /// H200 run; `_m256`: session 4, no device lent).
+    pub by_name: bool,
 }
 
 impl Fp8Kernel {
@@ -30,26 +32,23 @@ impl Fp8Kernel {
 }
 
 const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool, rows: usize) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, overlap, rows }
+    // Every kernel with overlapped promotion or 256-row tiles is untimed so far.
+    Fp8Kernel { name, stages, swiglu, overlap, rows, by_name: overlap || rows != 128 }
 }
 
-/// In order of preference for each epilogue: the first whose shared memory fits and whose rows
-/// per tile suit the rows per expert runs (the overlapped ones only by name).
+/// In order of preference for each epilogue: the first whose shared memory fits runs (those
+/// marked `by_name` only by name).
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    tf("grouped_gemm_fp8_m256_s4", 4, false, false, 256),
     tf("grouped_gemm_fp8_s6", 6, false, false, 128),
     tf("grouped_gemm_fp8_s5", 5, false, false, 128),
     tf("grouped_gemm_fp8_s4", 4, false, false, 128),
-    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, false, 256),
     tf("grouped_gemm_fp8_swiglu_s6", 6, true, false, 128),
     tf("grouped_gemm_fp8_swiglu_s5", 5, true, false, 128),
     tf("grouped_gemm_fp8_s6_ov", 6, false, true, 128),
     tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true, 128),
+    tf("grouped_gemm_fp8_m256_s4", 4, false, false, 256),
+    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, false, 256),
 ];
-
-/// Rows per expert (on average) from which 256-row tiles are the default: below it most experts'
-/// last tile would be mostly rows of the next expert, loaded and (in 64-row waves) skipped.
-pub const FP8_M256_FROM_ROWS: usize = 512;
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
 pub const FP8_MAX_EXPERTS: usize = 1024;
@@ -62,13 +61,11 @@ pub enum Fp8Refused {
     Experts(usize),
 }
 
-/// The kernel for `e` experts and `r` rows (with or without the SwiGLU epilogue) on `arch`: the
-/// one chosen by name when it has that epilogue and fits, else the first of the table that fits
-/// (256-row tiles only from FP8_M256_FROM_ROWS rows per expert).
+/// The kernel for `e` experts (with or without the SwiGLU epilogue) on `arch`: the one chosen by
+/// name when it has that epilogue and fits, else the first of the table that fits.
 pub fn choose_fp8(
     arch: Arch,
     e: usize,
-    r: usize,
     swiglu: bool,
     chosen: Option<&str>,
 ) -> std::result::Result<Fp8Kernel, Fp8Refused> {
@@ -76,9 +73,8 @@ pub fn choose_fp8(
         return Err(Fp8Refused::Arch(arch));
     }
     let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
-    let suits = |k: &&Fp8Kernel| k.rows == 128 || r >= FP8_M256_FROM_ROWS * e.max(1);
     let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
-    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).filter(suits).find(fits);
+    let default = || FP8_KERNELS.iter().filter(|k| !k.by_name).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
@@ -113,7 +109,7 @@ impl CudaBackend {
     ) -> Result<Tensor> {
         let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
         let chosen = *self.choice.grouped_fp8.read().unwrap();
-        let fk = choose_fp8(self.target(), e, r, swiglu, chosen)
+        let fk = choose_fp8(self.target(), e, swiglu, chosen)
             .map_err(|err| Error::Unsupported { op: "grouped_matmul_fp8", what: err.to_string() })?;
         let n = if swiglu { nw / 2 } else { nw };
         let y = self.alloc(&[r, n], DType::Bf16)?;
@@ -174,29 +170,27 @@ mod tests {
     fn choice_by_architecture_experts_and_name() {
         let [a100, h100, b200] = CLAIMED;
         for arch in [a100, b200] {
-            let err = choose_fp8(arch, 64, 1000, false, None).unwrap_err();
+            let err = choose_fp8(arch, 64, false, None).unwrap_err();
             assert_eq!(err.to_string(), format!("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {arch}"));
         }
-        // Four 256-row stages (192 KiB) and the staging leave room for 256 experts' tile list, not
-        // 1024; nor do six 128-row stages. 256-row tiles from 512 rows per expert.
-        let many = 512 * 1024;
-        assert_eq!(choose_fp8(h100, 256, many, false, None).unwrap().name, "grouped_gemm_fp8_m256_s4");
-        assert_eq!(choose_fp8(h100, 256, 511 * 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
-        assert_eq!(choose_fp8(h100, 1024, many, false, None).unwrap().name, "grouped_gemm_fp8_s5");
-        assert_eq!(choose_fp8(h100, 1024, many, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_m256_s4");
-        assert_eq!(choose_fp8(h100, 64, 100, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
-        assert_eq!(choose_fp8(h100, 64, many, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
+        // Six stages (192 KiB) and the staging leave room for 256 experts' tile list, not 1024.
+        assert_eq!(choose_fp8(h100, 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
+        assert_eq!(choose_fp8(h100, 1024, false, None).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 64, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
         // A name with the other epilogue is not taken.
-        assert_eq!(
-            choose_fp8(h100, 64, many, true, Some("grouped_gemm_fp8_s4")).unwrap().name,
-            "grouped_gemm_fp8_swiglu_m256_s4"
-        );
-        assert_eq!(choose_fp8(h100, 1025, many, false, None), Err(Fp8Refused::Experts(1025)));
-        // The overlapped kernels run only when named.
-        assert!(
-            FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, many, k.swiglu, None).unwrap() != *k)
-        );
-        let ov = choose_fp8(h100, 256, many, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
+        assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
+        // The untimed kernels (overlapped promotion, 256-row tiles) run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
+        assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
+        let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
         assert!(ov.overlap && ov.swiglu);
+        // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
+        // SwiGLU one, with half the staging, fits 1024).
+        let m256 = Some("grouped_gemm_fp8_m256_s4");
+        assert_eq!(choose_fp8(h100, 256, false, m256).unwrap().rows, 256);
+        assert_eq!(choose_fp8(h100, 1024, false, m256).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
     }
 }
