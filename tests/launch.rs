@@ -29,7 +29,8 @@ mod with_mpi {
 
     /// Stand-ins on PATH for a machine without Slurm or GPUs; each logs its arguments to `log`.
     const SRUN: &str = r#"#!/usr/bin/env bash
-# srun: a per-node step (--ntasks-per-node=1) runs once (one node); any other step runs
+# srun: a per-node step (--ntasks-per-node=1) runs once per tray of FAKE_TRAY_CLIQUES (one
+# tray, clique 32766, by default), the tray's clique in FAKE_CLIQUE; any other step runs
 # SLURM_NTASKS ranks under mpirun, bound to cores when asked (--cpu-bind=cores).
 echo "srun $*" >> "$FAKE_LOG"
 per_node=""; bind=none
@@ -41,13 +42,16 @@ while [ "$#" -gt 0 ]; do
         *) break ;;
     esac
 done
-if [ "$per_node" = 1 ]; then exec "$@"; fi
+if [ "$per_node" = 1 ]; then
+    for clique in ${FAKE_TRAY_CLIQUES:-32766}; do FAKE_CLIQUE=$clique "$@" || exit $?; done
+    exit 0
+fi
 exec mpirun -np "$SLURM_NTASKS" --bind-to "$bind" --report-bindings --oversubscribe "$@"
 "#;
     const NVIDIA_SMI: &str = r#"#!/usr/bin/env bash
 echo "nvidia-smi $*" >> "$FAKE_LOG"
 for gpu in 0 1 2 3; do
-    printf '    Fabric\n        State : Completed\n        CliqueId : 32766\n        ClusterUUID : 5e1f0c2a-0000-4000-8000-00000000nvl7\n'
+    printf '    Fabric\n        State : Completed\n        CliqueId : %s\n        ClusterUUID : 5e1f0c2a-0000-4000-8000-00000000nvl7\n' "$FAKE_CLIQUE"
 done
 "#;
     /// ncu: logs which rank it wraps, then runs the application (the first executable file).
@@ -81,7 +85,7 @@ exec "$@"
             std::fs::read_to_string(self.path("log")).unwrap_or_default()
         }
         /// `script ARGS` with the stand-ins first on PATH, as root may run mpirun, killed after 150 s.
-        fn run(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
+        fn run(&self, script: &str, args: &[String], env: &[(&str, &str)]) -> (Output, String) {
             let path = format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default());
             let mut cmd = Command::new(repo().join(script));
             cmd.args(args)
@@ -114,6 +118,23 @@ exec "$@"
         args.iter().chain(&tail).map(|s| s.to_string()).collect()
     }
 
+    /// launch/mpirun.sh's arguments: two ranks bound as `bind`, then the quick EP run.
+    fn mpirun_args(bind: &str, out: &Path) -> Vec<String> {
+        let head = ["-n", "2", "--oversubscribe", "--bind", bind, "--"];
+        head.iter().map(|s| s.to_string()).chain(moe_args(out)).collect()
+    }
+
+    /// A two-rank, one-node Slurm allocation submitted from the repository.
+    fn slurm_env(repo: &Path) -> Vec<(&'static str, &str)> {
+        let dir = repo.to_str().unwrap();
+        vec![
+            ("SLURM_CPUS_ON_NODE", "2"),
+            ("SLURM_NTASKS_PER_NODE", "2"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_SUBMIT_DIR", dir),
+        ]
+    }
+
     /// Every rank 0..n wrote ok records of one run of world size n.
     fn records_of_every_rank(out: &Path, n: u64, text: &str) -> Vec<serde_json::Value> {
         let recs: Vec<serde_json::Value> = std::fs::read_to_string(out)
@@ -142,13 +163,8 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args: Vec<String> = ["-n", "2", "--oversubscribe", "--bind", "core", "--"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(moe_args(&out))
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (o, text) = f.run("launch/mpirun.sh", &args, &[("RWM_MPIRUN_ARGS", "--report-bindings")]);
+        let (o, text) =
+            f.run("launch/mpirun.sh", &mpirun_args("core", &out), &[("RWM_MPIRUN_ARGS", "--report-bindings")]);
         assert!(o.status.success(), "{text}");
         bound(&text, 2);
         records_of_every_rank(&out, 2, &text);
@@ -161,16 +177,8 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args = moe_args(&out);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let repo = repo();
-        let slurm = [
-            ("SLURM_CPUS_ON_NODE", "2"),
-            ("SLURM_NTASKS_PER_NODE", "2"),
-            ("SLURM_NTASKS", "2"),
-            ("SLURM_SUBMIT_DIR", repo.to_str().unwrap()),
-        ];
-        let (o, text) = f.run("launch/slurm-dgx-h100-24.sbatch", &args, &slurm);
+        let (o, text) = f.run("launch/slurm-dgx-h100-24.sbatch", &moe_args(&out), &slurm_env(&repo));
         assert!(o.status.success(), "{text}");
         let log = f.log();
         // One task per GPU's share of the cores, handed out socket by socket, bound to cores.
@@ -185,22 +193,16 @@ exec "$@"
     }
 
     #[test]
-    fn nvl72_sbatch_checks_the_tray_then_runs_and_refuses_a_tray_without_imex() {
+    fn nvl72_sbatch_checks_the_trays_then_runs_and_refuses_no_imex_or_two_cliques() {
         if no_mpirun() {
             return;
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
         let args = moe_args(&out);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (repo, imex) = (repo(), f.path("imex"));
-        let env = [
-            ("SLURM_CPUS_ON_NODE", "2"),
-            ("SLURM_NTASKS_PER_NODE", "2"),
-            ("SLURM_NTASKS", "2"),
-            ("SLURM_SUBMIT_DIR", repo.to_str().unwrap()),
-            ("RWM_IMEX_CHANNELS_DIR", imex.to_str().unwrap()),
-        ];
+        let mut env = slurm_env(&repo);
+        env.push(("RWM_IMEX_CHANNELS_DIR", imex.to_str().unwrap()));
         // No IMEX channel: the preflight ends the job before any rank starts.
         let (o, text) = f.run("launch/slurm-nvl72-24.sbatch", &args, &env);
         assert!(!o.status.success(), "{text}");
@@ -212,6 +214,12 @@ exec "$@"
         assert!(f.log().contains("srun --ntasks-per-node=1 --kill-on-bad-exit=1 launch/nvl72-preflight.sh"));
         bound(&text, 2);
         let recs = records_of_every_rank(&out, 2, &text);
+        // Two trays in different cliques (not one rack): refused before any rank starts.
+        std::fs::remove_file(&out).unwrap();
+        env.push(("FAKE_TRAY_CLIQUES", "32766 32767"));
+        let (o, text) = f.run("launch/slurm-nvl72-24.sbatch", &args, &env);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(text.contains("the trays are not in one NVLink clique") && !out.exists(), "{text}");
         // Off-rack NCCL fails at init instead of using the network: the records say so.
         assert!(recs.iter().all(|r| r["machine"]["nccl_env"]["NCCL_MNNVL_ENABLE"] == "1"), "{:?}", recs[0]);
     }
@@ -223,12 +231,7 @@ exec "$@"
         }
         let f = Fakes::new();
         let out = f.path("r.jsonl");
-        let args: Vec<String> = ["-n", "2", "--oversubscribe", "--bind", "none", "--"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(moe_args(&out))
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = mpirun_args("none", &out);
         let prefix = f.path("prof/rank");
         let env = [
             ("RWM_DIST", "launch/profile-rank.sh"),
