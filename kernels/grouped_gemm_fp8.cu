@@ -9,8 +9,8 @@
 // in the tensor cores (which keep fewer than f32's bits for FP8), then, after wgmma.wait, the partial
 // sums are scaled by scale_x(row) * scale_w(column block) and added to a separate f32 accumulator.
 // The stage is released as soon as the wgmmas that read it retired (before the promotion), and the two
-// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: written after
-// session 3's H200 run, not yet run on a GPU) keeps a second accumulator set so that a warpgroup's own next
+// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: 2-10% slower on
+// the H200) keeps a second accumulator set so that a warpgroup's own next
 // k-tile's wgmmas run while it promotes (64 + 64 + 64 f32 registers per thread).
 // Tile: BM = 128 or 256 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128
 // bytes (one 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the
@@ -21,7 +21,8 @@
 // FLOP). A wave whose 64 rows are all past the tile's expert is skipped (the other warpgroup has the
 // tensor cores meanwhile). Scales are read by the consumers with __ldg before waiting for the stage
 // (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
-// Not yet run on a GPU (session 4 had no device): the 256-row kernels run only when named.
+// On the H200 the 256-row tiles were +3% on V2-Lite's gate/up and -3% to -17% elsewhere (BENCHMARKS.md):
+// run only when named.
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
 // Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16

@@ -39,8 +39,8 @@ pub struct MoeConfig {
     /// Extra expert slots for EPLB replicas of hot experts (balanced variant, EP > 1).
     pub redundant_experts: usize,
     /// With FP8 experts (`--dtype fp8`), the shared experts too, as one block-scaled expert of the
-    /// grouped FP8 GEMM over every token. Off by default: not yet timed on a GPU, and it adds the
-    /// shared experts' FP8 error to the layer's (CPU quick profile: max err 2.5e-2 -> 6.7e-2).
+    /// grouped FP8 GEMM over every token. Off by default: on the H200 it saved 0.06 of 4.15 ms at
+    /// V2-Lite and raised the layer's relative error against bf16 from 1.1e-2 to 6.2e-2.
     pub shared_fp8: bool,
     pub seed: u64,
 }

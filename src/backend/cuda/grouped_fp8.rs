@@ -16,8 +16,8 @@ pub struct Fp8Kernel {
     pub overlap: bool,
     /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
     pub rows: usize,
-    /// Runs only when chosen by name: not yet run on a GPU (`_ov`: written after session 3's
-    /// H200 run; `_m256`: session 4, no device lent).
+    /// Runs only when chosen by name: `_ov` and `_m256` pass the GPU tests but were slower than
+    /// the defaults on the H200 (BENCHMARKS.md, session 4).
     pub by_name: bool,
 }
 
@@ -32,7 +32,7 @@ impl Fp8Kernel {
 }
 
 const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool, rows: usize) -> Fp8Kernel {
-    // Every kernel with overlapped promotion or 256-row tiles is untimed so far.
+    // Overlapped promotion and 256-row tiles were slower on the H200 (session 4).
     Fp8Kernel { name, stages, swiglu, overlap, rows, by_name: overlap || rows != 128 }
 }
 
@@ -181,7 +181,7 @@ mod tests {
         // A name with the other epilogue is not taken.
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
-        // The untimed kernels (overlapped promotion, 256-row tiles) run only when named.
+        // The kernels that lost on the H200 (overlapped promotion, 256-row tiles) run only when named.
         assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();

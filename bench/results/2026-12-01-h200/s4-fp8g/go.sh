@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fp8g, prepared in session 4 and NOT run (no device was lent): GPU tests, sanitizer, the untimed FP8
+# fp8g session 4, run 1 (README.md): GPU tests, sanitizer, the untimed FP8
 # kernels (_ov, _m256) vs the default and bf16 with torch peers, moe layer phases (ncu), layer times
 # with and without moe.shared_fp8. Build (worktree) and copy rwm-dist, examples/ops_bench, the
 # backend_ops test binary and summary.py into /work/main/.dev/fp8g/, then run `bash .dev/fp8g/go.sh`.
