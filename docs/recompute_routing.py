@@ -3,8 +3,9 @@
 
     python3 docs/recompute_routing.py RESULTS.jsonl [RESULTS.jsonl ...]
 
-For every record with routing metrics (`metrics.routing`, `metrics.routing_layer`, and the
-balanced variant's `metrics.balance.learning`) it recomputes, from `per_batch` (tokens, capacity,
+For every record with routing metrics (`metrics.routing`, `metrics.routing_layer`, the
+balanced variant's `metrics.balance.learning`, and gpt4's `metrics.routing_by_block[*]`'s
+`routing` and `routing_layer`) it recomputes, from `per_batch` (tokens, capacity,
 loads, mean router probabilities, router entropy) and the config's capacity factor:
 each batch's Gini, aux loss, capacity and drops, their mean and standard deviation over batches,
 the summed load with its Gini and max/mean, and the mean probability over all tokens; prints them
@@ -115,8 +116,12 @@ def main(paths):
                 r = json.loads(line)
                 m, cf = r.get("metrics", {}), r["config"].get("capacity_factor")
                 where = f"{r['target']} {r['variant']} rank {r['rank']}"
-                for key, stats in [("routing", m.get("routing")), ("routing_layer", m.get("routing_layer")),
-                                   ("balance.learning", (m.get("balance") or {}).get("learning"))]:
+                objects = [("routing", m.get("routing")), ("routing_layer", m.get("routing_layer")),
+                           ("balance.learning", (m.get("balance") or {}).get("learning"))]
+                # gpt4: each block's routing, under the same names.
+                for b in m.get("routing_by_block") or []:
+                    objects += [(f"block {b['block']} {k}", b.get(k)) for k in ("routing", "routing_layer")]
+                for key, stats in objects:
                     if stats:
                         bad += check(f"{where} {key}", stats, cf)
                         checked += 1

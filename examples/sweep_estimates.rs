@@ -52,6 +52,22 @@ fn main() {
         ("moe E=64 k=6 T=16K bf16", "moe", &[], 1, DType::Bf16),
         ("moe E=8 k=2 T=16K bf16", "moe", &[("num_experts", "8"), ("top_k", "2")], 1, DType::Bf16),
         ("llama 8B L=2 S=8K bf16+fp8", "llama", &[("layers", "2")], 1, DType::Bf16),
+        ("moe E=64 k=6 T=16K fp8", "moe", &[], 1, DType::F8),
+        ("moe E=64 k=6 T=16K EP2 fp8", "moe", &[], 2, DType::F8),
+        (
+            "gpt4 S=8K L=2 E=16 fp8",
+            "gpt4",
+            &[("seq_len", "8192"), ("layers", "2"), ("num_experts", "16")],
+            1,
+            DType::F8,
+        ),
+        (
+            "gpt4 S=8K L=2 E=16 EP2 fp8",
+            "gpt4",
+            &[("seq_len", "8192"), ("layers", "2"), ("num_experts", "16")],
+            2,
+            DType::F8,
+        ),
     ];
     for (name, target, keys, ep, dtype) in runs {
         let reg = rwm_dist::targets::find(target).unwrap();
@@ -63,7 +79,7 @@ fn main() {
         for spec in t.variants() {
             let v = spec.resolve(*dtype);
             let b = t.run_budget(&dims, &v, Storage::Device).unwrap();
-            println!("{name} | {} | {:.3}", v.name(), b.total as f64 / (1u64 << 30) as f64);
+            println!("{name} | {} | {:.3} | {}", v.name(), b.total as f64 / (1u64 << 30) as f64, b.total);
         }
     }
 }

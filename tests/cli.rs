@@ -423,3 +423,69 @@ fn a_gini_gate_fails_the_skewed_baseline_and_passes_balanced_and_records_recompu
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// gpt4 records carry each block's routing under the moe target's names (this rank's `routing`,
+/// every rank's `routing_layer`), and docs/recompute_routing.py recomputes them (and notices a
+/// changed figure).
+#[test]
+fn gpt4_records_carry_each_blocks_routing_and_it_recomputes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpt4.jsonl");
+    let o = rwm(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--target",
+        "gpt4",
+        "--ranks",
+        "2",
+        "--ep",
+        "2",
+        "--seq-len",
+        "64",
+        "--variant",
+        "optimized",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).0);
+    let recs: Vec<Value> =
+        std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!recs.is_empty());
+    for rec in &recs {
+        validate(rec).unwrap();
+        let c = &rec["config"];
+        let (layers, e, k) =
+            (c["layers"].as_u64().unwrap(), c["num_experts"].as_u64().unwrap(), c["top_k"].as_u64().unwrap());
+        let blocks = rec["metrics"]["routing_by_block"].as_array().unwrap();
+        assert_eq!(blocks.len() as u64, layers, "{rec}");
+        for (i, b) in blocks.iter().enumerate() {
+            assert_eq!(b["block"], i);
+            for key in ["routing", "routing_layer"] {
+                let r = &b[key];
+                assert_eq!(r["mean_prob"].as_array().unwrap().len() as u64, e, "{key}");
+                let b0 = &r["per_batch"][0];
+                assert_eq!(b0["load"].as_array().unwrap().len() as u64, e);
+                let tokens = b0["tokens"].as_u64().unwrap();
+                // This rank's 64 tokens, or both ranks' 128; the capacity is ceil(1.25 t k / E).
+                assert_eq!(tokens, if key == "routing" { 64 } else { 128 });
+                assert_eq!(b0["capacity"].as_u64().unwrap(), (1.25 * (tokens * k) as f64 / e as f64).ceil() as u64);
+            }
+        }
+    }
+    let o = recompute(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&format!("{} routing object(s) recomputed", 2 * 2 * recs.len())), "{out}");
+    let mut bad = recs[0].clone();
+    bad["metrics"]["routing_by_block"][1]["routing_layer"]["aux_loss"]["mean"] = serde_json::json!(3.0);
+    let bad_path = dir.path().join("bad.jsonl");
+    std::fs::write(&bad_path, format!("{bad}\n")).unwrap();
+    let o = recompute(&bad_path);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("block 1 routing_layer aux_loss.mean: recomputed"));
+}

@@ -52,13 +52,15 @@ fn cpu_estimates_match_the_byte_counter_within_5_percent() {
         ("gpt4 S=256 EP2", vec!["--target", "gpt4", "--seq-len", "256", "--ranks", "2", "--ep", "2"]),
         ("moe E=64 EP1", vec!["--target", "moe", "--seq-len", "256"]),
         ("moe E=64 EP2", vec!["--target", "moe", "--ranks", "2", "--ep", "2"]),
+        ("moe E=64 fp8", vec!["--target", "moe", "--seq-len", "256"]),
+        ("moe E=64 EP2 fp8", vec!["--target", "moe", "--ranks", "2", "--ep", "2"]),
         ("llama S=512 bf16+fp8", vec!["--target", "llama", "--seq-len", "512"]),
     ];
     let dir = tempfile::tempdir().unwrap();
     let (mut table, mut bad) = (vec![], vec![]);
     for (i, (name, args)) in runs.iter().enumerate() {
         let mut args = args.clone();
-        if name.contains("fp8") && name.starts_with("gpt4") {
+        if name.contains("fp8") && !name.starts_with("llama") {
             args.extend(["--dtype", "fp8"]);
         }
         let path = dir.path().join(format!("{i}.jsonl"));
@@ -134,6 +136,9 @@ fn gpu_estimates_within_5_percent_on_the_sweep() {
         ("gpt4 S=16K L=2 E=16 EP2 bf16".into(), 2, with(gpt4("16384", "2", "16"), &["--ep", "2"])),
         ("moe E=64 k=6 T=16K bf16".into(), 1, moe("64", "6")),
         ("moe E=8 k=2 T=16K bf16".into(), 1, moe("8", "2")),
+        ("moe E=64 k=6 T=16K fp8".into(), 1, with(moe("64", "6"), &["--dtype", "fp8"])),
+        ("moe E=64 k=6 T=16K EP2 fp8".into(), 2, with(moe("64", "6"), &["--ep", "2", "--dtype", "fp8"])),
+        ("gpt4 S=8K L=2 E=16 EP2 fp8".into(), 2, with(gpt4("8192", "2", "16"), &["--ep", "2", "--dtype", "fp8"])),
         (
             "llama 8B L=2 S=8K bf16+fp8".into(),
             1,

@@ -21,16 +21,9 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
     for t in &plan.targets {
         let Some(inputs) = t.model_inputs(&dims) else {
             // Not a model: the largest budget of the variants a run executes.
-            let mut worst: Option<crate::budget::Budget> = None;
-            for v in t.variants() {
-                let v = v.resolve(plan.gemm_dtype);
-                let b = t.run_budget(&dims, &v, Storage::Device).map_err(config_err)?;
-                worst = Some(match worst {
-                    Some(w) if w.total >= b.total => w,
-                    _ => b,
-                });
-            }
-            let budget = worst.expect("a target has variants");
+            let variants = t.variants().into_iter().map(|v| v.resolve(plan.gemm_dtype));
+            let (_, budget) = crate::plan::fit::largest(t.as_ref(), variants, &dims, Storage::Device)?
+                .expect("a target has variants");
             writeln!(out, "{}: world {world} = {dims}; its runs' largest variant", t.name()).map_err(io("stdout"))?;
             budget.render(device, out).map_err(io("stdout"))?;
             writeln!(out).map_err(io("stdout"))?;

@@ -94,16 +94,32 @@ pub fn peak(
 ) -> Result<(&'static str, &'static str, Budget), ConfigError> {
     let mut worst: Option<(&'static str, &'static str, Budget)> = None;
     for t in &plan.plan.targets {
-        for v in variants_run(plan, t.as_ref()) {
-            let b = t
-                .run_budget(dims, &v, at)
-                .map_err(|e| ConfigError::Invalid(format!("{} {}: {e}", t.name(), v.name())))?;
-            if worst.as_ref().is_none_or(|(_, _, w)| b.total > w.total) {
-                worst = Some((t.name(), v.name(), b));
-            }
+        if let Some((v, b)) = largest(t.as_ref(), variants_run(plan, t.as_ref()), dims, at)?
+            && worst.as_ref().is_none_or(|(_, _, w)| b.total > w.total)
+        {
+            worst = Some((t.name(), v, b));
         }
     }
     Ok(worst.expect("a plan has at least one target"))
+}
+
+/// The largest run budget of `t` over `variants` (the first of equals): (variant, budget); None
+/// without variants.
+pub fn largest(
+    t: &dyn Target,
+    variants: impl IntoIterator<Item = Variant>,
+    dims: &ParallelDims,
+    at: Storage,
+) -> Result<Option<(&'static str, Budget)>, ConfigError> {
+    let mut worst: Option<(&'static str, Budget)> = None;
+    for v in variants {
+        let b =
+            t.run_budget(dims, &v, at).map_err(|e| ConfigError::Invalid(format!("{} {}: {e}", t.name(), v.name())))?;
+        if worst.as_ref().is_none_or(|(_, w)| b.total > w.total) {
+            worst = Some((v.name(), b));
+        }
+    }
+    Ok(worst)
 }
 
 /// Refuses a plan whose largest per-rank estimate exceeds what each rank has, with the estimate

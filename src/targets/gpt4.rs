@@ -17,6 +17,7 @@ use crate::parallel::context::{self, CpParams, CpStats};
 use crate::parallel::expert::{self, EpStats, ExpertPlacement};
 use crate::rng::child_seed;
 use crate::tensor::{DType, Tensor};
+use crate::metrics::routing::RoutingTally;
 use serde_json::json;
 use std::ops::Range;
 
@@ -33,6 +34,8 @@ pub struct Gpt4Target {
     /// Stats of the last step, one entry per layer.
     cp_stats: Vec<CpStats>,
     ep_stats: Vec<EpStats>,
+    /// Each block's routing tally of a step, collected while Some (`metrics`).
+    routing: Option<Vec<RoutingTally>>,
     /// Weights and activations (bf16; f32 in tests that compare layouts exactly).
     dtype: DType,
 }
@@ -103,7 +106,9 @@ pub fn run_budget(
     let per_copy = n(c.layers) * n(c.num_experts / dims.ep) * n(3) * n(c.hidden) * n(c.expert_ffn);
     let copies = if loops_experts(v) { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
-    let mut budget = super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8, at.bytes(DType::Bf16))?;
+    let fp8_bytes = fp8.then_some(at.bytes(DType::F8));
+    let mut budget =
+        super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8_bytes, at.bytes(DType::Bf16))?;
     // FP8 experts replace the bf16 ones (freed while FP8 runs), plus an f32 scale per 128 x 128 block.
     let fp8_experts = if fp8 && !loops_experts(v) {
         let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");
@@ -178,6 +183,7 @@ impl Gpt4Target {
             per_expert: None,
             cp_stats: vec![],
             ep_stats: vec![],
+            routing: None,
             dtype: DType::Bf16,
         }
     }
@@ -194,7 +200,7 @@ impl Gpt4Target {
         let (cp_group, ep_group) = (ctx.groups.cp.as_ref(), ctx.groups.ep.as_ref());
         let seq_len = self.cfg.seq_len;
         let cp = CpParams { kind: self.cfg.cp_kind, algo, seq_len, measure_comm };
-        let (cp_stats, ep_stats) = (&mut self.cp_stats, &mut self.ep_stats);
+        let (cp_stats, ep_stats, routing) = (&mut self.cp_stats, &mut self.ep_stats, &mut self.routing);
         cp_stats.clear();
         ep_stats.clear();
         let mut attn = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
@@ -213,6 +219,9 @@ impl Gpt4Target {
             let pe = per_expert.map(|p| p[layer].as_slice());
             layer += 1;
             let r = m.route(b, x, None, None)?;
+            if let Some(tallies) = routing.as_mut() {
+                tallies.push(super::routing::tally(b, &r, m.cfg.gate, m.cfg.num_experts, m.cfg.top_k)?);
+            }
             match placement {
                 None => Ok(m.forward(b, x, &r, pe, gemm)?),
                 Some(p) => {
@@ -227,6 +236,24 @@ impl Gpt4Target {
         };
         let x = b.concat_rows(&[self.x.as_ref().expect("setup ran")])?;
         model.forward(b, x, &self.chunks, gemm, &mut attn, &mut moe)
+    }
+}
+
+impl Gpt4Target {
+    /// Each block's routing records, as the `moe` target's (`routing`, and `routing_layer` with
+    /// several ranks): one batch, the step's tokens.
+    fn routing_by_block(&self, ctx: &Ctx, tallies: Vec<RoutingTally>) -> Result<Vec<serde_json::Value>> {
+        let multi = ctx.world.size() > 1;
+        let mut blocks = vec![];
+        for (i, t) in tallies.into_iter().enumerate() {
+            let (mine, world) = super::routing::stats(ctx.world.as_ref(), vec![t], self.cfg.capacity_factor)?;
+            let mut o = json!({"block": i, "routing": mine});
+            if multi {
+                o["routing_layer"] = json!(world);
+            }
+            blocks.push(o);
+        }
+        Ok(blocks)
     }
 }
 
@@ -342,9 +369,14 @@ impl Workload for Gpt4Target {
     fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut m = serde_json::Map::new();
         m.insert("params".into(), json!(self.cfg.params()));
+        // One more step, untimed, that reads each block's routing back (and, under CP, replays
+        // the ring's transfers alone, to measure overlap).
+        self.routing = Some(vec![]);
+        let step = self.forward(ctx, v, ctx.dims.cp > 1);
+        let tallies = self.routing.take().unwrap_or_default();
+        step?;
+        m.insert("routing_by_block".into(), json!(self.routing_by_block(ctx, tallies)?));
         if ctx.dims.cp > 1 {
-            // One more step that also replays the ring's transfers alone, to measure overlap.
-            self.forward(ctx, v, true)?;
             let mut cp = sum_stats(&self.cp_stats);
             cp.as_object_mut().expect("an object").remove("overlap");
             let (exposed, total) = (cp["exposed_comm_ms"].as_f64(), cp["comm_ms"].as_f64());

@@ -117,7 +117,13 @@ impl Target for LlamaConfig {
             n(0)
         };
         let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
-        phases.with_extras(vec![("fp8 weight copies", fp8)])
+        // Only the CUDA backend records the graph; its pool maps the capture's packing, holes included.
+        let graph = if v.recipe().graph && at == Storage::Device {
+            super::graph_pool::llama(self, v.gemm == DType::F8)
+        } else {
+            n(0)
+        };
+        phases.with_extras(vec![("fp8 weight copies", fp8), (GRAPH_POOL, graph)])
     }
     fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
         Some(MemoryInputs { tp: dims.tp, ..self.memory_inputs(AttnAlgo::Flash) })
@@ -126,6 +132,9 @@ impl Target for LlamaConfig {
         Box::new(LlamaTarget::new(self.clone()))
     }
 }
+
+/// The budget term of the CUDA graph's pool beyond the eager working set (`graph_pool`).
+pub const GRAPH_POOL: &str = "CUDA graph pool: holes in the captured pass's packing";
 
 /// How many next tokens the record lists.
 const TOP_K: usize = 5;

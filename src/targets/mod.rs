@@ -23,6 +23,12 @@ register! {
 /// What a run of these targets keeps alive inside one layer, phase by phase (their run budgets).
 pub mod working_set;
 
+/// Routing records of the MoE targets (tallies, sums over ranks, the recomputable statistics).
+pub mod routing;
+
+/// What a CUDA graph's pool holds for a captured pass beyond its live bytes (llama's graph variants).
+pub mod graph_pool;
+
 pub fn find(name: &str) -> Result<&'static Registration, ConfigError> {
     ALL.iter().find(|r| r.name == name).ok_or_else(|| ConfigError::UnknownTarget {
         name: name.into(),

@@ -10,8 +10,10 @@ use crate::config::ConfigError;
 use crate::harness::target::{Flag, Preset, Registration, Size, Target, preset_names, set_key};
 use crate::harness::variant::{Experts, Gemm, Recipe};
 use crate::harness::{Ctx, Error, Result, Variant, VariantSpec, Workload};
+use super::routing;
+use super::working_set::MoeRun;
 use crate::layout::ParallelDims;
-use crate::metrics::routing::{BatchRouting, RoutingStats, RoutingTally, normalize_rows};
+use crate::metrics::routing::RoutingStats;
 use crate::models::Mlp;
 use crate::models::balance::learn_bias;
 use crate::models::moe::{MoeConfig, MoeLayer};
@@ -144,7 +146,7 @@ impl Target for MoeConfig {
     /// Dropless (t*k rows), with the other input batches kept for the routing statistics, the
     /// loop's per-expert weight copies, the balanced variant's second layer on its EPLB placement
     /// and, for FP8, the experts' FP8 copies (beside the bf16 ones, which the baseline and the
-    /// balanced reference loop over) and the per-token FP8 copies of the rows and the activation.
+    /// balanced reference loop over); the grouped FP8 experts' quantised rows are in the working set.
     fn run_budget(&self, dims: &ParallelDims, v: &Variant, at: Storage) -> std::result::Result<Budget, MemoryError> {
         let c = self;
         let inputs = MemoryInputs { capacity_factor: DROPLESS, ..at.inputs(memory_inputs(c, dims)) };
@@ -162,16 +164,17 @@ impl Target for MoeConfig {
         // With shared_fp8 the shared experts' copies too (one block-scaled expert over every token).
         let shared8 = if c.shared_fp8 { n(c.shared_experts) } else { n(0) };
         let fp8_experts = if fp8 { (local + shared8) * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
-        let rows = n(c.tokens) * n(c.top_k);
-        let fp8_rows = if fp8 { rows * (n(c.hidden) + n(c.expert_ffn)) * b8 } else { n(0) };
-        let loops = v.experts() == Experts::Loop;
-        let budget = super::working_set::moe(inputs.estimate()?, c, dims, loops, at.bytes(DType::Bf16))?;
+        let run = MoeRun {
+            loops: v.experts() == Experts::Loop,
+            fp8: fp8.then_some(at.bytes(DType::F8)),
+            reordered: eplb,
+        };
+        let budget = super::working_set::moe(inputs.estimate()?, c, dims, run, at.bytes(DType::Bf16))?;
         budget.with_extras(vec![
             ("other input batches", batches),
             ("per-expert weight copies", copies),
             ("balanced placement's experts", balanced),
             ("fp8 expert weights", fp8_experts),
-            ("fp8 rows", fp8_rows),
         ])
     }
     fn model_inputs(&self, dims: &ParallelDims) -> Option<MemoryInputs> {
@@ -241,22 +244,14 @@ impl MoeTarget {
     /// (each batch's tallies summed over every rank of the layer): on the input batches, or on
     /// as many held-out batches drawn from other seeds (made one at a time, after timing).
     fn routing_stats(&self, ctx: &Ctx, biased: bool, held_out: bool) -> Result<(RoutingStats, RoutingStats)> {
-        let b = ctx.backend.as_ref();
         let (e, k) = (self.cfg.num_experts, self.cfg.top_k);
-        let (mut mine, mut layer): (Vec<BatchRouting>, Vec<BatchRouting>) = (vec![], vec![]);
-        let cf = self.cfg.capacity_factor;
+        let mut tallies = vec![];
         for i in 0..self.cfg.batches {
             let fresh = if held_out { Some(held_out_batch(ctx, &self.cfg, i)?) } else { None };
             let r = self.route(ctx, fresh.as_ref().unwrap_or(&self.inputs[i]), biased)?;
-            let mut probs = b.download(&r.probs)?;
-            if self.cfg.gate == crate::backend::Gate::Sigmoid {
-                probs = normalize_rows(&probs, e);
-            }
-            let tally = RoutingTally::from_assignments(&b.download_i32(&r.ids)?, &probs, e, k).map_err(err)?;
-            mine.push(tally.batch_stats(cf).map_err(err)?);
-            layer.push(sum_over(ctx.world.as_ref(), tally)?.batch_stats(cf).map_err(err)?);
+            tallies.push(routing::tally(ctx.backend.as_ref(), &r, self.cfg.gate, e, k)?);
         }
-        Ok((RoutingStats::from_batches(&mine).map_err(err)?, RoutingStats::from_batches(&layer).map_err(err)?))
+        routing::stats(ctx.world.as_ref(), tallies, self.cfg.capacity_factor)
     }
 
     /// DeepSeek-V3's auxiliary-loss-free balancing, learned on the input batches (cycling) until
@@ -303,27 +298,6 @@ impl MoeTarget {
 fn held_out_batch(ctx: &Ctx, c: &MoeConfig, i: usize) -> Result<Tensor> {
     let seed = child_seed(c.seed, &format!("heldout{i}.{}", ctx.data.rank));
     Ok(ctx.backend.random(&[c.tokens, c.hidden], DType::Bf16, seed, 1.0)?)
-}
-
-/// `tally` summed over every rank of `comm` (exact: gathered to rank 0 as JSON, merged,
-/// broadcast back).
-fn sum_over(comm: &dyn crate::comm::Comm, tally: RoutingTally) -> Result<RoutingTally> {
-    if comm.size() == 1 {
-        return Ok(tally);
-    }
-    let mine = serde_json::to_vec(&tally).expect("tallies serialise");
-    let merged = match comm.gather_bytes(&mine)? {
-        Some(all) => {
-            let mut sum = tally.clone();
-            for bytes in &all[1..] {
-                let other: RoutingTally = serde_json::from_slice(bytes).map_err(err)?;
-                sum.merge(&other).map_err(err)?;
-            }
-            serde_json::to_vec(&sum).expect("tallies serialise")
-        }
-        None => vec![],
-    };
-    serde_json::from_slice(&comm.broadcast_bytes(&merged)?).map_err(err)
 }
 
 /// The layer over `x` with routing `r`, on the experts of `s`; the loop over experts

@@ -43,11 +43,12 @@ pub fn gpt4(
     c: &Gpt4Config,
     layout: &ParallelDims,
     loops: bool,
-    fp8: bool,
+    fp8: Option<usize>,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
     let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
+    let (fp8, b8) = (fp8.is_some(), n(fp8.unwrap_or(1)));
     let rows = t * n(c.top_k);
     let fe = n(c.expert_ffn);
     let local = (c.num_experts / layout.ep).max(1);
@@ -59,21 +60,29 @@ pub fn gpt4(
     // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
     let ep = layout.ep > 1;
     let combine = if ep { n(4) * rows * h + t * h } else { n(2) * rows * h + t * h } * ab;
-    // Grouped FP8 (`MoeLayer::experts_fp8`): SwiGLU fused, so the activation (F) alone beside the
-    // rows, and one set of quantised rows (1 byte each) at a time.
-    let fp8_rows = rows * (h.max(fe));
     let work = match (loops, ep, fp8) {
         (true, false, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
         (true, true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
         (false, false, false) => rows * (h + n(3) * fe) * ab,
         (false, true, false) => rows * (n(2) * h + n(3) * fe) * ab,
-        (false, false, true) => rows * (h + fe) * ab + fp8_rows,
-        (false, true, true) => rows * (n(2) * h + fe) * ab + fp8_rows,
+        (false, false, true) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
+        (false, true, true) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
     };
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     beside_workspace(terms, attention, moe, MOE_PHASE)
+}
+
+/// Grouped FP8 experts (`MoeLayer::experts_fp8`) over `rows` rows in (`b_a` bytes per
+/// activation element, `b8` per FP8 one, an f32 scale per 128): the larger of its three steps,
+/// rows in beside (1) their quantised copy and the SwiGLU activation (fused into the gate/up
+/// GEMM: no [rows, 2F] buffer), (2) the activation and its quantised copy, (3) that copy and
+/// the output rows.
+pub fn grouped_fp8(rows: Checked, h: usize, fe: usize, ab: Checked, b8: Checked) -> Checked {
+    let q = |d: usize| rows * (n(d) * b8 + n(d.div_ceil(128) * 4));
+    let (x, a) = (rows * n(h) * ab, rows * n(fe) * ab);
+    (x + q(h) + a).max(x + a + q(fe)).max(x + q(fe) + x)
 }
 
 /// The same for a `llama` run (`models::llama::Llama::hidden`): attention, the residual, q, the
@@ -103,33 +112,50 @@ pub fn moe(
     budget: Budget,
     c: &crate::models::moe::MoeConfig,
     layout: &ParallelDims,
-    loops: bool,
+    moe: MoeRun,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
+    let MoeRun { loops, fp8, reordered } = moe;
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
     let local = (c.num_experts / layout.ep).max(1);
     let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
     let shared = t * n(c.shared_experts) * n(3) * fe;
+    let b8 = n(fp8.unwrap_or(1));
     let (experts, combine) = if layout.ep > 1 {
-        let experts = if loops {
-            (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe))
-        } else {
-            rows * (n(2) * h + n(3) * fe)
+        let experts = match (loops, fp8) {
+            (true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
+            (false, None) => rows * (n(2) * h + n(3) * fe) * ab,
+            (false, Some(_)) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
         };
-        (experts, (n(4) * rows * h + t * h).max(t * h + shared))
+        // A placement whose slots are not in expert order (EPLB's) puts the returned rows back in
+        // order with a gather while they are still held: a fifth [rows, h] buffer.
+        let back = if reordered { (n(5) * rows * h).max(n(4) * rows * h + t * h) } else { n(4) * rows * h + t * h };
+        (experts, back.max(t * h + shared) * ab)
     } else {
-        let experts =
-            if loops { (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) } else { rows * (h + n(3) * fe) };
-        (experts, n(2) * rows * h + t * h + shared)
+        let experts = match (loops, fp8) {
+            (true, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
+            (false, None) => rows * (h + n(3) * fe) * ab,
+            (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
+        };
+        (experts, (n(2) * rows * h + t * h + shared) * ab)
     };
     let router = t * n(c.num_experts) * n(2 * 4);
-    let bytes = (n(2) * t * h + experts.max(combine)) * ab + router;
+    let bytes = n(2) * t * h * ab + experts.max(combine) + router;
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let mut terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     terms.push(Term { name: MOE_WORKING_SET, bytes: bytes.get(MOE_WORKING_SET)? });
     Budget::new(terms)
+}
+
+/// How a `moe` variant runs its experts: a loop over per-expert copies, grouped FP8 (the FP8
+/// element's bytes), and whether its placement's slots are out of expert order (EPLB).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MoeRun {
+    pub loops: bool,
+    pub fp8: Option<usize>,
+    pub reordered: bool,
 }
 
 pub const MOE_WORKING_SET: &str = "layer working set (routed experts, combine, shared experts: the larger)";

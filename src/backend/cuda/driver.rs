@@ -315,3 +315,53 @@ impl Pool {
         }
     }
 }
+
+/// A memory node of a graph: an allocation (its address and size) or the free of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GraphMemNode {
+    Alloc { ptr: u64, bytes: u64 },
+    Free { ptr: u64 },
+}
+
+/// The allocation and free nodes of `graph`, in the driver's node order (for a single-stream
+/// capture, the order they were captured in).
+pub(crate) fn graph_mem_nodes(graph: sys::CUgraph) -> Result<Vec<GraphMemNode>, DriverError> {
+    let mut count = 0usize;
+    // SAFETY: a null node array asks for the count only.
+    unsafe { sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut count).result()? };
+    let mut nodes = vec![std::ptr::null_mut(); count];
+    // SAFETY: `nodes` has room for `count` handles.
+    unsafe { sys::cuGraphGetNodes(graph, nodes.as_mut_ptr(), &mut count).result()? };
+    let mut out = vec![];
+    for &node in &nodes[..count] {
+        let mut ty = sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY;
+        // SAFETY: `node` belongs to `graph`; out-parameter.
+        unsafe { sys::cuGraphNodeGetType(node, &mut ty).result()? };
+        match ty {
+            sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC => {
+                // SAFETY: an allocation node; the struct is plain data the driver fills.
+                let mut p: sys::CUDA_MEM_ALLOC_NODE_PARAMS = unsafe { std::mem::zeroed() };
+                unsafe { sys::cuGraphMemAllocNodeGetParams(node, &mut p).result()? };
+                out.push(GraphMemNode::Alloc { ptr: p.dptr, bytes: p.bytesize as u64 });
+            }
+            sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_FREE => {
+                let mut ptr = 0;
+                // SAFETY: a free node; out-parameter.
+                unsafe { sys::cuGraphMemFreeNodeGetParams(node, &mut ptr).result()? };
+                out.push(GraphMemNode::Free { ptr });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What the graphs' asynchronous allocator has reserved on `ctx`'s device: (current, high).
+pub(crate) fn graph_reserved(ctx: &CudaContext) -> Usage {
+    use sys::CUgraphMem_attribute::*;
+    let dev = ctx.cu_device();
+    Usage {
+        current: graph_attr(dev, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT),
+        high: graph_attr(dev, CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH),
+    }
+}

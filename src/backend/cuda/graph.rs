@@ -33,6 +33,12 @@ pub(crate) fn capture(stream: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<Te
     let graph = stream.end_capture(driver::AUTO_FREE_ON_LAUNCH).map_err(|e| cuda_err("end capture", e));
     let (output, graph) = (output?, graph?);
     let graph = graph.ok_or_else(|| Error::Cuda { op: "end capture".into(), msg: "no graph was captured".into() })?;
+    if super::memtrace::on() {
+        match driver::graph_mem_nodes(graph.cu_graph()) {
+            Ok(nodes) => super::memtrace::graph(&nodes),
+            Err(e) => tracing::warn!("graph memory nodes: {e:?}"),
+        }
+    }
     // The output's address belongs to the graph: it holds data once the graph has run.
     graph.launch().map_err(|e| cuda_err("graph launch", e))?;
     Ok(Recorded { output, graph })

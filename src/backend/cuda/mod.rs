@@ -17,6 +17,7 @@ mod flash_sm90;
 mod graph;
 mod grouped_fp8;
 mod layers;
+mod memtrace;
 mod moe;
 pub mod ptxas;
 pub mod select;
@@ -311,7 +312,13 @@ impl CudaBackend {
                 }
             }
         };
-        Ok(Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data), ledger: None })
+        let t = Tensor { shape: shape.to_vec(), dtype, data: Data::Device(data), ledger: None };
+        if memtrace::on() {
+            let capturing = memtrace::CAPTURING.load(std::sync::atomic::Ordering::Relaxed);
+            let pool = (!capturing).then(|| self.pool.as_ref().map(|p| p.usage()).unwrap_or_default());
+            memtrace::alloc(t.bytes(), &format!("{shape:?} {}", dtype.name()), self.ptr(&t)?, pool);
+        }
+        Ok(t)
     }
 
     pub(crate) fn ptr(&self, t: &Tensor) -> Result<u64> {
@@ -472,7 +479,15 @@ impl Backend for CudaBackend {
         self.unpermute_tokens(y, row_of, weights)
     }
     fn capture(&self, f: &mut dyn FnMut() -> Result<Tensor>) -> Result<Option<Box<dyn Replay>>> {
-        graph::capture(&self.stream, f).map(|g| Some(Box::new(g) as Box<dyn Replay>))
+        memtrace::CAPTURING.store(true, std::sync::atomic::Ordering::Relaxed);
+        let g = graph::capture(&self.stream, f);
+        memtrace::CAPTURING.store(false, std::sync::atomic::Ordering::Relaxed);
+        let g = g?;
+        if memtrace::on() {
+            self.stream.synchronize().map_err(|e| cuda_err("synchronize", e))?;
+            memtrace::counters("captured", &self.ctx, self.pool.as_ref().map(|p| p.usage()).unwrap_or_default());
+        }
+        Ok(Some(Box::new(g) as Box<dyn Replay>))
     }
     fn synchronize(&self) -> Result<()> {
         let _w = watch_device("synchronize");
@@ -495,6 +510,9 @@ impl Backend for CudaBackend {
         let pool = self.pool.as_ref().map(|p| p.usage()).unwrap_or_default();
         // Graphs allocate from their own pool: add it (the peaks may not coincide, so their sum bounds the peak).
         let g = driver::graph_memory(&self.ctx);
+        if memtrace::on() {
+            memtrace::counters("read", &self.ctx, pool);
+        }
         MemStats { in_use: (pool.current + g.current) as usize, peak: (pool.high + g.high) as usize }
     }
     fn total_memory(&self) -> Option<u64> {
@@ -505,5 +523,8 @@ impl Backend for CudaBackend {
             p.reset_peak()
         }
         driver::reset_graph_peak(&self.ctx);
+        if memtrace::on() {
+            memtrace::counters("reset", &self.ctx, self.pool.as_ref().map(|p| p.usage()).unwrap_or_default());
+        }
     }
 }
