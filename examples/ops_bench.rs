@@ -84,9 +84,10 @@ fn gemms(bench: &mut Bench) -> Result<()> {
 
 fn attention(bench: &mut Bench) -> Result<()> {
     let b = bench.b;
-    let (hq, hkv, d) = (32, 8, 128);
-    // 8K and 32K (Llama prefill), and two lengths that are not multiples of any tile.
-    for s in [8192usize, 32768, 5000, 12345] {
+    let (hq, hkv) = (32, 8);
+    // Head dim 128: 8K and 32K (Llama prefill), and two lengths that are not multiples of any tile;
+    // head dim 64 at 8K and 32K.
+    for (d, s) in [(128usize, 8192usize), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)] {
         let flops = 4.0 * (s * s) as f64 * (hq * d) as f64 / 2.0;
         let sets = if s <= 8192 { 2 } else { 1 };
         let qkv: Vec<[Tensor; 3]> = (0..sets)
@@ -116,7 +117,7 @@ fn attention(bench: &mut Bench) -> Result<()> {
         }
         b.choose_flash_kernel(None)?;
         for algo in [AttnAlgo::Flash, AttnAlgo::Naive] {
-            if algo == AttnAlgo::Naive && s != 8192 {
+            if algo == AttnAlgo::Naive && (s != 8192 || d != 128) {
                 continue; // 4 GiB of scores per head at 32K: the baseline is shown at 8192 only
             }
             let p = AttnParams::causal(0, 0, algo);

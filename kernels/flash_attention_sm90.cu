@@ -1,30 +1,36 @@
 // Flash attention forward for Hopper (sm_90a only), FlashAttention-3 style: grouped-query attention,
-// head dim 128, bf16 in, bf16 or f32 out (`_f32o`, the context-parallel partials), the same contract
+// head dim 128 or 64, bf16 in, bf16 or f32 out (`_f32o`, the context-parallel partials), the same contract
 // as flash_attention.cu (delta = q_offset - k_offset, any sq and sk, natural-log lse [hq, sq], -inf
 // and a zero row where a query sees no key).
 //
 // Block: 128 query rows of one head, 384 threads = 3 warpgroups.
 //   warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA loads of the Q tile once and of
 //     K and V tiles of 128 keys into STAGES stages (3-D tensor maps over [s, h, d]; boxes of 128 rows x
-//     64 columns, 128-byte swizzle; rows past sq / sk are zero-filled), each with a full mbarrier
+//     64 columns, d / 64 boxes a tile, 128-byte swizzle; rows past sq / sk are zero-filled), each with a full mbarrier
 //     (expect-tx bytes) and an empty one (one arrival per consumer warp), K and V apart.
 //   warpgroups 1 and 2, the consumers (setmaxnreg 240): 64 query rows each. S = Q K^T by SS-wgmma
 //     (m64n128k16, both K-major); the online softmax in registers (exp2, scale folded in, masking only
 //     on tiles that cross the causal diagonal or sk); P as bf16 in registers is the A operand of the
-//     RS-wgmma O += P V, with V N-major in shared memory (imm-trans-b).
+//     RS-wgmma O += P V (m64n<d>k16), with V N-major in shared memory (imm-trans-b).
 //   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
 //     tile j - 1, and the softmax of tile j runs while P V is still in flight.
-// Key tiles run from the last (the diagonal, masked) to the first. Causal blocks take the heaviest
-// query tiles first (blockIdx.y reversed) and the query heads of one KV head are neighbours
-// (blockIdx.x = head), so a wave shares K and V in L2.
+// Key tiles run from the last (the diagonal, masked) to the first.
+// Tile order, one of two (template L2):
+//   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
+//     and causal blocks take the heaviest query tiles first (blockIdx.y reversed);
+//   - L2 (FA3's sections, hopper/tile_scheduler.hpp; `_l2` kernels): a 1-D grid of hq x ceil(sq / 128)
+//     blocks, which the hardware hands out in order. The heads are cut into sections of whole KV groups
+//     whose K and V fit in F3_L2_KV bytes; a section runs to its end before the next starts, its query
+//     tiles heaviest first (causal) with its heads fastest, so a wave reads the K and V of few KV heads
+//     (at 32K, 2 of 8: 32 MB instead of 128 MB). Where all heads fit (8K), the two orders are the same.
 #include "common.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
 
-#define F3_D 128
 #define F3_BQ 128
 #define F3_BKV 128
 #define F3_THREADS 384
+#define F3_L2_KV (32 << 20)  // FA3's budget for the K and V of one section (L2: 50 MB on the H100, more on the H200)
 
 __device__ __forceinline__ float f3_ex2(float x) {
     float y;
@@ -50,12 +56,28 @@ __device__ __forceinline__ void f3_turn_pass(int c) {
     }
 }
 
-template <int STAGES, bool PP, class OT>
+// Block t of the 1-D grid -> (head h, query tile qt) in L2 sections.
+__device__ __forceinline__ void f3_tile_l2(int t, int D, int sq, int sk, int hq, int hkv, int causal, int& h, int& qt) {
+    const int group = hq / hkv, nqt = (sq + F3_BQ - 1) / F3_BQ;
+    const i64 kv_bytes = (i64)sk * D * 4;  // K and V of one KV head, bf16
+    int kvs = 1;                           // KV heads a section: a power of two, at most hkv
+    while (kvs * 2 <= hkv && (i64)kvs * 2 * kv_bytes <= F3_L2_KV) kvs *= 2;
+    const int hsec = kvs * group;
+    const int h0 = t / (hsec * nqt) * hsec, hs = min(hsec, hq - h0);  // the last section may be short
+    const int within = t - h0 * nqt;
+    h = h0 + within % hs;
+    const int blk = within / hs;
+    qt = causal ? nqt - 1 - blk : blk;
+}
+
+template <int D, int STAGES, bool PP, bool L2, class OT>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2) {
+    static_assert(D == 64 || D == 128, "head dim 64 or 128");
+    constexpr int NB = D / 64;         // TMA boxes a tile
     constexpr u32 BOX = 128 * 64 * 2;  // one TMA box: 128 rows x 64 columns (128 bytes a row)
-    constexpr u32 TILE = 2 * BOX;      // 128 rows x 128 columns
+    constexpr u32 TILE = NB * BOX;     // 128 rows x D columns
     // The swizzle atoms need 1024-byte alignment; the host adds 1024 bytes of slack.
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 base = ((u32)__cvta_generic_to_shared(smem_raw) + 1023) & ~1023u;
@@ -66,8 +88,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     auto kempty = [&](int s) { return bars + 8 * (1 + 2 * STAGES + s); };
     auto vempty = [&](int s) { return bars + 8 * (1 + 3 * STAGES + s); };
 
-    const int qt = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;  // heavy causal tiles first
-    const int h = blockIdx.x, kh = h / (hq / hkv), q0 = qt * F3_BQ;
+    int h = blockIdx.x, qt = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;
+    if constexpr (L2) f3_tile_l2(blockIdx.x, D, sq, sk, hq, hkv, causal, h, qt);
+    const int kh = h / (hq / hkv), q0 = qt * F3_BQ;
     int n_kv = (sk + F3_BKV - 1) / F3_BKV;
     if (causal) {
         i64 last = delta + q0 + F3_BQ - 1;  // last key any row of this block may see
@@ -94,20 +117,20 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mv) : "memory");
             mbar_expect_tx(qfull, TILE);
-            tma_load_3d(sQ, mq, 0, h, q0, qfull);
-            tma_load_3d(sQ + BOX, mq, 64, h, q0, qfull);
+#pragma unroll
+            for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * BOX, mq, 64 * b, h, q0, qfull);
             int stage = 0;
             u32 phase = 0;
             for (int t = n_kv - 1; t >= 0; t--) {
                 const int k0 = t * F3_BKV;
                 mbar_wait(kempty(stage), phase ^ 1);
                 mbar_expect_tx(kfull(stage), TILE);
-                tma_load_3d(sK + stage * TILE, mk, 0, kh, k0, kfull(stage));
-                tma_load_3d(sK + stage * TILE + BOX, mk, 64, kh, k0, kfull(stage));
+#pragma unroll
+                for (int b = 0; b < NB; b++) tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, k0, kfull(stage));
                 mbar_wait(vempty(stage), phase ^ 1);
                 mbar_expect_tx(vfull(stage), TILE);
-                tma_load_3d(sV + stage * TILE, mv, 0, kh, k0, vfull(stage));
-                tma_load_3d(sV + stage * TILE + BOX, mv, 64, kh, k0, vfull(stage));
+#pragma unroll
+                for (int b = 0; b < NB; b++) tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, k0, vfull(stage));
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
@@ -122,29 +145,35 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
     const i64 row_lo = delta + q0 + c * 64 + w * 16;
 
-    float o[64];
+    float o[D / 2];
 #pragma unroll
-    for (int i = 0; i < 64; i++) o[i] = 0.f;
+    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
     float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
 
     if (n_kv > 0) {
         float s[64];
         u32 p[32];
-        // Q rows 64c .. 64c + 63 of both boxes; a k16 step is 32 bytes into the swizzled row.
-        const u64 dq0 = wg_desc(sQ + c * 64 * 128), dq1 = wg_desc(sQ + BOX + c * 64 * 128);
+        // Q rows 64c .. 64c + 63 of each box; a k16 step is 32 bytes into the swizzled row, the next box
+        // BOX bytes on (descriptor addresses count 16-byte units).
+        const u64 dq = wg_desc(sQ + c * 64 * 128);
         auto issue_qk = [&](int st) {
-            const u64 dk0 = wg_desc(sK + st * TILE), dk1 = wg_desc(sK + st * TILE + BOX);
+            const u64 dk = wg_desc(sK + st * TILE);
 #pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                const u64 da = (kk < 4 ? dq0 : dq1) + 2 * (kk & 3), db = (kk < 4 ? dk0 : dk1) + 2 * (kk & 3);
-                wgmma_m64n128k16(s, da, db, kk != 0);
+            for (int kk = 0; kk < D / 16; kk++) {
+                const u64 step = (kk >> 2) * (BOX >> 4) + 2 * (kk & 3);
+                wgmma_m64n128k16(s, dq + step, dk + step, kk != 0);
             }
         };
         auto issue_pv = [&](int st) {
-            // V [128 keys x 128 dims]: two 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
+            // V [128 keys x D dims]: 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
             const u64 dv = wg_desc_mn(sV + st * TILE, BOX);
 #pragma unroll
-            for (int kk = 0; kk < 8; kk++) wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+            for (int kk = 0; kk < 8; kk++) {
+                if constexpr (D == 128)
+                    wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+                else
+                    wgmma_m64n64k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+            }
         };
         // Masks tile t where it crosses sk or the causal diagonal; then the online softmax: s becomes
         // exp2(s * scale - m) (unnormalised P), m and l advance, and alpha rescales O.
@@ -235,7 +264,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             wg_pin(o);
             if (lane == 0) mbar_arrive(vempty(vstage));
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
+            for (int j = 0; j < D / 8; j++) {
                 o[j * 4 + 0] *= alpha[0];
                 o[j * 4 + 1] *= alpha[0];
                 o[j * 4 + 2] *= alpha[1];
@@ -260,7 +289,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         if (PP && c == 0) f3_turn_wait(0);
     }
 
-    const u64 rs = (u64)hq * F3_D;
+    const u64 rs = (u64)hq * D;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float lt = l[r];
@@ -269,9 +298,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         const int i = q0 + c * 64 + w * 16 + g + r * 8;
         if (i >= sq) continue;
         const float inv = lt > 0.f ? 1.0f / lt : 0.f;
-        OT* orow = O + (u64)i * rs + (u64)h * F3_D;
+        OT* orow = O + (u64)i * rs + (u64)h * D;
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < D / 8; j++) {
             if constexpr (sizeof(OT) == 4)
                 *(float2*)(orow + j * 8 + q * 2) = make_float2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
             else
@@ -281,19 +310,24 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     }
 }
 
-// Name, K/V stages, ping-pong; each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)).
-// The host table (and its shared-memory size) is src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, ST, PP)                                                                                    \
+// Name, head dim, K/V stages, ping-pong, L2 sections; each with a bf16 output (NAME) and an f32 one
+// (NAME_f32o). Grid (hq, ceil(sq / 128)), or with L2 hq * ceil(sq / 128). The host table (and its shared-memory
+// size) is src/backend/cuda/tiles.rs.
+#define F3_OUT(NAME, OT, D, ST, PP, L2)                                                                                    \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2) {                                                                    \
-        flash_fwd_sm90<ST, PP, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
+        flash_fwd_sm90<D, ST, PP, L2, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
     }
-#define F3(NAME, ST, PP)             \
-    F3_OUT(NAME, bf16, ST, PP)       \
-    F3_OUT(NAME##_f32o, float, ST, PP)
-F3(flash_fwd_sm90_d128_s2, 2, false)
-F3(flash_fwd_sm90_d128_s3, 3, false)
-F3(flash_fwd_sm90_d128_s2p, 2, true)
-F3(flash_fwd_sm90_d128_s3p, 3, true)
+#define F3(NAME, D, ST, PP, L2)             \
+    F3_OUT(NAME, bf16, D, ST, PP, L2)       \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2)
+F3(flash_fwd_sm90_d128_s2, 128, 2, false, false)
+F3(flash_fwd_sm90_d128_s3, 128, 3, false, false)
+F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false)
+F3(flash_fwd_sm90_d128_s3p, 128, 3, true, false)
+F3(flash_fwd_sm90_d128_s2p_l2, 128, 2, true, true)
+F3(flash_fwd_sm90_d64_s2p, 64, 2, true, false)
+F3(flash_fwd_sm90_d64_s3p, 64, 3, true, false)
+F3(flash_fwd_sm90_d64_s2p_l2, 64, 2, true, true)

@@ -408,7 +408,8 @@ fn rope_llama3_scaled() {
 #[test]
 fn swiglu_two_inputs_and_fused() {
     for b in under_test() {
-        for (m, f, dt) in [(9usize, 1408usize, DType::Bf16), (4, 33, DType::F32)] {
+        // bf16 with f % 8 == 0 takes the 16-byte kernel on CUDA, f = 36 the scalar one.
+        for (m, f, dt) in [(9usize, 1408usize, DType::Bf16), (5, 36, DType::Bf16), (4, 33, DType::F32)] {
             let seed = fresh_seed();
             let tol = if dt == DType::F32 { 1e-5 } else { 1e-2 };
             let (cg, gg) = both(&*b, &data(seed, m * f, 3.0), &[m, f], dt);
@@ -467,8 +468,8 @@ fn attention_naive_and_flash() {
     }
 }
 
-/// Many key tiles and stages at d = 128 (on sm_90a the TMA kernel, its default): lengths that are not
-/// multiples of a tile, sq != sk, the context-parallel ring's offsets both ways.
+/// Many key tiles and stages at d = 128 (on sm_90a the TMA kernel, its default) and 64: lengths that are
+/// not multiples of a tile, sq != sk, the context-parallel ring's offsets both ways, 3 KV heads.
 #[test]
 fn attention_long_and_odd_lengths() {
     for b in under_test() {
@@ -485,6 +486,11 @@ fn attention_long_and_odd_lengths() {
         check_attention(&*b, 777, 1100, 2, 1, 128, p(false, 0, 0));
         // Keys from position 300: queries 0..299 see none (zero rows, lse -inf).
         check_attention(&*b, 640, 513, 2, 2, 128, p(true, 0, 300));
+        check_attention(&*b, 700, 700, 6, 3, 128, p(true, 0, 0));
+        check_attention(&*b, 1000, 1000, 4, 2, 64, p(true, 0, 0));
+        check_attention(&*b, 300, 1500, 6, 3, 64, p(true, 1200, 0));
+        check_attention(&*b, 777, 1100, 2, 1, 64, p(false, 0, 0));
+        check_attention(&*b, 640, 513, 2, 2, 64, p(true, 0, 300));
     }
 }
 
@@ -648,6 +654,8 @@ fn cuda_kernel_variants() {
         check_attention(&b, 300, 300, 4, 2, fk.d, p(true, 0, 0));
         check_attention(&b, 100, 333, 2, 1, fk.d, p(false, 0, 0));
         check_attention(&b, 130, 200, 2, 2, fk.d, p(true, 20, 60));
+        // 3 KV heads: the `_l2` kernels' sections hold 2 KV groups, a full section then a short one.
+        check_attention(&b, 300, 300, 6, 3, fk.d, p(true, 0, 0));
     }
     for gk in rwm_dist::backend::cuda::GROUPED_KERNELS {
         if gk.sm90a && b.arch() != "sm_90a" {

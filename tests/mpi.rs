@@ -157,6 +157,26 @@ mod with_mpi {
     }
 
     #[test]
+    fn ranks_set_up_one_at_a_time_still_run_and_name_a_failed_one() {
+        // RWM_SERIAL_CONTEXTS (bench/nccl_one_gpu.sh): rank r sets up after ranks 0..r; each rank
+        // passes as many barriers, so neither a healthy run nor a failed setup waits forever.
+        let serial = [("RWM_SERIAL_CONTEXTS", "1")];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let args =
+            ["run", "--backend", "cpu", "--target", "moe", "--ep", "4", "--variant", "optimized", "--iters", "1"];
+        let out_args = ["--warmup", "0", "--output", path.to_str().unwrap()];
+        let Some((out, text, _)) = rwm_np_env(4, &[&args[..], &out_args[..]].concat(), &serial) else { return };
+        assert!(out.status.success(), "{text}");
+        let recs = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(recs.lines().filter(|l| l.contains("\"status\":\"ok\"")).count(), 4, "{text}");
+        let Some((out, text, took, _)) = faulty("setup@2", &serial) else { return };
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("setup failed on 1 of 4 ranks: rank 2"), "{text}");
+        assert!(took < Duration::from_secs(60), "{took:?}");
+    }
+
+    #[test]
     fn a_rank_stuck_at_setup_ends_the_job_within_the_setup_limit() {
         let Some((out, text, took, _)) = faulty("hang-setup@1", &[("RWM_SETUP_TIMEOUT_S", "5")]) else { return };
         assert!(!out.status.success(), "{text}");

@@ -95,7 +95,7 @@ fn one_gpu_predictions_are_within_15_percent() {
     std::fs::write(dir.join("calibrate.log"), format!("{out}{err}")).unwrap();
     assert!(o.status.success(), "{out}{err}");
     let r = Rates::load(&rates).unwrap();
-    let links = Links::uniform(Link { name: "none", gb_per_s: 1.0, alpha_s: 0.0 }, 1);
+    let links = Links::uniform(Link::new("none", 1.0, 0.0), 1);
     let mut worst: f64 = 0.0;
     let mut table = String::new();
     for (target, variants) in [("llama", "optimized,fp8"), ("moe", "optimized"), ("gpt4", "optimized")] {

@@ -86,8 +86,8 @@ def main():
     if "attn" in only:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        hq, hkv, d = 32, 8, 128
-        for s in (8192, 32768, 5000, 12345):
+        hq, hkv = 32, 8
+        for d, s in ((128, 8192), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)):
             flops = 4 * s * s * hq * d / 2
             sets = 2 if s <= 8192 else 1
             qkv = [(rand(1, hq, s, d), rand(1, hkv, s, d), rand(1, hkv, s, d)) for _ in range(sets)]

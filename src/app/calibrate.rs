@@ -13,12 +13,13 @@ pub(super) fn calibrate(a: &crate::cli::CalibrateArgs, out: &mut dyn Write) -> R
         writeln!(
             out,
             "loopback link (fitted to the steps of {} run(s)): {:.3} ms per call at {} ranks on the GPU, \
-             growing as (ranks / {})^{:.2}; {:.3} GB/s shared",
+             growing as (ranks / {})^{:.2}; a CP ring exchange costs {:.2} calls; {:.3} GB/s shared",
             calibrate::measured(&a.link_from)?.len(),
             link.alpha_ms,
             link.ranks,
             link.ranks,
             link.alpha_exponent,
+            link.exchange_factor,
             link.gb_per_s
         )
         .map_err(io("stdout"))?;

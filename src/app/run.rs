@@ -157,6 +157,15 @@ fn connect(
         nccl_hostid: std::env::var("NCCL_HOSTID").ok(),
         ..Default::default()
     };
+    // Ranks sharing one GPU (bench/nccl_one_gpu.sh sets RWM_SERIAL_CONTEXTS on every rank) create
+    // their contexts one at a time, in rank order: without MPS the driver gives the contexts
+    // time slices in turn, and a CP ring's step takes one or two times as long depending on
+    // whether that turn follows the ring (BENCHMARKS.md, step-time section). Rank r creates after
+    // the first r barriers; every rank passes `size` barriers.
+    let serial = world.size > 1 && std::env::var_os("RWM_SERIAL_CONTEXTS").is_some();
+    for _ in 0..if serial { world.rank } else { 0 } {
+        world.comm().barrier()?;
+    }
     let chosen = crate::world::fault::at_setup(world.rank).and_then(|()| match plan.backend {
         Some(backend::BackendKind::Cpu) => Ok(None),
         Some(backend::BackendKind::Cuda) => {
@@ -171,6 +180,17 @@ fn connect(
             }
         },
     });
+    if serial {
+        if let Ok(Some(c)) = &chosen {
+            // The context and its first work exist before the next rank starts. An error here
+            // comes back at the context's next use; returning now would leave the others waiting
+            // in the barriers below.
+            let _ = c.synchronize();
+        }
+        for _ in world.rank..world.size {
+            world.comm().barrier()?;
+        }
+    }
     match &chosen {
         Ok(Some(c)) => {
             let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();

@@ -47,6 +47,12 @@ pub trait Comm: Send + Sync {
     /// without blocking the caller: it can compute while the transfer runs.
     /// Keep `x` alive until the `Pending` is waited: a device transfer reads it meanwhile.
     fn sendrecv_start(&self, x: &Tensor, to: usize, from: usize) -> Result<Box<dyn Pending>>;
+    /// `sendrecv_start` of each of `xs` with the same peers, issued together; the `Pending`s come
+    /// back in `xs`' order. NCCL makes it one group: one kernel and one latency for all of them
+    /// (the CP ring's K and V), where separate calls cost one each.
+    fn sendrecv_all_start(&self, xs: &[&Tensor], to: usize, from: usize) -> Result<Vec<Box<dyn Pending>>> {
+        xs.iter().map(|x| self.sendrecv_start(x, to, from)).collect()
+    }
 
     /// Host-side exchange of small integer vectors (token counts): element i goes to rank i.
     fn all_to_all_counts(&self, counts: &[usize]) -> Result<Vec<usize>>;

@@ -216,25 +216,48 @@ impl NcclComm {
         Ok(out)
     }
 
-    fn sendrecv<T: NcclType + DeviceRepr + ValidAsZeroBits>(
-        &self,
-        src: &CudaSlice<T>,
-        to: usize,
-        from: usize,
-    ) -> Result<CudaSlice<T>> {
+    /// Sends every tensor of `xs` to `to` and receives as many, shaped alike, from `from`, in ONE
+    /// NCCL group: one kernel and one latency for all of them.
+    fn sendrecv_group(&self, xs: &[&Tensor], to: usize, from: usize) -> Result<Vec<DeviceData>> {
         const OP: &str = "sendrecv_start";
         let _w = self.watch_for(OP, format!("; receiving from rank {from}, sending to rank {to}"));
-        let mut out = self.alloc::<T>(OP, src.len())?;
+        let mut pairs = xs
+            .iter()
+            .map(|x| {
+                Ok(match &x.data {
+                    Data::Device(DeviceData::F32(s)) => Exchange::F32(s, self.alloc(OP, s.len())?),
+                    Data::Device(DeviceData::Bf16(s)) => Exchange::Bf16(s, self.alloc(OP, s.len())?),
+                    Data::Device(DeviceData::I32(s)) => Exchange::I32(s, self.alloc(OP, s.len())?),
+                    _ => return Err(self.fail(OP, format!("{x:?}: needs a bf16, f32 or i32 device tensor"))),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.after_compute(OP)?;
         let raw = self.lock();
         nccl::group_start().map_err(|e| nccl_error(self.rank, OP, e))?;
-        let enqueued = (|| {
-            raw.0.send(src, to as i32)?;
-            raw.0.recv(&mut out, from as i32).map(|_| ())
-        })();
+        let enqueued = pairs.iter_mut().try_for_each(|p| match p {
+            Exchange::F32(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
+            Exchange::Bf16(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
+            Exchange::I32(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
+        });
         self.end_group(OP, enqueued)?;
-        self.retouch(src, &mut out);
-        Ok(out)
+        Ok(pairs
+            .into_iter()
+            .map(|p| match p {
+                Exchange::F32(s, mut o) => {
+                    self.retouch(s, &mut o);
+                    DeviceData::F32(o)
+                }
+                Exchange::Bf16(s, mut o) => {
+                    self.retouch(s, &mut o);
+                    DeviceData::Bf16(o)
+                }
+                Exchange::I32(s, mut o) => {
+                    self.retouch(s, &mut o);
+                    DeviceData::I32(o)
+                }
+            })
+            .collect())
     }
 
     /// Device tensors of equal shape on every rank (NCCL's all-gather needs equal counts).
@@ -251,9 +274,16 @@ fn device_tensor(shape: Vec<usize>, dtype: DType, data: DeviceData) -> Tensor {
     Tensor { shape, dtype, data: Data::Device(data), ledger: None }
 }
 
+/// A tensor to send and the buffer that receives its peer's, of one element type.
+enum Exchange<'a> {
+    F32(&'a CudaSlice<f32>, CudaSlice<f32>),
+    Bf16(&'a CudaSlice<half::bf16>, CudaSlice<half::bf16>),
+    I32(&'a CudaSlice<i32>, CudaSlice<i32>),
+}
+
 struct NcclPending {
     out: Tensor,
-    done: CudaEvent,
+    done: Arc<CudaEvent>,
     compute: Arc<CudaStream>,
     rank: usize,
 }
@@ -313,14 +343,27 @@ impl Comm for NcclComm {
     }
 
     fn sendrecv_start(&self, x: &Tensor, to: usize, from: usize) -> Result<Box<dyn Pending>> {
+        let mut one = self.sendrecv_all_start(&[x], to, from)?;
+        Ok(one.pop().expect("one pending per tensor"))
+    }
+
+    fn sendrecv_all_start(&self, xs: &[&Tensor], to: usize, from: usize) -> Result<Vec<Box<dyn Pending>>> {
         const OP: &str = "sendrecv_start";
         if to >= self.size || from >= self.size {
             return Err(self.fail(OP, format!("peers to {to}, from {from} outside the group of {}", self.size)));
         }
-        let data = typed!(self, OP, x, |s| self.sendrecv(s, to, from)?);
-        let done = self.comm_stream.record_event(None).map_err(|e| cuda_error(self.rank, OP, e))?;
-        let out = device_tensor(x.shape().to_vec(), x.dtype(), data);
-        Ok(Box::new(NcclPending { out, done, compute: self.compute.clone(), rank: self.rank }))
+        let outs = self.sendrecv_group(xs, to, from)?;
+        // One event marks the end of the group's kernel: every transfer of it is done then.
+        let done = Arc::new(self.comm_stream.record_event(None).map_err(|e| cuda_error(self.rank, OP, e))?);
+        Ok(xs
+            .iter()
+            .zip(outs)
+            .map(|(x, data)| {
+                let out = device_tensor(x.shape().to_vec(), x.dtype(), data);
+                Box::new(NcclPending { out, done: done.clone(), compute: self.compute.clone(), rank: self.rank })
+                    as Box<dyn Pending>
+            })
+            .collect())
     }
 
     fn all_to_all_counts(&self, counts: &[usize]) -> Result<Vec<usize>> {
@@ -403,6 +446,11 @@ mod tests {
                     let got = p.wait().unwrap();
                     let other = (1 - r) as f32;
                     assert_eq!(download(&stream, &got), vec![other, other + 0.5], "sendrecv rank {r}");
+                    // Two tensors of different lengths in one group come back in order.
+                    let y = upload(&stream, &[rf * 2.0], &[1, 1]);
+                    let ps = c.sendrecv_all_start(&[&x, &y], 1 - r, 1 - r).unwrap();
+                    let got: Vec<Vec<f32>> = ps.into_iter().map(|p| download(&stream, &p.wait().unwrap())).collect();
+                    assert_eq!(got, vec![vec![other, other + 0.5], vec![other * 2.0]], "sendrecv_all rank {r}");
                     let sub = c.split(0, r).unwrap();
                     assert_eq!(download(&stream, &sub.all_reduce_sum(&x).unwrap()), vec![1., 2.]);
                 })

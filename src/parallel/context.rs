@@ -3,16 +3,16 @@
 //! The sequence is cut into 2n near-equal chunks (sizes differ by at most one, so
 //! any length works); rank i holds chunks i and 2n-1-i (zigzag), which gives every
 //! rank the same number of unmasked (query chunk, key chunk) pairs.
-//! - `Ring`: K/V blocks travel around the ring with `sendrecv_start` while the block
-//!   in hand is attended; partial results merge by log-sum-exp (`attn_merge`); pairs
-//!   whose keys all come after their queries are skipped. Blocks are padded to the
+//! - `Ring`: K/V blocks travel around the ring (`sendrecv_all_start`: K and V together, one
+//!   NCCL group per step) while the block in hand is attended; partial results merge by
+//!   log-sum-exp (`attn_merge`); pairs whose keys all come after their queries are skipped. Blocks are padded to the
 //!   longest shard so every transfer has one shape.
 //! - `AllGather` (Llama 3): all-gather K/V, reorder to sequence order, and attend each
 //!   local query chunk to its causal prefix.
 
 use super::{Result, invalid};
 use crate::backend::{AttnAlgo, AttnOut, AttnParams, Backend, Mark};
-use crate::comm::Comm;
+use crate::comm::{Comm, Pending};
 pub use crate::layout::CpKind;
 use crate::marks::{phase, phase_with};
 use crate::tensor::Tensor;
@@ -189,7 +189,7 @@ fn ring(
         let pending = match step + 1 < n {
             true => {
                 let _c = phase(c"sendrecv k/v start");
-                Some((comm.sendrecv_start(&kb, next, prev)?, comm.sendrecv_start(&vb, next, prev)?))
+                Some(comm.sendrecv_all_start(&[&kb, &vb], next, prev)?)
             }
             false => None,
         };
@@ -219,11 +219,10 @@ fn ring(
             }
         }
         compute.push((c0, b.mark()?));
-        if let Some((pk, pv)) = pending {
+        if let Some(pending) = pending {
             let _c = phase(c"sendrecv k/v wait");
             let w0 = b.mark()?;
-            kb = pk.wait()?;
-            vb = pv.wait()?;
+            (kb, vb) = wait_kv(pending)?;
             waits.push((w0, b.mark()?));
         }
     }
@@ -232,9 +231,7 @@ fn ring(
         let mut spans = Vec::new();
         for _ in 1..n {
             let m0 = b.mark()?;
-            let (pk, pv) = (comm.sendrecv_start(&kb, next, prev)?, comm.sendrecv_start(&vb, next, prev)?);
-            kb = pk.wait()?;
-            vb = pv.wait()?;
+            (kb, vb) = wait_kv(comm.sendrecv_all_start(&[&kb, &vb], next, prev)?)?;
             spans.push((m0, b.mark()?));
         }
         b.synchronize()?;
@@ -242,6 +239,14 @@ fn ring(
     }
     let stats = finish(b, &compute, &waits, comm_ms)?;
     Ok((acc, CpStats { blocks_computed: computed, blocks_skipped: skipped, ..stats }))
+}
+
+/// The K and V blocks of one ring step's transfer.
+fn wait_kv(pending: Vec<Box<dyn Pending>>) -> Result<(Tensor, Tensor)> {
+    let n = pending.len();
+    let [k, v]: [Box<dyn Pending>; 2] =
+        pending.try_into().map_err(|_| invalid("sendrecv_all_start", format!("{n} pendings"), "2 (K and V)"))?;
+    Ok((k.wait()?, v.wait()?))
 }
 
 fn all_gather(

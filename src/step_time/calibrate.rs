@@ -6,7 +6,7 @@
 
 use super::rates::{AttnRate, GemmRate, GroupedRate, LinkRate, Rates};
 use super::work::Model;
-use super::{Error, MemKind, Op, Phase, Result};
+use super::{CollKind, Error, MemKind, Op, Phase, Result};
 use crate::backend::{AttnAlgo, AttnParams, Backend, BackendKind};
 use crate::layout::ParallelDims;
 use crate::tensor::{DType, Tensor};
@@ -339,24 +339,40 @@ pub fn loopback_from(files: &[std::path::PathBuf], rates: &Rates) -> Result<Link
     };
     let sizes: BTreeSet<usize> = m.iter().map(|x| x.world).collect();
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let mut best = LinkRate { alpha_ms: 1.0, gb_per_s: 1.0, ranks, alpha_exponent: 1.0, from: names.join(", ") };
+    let mut best = LinkRate {
+        alpha_ms: 1.0,
+        gb_per_s: 1.0,
+        ranks,
+        alpha_exponent: 1.0,
+        exchange_factor: 1.0,
+        from: names.join(", "),
+    };
     let mut best_loss = f64::INFINITY;
-    // A log grid over latency and bandwidth (and the exponent), then finer grids around the best.
+    // The exchange factor only where some record has a CP ring.
+    let rings = m.iter().any(|x| {
+        x.work.phases.iter().any(|p| matches!(p, Phase::Overlapped { comm, .. } if comm.kind == CollKind::SendRecv))
+    });
+    // A log grid over latency and bandwidth (and the exponent and exchange factor), then finer
+    // grids around the best.
     let (mut a_lo, mut a_hi, mut g_lo, mut g_hi) = (0.01f64, 30.0f64, 0.05f64, 100.0f64);
     let (mut p_lo, mut p_hi) = if sizes.len() > 1 { (0.5, 2.5) } else { (1.0, 1.0) };
+    let (mut f_lo, mut f_hi) = if rings { (0.25f64, 4.0f64) } else { (1.0, 1.0) };
     for _ in 0..4 {
         for i in 0..=24 {
             for j in 0..=24 {
                 for k in 0..=if p_hi > p_lo { 10 } else { 0 } {
-                    let l = LinkRate {
-                        alpha_ms: a_lo * (a_hi / a_lo).powf(i as f64 / 24.0),
-                        gb_per_s: g_lo * (g_hi / g_lo).powf(j as f64 / 24.0),
-                        alpha_exponent: p_lo + (p_hi - p_lo) * k as f64 / 10.0,
-                        ..best.clone()
-                    };
-                    let e = loss(&m, rates, &l);
-                    if e < best_loss {
-                        (best, best_loss) = (l, e);
+                    for q in 0..=if f_hi > f_lo { 8 } else { 0 } {
+                        let l = LinkRate {
+                            alpha_ms: a_lo * (a_hi / a_lo).powf(i as f64 / 24.0),
+                            gb_per_s: g_lo * (g_hi / g_lo).powf(j as f64 / 24.0),
+                            alpha_exponent: p_lo + (p_hi - p_lo) * k as f64 / 10.0,
+                            exchange_factor: f_lo * (f_hi / f_lo).powf(q as f64 / 8.0),
+                            ..best.clone()
+                        };
+                        let e = loss(&m, rates, &l);
+                        if e < best_loss {
+                            (best, best_loss) = (l, e);
+                        }
                     }
                 }
             }
@@ -367,6 +383,10 @@ pub fn loopback_from(files: &[std::path::PathBuf], rates: &Rates) -> Result<Link
         (p_lo, p_hi) = ((best.alpha_exponent - dp).max(0.0), best.alpha_exponent + dp);
         if sizes.len() == 1 {
             (p_lo, p_hi) = (1.0, 1.0);
+        }
+        if rings {
+            let rf = (f_hi / f_lo).powf(2.0 / 8.0);
+            (f_lo, f_hi) = (best.exchange_factor / rf, best.exchange_factor * rf);
         }
     }
     Ok(best)
@@ -380,7 +400,14 @@ mod tests {
     fn the_link_fit_recovers_the_link_that_made_the_steps() {
         // Steps made by the model itself with a known link are fitted back to it.
         let rates = Rates::from_datasheet(super::super::rates::datasheet("H200").unwrap(), "NVIDIA H200");
-        let truth = LinkRate { alpha_ms: 1.5, gb_per_s: 2.0, ranks: 2, alpha_exponent: 1.3, from: String::new() };
+        let truth = LinkRate {
+            alpha_ms: 1.5,
+            gb_per_s: 2.0,
+            ranks: 2,
+            alpha_exponent: 1.3,
+            exchange_factor: 2.0,
+            from: String::new(),
+        };
         let g = crate::models::gpt4::Gpt4Config::small();
         let moe = crate::models::moe::MoeConfig { tokens: 4096, ..crate::models::moe::MoeConfig::deepseek_v2_lite() };
         let mut m = Vec::new();

@@ -19,6 +19,15 @@ pub struct Link {
     /// GB/s per direction per GPU.
     pub gb_per_s: f64,
     pub alpha_s: f64,
+    /// Latency of one CP ring exchange (`alpha_s` except on a GPU shared by several ranks).
+    pub exchange_alpha_s: f64,
+}
+
+impl Link {
+    /// A link whose every call, ring exchanges included, costs `alpha_s`.
+    pub fn new(name: &'static str, gb_per_s: f64, alpha_s: f64) -> Link {
+        Link { name, gb_per_s, alpha_s, exchange_alpha_s: alpha_s }
+    }
 }
 
 /// The link and group size of every dimension, and how many ranks share one GPU.
@@ -34,7 +43,7 @@ fn class_link(topo: &Topology, kind: LinkKind) -> Link {
         LinkKind::Pcie => PCIE_ALPHA_S,
         LinkKind::Network => NETWORK_ALPHA_S,
     };
-    Link { name: kind.name(), gb_per_s: topo.link_gb_per_s(kind), alpha_s: alpha }
+    Link::new(kind.name(), topo.link_gb_per_s(kind), alpha)
 }
 
 impl Links {
@@ -65,10 +74,12 @@ impl Links {
     /// there; the sockets' bandwidth is shared by every rank.
     pub fn loopback(rate: &LinkRate, world: usize, dims: ParallelDims) -> Links {
         let turns = world as f64 / rate.ranks.max(1) as f64;
+        let alpha_s = rate.alpha_ms * 1e-3 * turns.powf(rate.alpha_exponent);
         let link = Link {
             name: "loopback",
             gb_per_s: rate.gb_per_s / turns.max(1.0),
-            alpha_s: rate.alpha_ms * 1e-3 * turns.powf(rate.alpha_exponent),
+            alpha_s,
+            exchange_alpha_s: alpha_s * rate.exchange_factor,
         };
         Links { per_dim: Dim::ALL.map(|d| (d, link.clone(), size(&dims, d))), ranks_per_gpu: world }
     }
@@ -119,9 +130,16 @@ mod tests {
 
     #[test]
     fn loopback_latency_grows_with_the_ranks_on_the_gpu() {
-        let rate = LinkRate { alpha_ms: 2.0, gb_per_s: 1.0, ranks: 2, alpha_exponent: 1.0, from: "test".into() };
+        let rate = LinkRate {
+            alpha_ms: 2.0,
+            gb_per_s: 1.0,
+            ranks: 2,
+            alpha_exponent: 1.0,
+            exchange_factor: 2.0,
+            from: "test".into(),
+        };
         let l = Links::loopback(&rate, 8, ParallelDims::folded(1, 4, 2, 2));
         let (link, n) = l.get(Dim::Cp);
-        assert_eq!((link.alpha_s, link.gb_per_s, n, l.ranks_per_gpu), (8e-3, 0.25, 4, 8));
+        assert_eq!((link.alpha_s, link.exchange_alpha_s, link.gb_per_s, n, l.ranks_per_gpu), (8e-3, 16e-3, 0.25, 4, 8));
     }
 }

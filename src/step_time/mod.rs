@@ -136,12 +136,12 @@ impl Collective {
             return 0.0;
         }
         let nf = n as f64;
-        let (wire, steps) = match self.kind {
-            CollKind::SendRecv => (self.bytes, 1.0),
-            CollKind::AllGather => (self.bytes * (nf - 1.0), nf - 1.0),
-            CollKind::AllToAll => (self.bytes * (nf - 1.0) / nf, 1.0),
+        let (wire, steps, alpha) = match self.kind {
+            CollKind::SendRecv => (self.bytes, 1.0, link.exchange_alpha_s),
+            CollKind::AllGather => (self.bytes * (nf - 1.0), nf - 1.0, link.alpha_s),
+            CollKind::AllToAll => (self.bytes * (nf - 1.0) / nf, 1.0, link.alpha_s),
         };
-        self.calls as f64 * steps * link.alpha_s + wire / (link.gb_per_s * 1e9)
+        self.calls as f64 * steps * alpha + wire / (link.gb_per_s * 1e9)
     }
 }
 
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn collectives_follow_the_bus_factors() {
-        let link = Link { name: "t", gb_per_s: 1.0, alpha_s: 1e-3 };
+        let link = Link { exchange_alpha_s: 5e-3, ..Link::new("t", 1.0, 1e-3) };
         let a2a = Collective { kind: CollKind::AllToAll, dim: Dim::Ep, bytes: 4e9, calls: 1 };
         // (4-1)/4 of 4 GB at 1 GB/s = 3 s, plus one latency.
         assert!((a2a.seconds(4, &link) - 3.001).abs() < 1e-9);
@@ -268,12 +268,15 @@ mod tests {
         // 3 blocks of 1 GB = 3 s; 2 calls x 3 ring steps of latency.
         assert!((ag.seconds(4, &link) - 3.006).abs() < 1e-9);
         assert_eq!(ag.seconds(1, &link), 0.0);
+        // A ring exchange: its bytes once, at the link's exchange latency.
+        let sr = Collective { kind: CollKind::SendRecv, dim: Dim::Cp, bytes: 1e9, calls: 1 };
+        assert!((sr.seconds(4, &link) - 1.005).abs() < 1e-9);
     }
 
     #[test]
     fn a_ring_step_takes_the_longer_of_compute_and_transfer() {
         let r = unit_rates();
-        let link = Link { name: "t", gb_per_s: 1.0, alpha_s: 0.0 };
+        let link = Link::new("t", 1.0, 0.0);
         let links = Links::uniform(link, 2);
         let sr = |bytes| Collective { kind: CollKind::SendRecv, dim: Dim::Cp, bytes, calls: 1 };
         let attn = vec![Op::Mem { kind: MemKind::Add, bytes: 2e6 }]; // 2 ms

@@ -47,6 +47,12 @@ pub struct LinkRate {
     pub ranks: usize,
     #[serde(default = "one")]
     pub alpha_exponent: f64,
+    /// A CP ring step's exchange (sent while attention runs, waited after it) costs this many
+    /// calls' latency. On one GPU without MPS a rank waiting in an NCCL kernel keeps the GPU
+    /// for its whole time slice, and the ring's exchange costs about two slices where a
+    /// blocking all-gather or all-to-all call costs one (BENCHMARKS.md, step-time section).
+    #[serde(default = "one")]
+    pub exchange_factor: f64,
     /// Where it came from (the records it was fitted to).
     pub from: String,
 }
@@ -169,9 +175,11 @@ impl Rates {
             }
         }
         if let Some(l) = &self.loopback
-            && !(ok(l.gb_per_s) && l.alpha_ms.is_finite() && l.alpha_ms >= 0.0 && l.ranks >= 1)
+            && !(ok(l.gb_per_s) && l.alpha_ms.is_finite() && l.alpha_ms >= 0.0 && l.ranks >= 1 && ok(l.exchange_factor))
         {
-            return Err(format!("`loopback` needs alpha_ms >= 0, gb_per_s > 0 and ranks >= 1, got {l:?}"));
+            return Err(format!(
+                "`loopback` needs alpha_ms >= 0, gb_per_s > 0, exchange_factor > 0 and ranks >= 1, got {l:?}"
+            ));
         }
         Ok(())
     }

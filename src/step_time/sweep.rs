@@ -41,7 +41,7 @@ fn links(m: &Machine, rates: &Rates, world: usize, dims: ParallelDims) -> Result
         Machine::Topology(t) => Links::on_topology(t, world, dims).map_err(|e| e.to_string()),
         Machine::OneGpu => match &rates.loopback {
             Some(l) => Ok(Links::loopback(l, world, dims)),
-            None if world == 1 => Ok(Links::uniform(super::Link { name: "none", gb_per_s: 1.0, alpha_s: 0.0 }, 1)),
+            None if world == 1 => Ok(Links::uniform(super::Link::new("none", 1.0, 0.0), 1)),
             None => Err("the rates file has no `loopback` link (calibrate --link-from RESULTS.jsonl)".into()),
         },
     }

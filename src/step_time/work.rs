@@ -279,7 +279,8 @@ fn cp_attention(c: &Gpt4Config, cp: usize, kind: CpKind, phases: &mut Vec<Phase>
                 phases.push(match step + 1 < cp {
                     true => Phase::Overlapped {
                         compute: ops,
-                        comm: Collective { kind: CollKind::SendRecv, dim: Dim::Cp, bytes: 2.0 * kv_bytes, calls: 2 },
+                        // K and V in one NCCL group (`sendrecv_all_start`): one call per step.
+                        comm: Collective { kind: CollKind::SendRecv, dim: Dim::Cp, bytes: 2.0 * kv_bytes, calls: 1 },
                     },
                     false => Phase::Compute(ops),
                 });
@@ -389,7 +390,7 @@ mod tests {
         assert_eq!(rings.len(), g.layers);
         let Phase::Overlapped { comm, compute } = rings[0] else { unreachable!() };
         // Block of 4 rows x kv_dim 128 x bf16, K and V.
-        assert_eq!((comm.kind, comm.bytes, comm.calls), (CollKind::SendRecv, 2.0 * 4.0 * 128.0 * 2.0, 2));
+        assert_eq!((comm.kind, comm.bytes, comm.calls), (CollKind::SendRecv, 2.0 * 4.0 * 128.0 * 2.0, 1));
         // Step 0, rank 0 holds positions {0,1} and {6,7}: 0..2 x 0..2 is causal (3 pairs),
         // 6..8 x 0..2 full (4), 6..8 x 6..8 causal (3); 0..2 x 6..8 is masked out.
         let pairs: Vec<f64> =

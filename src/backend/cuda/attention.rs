@@ -1,10 +1,10 @@
 //! Attention: the naive baseline (per head: f32 scores from cuBLASLt, a softmax
 //! kernel, bf16 probabilities times V in cuBLASLt), the flash kernels
-//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at d = 128
-//! kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
+//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at d = 128, and
+//! at d = 64 when chosen by name, kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
 
 use super::blas::{Gemm, Ty};
-use super::flash_sm90::{FlashArgs, tma_aligned};
+use super::flash_sm90::{FlashArgs, sm90_grid_fits, tma_aligned};
 use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::attn_dims;
@@ -39,8 +39,8 @@ impl CudaBackend {
                 })?;
                 let delta = p.q_offset as i64 - p.k_offset as i64;
                 let ptrs = [self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(&out)?, self.ptr(&lse)?];
-                // TMA needs 16-byte aligned bases, and the sm90 grid has query tiles on y (at most 65535).
-                let fk = if fk.sm90a() && (!tma_aligned(&ptrs[..3]) || n.sq.div_ceil(fk.block_q()) > 65535) {
+                // TMA needs 16-byte aligned bases, and the sm90 grid must fit.
+                let fk = if fk.sm90a() && (!tma_aligned(&ptrs[..3]) || !sm90_grid_fits(&fk, n.hq, n.sq)) {
                     tracing::debug!("{}: q/k/v not 16-byte aligned or sq {} too long; running mma.sync", fk.name, n.sq);
                     self.select_mma_flash(n.d)?
                 } else {

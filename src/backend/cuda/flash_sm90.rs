@@ -20,6 +20,12 @@ pub(crate) fn tma_aligned(ptrs: &[u64]) -> bool {
     ptrs.iter().all(|p| p.is_multiple_of(16))
 }
 
+/// The grid of `fk` fits: query tiles on y (at most 65535), or with L2 sections hq x tiles blocks as an int.
+pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {
+    let tiles = sq.div_ceil(fk.block_q());
+    if fk.l2_sections { hq * tiles <= i32::MAX as usize } else { tiles <= 65535 }
+}
+
 impl CudaBackend {
     /// Runs `fk` (an sm90 kernel) on device pointers q, k, v, out, lse.
     pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
@@ -29,8 +35,12 @@ impl CudaBackend {
                 .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
         };
         let mut maps = [map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?];
-        let grid = (n.hq as u32, n.sq.div_ceil(fk.block_q()) as u32, 1);
-        check("attention", grid.1 <= 65535, || format!("sq = {} needs more than 65535 query tiles", n.sq))?;
+        // One block a (head, query tile): (hq, tiles), or 1-D in the kernel's L2 sections (f3_tile_l2).
+        let tiles = n.sq.div_ceil(fk.block_q());
+        check("attention", sm90_grid_fits(fk, n.hq, n.sq), || {
+            format!("hq = {} x sq = {}: too many blocks", n.hq, n.sq)
+        })?;
+        let grid = if fk.l2_sections { ((n.hq * tiles) as u32, 1, 1) } else { (n.hq as u32, tiles as u32, 1) };
         let mut slots = [
             op,
             lp,

@@ -91,9 +91,20 @@ impl CudaBackend {
                 *shape.last_mut().unwrap() = f2 / 2;
                 let rows = gate.numel() / f2.max(1);
                 let out = self.alloc(&shape, gate.dtype)?;
+                let (f, op, gp) = (f2 / 2, self.ptr(&out)?, self.ptr(gate)?);
+                // bf16 rows of a multiple of 8 columns: 16-byte vectors (swiglu_fused_bf16_x8).
+                if gate.dtype == DType::Bf16
+                    && rows * f > 0
+                    && f.is_multiple_of(8)
+                    && op.is_multiple_of(16)
+                    && gp.is_multiple_of(16)
+                {
+                    let grid = (f.div_ceil(8 * 256) as u32, rows.clamp(1, 65535) as u32, 1);
+                    self.launch("activation.cu", "swiglu_fused_bf16_x8", grid, 256, 0, args![op, gp, rows, f])?;
+                    return Ok(out);
+                }
                 let name = pick(sfx, "swiglu_fused_bf16", "swiglu_fused_f32");
-                let a = args![self.ptr(&out)?, self.ptr(gate)?, rows, f2 / 2];
-                self.launch("activation.cu", name, self.grid_1d(rows * f2 / 2, 256), 256, 0, a)?;
+                self.launch("activation.cu", name, self.grid_1d(rows * f, 256), 256, 0, args![op, gp, rows, f])?;
                 Ok(out)
             }
         }

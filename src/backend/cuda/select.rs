@@ -9,7 +9,8 @@
 //!   grouped GEMM then the SwiGLU kernel.
 //! - flash attention: on sm_90a, head dim 128, the warp-specialised TMA + wgmma kernel
 //!   (flash_attention_sm90.cu) at every length, for every contract (offsets, odd lengths, f32
-//!   output); head dim 64 and every other architecture the mma.sync kernel (flash_attention.cu);
+//!   output); head dim 64 (its sm90 instantiations run by name until timed on a GPU) and every
+//!   other architecture the mma.sync kernel (flash_attention.cu);
 //!   a tile whose shared memory the architecture lacks gives way to the smallest one.
 //! - FP8 (quantisation in fp8.cu, cuBLASLt e4m3 GEMMs): sm_89 and newer; refused on sm_80.
 //!
@@ -286,6 +287,13 @@ mod tests {
         assert_eq!(on(A100), ("flash_fwd_d128_w4m2", false));
         assert_eq!(on(B200), ("flash_fwd_d128_w4m2", false));
         assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_d64_w8m1", false));
+        // A d = 128 kernel chosen by name leaves d = 64 on its default; the sm90 d = 64 kernel by name.
+        let s = select(Op::FlashAttention { d: 64, sq: 8192 }, H100, chosen).unwrap();
+        assert_eq!(flash(s), ("flash_fwd_d64_w8m1", false));
+        let chosen = Chosen { flash: Some("flash_fwd_sm90_d64_s2p_l2"), grouped: None };
+        let on = |arch| flash(select(Op::FlashAttention { d: 64, sq: 8192 }, arch, chosen).unwrap());
+        assert_eq!(on(H100), ("flash_fwd_sm90_d64_s2p_l2", false));
+        assert_eq!(on(A100), ("flash_fwd_d64_w8m1", false));
     }
 
     #[test]
