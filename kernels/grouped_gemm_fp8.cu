@@ -9,18 +9,24 @@
 // in the tensor cores (which keep fewer than f32's bits for FP8), then, after wgmma.wait, the partial
 // sums are scaled by scale_x(row) * scale_w(column block) and added to a separate f32 accumulator.
 // The stage is released as soon as the wgmmas that read it retired (before the promotion), and the two
-// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: written after the
-// H200 run, not yet run on a GPU) keeps a second accumulator set so that a warpgroup's own next
+// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: 2-10% slower on
+// the H200) keeps a second accumulator set so that a warpgroup's own next
 // k-tile's wgmmas run while it promotes (64 + 64 + 64 f32 registers per thread).
-// Tile: BM = 128 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128 bytes (one
-// 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the TMA loads
-// of the X and W tiles into STAGES stages with full/empty mbarriers, kernels/tma.cuh), warpgroups 1
-// and 2 consume 64 rows each. Scales are read by the consumers with __ldg before waiting for the
-// stage (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
+// Tile: BM = 128 or 256 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128
+// bytes (one 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the
+// TMA loads of the X and W tiles into STAGES stages with full/empty mbarriers, kernels/tma.cuh),
+// warpgroups 1 and 2 consume 64 rows each per wave: with BM = 256 (as DeepGEMM's BLOCK_M = 256) each
+// runs two waves per k-tile (rows 64c and 128 + 64c) with one wgmma accumulator and two promoted ones,
+// so a 48 KiB stage feeds twice the math of a 32 KiB one (less L2 and shared-memory traffic per
+// FLOP). A wave whose 64 rows are all past the tile's expert is skipped (the other warpgroup has the
+// tensor cores meanwhile). Scales are read by the consumers with __ldg before waiting for the stage
+// (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
+// On the H200 the 256-row tiles were +3% on V2-Lite's gate/up and -3% to -17% elsewhere (BENCHMARKS.md):
+// run only when named.
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
-// Epilogue: as grouped_gemm_tma.cu's, through a 64 x ON bf16 staging buffer per consumer
-// warpgroup and a TMA store when the warpgroup's 64 rows all belong to the tile's expert.
+// Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16
+// staging buffer per consumer warpgroup, by TMA when the wave's 64 rows all belong to the tile's expert.
 // Limits (checked by the host, src/backend/cuda/grouped_fp8.rs): K a multiple of 16 and > 0, N (with
 // SW) a multiple of 64 so that 64 gate or up rows never straddle a 128-row scale block, the tile
 // list (8 bytes per expert) fitting next to the stages; 16-byte aligned X, W, Y.
@@ -31,13 +37,14 @@
 #define TF_BK 128
 #define TF_BN 128
 
-template <int STAGES, bool SW, bool OVERLAP>
+template <int STAGES, bool SW, bool OVERLAP, int BM>
 __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const float* __restrict__ sx, const float* __restrict__ sw,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int R, int E, int N, int K,
                                  int y_tma) {
-    constexpr int BN = TF_BN, ON = SW ? BN / 2 : BN;
-    constexpr u32 A_BYTES = TG_BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
+    static_assert(BM == 128 || (BM == 256 && !OVERLAP), "two waves only without the overlapped promotion");
+    constexpr int BN = TF_BN, ON = SW ? BN / 2 : BN, WAVES = BM / 128;
+    constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 sbase = tg_smem(smem_raw);
@@ -54,7 +61,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     const int KB = (K + TF_BK - 1) / TF_BK;
     const int NW = SW ? 2 * N : N, NBW = (NW + 127) / 128;
     if (warp == 0) {
-        tg_list(offsets, E, nblocks, start, off, lane);
+        tg_list(offsets, E, nblocks, start, off, lane, BM);
     } else if (warp == 1 && lane == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(full(s), 1);
@@ -73,13 +80,13 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             int stage = 0;
             u32 phase = 0;
             for (int t = blockIdx.x; t < total; t += gridDim.x) {
-                TgTile tile = tg_tile<ON, true>(t, start, off, E, N);
+                TgTile tile = tg_tile<ON, true, BM>(t, start, off, E, N);
                 const int wrow = tile.e * NW + tile.n0;
                 for (int kt = 0; kt < KB; kt++) {
                     mbar_wait(empty(stage), phase ^ 1);
                     const u32 sa = sbase + stage * STAGE_BYTES;
                     mbar_expect_tx(full(stage), STAGE_BYTES);
-                    tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, full(stage));
+                    tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, full(stage));  // the X map's box is BM rows
                     if (SW) {  // the W map's box is 64 rows: gate rows, then the same outputs' up rows
                         tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, full(stage));
                         tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TF_BK, wrow + N, full(stage));
@@ -97,38 +104,44 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     }
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of the tile
+    const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of each 128-row wave of the tile
     const int g = lane >> 2, q = lane & 3;
-    float acc[64], fin[64], acc2[OVERLAP ? 64 : 1];
+    float acc[64], fin[WAVES * 64], acc2[OVERLAP ? 64 : 1];
     int stage = 0;
     u32 phase = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        TgTile tile = tg_tile<ON, true>(t, start, off, E, N);
+        TgTile tile = tg_tile<ON, true, BM>(t, start, off, E, N);
         const int r0 = tile.row0 + c * 64 + (warp & 3) * 16 + g, r1 = r0 + 8;
         // Scale rows of the tile's weight blocks: one 128-row block (gate and up blocks with SW).
         const float* sb_lo = sw + (u64)(tile.e * NBW + tile.n0 / 128) * KB;
         const float* sb_hi = SW ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB : sb_lo;
 #pragma unroll
-        for (int i = 0; i < 64; i++) fin[i] = 0.f;
-        // The four scale products of k-tile kt: rows r0 / r1 times the gate (or only) / up block.
+        for (int i = 0; i < WAVES * 64; i++) fin[i] = 0.f;
+        // Wave w has rows of the tile's expert (uniform over the warpgroup, as wgmma needs).
+        auto live = [&](int w) { return tile.rows > w * 128 + c * 64; };
+        // The four scale products of k-tile kt and wave w: rows r0 / r1 times the gate (or only) / up block.
         struct Sc {
             float s00, s10, s01, s11;
         };
-        auto scales = [&](int kt) {
-            const float a0 = r0 < R ? __ldg(sx + (u64)kt * R + r0) : 0.f;
-            const float a1 = r1 < R ? __ldg(sx + (u64)kt * R + r1) : 0.f;
+        auto scales = [&](int kt, int w) {
+            const int a = r0 + w * 128, b = r1 + w * 128;
+            const float a0 = a < R ? __ldg(sx + (u64)kt * R + a) : 0.f;
+            const float a1 = b < R ? __ldg(sx + (u64)kt * R + b) : 0.f;
             const float b0 = __ldg(sb_lo + kt), b1 = SW ? __ldg(sb_hi + kt) : b0;
             return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1};
         };
-        // Waits for the stage and issues its four wgmmas into d (one commit group).
-        auto issue = [&](float(&d)[64]) {
-            mbar_wait(full(stage), phase);
+        // Issues the four wgmmas of wave w of the (full) stage into d (one commit group).
+        auto mma = [&](float(&d)[64], int w) {
             const u32 sa = sbase + stage * STAGE_BYTES;
-            const u64 da = wg_desc(sa + c * 64 * TF_BK), db = wg_desc(sa + A_BYTES);
+            const u64 da = wg_desc(sa + (w * 128 + c * 64) * TF_BK), db = wg_desc(sa + A_BYTES);
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < TF_BK / 32; kk++) wgmma_m64n128k32_e4m3(d, da + 2 * kk, db + 2 * kk, kk != 0);
             wg_commit();
+        };
+        auto issue = [&](float(&d)[64]) {
+            mbar_wait(full(stage), phase);
+            mma(d, 0);
         };
         auto next_stage = [&]() {
             if (++stage == STAGES) {
@@ -136,39 +149,50 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 phase ^= 1;
             }
         };
-        // fin += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns).
-        auto promote = [&](const float(&d)[64], Sc sc) {
+        // fin[64w ..] += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns).
+        auto promote = [&](const float(&d)[64], Sc sc, int w) {
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 const bool lo = !SW || j < 8;
-                fin[j * 4 + 0] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 0];
-                fin[j * 4 + 1] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 1];
-                fin[j * 4 + 2] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 2];
-                fin[j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
+                fin[w * 64 + j * 4 + 0] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 0];
+                fin[w * 64 + j * 4 + 1] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 1];
+                fin[w * 64 + j * 4 + 2] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 2];
+                fin[w * 64 + j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
             }
         };
         if constexpr (!OVERLAP) {
-            // One k-tile at a time: its wgmmas retire, the stage is released, then the promotion.
+            // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
+            // released once the last wave's wgmmas retired.
+            // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
+            // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
             for (int kt = 0; kt < KB; kt++) {
-                const Sc sc = scales(kt);
-                issue(acc);
-                wg_wait<0>();
-                wg_pin(acc);
-                if (lane == 0) mbar_arrive(empty(stage));
+                Sc sc = scales(kt, 0);
+                mbar_wait(full(stage), phase);
+#pragma unroll
+                for (int w = 0; w < WAVES; w++) {
+                    const bool on = live(w);
+                    if (w > 0) sc = scales(kt, w);
+                    if (on) {
+                        mma(acc, w);
+                        wg_wait<0>();
+                        wg_pin(acc);
+                    }
+                    if (w == WAVES - 1 && lane == 0) mbar_arrive(empty(stage));
+                    if (on) promote(acc, sc, w);
+                }
                 next_stage();
-                promote(acc, sc);
             }
         } else {
             // Two accumulator sets: k-tile kt + 1's wgmmas run while k-tile kt is promoted
             // (wgmma.wait 1 retires the older group only).
-            Sc sc = scales(0);
+            Sc sc = scales(0, 0);
             issue(acc);
             int held = stage;
             next_stage();
             for (int kt = 0; kt < KB; kt += 2) {
                 Sc sn = sc;
                 if (kt + 1 < KB) {
-                    sn = scales(kt + 1);
+                    sn = scales(kt + 1, 0);
                     issue(acc2);
                     wg_wait<1>();
                 } else {
@@ -176,13 +200,13 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 }
                 wg_pin(acc);
                 if (lane == 0) mbar_arrive(empty(held));
-                promote(acc, sc);
+                promote(acc, sc, 0);
                 if (kt + 1 >= KB) break;
                 held = stage;
                 next_stage();
                 sc = sn;
                 if (kt + 2 < KB) {
-                    sn = scales(kt + 2);
+                    sn = scales(kt + 2, 0);
                     issue(acc);
                     wg_wait<1>();
                 } else {
@@ -190,7 +214,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 }
                 wg_pin(acc2);
                 if (lane == 0) mbar_arrive(empty(held));
-                promote(acc2, sc);
+                promote(acc2, sc, 0);
                 if (kt + 2 >= KB) break;
                 held = stage;
                 next_stage();
@@ -198,81 +222,46 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             }
         }
 
-        // Output element i (0..3) of 8-column chunk j: the accumulator, or silu(gate) * up.
-        auto outv = [&](int j, int i) {
-            if constexpr (SW) {
-                float gt = fin[j * 4 + i], up = fin[(j + ON / 8) * 4 + i];
-                return gt / (1.f + __expf(-gt)) * up;
-            } else {
-                return fin[j * 4 + i];
-            }
-        };
-        // Through shared memory: ON / 64 slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled by row
-        // (TMA's SWIZZLE_128B layout), stored by TMA when all 64 rows are the expert's, else by the threads.
-        constexpr int PJ = ON / 8;
+        // Per wave: output element i (0..3) of 8-column chunk j, the accumulator or silu(gate) * up,
+        // through the warpgroup's staging buffer (tg_store_rows, tma.cuh).
         unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * ON * 2);
         const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * ON * 2);
-        const int tid_c = tid & 127;
-        const bool by_tma = y_tma && tile.rows >= (c + 1) * 64;
-        if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-        epi_sync(c);  // the previous tile's stores have read this buffer
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            int r = (warp & 3) * 16 + g + half * 8;
-#pragma unroll
-            for (int j = 0; j < PJ; j++) {
-                u32 v = pack_bf16x2(outv(j, half * 2), outv(j, half * 2 + 1));
-                *(u32*)(epi + (j >> 3) * 8192 + r * 128 + (((j & 7) ^ (r & 7)) * 16) + q * 4) = v;
-            }
-        }
-        if (by_tma) fence_proxy_async();  // generic-proxy writes, read by the TMA (async proxy)
-        epi_sync(c);
-        if (by_tma) {
-            if (tid_c == 0) {
-#pragma unroll
-                for (int sl = 0; sl < ON / 64; sl++) {
-                    if (tile.n0 + sl * 64 >= N) break;
-                    asm volatile(
-                        "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
-                            (u64)tma_y),
-                        "r"(tile.n0 + sl * 64), "r"(tile.row0 + c * 64), "r"(epi_s + sl * 8192)
-                        : "memory");
-                }
-                asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-            }
-        } else {
-#pragma unroll 4
-            for (int i = tid_c; i < 64 * PJ; i += 128) {
-                int r = i / PJ, ch = i % PJ;
-                int row = c * 64 + r, col = tile.n0 + ch * 8;
-                if (row >= tile.rows || col >= N) continue;
-                const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
-                bf16* dst = Y + (u64)(tile.row0 + row) * N + col;
-                if (col + 8 <= N && !(N & 7)) {
-                    *(uint4*)dst = *(const uint4*)src;
+        for (int w = 0; w < WAVES; w++) {
+            if (!live(w)) continue;
+            auto outv = [&](int j, int i) {
+                if constexpr (SW) {
+                    float gt = fin[w * 64 + j * 4 + i], up = fin[w * 64 + (j + ON / 8) * 4 + i];
+                    return gt / (1.f + __expf(-gt)) * up;
                 } else {
-                    for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+                    return fin[w * 64 + j * 4 + i];
                 }
-            }
+            };
+            const int first = w * 128 + c * 64;  // the wave's first row in the tile
+            const bool by_tma = y_tma && tile.rows >= first + 64;
+            tg_store_rows<ON / 8>(outv, epi, epi_s, c, tma_y, by_tma, Y, N, tile.row0 + first, tile.rows - first,
+                                  tile.n0);
         }
     }
     // The last TMA stores must have read shared memory before the block exits.
     if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
-// Name, stages, fused SwiGLU, overlapped promotion. The host table (and its shared-memory sizes) is
-// src/backend/cuda/grouped_fp8.rs.
-#define TF(NAME, ST, SW, OV)                                                                                        \
+// Name, stages, fused SwiGLU, overlapped promotion, rows per tile. The host table (and its
+// shared-memory sizes) is src/backend/cuda/grouped_fp8.rs.
+#define TF(NAME, ST, SW, OV, BM)                                                                                        \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const float* sx, const float* sw, const int* off, bf16* Y, \
              int R, int E, int N, int K, int y_tma) {                                                          \
-        grouped_gemm_fp8<ST, SW, OV>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);               \
+        grouped_gemm_fp8<ST, SW, OV, BM>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);               \
     }
-TF(grouped_gemm_fp8_s4, 4, false, false)
-TF(grouped_gemm_fp8_s5, 5, false, false)
-TF(grouped_gemm_fp8_s6, 6, false, false)
-TF(grouped_gemm_fp8_swiglu_s5, 5, true, false)
-TF(grouped_gemm_fp8_swiglu_s6, 6, true, false)
-TF(grouped_gemm_fp8_s6_ov, 6, false, true)
-TF(grouped_gemm_fp8_swiglu_s6_ov, 6, true, true)
+TF(grouped_gemm_fp8_s4, 4, false, false, 128)
+TF(grouped_gemm_fp8_s5, 5, false, false, 128)
+TF(grouped_gemm_fp8_s6, 6, false, false, 128)
+TF(grouped_gemm_fp8_swiglu_s5, 5, true, false, 128)
+TF(grouped_gemm_fp8_swiglu_s6, 6, true, false, 128)
+TF(grouped_gemm_fp8_s6_ov, 6, false, true, 128)
+TF(grouped_gemm_fp8_swiglu_s6_ov, 6, true, true, 128)
+TF(grouped_gemm_fp8_m256_s4, 4, false, false, 256)
+TF(grouped_gemm_fp8_swiglu_m256_s4, 4, true, false, 256)

@@ -87,10 +87,11 @@ __device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
 
 
 // Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
-template <int BN, bool M_INNER>
+// BM: rows per tile (128, or 256 for the FP8 kernel's two-wave tiles).
+template <int BN, bool M_INNER, int BM = TG_BM>
 __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
     int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
-    const int cnt = off[e + 1] - off[e], mb = (cnt + TG_BM - 1) / TG_BM;
+    const int cnt = off[e + 1] - off[e], mb = (cnt + BM - 1) / BM;
     int nb, m;
     if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
         nb = local / mb;
@@ -102,8 +103,8 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     }
     TgTile r;
     r.e = e;
-    r.row0 = off[e] + m * TG_BM;
-    r.rows = min(TG_BM, cnt - m * TG_BM);
+    r.row0 = off[e] + m * BM;
+    r.rows = min(BM, cnt - m * BM);
     r.n0 = nb * BN;
     r.valid = true;
     r.mc = false;
@@ -111,14 +112,15 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
 }
 
 // Warp 0 of the block writes start[e] = units before expert e (start[E] = all of them) and off[e] =
-// offsets[e] for e <= E into shared memory, with `per_block` units per 128-row block of an expert.
-__device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block, int* start, int* off, int lane) {
+// offsets[e] for e <= E into shared memory, with `per_block` units per `bm`-row block of an expert.
+__device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block, int* start, int* off, int lane,
+                                        int bm = TG_BM) {
     int base = 0;
     for (int e0 = 0; e0 < E; e0 += 32) {
         int e = e0 + lane;
         int lo = e < E ? offsets[e] : 0;
         int c = e < E ? offsets[e + 1] - lo : 0;
-        int units = (c + TG_BM - 1) / TG_BM * per_block;
+        int units = (c + bm - 1) / bm * per_block;
         int inc = units;
 #pragma unroll
         for (int o = 1; o < 32; o <<= 1) {
@@ -134,5 +136,60 @@ __device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block
     if (lane == 0) {
         start[E] = base;
         off[E] = offsets[E];
+    }
+}
+
+// Epilogue of the grouped GEMMs (bf16 and FP8): one consumer warpgroup's 64 output rows x 8 * PJ
+// columns, value val(j, i) for element i (0..3) of 8-column chunk j in the wgmma accumulator layout
+// (wgmma.cuh), through its staging buffer `epi` (shared address epi_s): PJ / 8 slabs of 64 rows x 128
+// bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout; conflict-free writes from the
+// accumulator layout). With by_tma (all 64 rows valid, N a multiple of 8) one thread stores the slabs
+// with TMA at (col0, row0), asynchronously: the warpgroup goes on and the next call waits for the
+// reads of this buffer before refilling it. Otherwise the threads store 16-byte chunks of the first
+// `rows` rows, masked to N. Called by all 128 threads of warpgroup c (1 or 2 of the block).
+template <int PJ, class Val>
+__device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 epi_s, int c, const TmaMap* tma_y,
+                                              bool by_tma, bf16* __restrict__ Y, int N, int row0, int rows,
+                                              int col0) {
+    const int tid_c = threadIdx.x & 127, lane = tid_c & 31, w = tid_c >> 5, g = lane >> 2, q = lane & 3;
+    if (tid_c == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    epi_sync(c);  // the previous stores have read this buffer
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int r = w * 16 + g + half * 8;
+#pragma unroll
+        for (int j = 0; j < PJ; j++) {
+            const u32 v = pack_bf16x2(val(j, half * 2), val(j, half * 2 + 1));
+            *(u32*)(epi + (j >> 3) * 8192 + r * 128 + (((j & 7) ^ (r & 7)) * 16) + q * 4) = v;
+        }
+    }
+    // Generic-proxy writes, read by the TMA (async proxy).
+    if (by_tma) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    epi_sync(c);
+    if (by_tma) {
+        if (tid_c == 0) {
+#pragma unroll
+            for (int sl = 0; sl < (PJ + 7) / 8; sl++) {
+                if (col0 + sl * 64 >= N) break;
+                asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                                 (u64)tma_y),
+                             "r"(col0 + sl * 64), "r"(row0), "r"(epi_s + sl * 8192)
+                             : "memory");
+            }
+            asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        }
+    } else {
+#pragma unroll 4
+        for (int i = tid_c; i < 64 * PJ; i += 128) {
+            const int r = i / PJ, ch = i % PJ, col = col0 + ch * 8;
+            if (r >= rows || col >= N) continue;
+            const unsigned char* src = epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16);
+            bf16* dst = Y + (u64)(row0 + r) * N + col;
+            if (col + 8 <= N && !(N & 7)) {
+                *(uint4*)dst = *(const uint4*)src;
+            } else {
+                for (int x = 0; x < 8 && col + x < N; x++) dst[x] = ((const bf16*)src)[x];
+            }
+        }
     }
 }

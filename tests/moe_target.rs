@@ -119,3 +119,31 @@ fn expert_parallel_equals_one_device() {
         }
     }
 }
+
+/// `moe.shared_fp8`: with FP8 experts the grouped layer runs its shared experts in block-scaled
+/// FP8 (off the bf16 result by an FP8-sized error), the per-expert loop (the reference) keeps
+/// them in bf16, and without the flag they stay bf16.
+#[test]
+fn shared_experts_run_fp8_only_when_asked_and_grouped() {
+    let b = rwm_dist::backend::cpu::CpuBackend::new();
+    let cfg = small();
+    let src = Source::Random { seed: cfg.seed };
+    let layer = |shared_fp8: bool| {
+        let c = MoeConfig { shared_fp8, ..cfg.clone() };
+        let mut l = MoeLayer::new(&b, &c, &src, "moe", &MoeLayer::all_experts(&c), DType::Bf16).unwrap();
+        l.use_fp8(&b, true, false, &src).unwrap();
+        l
+    };
+    let (t, h) = (cfg.tokens, cfg.hidden);
+    let xs: Vec<f32> = (0..t * h).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0).collect();
+    let x = rwm_dist::backend::Backend::upload(&b, &xs, &[t, h], DType::Bf16).unwrap();
+    let shared = |l: &MoeLayer, grouped: bool| {
+        let y = l.shared_experts(&b, &x, grouped).unwrap().expect("the preset has shared experts");
+        rwm_dist::backend::Backend::download(&b, &y).unwrap()
+    };
+    let (plain, fp8) = (layer(false), layer(true));
+    let bf16 = shared(&plain, true);
+    assert_eq!(shared(&fp8, false), bf16, "the loop's shared experts are bf16");
+    let (_, rel) = errors(&shared(&fp8, true), &bf16);
+    assert!(rel > 1e-3 && rel < 0.08, "shared experts in FP8: relative L2 error {rel:.2e} against bf16");
+}

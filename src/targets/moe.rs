@@ -161,7 +161,9 @@ impl Target for MoeConfig {
         let balanced = if eplb { second } else { n(0) };
         let (fp8, b8) = (v.gemm == DType::F8 && v.experts() != Experts::Loop, n(at.bytes(DType::F8)));
         let local = n(c.num_experts / dims.ep) + if eplb { n(replicas) } else { n(0) };
-        let fp8_experts = if fp8 { local * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
+        // With shared_fp8 the shared experts' copies too (one block-scaled expert over every token).
+        let shared8 = if c.shared_fp8 { n(c.shared_experts) } else { n(0) };
+        let fp8_experts = if fp8 { (local + shared8) * n(3) * n(c.hidden) * n(c.expert_ffn) * b8 } else { n(0) };
         let run = MoeRun {
             loops: v.experts() == Experts::Loop,
             fp8: fp8.then_some(at.bytes(DType::F8)),
@@ -315,8 +317,8 @@ fn forward(
         Ok(s.layer.experts(b, rows, offsets, per_expert, x.dtype())?)
     };
     let (routed, st) = expert::forward(b, ctx.groups.ep.as_ref(), p, x, r, run)?;
-    let out = match &s.layer.shared {
-        Some(m) => b.add(&routed, &m.forward(b, x, x.dtype())?)?,
+    let out = match s.layer.shared_experts(b, x, per_expert.is_none())? {
+        Some(shared) => b.add(&routed, &shared)?,
         None => routed,
     };
     Ok((out, Some(st)))

@@ -12,35 +12,42 @@ pub struct Fp8Kernel {
     pub name: &'static str,
     pub stages: usize,
     pub swiglu: bool,
-    /// A second accumulator set: the next k-tile's wgmmas run during the promotion. Only when
-    /// chosen by name: written after the H200 run and not yet run on a GPU.
+    /// A second accumulator set: the next k-tile's wgmmas run during the promotion.
     pub overlap: bool,
+    /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
+    pub rows: usize,
+    /// Runs only when chosen by name: `_ov` and `_m256` pass the GPU tests but were slower than
+    /// the defaults on the H200 (BENCHMARKS.md, session 4).
+    pub by_name: bool,
 }
 
 impl Fp8Kernel {
-    /// 128-row by 128-column (K) e4m3 tiles of X and W per stage, the epilogue's bf16 staging
+    /// `rows` by 128 (K) e4m3 of X and 128 x 128 of W per stage, the epilogue's bf16 staging
     /// (64 rows x outputs per consumer warpgroup), the mbarriers and the tile list (8 bytes per
     /// expert, plus 8).
     pub fn smem_for(&self, e: usize) -> u32 {
         let outputs = if self.swiglu { 64 } else { 128 };
-        (self.stages * 2 * 128 * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
+        (self.stages * (self.rows + 128) * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
     }
 }
 
-const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, overlap }
+const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool, rows: usize) -> Fp8Kernel {
+    // Overlapped promotion and 256-row tiles were slower on the H200 (session 4).
+    Fp8Kernel { name, stages, swiglu, overlap, rows, by_name: overlap || rows != 128 }
 }
 
-/// In order of preference for each epilogue: the first whose shared memory fits runs (the
-/// overlapped ones only by name).
+/// In order of preference for each epilogue: the first whose shared memory fits runs (those
+/// marked `by_name` only by name).
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    tf("grouped_gemm_fp8_s6", 6, false, false),
-    tf("grouped_gemm_fp8_s5", 5, false, false),
-    tf("grouped_gemm_fp8_s4", 4, false, false),
-    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false),
-    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false),
-    tf("grouped_gemm_fp8_s6_ov", 6, false, true),
-    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true),
+    tf("grouped_gemm_fp8_s6", 6, false, false, 128),
+    tf("grouped_gemm_fp8_s5", 5, false, false, 128),
+    tf("grouped_gemm_fp8_s4", 4, false, false, 128),
+    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false, 128),
+    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false, 128),
+    tf("grouped_gemm_fp8_s6_ov", 6, false, true, 128),
+    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true, 128),
+    tf("grouped_gemm_fp8_m256_s4", 4, false, false, 256),
+    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, false, 256),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -67,7 +74,7 @@ pub fn choose_fp8(
     }
     let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
     let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
-    let default = || FP8_KERNELS.iter().filter(|k| !k.overlap).find(fits);
+    let default = || FP8_KERNELS.iter().filter(|k| !k.by_name).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
@@ -110,12 +117,12 @@ impl CudaBackend {
             return Ok(y);
         }
         let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
-        let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, 128, 128)?;
+        let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, fk.rows as u32, 128)?;
         let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
         let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
-        let tiles = (r.div_ceil(128) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
+        let tiles = (r.div_ceil(fk.rows) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
         let grid = tiles.min(self.sm_count() as usize) as u32;
         let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
         let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
@@ -154,7 +161,7 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap);
+            let inst = format!("TF({}, {}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap, k.rows);
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -174,9 +181,16 @@ mod tests {
         // A name with the other epilogue is not taken.
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
-        // The overlapped kernels run only when named.
-        assert!(FP8_KERNELS.iter().filter(|k| k.overlap).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
+        // The kernels that lost on the H200 (overlapped promotion, 256-row tiles) run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
+        assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
         assert!(ov.overlap && ov.swiglu);
+        // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
+        // SwiGLU one, with half the staging, fits 1024).
+        let m256 = Some("grouped_gemm_fp8_m256_s4");
+        assert_eq!(choose_fp8(h100, 256, false, m256).unwrap().rows, 256);
+        assert_eq!(choose_fp8(h100, 1024, false, m256).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
     }
 }
