@@ -115,7 +115,7 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             // The sm90 kernels run on sm_90a only (a chosen one elsewhere gives way to the defaults).
             let runs = |k: &FlashKernel| k.d == d && (!k.sm90a() || arch.has_wgmma());
             let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && runs(k)).copied();
-            let sm90 = (d == 128 && arch.has_wgmma()).then_some(DEFAULT_FLASH_SM90A);
+            let sm90 = arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten();
             let long = (d == 128 && sq >= LONG_SEQUENCE).then_some(LONG_FLASH);
             let wanted = chosen.flash.into_iter().chain(sm90).chain(long).chain(DEFAULT_FLASH).find_map(by_name);
             let fits = |fk: &FlashKernel| fk.smem() <= arch.max_smem_per_block();
@@ -262,16 +262,16 @@ mod tests {
             p => panic!("{p:?}"),
         };
         for arch in CLAIMED {
-            let (short, long) = if arch.has_wgmma() {
-                (DEFAULT_FLASH_SM90A, DEFAULT_FLASH_SM90A)
+            let (short, long, d64) = if arch.has_wgmma() {
+                (DEFAULT_FLASH_SM90A[0], DEFAULT_FLASH_SM90A[0], DEFAULT_FLASH_SM90A[1])
             } else {
-                ("flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2")
+                ("flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2", "flash_fwd_d64_w8m1")
             };
             for sq in [1, 5000, 8192, 12345] {
                 assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq }, arch)), (short, false), "{arch} {sq}");
             }
             assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq: 32768 }, arch)), (long, false));
-            assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 32768 }, arch)), ("flash_fwd_d64_w8m1", false));
+            assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 32768 }, arch)), (d64, false));
             assert_eq!(pick(Op::FlashAttention { d: 96, sq: 128 }, arch).path, Path::NaiveAttention);
         }
         // sm_86/sm_89 have 99 KiB per block: the 128 KiB long-sequence tile gives way, with a note.
@@ -286,10 +286,10 @@ mod tests {
         assert_eq!(on(H100), ("flash_fwd_sm90_d128_s3", false));
         assert_eq!(on(A100), ("flash_fwd_d128_w4m2", false));
         assert_eq!(on(B200), ("flash_fwd_d128_w4m2", false));
-        assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_d64_w8m1", false));
-        // A d = 128 kernel chosen by name leaves d = 64 on its default; the sm90 d = 64 kernel by name.
+        assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_sm90_d64_s2p", false));
+        // A d = 128 kernel chosen by name leaves d = 64 on its default; another d = 64 kernel by name.
         let s = select(Op::FlashAttention { d: 64, sq: 8192 }, H100, chosen).unwrap();
-        assert_eq!(flash(s), ("flash_fwd_d64_w8m1", false));
+        assert_eq!(flash(s), ("flash_fwd_sm90_d64_s2p", false));
         let chosen = Chosen { flash: Some("flash_fwd_sm90_d64_s2p_l2"), grouped: None };
         let on = |arch| flash(select(Op::FlashAttention { d: 64, sq: 8192 }, arch, chosen).unwrap());
         assert_eq!(on(H100), ("flash_fwd_sm90_d64_s2p_l2", false));
