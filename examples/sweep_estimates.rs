@@ -78,7 +78,7 @@ fn main() {
         let dims = ParallelDims::new(1, 1, *ep, 1);
         for spec in t.variants() {
             let v = spec.resolve(*dtype);
-            let b = t.run_budget(&dims, &v, Storage::Device).unwrap();
+            let b = t.run_budget(&dims, &v, Storage::Device { fused_swiglu: true }).unwrap();
             println!("{name} | {} | {:.3} | {}", v.name(), b.total as f64 / (1u64 << 30) as f64, b.total);
         }
     }

@@ -461,7 +461,11 @@ impl Budget {
 /// CPU backend keeps every element as an f32 whatever its dtype (src/tensor.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storage {
-    Device,
+    /// `fused_swiglu`: the GPU's grouped gate/up GEMM writes the SwiGLU activation from its
+    /// epilogue (sm_90a), so no [rows, 2F] gate/up buffer exists; elsewhere the two run apart.
+    Device {
+        fused_swiglu: bool,
+    },
     Host,
     /// The CPU backend's byte counter, what its runs report as peak: tensors at their dtype's
     /// size, and naive attention's f32 scores without the GPU's bf16 probabilities.
@@ -471,17 +475,30 @@ pub enum Storage {
 impl Storage {
     pub fn bytes(self, dt: crate::tensor::DType) -> usize {
         match self {
-            Storage::Device | Storage::Counter => dt.size(),
+            Storage::Device { .. } | Storage::Counter => dt.size(),
             Storage::Host => 4,
         }
     }
 
     /// What a run's record compares with its measured peak on `backend`.
-    pub fn measured_on(backend: crate::backend::BackendKind) -> Storage {
-        match backend {
+    pub fn measured_on(backend: &dyn crate::backend::Backend) -> Storage {
+        match backend.kind() {
             crate::backend::BackendKind::Cpu => Storage::Counter,
-            _ => Storage::Device,
+            _ => Storage::Device { fused_swiglu: backend.fuses_grouped_swiglu() },
         }
+    }
+
+    /// A GPU named `model` (a topology's `gpu.model`): Hopper's kernels fuse the grouped SwiGLU.
+    /// An unknown model counts the unfused path, the larger.
+    pub fn device_named(model: &str) -> Storage {
+        let m = model.to_ascii_uppercase();
+        let hopper = ["H100", "H200", "H800", "H20", "GH200"].iter().any(|h| m.contains(h));
+        Storage::Device { fused_swiglu: hopper }
+    }
+
+    /// Whether grouped experts hold no [rows, 2F] gate/up buffer (see `Device`).
+    pub fn fuses_swiglu(self) -> bool {
+        matches!(self, Storage::Device { fused_swiglu: true })
     }
 
     /// The model's terms with bf16 weights and activations stored here.

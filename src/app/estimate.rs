@@ -12,18 +12,21 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
     let world = a.world.unwrap_or(plan.smallest_world());
     let dims = plan.dims(world)?;
     let mut device = a.device_memory.as_deref().map(parse_device_memory).transpose().map_err(config_err)?;
-    if let (None, Some(path)) = (device, &a.config.topology) {
+    // The GPU's kernels decide some buffers (`Storage::Device`): a topology names the GPU.
+    let mut at = Storage::device_named("");
+    if let Some(path) = &a.config.topology {
         let topo = crate::topology::Topology::load(path)?;
+        at = Storage::device_named(&topo.gpu_model);
         // GB of 1e9 bytes, as NVML reports (and `topo discover` writes) it.
-        device = Some((topo.memory_gb * 1e9) as u64);
+        device = device.or(Some((topo.memory_gb * 1e9) as u64));
     }
     let mut overflows = 0;
     for t in &plan.targets {
         let Some(inputs) = t.model_inputs(&dims) else {
             // Not a model: the largest budget of the variants a run executes.
             let variants = t.variants().into_iter().map(|v| v.resolve(plan.gemm_dtype));
-            let (_, budget) = crate::plan::fit::largest(t.as_ref(), variants, &dims, Storage::Device)?
-                .expect("a target has variants");
+            let (_, budget) =
+                crate::plan::fit::largest(t.as_ref(), variants, &dims, at)?.expect("a target has variants");
             writeln!(out, "{}: world {world} = {dims}; its runs' largest variant", t.name()).map_err(io("stdout"))?;
             budget.render(device, out).map_err(io("stdout"))?;
             writeln!(out).map_err(io("stdout"))?;
@@ -39,7 +42,7 @@ pub(super) fn estimate(a: &crate::cli::EstimateArgs, out: &mut dyn Write) -> Res
         let reference = variant::reference(&specs).resolve(plan.gemm_dtype);
         if dims.tp == 1 && reference.recipe().attention == Some(AttnAlgo::Naive) {
             // `run` times the naive baseline as the reference: its score matrix can dwarf the rest.
-            let base = t.run_budget(&dims, &reference, Storage::Device);
+            let base = t.run_budget(&dims, &reference, at);
             let base = base.map_err(|e| config_err(format!("{} {}: {e}", t.name(), reference.name())))?;
             writeln!(
                 out,

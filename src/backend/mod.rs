@@ -123,6 +123,10 @@ pub trait Backend: Send + Sync {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.swiglu(&self.grouped_matmul(x, w, offsets)?, None)
     }
+    /// Whether `grouped_matmul_swiglu` is one kernel here (no [r, 2f] buffer): memory estimates ask.
+    fn fuses_grouped_swiglu(&self) -> bool {
+        false
+    }
     /// Block-scaled FP8 e4m3 copy of `x` (DeepSeek-V3): one f32 scale (amax / 448) per 1 x 128
     /// block of x [r, k] (`Blocks::Rows`, activations) or 128 x 128 block of x [g, m, k]
     /// (`Blocks::Tiles`, expert weights).

@@ -12,8 +12,8 @@ use crate::layout::ParallelDims;
 /// The memory the run's ranks share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capacity {
-    /// One GPU per rank, of this many bytes.
-    Device { bytes: u64 },
+    /// One GPU per rank, of this many bytes, its tensors held as `at` counts them.
+    Device { bytes: u64, at: Storage },
     /// `ranks` ranks on the CPU backend of one host (threads of `--ranks`, or MPI ranks on the
     /// node) share `available` bytes (MemAvailable, or a cgroup's limit if lower).
     Host { available: u64, ranks: usize },
@@ -27,7 +27,7 @@ impl Capacity {
 
     fn storage(self) -> Storage {
         match self {
-            Capacity::Device { .. } => Storage::Device,
+            Capacity::Device { at, .. } => at,
             Capacity::Host { .. } => Storage::Host,
         }
     }
@@ -42,7 +42,7 @@ pub fn check_backend(
     ranks_on_host: usize,
 ) -> Result<(), ConfigError> {
     let cap = match backend.total_memory() {
-        Some(bytes) => Some(Capacity::Device { bytes }),
+        Some(bytes) => Some(Capacity::Device { bytes, at: Storage::measured_on(backend) }),
         None => Capacity::host(ranks_on_host),
     };
     match cap {
@@ -63,7 +63,9 @@ pub fn check_dry_run(plan: &RunPlan, dims: &ParallelDims, ranks: usize) -> Resul
     let cap = match (cpu, gpu) {
         (true, _) => Capacity::host(ranks),
         // GB of 1e9 bytes, as NVML reports (and `topo discover` writes) it.
-        (false, Some(t)) => Some(Capacity::Device { bytes: (t.memory_gb * 1e9) as u64 }),
+        (false, Some(t)) => {
+            Some(Capacity::Device { bytes: (t.memory_gb * 1e9) as u64, at: Storage::device_named(&t.gpu_model) })
+        }
         (false, None) => None,
     };
     let Some(cap) = cap else {
@@ -127,7 +129,7 @@ pub fn largest(
 pub fn check_plan(plan: &RunPlan, dims: &ParallelDims, cap: Capacity) -> Result<(), ConfigError> {
     let (target, variant, budget) = peak(plan, dims, cap.storage())?;
     let (per_rank, whose, label) = match cap {
-        Capacity::Device { bytes } => (bytes, format!("the device's {:.2} GiB", gib(bytes)), "device memory"),
+        Capacity::Device { bytes, .. } => (bytes, format!("the device's {:.2} GiB", gib(bytes)), "device memory"),
         Capacity::Host { available, ranks } => (
             available / ranks.max(1) as u64,
             format!(
@@ -157,6 +159,8 @@ mod tests {
     use crate::cli::Cli;
     use clap::Parser;
 
+    const UNFUSED: Storage = Storage::Device { fused_swiglu: false };
+
     fn plan(args: &[&str]) -> (RunPlan, ParallelDims) {
         let cli = Cli::try_parse_from(["rwm-dist", "run"].iter().chain(args)).expect("flags parse");
         let crate::cli::Command::Run(a) = cli.command else { unreachable!() };
@@ -179,21 +183,21 @@ mod tests {
         assert!(e.contains("parameters") && e.contains("DOES NOT FIT"), "the estimate is shown: {e}");
         check_plan(&p, &d, Capacity::Host { available: 1024 * GIB, ranks: 1 }).unwrap();
         // On an 80 GiB GPU the bf16 model fits.
-        check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB }).unwrap();
+        check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB, at: UNFUSED }).unwrap();
     }
 
     #[test]
     fn the_naive_baseline_counts_its_score_matrix() {
         let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000"]);
-        let (_, variant, b) = peak(&p, &d, Storage::Device).unwrap();
+        let (_, variant, b) = peak(&p, &d, UNFUSED).unwrap();
         assert_eq!(variant, crate::harness::variant::BASELINE);
         // One head's 10^6 x 10^6 scores in f32 and probabilities in bf16.
         assert_eq!(b.bytes(crate::budget::term::ATTENTION), 1_000_000u64 * 1_000_000 * 6);
-        let e = check_plan(&p, &d, Capacity::Device { bytes: 141 * GIB }).unwrap_err().to_string();
+        let e = check_plan(&p, &d, Capacity::Device { bytes: 141 * GIB, at: UNFUSED }).unwrap_err().to_string();
         assert!(e.contains("llama baseline") && e.contains("attention workspace"), "{e}");
         // Without the baseline's variant selected it still runs as the reference.
         let (p, d) = plan(&["--target", "llama", "--seq-len", "1000000", "--variant", "optimized"]);
-        assert_eq!(peak(&p, &d, Storage::Device).unwrap().1, crate::harness::variant::BASELINE);
+        assert_eq!(peak(&p, &d, UNFUSED).unwrap().1, crate::harness::variant::BASELINE);
     }
 
     #[test]
@@ -208,7 +212,7 @@ mod tests {
     #[test]
     fn sizes_beyond_64_bits_are_refused() {
         let (p, d) = plan(&["--target", "llama", "--seq-len", "18446744073709551615"]);
-        let e = check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB }).unwrap_err().to_string();
+        let e = check_plan(&p, &d, Capacity::Device { bytes: 80 * GIB, at: UNFUSED }).unwrap_err().to_string();
         assert!(e.contains("llama baseline") && e.contains("overflows 64-bit"), "{e}");
     }
 }

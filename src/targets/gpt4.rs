@@ -108,7 +108,7 @@ pub fn run_budget(
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
     let fp8_bytes = fp8.then_some(at.bytes(DType::F8));
     let mut budget =
-        super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8_bytes, at.bytes(DType::Bf16))?;
+        super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8_bytes, at.bytes(DType::Bf16), at.fuses_swiglu())?;
     // FP8 experts replace the bf16 ones (freed while FP8 runs), plus an f32 scale per 128 x 128 block.
     let fp8_experts = if fp8 && !loops_experts(v) {
         let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");
@@ -356,7 +356,7 @@ impl Workload for Gpt4Target {
         Ok(Some(context::take_shard(ctx.backend.as_ref(), &full, cp.size(), cp.rank())?))
     }
     fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
-        let at = Storage::measured_on(ctx.backend.kind());
+        let at = Storage::measured_on(ctx.backend.as_ref());
         Some(run_budget(&self.cfg, &ctx.dims, v, self.gemm_dtype(v), at).ok()?.total)
     }
     fn tokens(&self) -> usize {

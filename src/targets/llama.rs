@@ -118,7 +118,7 @@ impl Target for LlamaConfig {
         };
         let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
         // Only the CUDA backend records the graph; its pool maps the capture's packing, holes included.
-        let graph = if v.recipe().graph && at == Storage::Device {
+        let graph = if v.recipe().graph && matches!(at, Storage::Device { .. }) {
             super::graph_pool::llama(self, v.gemm == DType::F8)
         } else {
             n(0)
@@ -219,7 +219,7 @@ impl Workload for LlamaTarget {
         self.cfg.prefill_flops()
     }
     fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
-        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.as_ref())).ok()?.total)
     }
     fn metrics(&mut self, ctx: &Ctx, v: &Variant) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = &self.cfg;

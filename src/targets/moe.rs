@@ -168,6 +168,7 @@ impl Target for MoeConfig {
             loops: v.experts() == Experts::Loop,
             fp8: fp8.then_some(at.bytes(DType::F8)),
             reordered: eplb,
+            fused: at.fuses_swiglu(),
         };
         let budget = super::working_set::moe(inputs.estimate()?, c, dims, run, at.bytes(DType::Bf16))?;
         budget.with_extras(vec![
@@ -407,7 +408,7 @@ impl Workload for MoeTarget {
         Ok(Some(forward(ctx, self.plain(), &self.inputs[0], &r, Some(&per_expert))?.0))
     }
     fn estimate_bytes(&self, ctx: &Ctx, v: &Variant) -> Option<u64> {
-        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.kind())).ok()?.total)
+        Some(self.cfg.run_budget(&ctx.dims, v, Storage::measured_on(ctx.backend.as_ref())).ok()?.total)
     }
     fn tokens(&self) -> usize {
         self.cfg.tokens

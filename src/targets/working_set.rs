@@ -35,9 +35,9 @@ fn beside_workspace(
 /// - attention: input, residual, normed input, q, attention output, and the workspace;
 /// - moe: input, residual, normed input, q, attention output, the residual sum and the normed MoE
 ///   input, the router's f32 logits and probabilities and its ids and weights, and the experts:
-///   grouped, rows in with gate/up (2F) and the activation (F), or rows in, expert output and
-///   combined output (`2 R h + T h`), whichever is larger; a loop, rows in, the outputs so far and
-///   their concatenation (`3 R h`), or one expert's rows with its gate/up and activation.
+///   grouped (`grouped_bf16`), or rows in, expert output and combined output (`2 R h + T h`),
+///   whichever is larger; a loop, rows in, the outputs so far and their concatenation (`3 R h`),
+///   or one expert's rows with its gate/up and activation.
 pub fn gpt4(
     budget: Budget,
     c: &Gpt4Config,
@@ -45,6 +45,7 @@ pub fn gpt4(
     loops: bool,
     fp8: Option<usize>,
     b_a: usize,
+    fused: bool,
 ) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
     let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
@@ -63,8 +64,8 @@ pub fn gpt4(
     let work = match (loops, ep, fp8) {
         (true, false, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
         (true, true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
-        (false, false, false) => rows * (h + n(3) * fe) * ab,
-        (false, true, false) => rows * (n(2) * h + n(3) * fe) * ab,
+        (false, false, false) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
+        (false, true, false) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
         (false, false, true) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
         (false, true, true) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
     };
@@ -72,6 +73,15 @@ pub fn gpt4(
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     beside_workspace(terms, attention, moe, MOE_PHASE)
+}
+
+/// Grouped bf16 experts (`MoeLayer::experts_grouped`) over `rows` rows in: where the gate/up GEMM
+/// fuses SwiGLU (`fused`, sm_90a), rows in, the activation (F) and the output rows; otherwise the
+/// larger of rows in beside gate/up (2F) and the activation, and rows in, activation and output.
+pub fn grouped_bf16(rows: Checked, h: usize, fe: usize, ab: Checked, fused: bool) -> Checked {
+    let (h, fe) = (n(h), n(fe));
+    let down = rows * (n(2) * h + fe) * ab;
+    if fused { down } else { (rows * (h + n(3) * fe) * ab).max(down) }
 }
 
 /// Grouped FP8 experts (`MoeLayer::experts_fp8`) over `rows` rows in (`b_a` bytes per
@@ -115,7 +125,7 @@ pub fn moe(
     moe: MoeRun,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
-    let MoeRun { loops, fp8, reordered } = moe;
+    let MoeRun { loops, fp8, reordered, fused } = moe;
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
@@ -126,7 +136,7 @@ pub fn moe(
     let (experts, combine) = if layout.ep > 1 {
         let experts = match (loops, fp8) {
             (true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
-            (false, None) => rows * (n(2) * h + n(3) * fe) * ab,
+            (false, None) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
             (false, Some(_)) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
         };
         // A placement whose slots are not in expert order (EPLB's) puts the returned rows back in
@@ -136,7 +146,7 @@ pub fn moe(
     } else {
         let experts = match (loops, fp8) {
             (true, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
-            (false, None) => rows * (h + n(3) * fe) * ab,
+            (false, None) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
             (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
         };
         (experts, (n(2) * rows * h + t * h + shared) * ab)
@@ -150,12 +160,34 @@ pub fn moe(
 }
 
 /// How a `moe` variant runs its experts: a loop over per-expert copies, grouped FP8 (the FP8
-/// element's bytes), and whether its placement's slots are out of expert order (EPLB).
+/// element's bytes), whether its placement's slots are out of expert order (EPLB), and whether
+/// grouped bf16 experts fuse SwiGLU into the gate/up GEMM (`grouped_bf16`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MoeRun {
     pub loops: bool,
     pub fp8: Option<usize>,
     pub reordered: bool,
+    pub fused: bool,
 }
 
 pub const MOE_WORKING_SET: &str = "layer working set (routed experts, combine, shared experts: the larger)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Storage;
+
+    #[test]
+    fn hopper_fuses_the_grouped_swiglu_and_holds_no_gate_up_buffer() {
+        for (model, fused) in [("NVIDIA H200", true), ("H100 80GB HBM3", true), ("GB200", false), ("B200", false), ("", false)] {
+            assert_eq!(Storage::device_named(model).fuses_swiglu(), fused, "{model}");
+        }
+        // gpt4's expert shapes at 32K, E=8 (H200 trace, BENCHMARKS.md): 65,536 rows, h 4096, F 8192.
+        let (rows, h, f) = (65_536u64, 4096, 8192);
+        let ab = n(2);
+        let fused = grouped_bf16(n(rows as usize), h, f, ab, true).get("x").unwrap();
+        let unfused = grouped_bf16(n(rows as usize), h, f, ab, false).get("x").unwrap();
+        assert_eq!(fused, rows * (2 * 4096 + 8192) * 2, "rows in, activation, output");
+        assert_eq!(unfused - fused, rows * 2 * 8192 * 2 - rows * 4096 * 2, "the [rows, 2F] buffer, less the output");
+    }
+}

@@ -442,6 +442,10 @@ impl Backend for CudaBackend {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm_swiglu(x, w, offsets)
     }
+    /// The fused TMA kernel runs on sm_90a (`select`: shapes it cannot take are not the targets').
+    fn fuses_grouped_swiglu(&self) -> bool {
+        self.target().has_wgmma()
+    }
     fn quantize_blocks(&self, x: &Tensor, blocks: Blocks) -> Result<BlockFp8> {
         self.quantize_blocks_op(x, blocks)
     }

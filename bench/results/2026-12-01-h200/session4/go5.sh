@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Session 4: the estimate sweep after the estimate learned that sm_90a fuses the grouped SwiGLU.
+set -uo pipefail
+cd /work/main
+L=.dev/lead
+export RWM_KERNEL_CACHE=/tmp/rwm-kernels OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mkdir -p target/release && cp $L/rwm-dist target/release/rwm-dist
+mkdir -p $OUT/sweep
+RWM_SWEEP_OUT=$OUT/sweep timeout 150 $L/estimate_sweep --nocapture gpu_estimates > $OUT/sweep-test.log 2>&1; echo "sweep rc=$?"
+tar czf $OUT/sweep.tgz -C $OUT sweep && rm -rf $OUT/sweep
+grep -E "^\||result|beyond" $OUT/sweep-test.log | tail -50
