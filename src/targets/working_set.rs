@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn hopper_fuses_the_grouped_swiglu_and_holds_no_gate_up_buffer() {
-        for (model, fused) in [("NVIDIA H200", true), ("H100 80GB HBM3", true), ("GB200", false), ("B200", false), ("", false)] {
+        for (model, fused) in
+            [("NVIDIA H200", true), ("H100 80GB HBM3", true), ("GB200", false), ("B200", false), ("", false)]
+        {
             assert_eq!(Storage::device_named(model).fuses_swiglu(), fused, "{model}");
         }
         // gpt4's expert shapes at 32K, E=8 (H200 trace, BENCHMARKS.md): 65,536 rows, h 4096, F 8192.
