@@ -1,7 +1,7 @@
 //! Attention: the naive baseline (per head: f32 scores from cuBLASLt, a softmax
 //! kernel, bf16 probabilities times V in cuBLASLt), the flash kernels
-//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at d = 128, and
-//! at d = 64 when chosen by name, kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
+//! (kernels/flash_attention.cu, head dims 64 and 128; on sm_90a at both,
+//! kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
 
 use super::blas::{Gemm, Ty};
 use super::flash_sm90::{FlashArgs, sm90_grid_fits, tma_aligned};

@@ -7,10 +7,9 @@
 //!   kernel (grouped_gemm.cu).
 //! - grouped GEMM + SwiGLU: fused into the TMA kernel's epilogue on sm_90a; elsewhere the
 //!   grouped GEMM then the SwiGLU kernel.
-//! - flash attention: on sm_90a, head dim 128, the warp-specialised TMA + wgmma kernel
+//! - flash attention: on sm_90a, head dims 128 and 64, the warp-specialised TMA + wgmma kernel
 //!   (flash_attention_sm90.cu) at every length, for every contract (offsets, odd lengths, f32
-//!   output); head dim 64 (its sm90 instantiations run by name until timed on a GPU) and every
-//!   other architecture the mma.sync kernel (flash_attention.cu);
+//!   output); every other architecture the mma.sync kernel (flash_attention.cu);
 //!   a tile whose shared memory the architecture lacks gives way to the smallest one.
 //! - FP8 (quantisation in fp8.cu, cuBLASLt e4m3 GEMMs): sm_89 and newer; refused on sm_80.
 //!
