@@ -237,9 +237,7 @@ impl Gpt4Target {
         let x = b.concat_rows(&[self.x.as_ref().expect("setup ran")])?;
         model.forward(b, x, &self.chunks, gemm, &mut attn, &mut moe)
     }
-}
 
-impl Gpt4Target {
     /// Each block's routing records, as the `moe` target's (`routing`, and `routing_layer` with
     /// several ranks): one batch, the step's tokens.
     fn routing_by_block(&self, ctx: &Ctx, tallies: Vec<RoutingTally>) -> Result<Vec<serde_json::Value>> {

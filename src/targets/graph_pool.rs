@@ -21,7 +21,7 @@ use crate::models::llama::LlamaConfig;
 /// One buffer made or freed, in the order the pass does it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
-    Alloc { id: usize, bytes: u64 },
+    Alloc { id: usize },
     Free { id: usize },
 }
 
@@ -41,7 +41,7 @@ impl Pass {
         let id = self.sizes.len();
         let bytes = bytes.max(1).div_ceil(ALIGN) * ALIGN;
         self.sizes.push(bytes);
-        self.events.push(Event::Alloc { id, bytes });
+        self.events.push(Event::Alloc { id });
         id
     }
 
@@ -54,8 +54,8 @@ impl Pass {
         let (mut live, mut peak) = (0u64, 0u64);
         for e in &self.events {
             match *e {
-                Event::Alloc { bytes, .. } => {
-                    live += bytes;
+                Event::Alloc { id } => {
+                    live += self.sizes[id];
                     peak = peak.max(live);
                 }
                 Event::Free { id } => live -= self.sizes[id],
@@ -73,7 +73,8 @@ impl Pass {
         let mut end = 0u64;
         for e in &self.events {
             match *e {
-                Event::Alloc { id, bytes } => {
+                Event::Alloc { id } => {
+                    let bytes = self.sizes[id];
                     let fit = free.iter().enumerate().filter(|(_, r)| r.1 >= bytes).min_by_key(|(_, r)| (r.1, r.0));
                     at[id] = match fit.map(|(i, r)| (i, *r)) {
                         Some((i, (start, len))) => {

@@ -121,7 +121,7 @@ impl CudaBackend {
         let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
-        let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let my = if y_tma { self.tensor_map(driver::TmaElem::Bf16, yp, r, n, 64, 64)? } else { mx };
         let tiles = (r.div_ceil(fk.rows) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
         let grid = tiles.min(self.sm_count() as usize) as u32;
         let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);

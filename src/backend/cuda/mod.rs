@@ -176,10 +176,10 @@ impl CudaBackend {
         args: &[Arg],
     ) -> Result<()> {
         let mut slots: Vec<u64> = args.iter().map(|a| a.0).collect();
-        let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut _).collect();
-        // SAFETY: one live 8-byte slot per kernel parameter (the kernel signatures in kernels/*.cu
-        // are matched by the callers); the slots outlive the call.
-        unsafe { self.launch_params((file, name), grid, block, smem, 1, &mut params) }
+        let l = driver::Launch { grid, block, smem, cluster: 1 };
+        // SAFETY: one 8-byte slot per kernel parameter (the kernel signatures in kernels/*.cu are
+        // matched by the callers), no tensor maps.
+        unsafe { self.launch_maps((file, name), l, &mut [], &mut slots) }
     }
 
     /// Launches a kernel whose parameters are `maps` (128-byte tensor maps, by value) followed by
@@ -200,11 +200,11 @@ impl CudaBackend {
             .chain(slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void))
             .collect();
         // SAFETY: one live pointer per parameter, as the caller guarantees; both arrays outlive the call.
-        unsafe { self.launch_params(kernel, l.grid, l.block, l.smem, l.cluster, &mut params) }
+        unsafe { self.launch_params(kernel, l, &mut params) }
     }
 
     /// Launches with raw parameter pointers (for parameters wider than 8 bytes, such as tensor maps),
-    /// in clusters of `cluster` blocks along x (1: no clusters).
+    /// in clusters of `l.cluster` blocks along x (1: no clusters).
     ///
     /// # Safety
     /// `params` must hold one pointer per kernel parameter, each to a live value of that parameter's
@@ -212,18 +212,15 @@ impl CudaBackend {
     pub(crate) unsafe fn launch_params(
         &self,
         (file, name): (&'static str, &'static str),
-        grid: (u32, u32, u32),
-        block: u32,
-        smem: u32,
-        cluster: u32,
+        l: driver::Launch,
         params: &mut [*mut std::ffi::c_void],
     ) -> Result<()> {
+        let driver::Launch { grid, block, smem, .. } = l;
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
         let f = self.function_with_smem(file, name, smem)?;
         self.ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
-        let l = driver::Launch { grid, block, smem, cluster };
         // SAFETY: the caller guarantees `params`.
         unsafe { driver::launch(&f, &self.stream, l, params) }
             .map_err(|e| cuda_err(format!("launch {file}:{name} grid {grid:?} block {block} smem {smem}"), e))?;
@@ -258,20 +255,9 @@ impl CudaBackend {
             .map_err(|e| cuda_err(format!("max active clusters of {name}"), e))
     }
 
-    /// A 2-D TMA tensor map over a row-major bf16 matrix [rows, cols] at `ptr`: boxes of
-    /// `box_rows` x `box_cols` (box_cols * 2 = 128 bytes), 128-byte swizzle, zero fill past the edges.
-    pub(crate) fn tensor_map_bf16(
-        &self,
-        ptr: u64,
-        rows: usize,
-        cols: usize,
-        box_rows: u32,
-        box_cols: u32,
-    ) -> Result<driver::TensorMap> {
-        self.tensor_map(driver::TmaElem::Bf16, ptr, rows, cols, box_rows, box_cols)
-    }
-
-    /// The same for bf16 or e4m3 elements (box_cols elements spanning 128 bytes).
+    /// A 2-D TMA tensor map over a row-major bf16 or e4m3 matrix [rows, cols] at `ptr`: boxes of
+    /// `box_rows` x `box_cols` (box_cols elements spanning 128 bytes), 128-byte swizzle, zero fill
+    /// past the edges.
     pub(crate) fn tensor_map(
         &self,
         elem: driver::TmaElem,

@@ -165,13 +165,13 @@ impl CudaBackend {
             ((row_blocks * col_blocks).min(self.sm_count() as usize) as u32, 1)
         };
         let w_rows = if o.swiglu { 2 * e * n } else { e * n };
-        let mx = self.tensor_map_bf16(xp, r, k, gk.bm as u32, 64)?;
+        let mx = self.tensor_map(driver::TmaElem::Bf16, xp, r, k, gk.bm as u32, 64)?;
         let w_box = if o.multicast || o.swiglu { gk.bn / 2 } else { gk.bn };
-        let mw = self.tensor_map_bf16(wp, w_rows, k, w_box as u32, 64)?;
+        let mw = self.tensor_map(driver::TmaElem::Bf16, wp, w_rows, k, w_box as u32, 64)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it
         // itself and the map is a placeholder.
         let y_tma = n.is_multiple_of(8);
-        let my = if y_tma { self.tensor_map_bf16(yp, r, n, 64, 64)? } else { mx };
+        let my = if y_tma { self.tensor_map(driver::TmaElem::Bf16, yp, r, n, 64, 64)? } else { mx };
         let mut slots = [op, yp, e as u64, n as u64, k as u64, y_tma as u64];
         let l = driver::Launch { grid: (grid, 1, 1), block: gk.threads, smem, cluster };
         // SAFETY: the parameters of the TG kernels in kernels/grouped_gemm_tma.cu: three 128-byte
