@@ -4,13 +4,16 @@
 //! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
 //!
 //!   cargo build --release --example ops_bench
-//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3]
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3,llama]
 //!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
 //! `--kernels` times only the flash and grouped GEMM kernels listed. On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
+//! `llama`: Llama 3.1 8B's gate/up with SwiGLU at 8K and 32K tokens, cuBLASLt then the SwiGLU kernel
+//! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
+//! SwiGLU) in GB/s.
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, FP8_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
@@ -50,6 +53,18 @@ impl Bench<'_> {
         Ok(ms[ms.len() / 2])
     }
 
+    /// A memory-bound op: `bytes` read and written, in GB/s (its JSON line also says tflops 0).
+    fn record_bytes(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
+        let gbps = bytes / ms / 1e6;
+        println!("{op:<28} {shape:<44} {ms:>10.3} ms {gbps:>9.1} GB/s");
+        if let Some(f) = &mut self.json {
+            let line =
+                serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "gbps": gbps, "tflops": 0.0});
+            writeln!(f, "{line}").unwrap();
+        }
+        self.rows.push((op.into(), shape.into(), ms, 0.0));
+    }
+
     fn record(&mut self, op: &str, shape: &str, flops: f64, ms: f64) {
         let tflops = flops / ms / 1e9;
         println!("{op:<28} {shape:<44} {ms:>10.3} ms {tflops:>9.1} TFLOP/s");
@@ -79,6 +94,50 @@ fn gemms(bench: &mut Bench) -> Result<()> {
     drop((xs, ws));
     let ms = bench.time(|i| b.matmul(&xq[i % 2], &wq[i % 2], DType::Bf16).map(drop))?;
     bench.record("gemm_fp8", "8192x8192x8192 (e4m3 per-tensor, bf16 out)", flops, ms);
+    Ok(())
+}
+
+/// Llama 3.1 8B's per-layer MLP entry and memory-bound ops at `s` tokens (two input sets: x alone is
+/// 64 MiB at 8K, more than L2).
+fn llama(bench: &mut Bench, s: usize) -> Result<()> {
+    let b = bench.b;
+    let (h, f, q, kv, d) = (4096usize, 14336usize, 4096usize, 1024usize, 128usize);
+    let xs: Vec<Tensor> = (0..2).map(|i| rand(b, &[s, h], DType::Bf16, 30 + i, 1.0)).collect::<Result<_>>()?;
+    let w = rand(b, &[2 * f, h], DType::Bf16, 40, 0.02)?;
+    let flops = 2.0 * (s * 2 * f * h) as f64;
+    let shape = format!("{s}x{}x{h}", 2 * f);
+    let ms = bench.time(|i| b.matmul(&xs[i % 2], &w, DType::Bf16).map(drop))?;
+    bench.record("llama_gate_up", &shape, flops, ms);
+    let gu: Vec<Tensor> = (0..2).map(|i| rand(b, &[s, 2 * f], DType::Bf16, 50 + i, 2.0)).collect::<Result<_>>()?;
+    let ms = bench.time(|i| b.swiglu(&gu[i % 2], None).map(drop))?;
+    bench.record_bytes("llama_swiglu", &format!("{s}x{f} (reads 2f, writes f)"), (s * 3 * f * 2) as f64, ms);
+    drop(gu);
+    let ms = bench.time(|i| b.swiglu(&b.matmul(&xs[i % 2], &w, DType::Bf16)?, None).map(drop))?;
+    bench.record("llama_gate_up_swiglu[cublaslt+swiglu]", &shape, flops, ms);
+    let ms = bench.time(|i| b.matmul_swiglu(&xs[i % 2], &w).map(drop))?;
+    let fused = if b.fuses_grouped_swiglu() { "fused" } else { "composed" };
+    bench.record(&format!("llama_gate_up_swiglu[{fused}]"), &shape, flops, ms);
+    drop(w);
+    let rs: Vec<Tensor> = (0..2).map(|i| rand(b, &[s, h], DType::Bf16, 60 + i, 1.0)).collect::<Result<_>>()?;
+    let nw = rand(b, &[h], DType::Bf16, 70, 1.0)?;
+    let ms = bench.time(|i| b.add_rms_norm(&xs[i % 2], &rs[i % 2], &nw, 1e-5).map(drop))?;
+    bench.record_bytes("llama_add_rms_norm", &format!("{s}x{h} (reads 2, writes 2)"), (4 * s * h * 2) as f64, ms);
+    let ms = bench.time(|i| b.rms_norm(&xs[i % 2], &nw, 1e-5).map(drop))?;
+    bench.record_bytes("llama_rms_norm", &format!("{s}x{h}"), (2 * s * h * 2) as f64, ms);
+    drop(rs);
+    let p = RopeParams {
+        theta: 500_000.0,
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position: 8192,
+    };
+    for (what, cols) in [("llama_rope_q", q), ("llama_rope_k", kv)] {
+        let t: Vec<Tensor> =
+            (0..2).map(|i| rand(b, &[s, cols / d, d], DType::Bf16, 80 + i, 1.0)).collect::<Result<_>>()?;
+        let ms = bench.time(|i| b.rope(&t[i % 2], 0, &p).map(drop))?;
+        bench.record_bytes(what, &format!("{s}x{}x{d}", cols / d), (2 * s * cols * 2) as f64, ms);
+    }
     Ok(())
 }
 
@@ -298,6 +357,11 @@ fn main() -> Result<()> {
     }
     if want("attn") {
         attention(&mut bench)?;
+    }
+    if want("llama") {
+        for s in [8192, 32_768] {
+            llama(&mut bench, s)?;
+        }
     }
     let mut offs = serde_json::Map::new();
     for s in &MOE_SHAPES {

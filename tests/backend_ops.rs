@@ -358,9 +358,14 @@ fn grouped_matmul_fp8_matches_the_block_scaled_reference() {
 #[test]
 fn rms_norm_and_fused_add() {
     for b in under_test() {
+        // On CUDA bf16 rows of h % 8 == 0 take the 16-byte kernels with 1 (h 64, 4096), 2 (8192) and
+        // 4 (20480) chunks a thread; h 36 the scalar bf16 kernel.
         for (rows, h, dt, wdt) in [
             (3usize, 64usize, DType::Bf16, DType::Bf16),
             (17, 4096, DType::Bf16, DType::F32),
+            (5, 8192, DType::Bf16, DType::Bf16),
+            (2, 20480, DType::Bf16, DType::F32),
+            (4, 36, DType::Bf16, DType::Bf16),
             (9, 100, DType::F32, DType::F32),
         ] {
             let seed = fresh_seed();
@@ -370,11 +375,12 @@ fn rms_norm_and_fused_add() {
             let tol = if dt == DType::F32 { 1e-5 } else { 1e-2 };
             poison(&*b, rows * h * 16);
             let want = get(&cpu(), &cpu().rms_norm(&cx, &cw, 1e-5).unwrap());
-            assert_close("rms_norm", &get(&*b, &b.rms_norm(&gx, &gw, 1e-5).unwrap()), &want, tol);
+            let what = format!("rows {rows} h {h} {dt:?} weight {wdt:?} seed {seed}");
+            assert_close(&format!("rms_norm {what}"), &get(&*b, &b.rms_norm(&gx, &gw, 1e-5).unwrap()), &want, tol);
             let (cs, cn) = cpu().add_rms_norm(&cx, &cr, &cw, 1e-6).unwrap();
             let (gs, gn) = b.add_rms_norm(&gx, &gr, &gw, 1e-6).unwrap();
-            assert_close("add_rms_norm sum", &get(&*b, &gs), &get(&cpu(), &cs), 0.0);
-            assert_close("add_rms_norm normed", &get(&*b, &gn), &get(&cpu(), &cn), tol);
+            assert_close(&format!("add_rms_norm sum {what}"), &get(&*b, &gs), &get(&cpu(), &cs), 0.0);
+            assert_close(&format!("add_rms_norm normed {what}"), &get(&*b, &gn), &get(&cpu(), &cn), tol);
         }
     }
 }
@@ -390,8 +396,15 @@ fn rope_llama3_scaled() {
     };
     let plain = RopeParams { factor: 1.0, theta: 10_000.0, ..llama };
     for b in under_test() {
+        // On CUDA bf16 with d % 16 == 0 takes the 16-byte kernel: Llama's q (32 heads, a row a block)
+        // and k (8 heads, 4 rows a block, the last block short), 4 heads (8 rows a block); d 24 the
+        // scalar bf16 kernel.
         for (s, heads, d, start, p, dt) in [
             (5usize, 4usize, 128usize, 0usize, llama, DType::Bf16),
+            (37, 32, 128, 0, llama, DType::Bf16),
+            (19, 8, 128, 70_000, llama, DType::Bf16),
+            (11, 3, 64, 9, plain, DType::Bf16),
+            (6, 3, 24, 5, plain, DType::Bf16),
             (33, 3, 64, 100_000, llama, DType::F32),
             (7, 2, 10, 3, plain, DType::F32),
         ] {
@@ -402,6 +415,36 @@ fn rope_llama3_scaled() {
             let tol = if dt == DType::F32 { 1e-5 } else { 1e-2 };
             assert_close(&format!("rope d {d} start {start}"), &get(&*b, &b.rope(&gx, start, &p).unwrap()), &want, tol);
         }
+    }
+}
+
+/// `matmul_swiglu` (on sm_90a the grouped TMA kernel's SwiGLU epilogue as one expert) against the
+/// reference's matmul then SwiGLU. k 20 is not a multiple of 8: cuBLASLt then the SwiGLU kernel.
+#[test]
+fn matmul_swiglu_matches_the_composition() {
+    for b in under_test() {
+        for (rows, f, k) in [
+            (&[300usize][..], 192usize, 256usize),
+            (&[64], 1408, 512),
+            (&[2, 150], 96, 128),
+            (&[5], 40, 24),
+            (&[7], 16, 20),
+        ] {
+            let seed = fresh_seed();
+            let r: usize = rows.iter().product();
+            let xs: Vec<usize> = rows.iter().copied().chain([k]).collect();
+            let (cx, gx) = both(&*b, &data(seed, r * k, 1.0), &xs, DType::Bf16);
+            let (cw, gw) = both(&*b, &data(seed + 1, 2 * f * k, 0.1), &[2 * f, k], DType::Bf16);
+            poison(&*b, r * f * 8);
+            let got = b.matmul_swiglu(&gx, &gw).unwrap();
+            let want_shape: Vec<usize> = rows.iter().copied().chain([f]).collect();
+            assert_eq!(got.shape(), &want_shape[..]);
+            let want = get(&cpu(), &cpu().swiglu(&cpu().matmul(&cx, &cw, DType::Bf16).unwrap(), None).unwrap());
+            assert_close(&format!("matmul_swiglu rows {rows:?} f {f} k {k} seed {seed}"), &get(&*b, &got), &want, 1e-2);
+        }
+        // w must hold gate and up rows: an odd count is refused, naming the op.
+        let (x, w) = (b.zeros(&[4, 16], DType::Bf16).unwrap(), b.zeros(&[7, 16], DType::Bf16).unwrap());
+        assert!(b.matmul_swiglu(&x, &w).unwrap_err().to_string().contains("matmul_swiglu"));
     }
 }
 

@@ -142,7 +142,7 @@ fn cpu_f32_says_what_transformers_says() {
         let c = config(&e);
         let m = model(&b, &c, DType::F32);
         for (attn, fused) in [(AttnAlgo::Naive, false), (AttnAlgo::Flash, true)] {
-            let mode = Mode { attn, fused_norm: fused, gemm: DType::F32 };
+            let mode = Mode { attn, fused_norm: fused, gemm: DType::F32, fused_swiglu: false };
             let ids: Vec<i32> = e.ids.iter().map(|&i| i as i32).collect();
             let x = m.hidden(&b, &b.upload_i32(&ids, &[ids.len()]).unwrap(), mode).unwrap();
             let got = b.download(&m.logits(&b, &x, mode).unwrap()).unwrap();
@@ -162,7 +162,14 @@ fn cpu_bf16_stays_close_to_transformers() {
         let e = expected(name);
         let c = config(&e);
         let m = model(&b, &c, DType::Bf16);
-        let v = m.score(&b, &e.ids, Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::Bf16 }, 5).unwrap();
+        let v = m
+            .score(
+                &b,
+                &e.ids,
+                Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::Bf16, fused_swiglu: false },
+                5,
+            )
+            .unwrap();
         assert_verdict(&v, &e, c.vocab, 2e-2, &format!("{name} bf16"));
     }
 }
@@ -174,7 +181,7 @@ fn a_wrong_load_shows_in_the_perplexity() {
     let b = CpuBackend::new();
     let e = expected("llama31");
     let c = LlamaConfig { rope_factor: 1.0, ..config(&e) };
-    let mode = Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F32 };
+    let mode = Mode { attn: AttnAlgo::Flash, fused_norm: true, gemm: DType::F32, fused_swiglu: false };
     let v = model(&b, &c, DType::F32).score(&b, &e.ids, mode, 5).unwrap();
     assert!(v.perplexity.unwrap() > 1.05 * e.perplexity, "{:?} vs {}", v.perplexity, e.perplexity);
 }
@@ -193,7 +200,9 @@ fn cuda_bf16_says_what_transformers_says() {
         let c = config(&e);
         let m = model(&b, &c, DType::Bf16);
         for (attn, fused) in [(AttnAlgo::Naive, false), (AttnAlgo::Flash, true)] {
-            let v = m.score(&b, &e.ids, Mode { attn, fused_norm: fused, gemm: DType::Bf16 }, 5).unwrap();
+            let v = m
+                .score(&b, &e.ids, Mode { attn, fused_norm: fused, gemm: DType::Bf16, fused_swiglu: false }, 5)
+                .unwrap();
             assert_verdict(&v, &e, c.vocab, 2e-2, &format!("{name} cuda {attn:?}"));
         }
     }

@@ -34,12 +34,13 @@ fn expected() -> Expected {
     Expected { cfg, ids, logits }
 }
 
-/// Logits of every position on backend `b` with weights in `dt`.
+/// Logits of every position on backend `b` with weights in `dt`; `fused`: residual adds in the norms
+/// and SwiGLU in the gate/up GEMM (`matmul_swiglu`: on sm_90a the fused TMA kernel).
 fn all_logits(b: &dyn Backend, e: &Expected, dt: DType, attn: AttnAlgo, fused: bool) -> Vec<f32> {
     let src = Source::load(&fixture().join("model")).unwrap();
     let model = Llama::new(b, &e.cfg, &src, dt).unwrap();
     let ids = b.upload_i32(&e.ids, &[e.ids.len()]).unwrap();
-    let mode = Mode { attn, fused_norm: fused, gemm: dt };
+    let mode = Mode { attn, fused_norm: fused, gemm: dt, fused_swiglu: fused };
     let x = model.hidden(b, &ids, mode).unwrap();
     b.download(&model.logits(b, &x, mode).unwrap()).unwrap()
 }

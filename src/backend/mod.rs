@@ -123,6 +123,12 @@ pub trait Backend: Send + Sync {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.swiglu(&self.grouped_matmul(x, w, offsets)?, None)
     }
+    /// swiglu(matmul(x, w)) for x [.., k] and w [2f, k] holding the gate rows then the up rows
+    /// -> [.., f] in x's dtype. A backend may fuse the two (the CUDA one on sm_90a: the grouped
+    /// kernel's SwiGLU epilogue as one expert over every row); this composes them.
+    fn matmul_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        self.swiglu(&self.matmul(x, w, x.dtype())?, None)
+    }
     /// Whether `grouped_matmul_swiglu` is one kernel here (no [r, 2f] buffer): memory estimates ask.
     fn fuses_grouped_swiglu(&self) -> bool {
         false

@@ -167,6 +167,7 @@ impl HfConfig {
             seed: asked.seed,
             weights: asked.weights.clone(),
             prompt: asked.prompt.clone(),
+            fused_swiglu: asked.fused_swiglu,
             // Without llama3 scaling these keys have no effect: keep what was asked.
             rope_low_freq_factor: if rope_scaled { self.arch.rope_low_freq_factor } else { asked.rope_low_freq_factor },
             rope_high_freq_factor: if rope_scaled {

@@ -37,6 +37,14 @@ pub struct LlamaConfig {
     /// Its top next tokens and perplexity are reported; timing repeats or cuts it to seq_len.
     #[serde(default)]
     pub prompt: String,
+    /// The fused variants' SwiGLU in the gate/up GEMM's epilogue where the GPU fuses it (sm_90a:
+    /// the grouped TMA kernel as one expert); false: cuBLASLt's GEMM, then the SwiGLU kernel.
+    #[serde(default = "yes")]
+    pub fused_swiglu: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl LlamaConfig {
@@ -60,6 +68,7 @@ impl LlamaConfig {
             seed: 0,
             weights: String::new(),
             prompt: String::new(),
+            fused_swiglu: true,
         }
     }
 
@@ -235,6 +244,9 @@ pub struct Mode {
     /// Residual add fused into the following RMSNorm.
     pub fused_norm: bool,
     pub gemm: DType,
+    /// SwiGLU in the gate/up GEMM (`Backend::matmul_swiglu`) instead of a pass of its own;
+    /// bf16/f32 GEMMs only (FP8 keeps its quantised gate/up GEMM).
+    pub fused_swiglu: bool,
 }
 
 impl Llama {
@@ -354,7 +366,11 @@ impl Llama {
                 x = b.add(&x, &o)?;
                 b.rms_norm(&x, &l.mlp_norm, c.eps)?
             };
-            let d = l.mlp.forward(b, &n2, mode.gemm)?;
+            let d = if mode.fused_swiglu && mode.gemm != DType::F8 {
+                l.mlp.forward_fused_swiglu(b, &n2)?
+            } else {
+                l.mlp.forward(b, &n2, mode.gemm)?
+            };
             if mode.fused_norm {
                 pending = Some(d);
             } else {

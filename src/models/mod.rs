@@ -61,6 +61,11 @@ impl Mlp {
         self.down.forward(b, &a, dtype)
     }
 
+    /// The same in x's dtype with SwiGLU in the gate/up GEMM where the backend fuses it.
+    pub fn forward_fused_swiglu(&self, b: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(b, &b.matmul_swiglu(x, &self.gate_up.w)?, x.dtype())
+    }
+
     pub fn linears(&mut self) -> [&mut Linear; 2] {
         [&mut self.gate_up, &mut self.down]
     }

@@ -119,8 +119,9 @@ impl Pass {
 /// RoPE, the attention output and its log-sum-exp, the output projection, the fused norm, the
 /// gate/up GEMM, SwiGLU and the down projection; the final add, the last row, its norm and the
 /// logits. K and V stay (the KV cache) until the layers end. With FP8 GEMMs each projection
-/// first quantises its input (e4m3 bytes, a scale and an amax, freed after the GEMM).
-pub fn llama_pass(c: &LlamaConfig, fp8: bool) -> Pass {
+/// first quantises its input (e4m3 bytes, a scale and an amax, freed after the GEMM). With
+/// `fused_swiglu` the gate/up GEMM writes the activation itself (no [s, 2f] buffer).
+pub fn llama_pass(c: &LlamaConfig, fp8: bool, fused_swiglu: bool) -> Pass {
     let mut p = Pass::default();
     let s = c.seq_len as u64;
     let (h, q, kv, f) = (c.hidden as u64, c.q_dim() as u64, c.kv_dim() as u64, c.ffn as u64);
@@ -165,9 +166,14 @@ pub fn llama_pass(c: &LlamaConfig, fp8: bool) -> Pass {
         let sum = p.alloc(bf(h));
         p.free(x);
         x = sum;
-        let gate_up = linear(&mut p, h, s, bf(2 * f));
-        let act = p.alloc(bf(f));
-        p.free(gate_up);
+        let act = if fused_swiglu {
+            linear(&mut p, h, s, bf(f))
+        } else {
+            let gate_up = linear(&mut p, h, s, bf(2 * f));
+            let act = p.alloc(bf(f));
+            p.free(gate_up);
+            act
+        };
         pending = Some(linear(&mut p, f, s, bf(h)));
         p.free(act);
         for t in [norm2, o, a] {
@@ -192,8 +198,8 @@ pub fn llama_pass(c: &LlamaConfig, fp8: bool) -> Pass {
 }
 
 /// The graph pool's term for a llama graph variant.
-pub fn llama(c: &LlamaConfig, fp8: bool) -> Checked {
-    Checked::from(llama_pass(c, fp8).holes())
+pub fn llama(c: &LlamaConfig, fp8: bool, fused_swiglu: bool) -> Checked {
+    Checked::from(llama_pass(c, fp8, fused_swiglu).holes())
 }
 
 #[cfg(test)]
@@ -240,9 +246,9 @@ mod tests {
         // the H200 (RWM_MEM_TRACE), its graph 288.5 MiB higher (0.5 of it the logits); at L=32
         // the graph was 224.5 MiB above the eager pass on the H100.
         let c = |layers| LlamaConfig { layers, seq_len: 8192, ..LlamaConfig::llama31_8b() };
-        let p = llama_pass(&c(2), false);
+        let p = llama_pass(&c(2), false, false);
         assert_eq!(p.live_peak(), 992 * MIB);
         assert_eq!(p.holes(), 288 * MIB);
-        assert_eq!(llama_pass(&c(32), false).holes(), 224 * MIB);
+        assert_eq!(llama_pass(&c(32), false, false).holes(), 224 * MIB);
     }
 }

@@ -34,9 +34,16 @@ impl LlamaTarget {
     }
 }
 
-/// How the model runs `v`.
-fn mode(v: &Variant) -> Mode {
-    Mode { attn: v.attention(), fused_norm: v.recipe().fused_norm, gemm: v.gemm }
+/// How the model runs `v` of `c`.
+fn mode(c: &LlamaConfig, v: &Variant) -> Mode {
+    let fused_norm = v.recipe().fused_norm;
+    Mode { attn: v.attention(), fused_norm, gemm: v.gemm, fused_swiglu: fused_norm && c.fused_swiglu }
+}
+
+/// Whether `v`'s gate/up GEMM writes the SwiGLU activation itself where it runs (`at`): the fused
+/// variants with bf16 GEMMs on a GPU that fuses it (sm_90a), unless `llama.fused_swiglu=false`.
+fn swiglu_in_gemm(c: &LlamaConfig, v: &Variant, at: Storage) -> bool {
+    mode(c, v).fused_swiglu && v.gemm != DType::F8 && at.fuses_swiglu()
 }
 
 pub const REGISTRATION: Registration = Registration {
@@ -116,10 +123,11 @@ impl Target for LlamaConfig {
         } else {
             n(0)
         };
-        let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16))?;
+        let fused = swiglu_in_gemm(self, v, at);
+        let phases = super::working_set::llama(inputs.estimate()?, self, at.bytes(DType::Bf16), fused)?;
         // Only the CUDA backend records the graph; its pool maps the capture's packing, holes included.
         let graph = if v.recipe().graph && matches!(at, Storage::Device { .. }) {
-            super::graph_pool::llama(self, v.gemm == DType::F8)
+            super::graph_pool::llama(self, v.gemm == DType::F8, fused)
         } else {
             n(0)
         };
@@ -184,7 +192,7 @@ impl Workload for LlamaTarget {
         let b = ctx.backend.as_ref();
         self.graph = None;
         // FP8 weight copies exist only while an FP8 variant runs.
-        let mode = mode(v);
+        let mode = mode(&self.cfg, v);
         let want = mode.gemm == DType::F8;
         let model = self.model.as_mut().expect("setup ran");
         if want != self.fp8_ready {
@@ -210,7 +218,7 @@ impl Workload for LlamaTarget {
             return Ok(b.concat_rows(&[g.output()])?);
         }
         let model = self.model.as_ref().expect("setup ran");
-        Ok(model.prefill(b, self.ids.as_ref().expect("setup ran"), mode(v))?)
+        Ok(model.prefill(b, self.ids.as_ref().expect("setup ran"), mode(&self.cfg, v))?)
     }
     fn tokens(&self) -> usize {
         self.cfg.seq_len
@@ -230,7 +238,7 @@ impl Workload for LlamaTarget {
         if let Some((ids, tok)) = &self.prompt {
             // Untimed: this variant's arithmetic on the prompt exactly as written.
             let model = self.model.as_ref().expect("setup ran");
-            let v = model.score(ctx.backend.as_ref(), ids, mode(v), TOP_K)?;
+            let v = model.score(ctx.backend.as_ref(), ids, mode(c, v), TOP_K)?;
             let text = |id: u32| tok.as_ref().map(|t| t.token_text(id));
             let next: Vec<_> = v.top.iter().map(|&(id, p)| json!({"id": id, "text": text(id), "p": p})).collect();
             m.insert("prompt".into(), json!({"tokens": v.tokens, "perplexity": v.perplexity, "next": next}));
@@ -241,6 +249,8 @@ impl Workload for LlamaTarget {
         let scores = if v.attention() == AttnAlgo::Naive { (c.seq_len * c.seq_len * 4) as u64 } else { 0 };
         m.insert("attn_score_bytes".into(), json!(scores));
         m.insert("cuda_graph".into(), json!(self.graph.is_some()));
+        let b = ctx.backend.as_ref();
+        m.insert("swiglu_in_gemm".into(), json!(swiglu_in_gemm(c, v, Storage::measured_on(b))));
         Ok(m)
     }
 }

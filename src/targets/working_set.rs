@@ -99,11 +99,17 @@ pub fn grouped_fp8(rows: Checked, h: usize, fe: usize, ab: Checked, b8: Checked)
 /// attention output and the workspace (the normed input is dropped before); MLP, the residual,
 /// the attention output and its projection (both held to the layer's end), the normed MLP input,
 /// and the fused gate/up output (2F) beside the activation (F).
-pub fn llama(budget: Budget, c: &crate::models::llama::LlamaConfig, b_a: usize) -> Result<Budget, MemoryError> {
+pub fn llama(
+    budget: Budget,
+    c: &crate::models::llama::LlamaConfig,
+    b_a: usize,
+    fused_swiglu: bool,
+) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len);
     let (h, q, f, ab) = (n(c.hidden), n(c.q_dim()), n(c.ffn), n(b_a));
     let attention = t * (h + n(2) * q) * ab + Checked::from(budget.bytes(term::ATTENTION));
-    let mlp = t * (n(3) * h + q + n(3) * f) * ab;
+    // Gate/up [t, 2f] and the activation [t, f]; fused into the GEMM, the activation alone.
+    let mlp = t * (n(3) * h + q + n(if fused_swiglu { 1 } else { 3 }) * f) * ab;
     let terms: Vec<Term> = budget.terms.into_iter().filter(|t| t.name != term::ACTIVATIONS).collect();
     beside_workspace(terms, attention, mlp, MLP_PHASE)
 }

@@ -30,8 +30,28 @@ impl CudaBackend {
             (_, _, true) => "add_rms_norm_f32_f32",
         };
         let out = self.alloc(&x.shape, x.dtype)?;
-        let block = if h >= 4096 { 512 } else { 256 };
         let grid = (rows as u32, 1, 1);
+        if rows > 0 && x.dtype == DType::Bf16 {
+            let sum = residual.map(|_| self.alloc(&x.shape, x.dtype)).transpose()?;
+            let mut ptrs = vec![self.ptr(&out)?, self.ptr(x)?, self.ptr(w)?];
+            if let (Some(r), Some(s)) = (residual, &sum) {
+                ptrs.extend([self.ptr(r)?, self.ptr(s)?]);
+            }
+            if let Some((chunks, block)) = norm_x8_launch(h, &ptrs) {
+                let name = NORM_X8[residual.is_some() as usize][(w.dtype != DType::Bf16) as usize]
+                    [chunks.trailing_zeros() as usize];
+                let (o, xp, wp) = (ptrs[0], ptrs[1], ptrs[2]);
+                match residual {
+                    None => self.launch("norm.cu", name, grid, block, 0, args![o, xp, wp, h, eps])?,
+                    Some(_) => {
+                        let a = args![ptrs[4], o, xp, ptrs[3], wp, h, eps];
+                        self.launch("norm.cu", name, grid, block, 0, a)?
+                    }
+                }
+                return Ok((sum, out));
+            }
+        }
+        let block = if h >= 4096 { 512 } else { 256 };
         match residual {
             None => {
                 let a = args![self.ptr(&out)?, self.ptr(x)?, self.ptr(w)?, h, eps];
@@ -68,7 +88,16 @@ impl CudaBackend {
         let f = self.inv_freq(d, p)?;
         let out = self.alloc(&x.shape, x.dtype)?;
         let fp = f.device_ptr(&self.stream).0;
-        let a = args![self.ptr(&out)?, self.ptr(x)?, fp, heads, d, start];
+        let (op, xp) = (self.ptr(&out)?, self.ptr(x)?);
+        if x.dtype == DType::Bf16 && d.is_multiple_of(16) && op.is_multiple_of(16) && xp.is_multiple_of(16) && s > 0 {
+            // About 256 (row, head, 8 pairs) items a block: several rows a block for few heads (Llama's k).
+            let rows = (256 / (heads * d / 16)).clamp(1, 16);
+            let a = args![op, xp, fp, heads, d, start, s, rows];
+            let grid = (s.div_ceil(rows) as u32, 1, 1);
+            self.launch("rope.cu", "rope_bf16_x8", grid, 256, (rows * d * 4) as u32, a)?;
+            return Ok(out);
+        }
+        let a = args![op, xp, fp, heads, d, start];
         self.launch("rope.cu", name, (s as u32, 1, 1), 256, (d * 4) as u32, a)?;
         Ok(out)
     }
@@ -164,4 +193,31 @@ impl CudaBackend {
         self.launch("elementwise.cu", name, self.grid_1d(n, 256), 256, 0, args![self.ptr(&y)?, self.ptr(x)?, n])?;
         Ok(y)
     }
+}
+
+/// norm.cu's 16-byte kernels by [with the residual][f32 weight][log2 chunks a thread].
+const NORM_X8: [[[&str; 3]; 2]; 2] = [
+    [
+        ["rms_norm_x8_c1_bf16", "rms_norm_x8_c2_bf16", "rms_norm_x8_c4_bf16"],
+        ["rms_norm_x8_c1_f32", "rms_norm_x8_c2_f32", "rms_norm_x8_c4_f32"],
+    ],
+    [
+        ["add_rms_norm_x8_c1_bf16", "add_rms_norm_x8_c2_bf16", "add_rms_norm_x8_c4_bf16"],
+        ["add_rms_norm_x8_c1_f32", "add_rms_norm_x8_c2_f32", "add_rms_norm_x8_c4_f32"],
+    ],
+];
+
+/// The 16-byte RMSNorm kernels (`rms_norm_x8_c{C}_*` in norm.cu) for rows of `h` bf16 columns at
+/// `ptrs` (every row base 16-byte aligned): (chunks of 8 columns a thread, threads), or None for the
+/// scalar kernels. Fewest chunks a thread with at most 512 threads (4096 columns: 1 chunk, 512 threads;
+/// up to 32768 columns with 4 chunks and 1024 threads).
+pub(crate) fn norm_x8_launch(h: usize, ptrs: &[u64]) -> Option<(usize, u32)> {
+    let aligned = ptrs.iter().all(|p| p.is_multiple_of(16)) && (2 * h).is_multiple_of(16);
+    let h8 = h / 8;
+    if !aligned || h8 == 0 {
+        return None;
+    }
+    let chunks = [1usize, 2, 4].into_iter().find(|c| h8.div_ceil(*c) <= 512).unwrap_or(4);
+    let threads = h8.div_ceil(chunks).next_multiple_of(32);
+    (threads <= 1024).then_some((chunks, threads as u32))
 }

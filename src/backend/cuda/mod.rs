@@ -95,6 +95,8 @@ pub struct CudaBackend {
     pool: Option<driver::Pool>,
     /// RoPE inverse frequencies on the device, per (head dim, params).
     rope_freqs: std::sync::Mutex<Vec<RopeFreqs>>,
+    /// Offsets [0, r] of one expert over r rows (`matmul_swiglu` on the grouped kernel), per r.
+    one_expert: std::sync::Mutex<Vec<(usize, Arc<CudaSlice<i32>>)>>,
     choice: choice::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,
@@ -141,6 +143,7 @@ impl CudaBackend {
             blas,
             pool,
             rope_freqs: Default::default(),
+            one_expert: Default::default(),
             choice: Default::default(),
             sync_check: std::env::var("RWM_CUDA_SYNC_CHECK").is_ok_and(|v| v == "1"),
         })
@@ -429,6 +432,9 @@ impl Backend for CudaBackend {
         self.grouped_gemm_swiglu(x, w, offsets)
     }
     /// The fused TMA kernel runs on sm_90a (`select`: shapes it cannot take are not the targets').
+    fn matmul_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        self.gemm_swiglu(x, w)
+    }
     fn fuses_grouped_swiglu(&self) -> bool {
         self.target().has_wgmma()
     }

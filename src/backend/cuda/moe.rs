@@ -137,6 +137,48 @@ impl CudaBackend {
         Ok(y)
     }
 
+    /// silu(x w_gate^T) * (x w_up^T) for x [.., k] and w [2f, k] (gate rows, then up rows): on sm_90a the
+    /// fused TMA kernel as one expert over all rows, else (or where it does not take the shape) the
+    /// cuBLASLt GEMM then the SwiGLU kernel.
+    pub(crate) fn gemm_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let k = x.shape.last().copied().unwrap_or(0);
+        check("matmul_swiglu", w.shape.len() == 2 && w.shape[1] == k && w.shape[0].is_multiple_of(2), || {
+            format!("x {x:?} w {w:?}: w must be [2f, k], gate rows then up rows")
+        })?;
+        let (r, f) = (x.numel() / k.max(1), w.shape[0] / 2);
+        let (xp, wp) = (self.ptr(x)?, self.ptr(w)?);
+        // TMA reads 16-byte aligned bases and row strides.
+        let fused = x.dtype == DType::Bf16
+            && w.dtype == DType::Bf16
+            && r > 0
+            && f > 0
+            && k.is_multiple_of(8)
+            && xp.is_multiple_of(16)
+            && wp.is_multiple_of(16);
+        let gk = match fused.then(|| self.select(Op::GroupedMatmulSwiglu { r, e: 1, f, k })).transpose()? {
+            Some(Path::GroupedSwiglu(gk)) => gk,
+            _ => return self.swiglu_op(&self.gemm(x, w, x.dtype)?, None),
+        };
+        let mut shape = x.shape.clone();
+        *shape.last_mut().unwrap() = f;
+        let y = self.alloc(&shape, DType::Bf16)?;
+        let op = self.one_expert_offsets(r)?.device_ptr(&self.stream).0;
+        self.launch_tma_grouped(&gk, [xp, wp, op, self.ptr(&y)?], r, 1, f, k)?;
+        Ok(y)
+    }
+
+    /// [0, r] on the device, uploaded once per r (before any graph capture: the eager pass makes it).
+    fn one_expert_offsets(&self, r: usize) -> Result<Arc<CudaSlice<i32>>> {
+        let mut cache = self.one_expert.lock().unwrap();
+        if let Some((_, o)) = cache.iter().find(|(rr, _)| *rr == r) {
+            return Ok(o.clone());
+        }
+        check("matmul_swiglu", r < i32::MAX as usize, || format!("{r} rows"))?;
+        let o = Arc::new(self.stream.clone_htod(&[0, r as i32]).map_err(|e| cuda_err("upload offsets", e))?);
+        cache.push((r, o.clone()));
+        Ok(o)
+    }
+
     /// Launches a TG kernel of kernels/grouped_gemm_tma.cu on pointers [x, w, offsets, y] for `r` rows,
     /// `e` experts, `n` output columns (with SwiGLU: f, of 2f weight rows) and depth `k`.
     fn launch_tma_grouped(
