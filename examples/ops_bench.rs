@@ -4,14 +4,14 @@
 //! line (bench/run_ops.sh joins them with PyTorch's numbers from bench/peers/torch_ops.py).
 //!
 //!   cargo build --release --example ops_bench
-//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3,llama]
+//!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3,llama,llama32k]
 //!       [--variants] [--kernels grouped_a,grouped_b]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
 //! `--kernels` times only the flash and grouped GEMM kernels listed. On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
-//! `llama`: Llama 3.1 8B's gate/up with SwiGLU at 8K and 32K tokens, cuBLASLt then the SwiGLU kernel
+//! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
 //! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
 //! SwiGLU) in GB/s.
 
@@ -358,8 +358,8 @@ fn main() -> Result<()> {
     if want("attn") {
         attention(&mut bench)?;
     }
-    if want("llama") {
-        for s in [8192, 32_768] {
+    for (key, s) in [("llama", 8192), ("llama32k", 32_768)] {
+        if want(key) {
             llama(&mut bench, s)?;
         }
     }

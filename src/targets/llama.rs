@@ -254,3 +254,32 @@ impl Workload for LlamaTarget {
         Ok(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: &str) -> Variant {
+        variants().into_iter().find(|s| s.name == name).unwrap().resolve(DType::Bf16)
+    }
+
+    #[test]
+    fn swiglu_in_gemm_only_for_fused_bf16_variants_on_a_fusing_gpu_and_the_budget_follows() {
+        let c = LlamaConfig::llama31_8b();
+        let (hopper, other) = (Storage::Device { fused_swiglu: true }, Storage::Device { fused_swiglu: false });
+        assert!(swiglu_in_gemm(&c, &variant("optimized"), hopper));
+        assert!(!swiglu_in_gemm(&c, &variant("optimized"), other));
+        assert!(!swiglu_in_gemm(&c, &variant("optimized"), Storage::Counter));
+        assert!(!swiglu_in_gemm(&c, &variant("fp8"), hopper));
+        assert!(!swiglu_in_gemm(&c, &variant("baseline"), hopper));
+        let off = LlamaConfig { fused_swiglu: false, ..c.clone() };
+        assert!(!swiglu_in_gemm(&off, &variant("optimized"), hopper));
+        // The fused pass holds no [s, 2f] gate/up buffer: the MLP phase is 2 * s * f * 2 bytes smaller.
+        let dims = ParallelDims::single();
+        let total = |c: &LlamaConfig, at| c.run_budget(&dims, &variant("optimized"), at).unwrap();
+        let (fused, split) = (total(&c, hopper), total(&c, other));
+        let mlp = |b: &Budget| b.bytes(crate::targets::working_set::MLP_PHASE);
+        assert_eq!(mlp(&split) - mlp(&fused), (2 * c.seq_len * c.ffn * 2) as u64);
+        assert!(fused.total < split.total);
+    }
+}
