@@ -38,13 +38,12 @@ pub struct LlamaConfig {
     #[serde(default)]
     pub prompt: String,
     /// The fused variants' SwiGLU in the gate/up GEMM's epilogue where the GPU fuses it (sm_90a:
-    /// the grouped TMA kernel as one expert); false: cuBLASLt's GEMM, then the SwiGLU kernel.
-    #[serde(default = "yes")]
+    /// the grouped TMA kernel as one expert); false: cuBLASLt's GEMM, then the SwiGLU kernel. Off by
+    /// default: on the H200 at 8K the TMA kernel's 623 TFLOP/s against cuBLASLt's 692 costs more than
+    /// the SwiGLU pass it saves (213.3 against 210.0 ms a prefill, BENCHMARKS.md); it saves the
+    /// [s, 2f] buffer (0.37 GiB of peak at 8K).
+    #[serde(default)]
     pub fused_swiglu: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl LlamaConfig {
@@ -68,7 +67,7 @@ impl LlamaConfig {
             seed: 0,
             weights: String::new(),
             prompt: String::new(),
-            fused_swiglu: true,
+            fused_swiglu: false,
         }
     }
 
