@@ -15,7 +15,7 @@
 //   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
 //     tile j - 1, and the softmax of tile j runs while P V is still in flight.
 // Key tiles run from the last (the diagonal, masked) to the first.
-// Tile order, one of three (templates L2, PERS):
+// Tile order, one of four (templates L2, PERS):
 //   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
 //     and causal blocks take the heaviest query tiles first (blockIdx.y reversed);
 //   - L2 (FA3's sections, hopper/tile_scheduler.hpp; `_l2` kernels): a 1-D grid of hq x ceil(sq / 128)
@@ -23,8 +23,10 @@
 //     whose K and V fit in F3_L2_KV bytes; a section runs to its end before the next starts, its query
 //     tiles heaviest first (causal) with its heads fastest, so a wave reads the K and V of few KV heads
 //     (at 32K, 2 of 8: 32 MB instead of 128 MB). Where all heads fit (8K), the two orders are the same.
-//   - PERS (`_pers` kernels): one block an SM walks the tiles of the first order (see f3_tile), the next
-//     tile's loads under the current tile's last P V and O stores.
+//   - PERS = 1 (`_pers` kernels): one block an SM walks the tiles of the first order (see f3_tile), the
+//     next tile's loads under the current tile's last P V and O stores;
+//   - PERS = 2 (`_dyn` kernels): the same, but the next tile of the first order goes to the first block
+//     that asks (an atomic counter in global memory, FA3's DynamicPersistentTileScheduler).
 #include "common.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
@@ -72,13 +74,26 @@ __device__ __forceinline__ void f3_tile_l2(int t, int D, int sq, int sk, int hq,
     qt = causal ? nqt - 1 - blk : blk;
 }
 
-// Persistent (PERS; `_pers` kernels, FA3's persistent scheduler without the atomic): a grid of at most one
+// Persistent (PERS = 1; `_pers` kernels, FA3's persistent scheduler without the atomic): a grid of at most one
 // block an SM walks the tiles of the (hq, query tile) order above, heaviest first: tile rd * G + b in even
 // rounds rd and rd * G + G - 1 - b in odd ones (G blocks, block b), a boustrophedon that balances the causal
 // work as well as handing the next heaviest tile to the first free SM (FA3's semaphore) and needs no
 // counter in global memory. The K/V stages and the ping-pong turns run on across tiles, so the producer
 // loads the next tile's K, then its Q (once both consumer warpgroups have issued their last S = Q K^T of
 // the current tile: the qempty mbarrier), then V, while the consumers finish P V and store O.
+// Tile idx of the persistent kernels' order -> (head h, query tile qt): heads fastest, heaviest first.
+template <bool L2>
+__device__ __forceinline__ void f3_map(int idx, int D, int sq, int sk, int hq, int hkv, int causal, int& h, int& qt) {
+    const int nqt = (sq + F3_BQ - 1) / F3_BQ;
+    if constexpr (L2) {
+        f3_tile_l2(idx, D, sq, sk, hq, hkv, causal, h, qt);
+    } else {
+        const int blk = idx / hq;
+        h = idx - blk * hq;
+        qt = causal ? nqt - 1 - blk : blk;
+    }
+}
+
 template <bool PERS, bool L2>
 __device__ __forceinline__ bool f3_tile(int rd, int D, int sq, int sk, int hq, int hkv, int causal, int& h, int& qt) {
     const int nqt = (sq + F3_BQ - 1) / F3_BQ;
@@ -92,21 +107,20 @@ __device__ __forceinline__ bool f3_tile(int rd, int D, int sq, int sk, int hq, i
         const int G = gridDim.x, T = hq * nqt, b = blockIdx.x;
         const i64 idx = (i64)rd * G + ((rd & 1) ? G - 1 - b : b);
         if (idx >= T) return false;  // rounds are filled from one end: nothing for this block after it
-        if constexpr (L2) {
-            f3_tile_l2((int)idx, D, sq, sk, hq, hkv, causal, h, qt);
-        } else {
-            const int blk = (int)idx / hq;
-            h = (int)idx - blk * hq;
-            qt = causal ? nqt - 1 - blk : blk;
-        }
+        f3_map<L2>((int)idx, D, sq, sk, hq, hkv, causal, h, qt);
         return true;
     }
 }
 
-template <int D, int STAGES, bool PP, bool L2, bool PERS, class OT>
+// PERS = 2: block b starts with tile b; the producer thread then takes tile G + atomicAdd(ctr, 1) (FA3's
+// prefetch: after issuing the current tile's loads) and hands each tile to the consumers through two
+// slots in shared memory (tfull / tempty mbarriers); a tile index >= T ends the walk. Each block makes
+// one fetch past the end, so the T fetches return 0 .. T - 1 and the one that gets T - 1 is the last:
+// it sets the counter back to 0 for the next launch (one stream: launches never overlap).
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
-                               float scale_log2) {
+                               float scale_log2, int* __restrict__ tile_ctr) {
     static_assert(D == 64 || D == 128, "head dim 64 or 128");
     constexpr int NB = D / 64;         // TMA boxes a tile
     constexpr u32 BOX = 128 * 64 * 2;  // one TMA box: 128 rows x 64 columns (128 bytes a row)
@@ -116,6 +130,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     const u32 base = ((u32)__cvta_generic_to_shared(smem_raw) + 1023) & ~1023u;
     const u32 sQ = base, sK = sQ + TILE, sV = sK + STAGES * TILE, bars = sV + STAGES * TILE;
     const u32 qfull = bars, qempty = bars + 8 * (1 + 4 * STAGES);
+    auto tfull = [&](int j) { return bars + 8 * (2 + 4 * STAGES + j); };   // PERS = 2: tile slot j (0, 1)
+    auto tempty = [&](int j) { return bars + 8 * (4 + 4 * STAGES + j); };
+    const u32 tslot = bars + 8 * (6 + 4 * STAGES);  // two u32
+    const int T = hq * ((sq + F3_BQ - 1) / F3_BQ);
     auto kfull = [&](int s) { return bars + 8 * (1 + s); };
     auto vfull = [&](int s) { return bars + 8 * (1 + STAGES + s); };
     auto kempty = [&](int s) { return bars + 8 * (1 + 2 * STAGES + s); };
@@ -136,6 +154,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     if (tid == 0) {
         mbar_init(qfull, 1);
         mbar_init(qempty, 8);  // lane 0 of each consumer warp (PERS)
+        for (int j = 0; j < 2; j++) {
+            mbar_init(tfull(j), 1);
+            mbar_init(tempty(j), 8);
+        }
         for (int s = 0; s < STAGES; s++) {
             mbar_init(kfull(s), 1);
             mbar_init(vfull(s), 1);
@@ -147,7 +169,12 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     __syncthreads();
 
     if (wg == 0) {
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+        // 32 for the dynamic walk's extra state (2 x 240 + 32 registers x 128 threads fill the register file).
+        if constexpr (PERS == 2) {
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
+        } else {
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+        }
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
@@ -179,16 +206,32 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 #pragma unroll
                 for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * BOX, mq, 64 * b, h, q0, qfull);
             };
-            for (int rd = 0; f3_tile<PERS, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt); rd++) {
+            int idx = blockIdx.x;  // PERS = 2
+            for (int rd = 0;; rd++) {
+                if constexpr (PERS == 2) {
+                    mbar_wait(tempty(rd & 1), ((rd >> 1) & 1) ^ 1);
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tslot + 4 * (rd & 1)), "r"(idx) : "memory");
+                    mbar_arrive(tfull(rd & 1));
+                    if (idx >= T) break;
+                    f3_map<L2>(idx, D, sq, sk, hq, hkv, causal, h, qt);
+                } else if (!f3_tile<PERS != 0, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt)) {
+                    break;
+                }
                 const int n_kv = kv_tiles(qt), kh = h / group;
-                if (n_kv == 0) continue;
-                if (!PERS) load_q(h, qt * F3_BQ);
-                load_k(kh, n_kv - 1);
-                if (PERS) load_q(h, qt * F3_BQ);  // the first K goes first: Q waits for the last tile's S
-                load_v(kh, n_kv - 1);
-                for (int t = n_kv - 2; t >= 0; t--) {
-                    load_k(kh, t);
-                    load_v(kh, t);
+                if (n_kv > 0) {
+                    if (!PERS) load_q(h, qt * F3_BQ);
+                    load_k(kh, n_kv - 1);
+                    if (PERS) load_q(h, qt * F3_BQ);  // the first K goes first: Q waits for the last tile's S
+                    load_v(kh, n_kv - 1);
+                    for (int t = n_kv - 2; t >= 0; t--) {
+                        load_k(kh, t);
+                        load_v(kh, t);
+                    }
+                }
+                if constexpr (PERS == 2) {
+                    const int v = atomicAdd(tile_ctr, 1);
+                    if (v == T - 1) atomicExch(tile_ctr, 0);  // the last fetch of this launch
+                    idx = gridDim.x + v;
                 }
             }
         }
@@ -201,7 +244,18 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
     int stage = 0, h, qt;
     u32 phase = 0, qphase = 0;
-    for (int rd = 0; f3_tile<PERS, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt); rd++) {
+    for (int rd = 0;; rd++) {
+        if constexpr (PERS == 2) {
+            mbar_wait(tfull(rd & 1), (rd >> 1) & 1);
+            int idx;
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(idx) : "r"(tslot + 4 * (rd & 1)) : "memory");
+            __syncwarp();
+            if (lane == 0) mbar_arrive(tempty(rd & 1));
+            if (idx >= T) break;
+            f3_map<L2>(idx, D, sq, sk, hq, hkv, causal, h, qt);
+        } else if (!f3_tile<PERS != 0, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt)) {
+            break;
+        }
         const int n_kv = kv_tiles(qt), q0 = qt * F3_BQ;
         // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
         const i64 row_lo = delta + q0 + c * 64 + w * 16;
@@ -373,27 +427,33 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     if (PP && c == 0) f3_turn_wait(0);
 }
 
-// Name, head dim, K/V stages, ping-pong, L2 sections; each with a bf16 output (NAME) and an f32 one
-// (NAME_f32o). Grid (hq, ceil(sq / 128)), or with L2 hq * ceil(sq / 128). The host table (and its shared-memory
-// size) is src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS)                                                                                    \
+// Name, head dim, K/V stages, ping-pong, L2 sections, schedule (0: one block a tile; 1: persistent, static;
+// 2: persistent, dynamic); each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)),
+// with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
+// between launches; read by schedule 2 only). The host table (and its shared-memory size) is
+// src/backend/cuda/tiles.rs.
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS)                                                                   \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
-             int causal, float scale_log2) {                                                                    \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
+             int causal, float scale_log2, int* tile_ctr) {                                                     \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2,   \
+                                                tile_ctr);                                                      \
     }
 #define F3(NAME, D, ST, PP, L2, PERS)             \
     F3_OUT(NAME, bf16, D, ST, PP, L2, PERS)       \
     F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS)
-F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, false)
-F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, false)
-F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, false)
-F3(flash_fwd_sm90_d128_s3p, 128, 3, true, false, false)
-F3(flash_fwd_sm90_d128_s2p_l2, 128, 2, true, true, false)
-F3(flash_fwd_sm90_d64_s2p, 64, 2, true, false, false)
-F3(flash_fwd_sm90_d64_s3p, 64, 3, true, false, false)
-F3(flash_fwd_sm90_d64_s2p_l2, 64, 2, true, true, false)
-F3(flash_fwd_sm90_d128_s2p_pers, 128, 2, true, false, true)
-F3(flash_fwd_sm90_d128_s3p_pers, 128, 3, true, false, true)
-F3(flash_fwd_sm90_d64_s2p_pers, 64, 2, true, false, true)
+F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
+F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
+F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)
+F3(flash_fwd_sm90_d128_s3p, 128, 3, true, false, 0)
+F3(flash_fwd_sm90_d128_s2p_l2, 128, 2, true, true, 0)
+F3(flash_fwd_sm90_d64_s2p, 64, 2, true, false, 0)
+F3(flash_fwd_sm90_d64_s3p, 64, 3, true, false, 0)
+F3(flash_fwd_sm90_d64_s2p_l2, 64, 2, true, true, 0)
+F3(flash_fwd_sm90_d128_s2p_pers, 128, 2, true, false, 1)
+F3(flash_fwd_sm90_d128_s3p_pers, 128, 3, true, false, 1)
+F3(flash_fwd_sm90_d64_s2p_pers, 64, 2, true, false, 1)
+F3(flash_fwd_sm90_d128_s2p_dyn, 128, 2, true, false, 2)
+F3(flash_fwd_sm90_d128_s3p_dyn, 128, 3, true, false, 2)
+F3(flash_fwd_sm90_d64_s2p_dyn, 64, 2, true, false, 2)

@@ -681,11 +681,13 @@ fn cuda_flash_persistent_tiles() {
     };
     if b.arch() != "sm_90a" {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: the persistent flash kernels need sm_90a, this GPU is {}", b.arch());
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED: the persistent flash kernels need sm_90a, this GPU is {}", b.arch());
         return;
     }
-    let p = |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash, f32_out: false };
-    let pers: Vec<_> = rwm_dist::backend::cuda::FLASH_KERNELS.iter().filter(|k| k.persistent).collect();
+    let p =
+        |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash, f32_out: false };
+    let pers: Vec<_> = rwm_dist::backend::cuda::FLASH_KERNELS.iter().filter(|k| k.persistent()).collect();
     assert!(!pers.is_empty());
     for fk in pers {
         b.choose_flash_kernel(Some(fk.name)).unwrap();

@@ -24,7 +24,7 @@ pub(crate) fn tma_aligned(ptrs: &[u64]) -> bool {
 /// hq x tiles tile indices in an int.
 pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {
     let tiles = sq.div_ceil(fk.block_q());
-    if fk.l2_sections || fk.persistent { hq * tiles <= i32::MAX as usize } else { tiles <= 65535 }
+    if fk.l2_sections || fk.persistent() { hq * tiles <= i32::MAX as usize } else { tiles <= 65535 }
 }
 
 impl CudaBackend {
@@ -42,7 +42,7 @@ impl CudaBackend {
         check("attention", sm90_grid_fits(fk, n.hq, n.sq), || {
             format!("hq = {} x sq = {}: too many blocks", n.hq, n.sq)
         })?;
-        let grid = if fk.persistent {
+        let grid = if fk.persistent() {
             (self.persistent_flash_grid(n.hq * tiles), 1, 1)
         } else if fk.l2_sections {
             ((n.hq * tiles) as u32, 1, 1)
@@ -59,12 +59,13 @@ impl CudaBackend {
             a.delta as u64,
             a.causal as u64,
             a.scale_log2.to_bits() as u64,
+            self.flash_tiles.device_ptr(&self.stream).0,
         ];
         let name = if a.f32_out { fk.name_f32o } else { fk.name };
         let l = driver::Launch { grid, block: fk.threads(), smem: fk.smem(), cluster: 1 };
         // SAFETY: the parameters of the F3 kernels in kernels/flash_attention_sm90.cu: three 128-byte
-        // tensor maps, two pointers, four ints, an i64, an int and a float (4-byte ones read from the
-        // low half of their slots).
+        // tensor maps, two pointers, four ints, an i64, an int, a float (4-byte ones read from the
+        // low half of their slots) and the tile counter's pointer (kept alive by the backend).
         unsafe { self.launch_maps((fk.file(), name), l, &mut maps, &mut slots) }
     }
 }

@@ -14,10 +14,10 @@ export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1
 t0=$(date +%s); el() { echo $(( $(date +%s) - t0 )); }; st() { echo "== $1 at $(el) s"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 st tests
-timeout 70 $D/backend_ops --test-threads 1 attention cuda_flash_persistent > $OUT/backend_ops.log 2>&1
+timeout 60 $D/backend_ops --test-threads 1 attention cuda_flash_persistent > $OUT/backend_ops.log 2>&1
 echo "backend_ops rc=$?"; grep -E "^test |^test result|panicked" $OUT/backend_ops.log | head -12
 st sanitizer
-for t in "memcheck 35" "racecheck 55"; do
+for t in "memcheck 30" "racecheck 45"; do
   set -- $t
   timeout $2 compute-sanitizer --tool $1 $D/backend_ops --test-threads 1 cuda_flash_persistent >> $OUT/sanitizer.log 2>&1
   echo "$1 rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|test result' $OUT/sanitizer.log | tail -2 | tr '\n' ' ')"
@@ -25,11 +25,11 @@ done
 st ops
 K=flash_fwd_sm90_d128_s2p,flash_fwd_sm90_d128_s2p_pers,flash_fwd_sm90_d128_s3p_pers,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d64_s2p_pers
 mkdir -p $OUT/ops
-OUT_DIR=$OUT/ops timeout 120 bench/run_ops.sh $D/ops_bench --only attn --kernels $K > $OUT/ops/table.log 2>&1
+OUT_DIR=$OUT/ops timeout 110 bench/run_ops.sh $D/ops_bench --only attn --kernels $K > $OUT/ops/table.log 2>&1
 echo "run_ops rc=$?"
-if [ $(el) -lt 185 ]; then
+if [ $(el) -lt 150 ]; then
   st rep2
-  timeout $(( 235 - $(el) )) $D/ops_bench --only attn --kernels $K --json $OUT/ops/rwm-rep2.jsonl > $OUT/ops/rep2.log 2>&1
+  timeout $(( 200 - $(el) )) $D/ops_bench --only attn --kernels $K --json $OUT/ops/rwm-rep2.jsonl > $OUT/ops/rep2.log 2>&1
   echo "rep2 rc=$?"
 fi
 st done
