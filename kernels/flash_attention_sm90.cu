@@ -169,12 +169,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     __syncthreads();
 
     if (wg == 0) {
-        // 32 for the dynamic walk's extra state (2 x 240 + 32 registers x 128 threads fill the register file).
-        if constexpr (PERS == 2) {
-            asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
-        } else {
-            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-        }
+        // The block holds 168 x 384 registers (ptxas at launch): 24 x 128 + 240 x 256 is all of them, so the
+        // producer may keep no more than 24, or the consumers' setmaxnreg.inc waits forever (session 5: 32 here hung).
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
