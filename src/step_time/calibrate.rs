@@ -419,8 +419,7 @@ mod tests {
             from: String::new(),
         };
         let ring = crate::models::gpt4::Gpt4Config::small();
-        let gather =
-            crate::models::gpt4::Gpt4Config { cp_kind: crate::layout::CpKind::AllGather, ..ring.clone() };
+        let gather = crate::models::gpt4::Gpt4Config { cp_kind: crate::layout::CpKind::AllGather, ..ring.clone() };
         let moe = crate::models::moe::MoeConfig { tokens: 4096, ..crate::models::moe::MoeConfig::deepseek_v2_lite() };
         let dims = |world: usize, cp: usize, ep: usize| crate::layout::ParallelDims::folded(1, cp, ep, world / cp);
         let gpt4 =
