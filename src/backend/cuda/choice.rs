@@ -42,7 +42,7 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Launches persistent flash kernels (`_pers`) with at most `blocks` blocks instead of one an SM,
+    /// Launches persistent flash kernels (`_pers`, `_dyn`) with at most `blocks` blocks instead of one an SM,
     /// so that small shapes give each block several query tiles (for tests); None restores the default.
     pub fn cap_persistent_flash_grid(&self, blocks: Option<u32>) {
         *self.choice.flash_grid_cap.write().unwrap() = blocks.map(|b| b.max(1));

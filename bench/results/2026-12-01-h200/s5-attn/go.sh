@@ -3,7 +3,7 @@
 # attention GPU tests (default kernels and the persistent ones, grid capped at 1 and 3 blocks too),
 # compute-sanitizer memcheck and racecheck of cuda_flash_persistent_tiles, and the attention table
 # (bench/run_ops.sh --only attn --kernels ...: ours and torch SDPA flash / cuDNN in the same run);
-# if time is left, ours once more (rep 2, no peers).
+# if time is left, ours once more (rep 2, no peers). Ran as call 1 (call1/: tests pass, memcheck clean, racecheck cut at 45 s).
 # Needs in .dev/attn: ops_bench (examples), backend_ops (the test binary), this script.
 # run: carry [".dev/attn"], command `bash .dev/attn/go.sh`.
 set -uo pipefail

@@ -2,6 +2,9 @@
 # Session 5, attn helper, call 2 (after go.sh showed the static `_pers` kernels losing at 32K): the dynamic
 # persistent kernels (`_dyn`, FA3's atomic tile counter) against the default in one run_ops call (ours and
 # torch SDPA flash / cuDNN), then their GPU test and compute-sanitizer on them only (--kernel-name).
+# Ran as call 2 (call2/): the first _dyn launch hung (producer setmaxnreg 32, since fixed to 24), so nothing past
+# the first row came back. Timeouts since raised for a rerun on a fresh machine (the NVRTC compile comes first):
+# about 4 minutes with binaries built after commit b083f56.
 # Needs in .dev/attn: ops_bench, backend_ops, this script. run: carry [".dev/attn"], `bash .dev/attn/go2.sh`.
 set -uo pipefail
 cd /work/main
@@ -13,13 +16,13 @@ left() { local l=$(( $1 - $(el) )); [ $l -gt 1 ] && echo $l || echo 1; }
 st ops
 K=flash_fwd_sm90_d128_s2p,flash_fwd_sm90_d128_s2p_dyn,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d64_s2p_dyn
 mkdir -p $OUT/ops
-OUT_DIR=$OUT/ops timeout 31 bench/run_ops.sh $D/ops_bench --only attn --kernels $K > $OUT/ops/table.log 2>&1
+OUT_DIR=$OUT/ops timeout 90 bench/run_ops.sh $D/ops_bench --only attn --kernels $K > $OUT/ops/table.log 2>&1
 echo "run_ops rc=$?"
 st tests
-timeout $(left 37) $D/backend_ops --test-threads 1 cuda_flash_persistent > $OUT/backend_ops.log 2>&1
+timeout $(left 130) $D/backend_ops --test-threads 1 cuda_flash_persistent > $OUT/backend_ops.log 2>&1
 echo "backend_ops rc=$?"; grep -E "^test |^test result|panicked" $OUT/backend_ops.log | head -4
 st sanitizer
-for t in "memcheck kns=_dyn 38" "racecheck kns=flash_fwd_sm90_d128_s2p_dyn 41"; do
+for t in "memcheck kns=_dyn 160" "racecheck kns=flash_fwd_sm90_d128_s2p_dyn 220"; do
   set -- $t
   timeout $(left $3) compute-sanitizer --tool $1 --kernel-name $2 $D/backend_ops --test-threads 1 cuda_flash_persistent >> $OUT/sanitizer.log 2>&1
   echo "$1 $2 rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|test result' $OUT/sanitizer.log | tail -2 | tr '\n' ' ')"
