@@ -59,6 +59,16 @@ impl Bench<'_> {
         }
         self.rows.push((op.into(), shape.into(), ms, tflops));
     }
+
+    /// A memory-bound op: `bytes` read and written, TB/s.
+    fn record_bw(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
+        let tb_s = bytes / ms / 1e9;
+        println!("{op:<28} {shape:<44} {ms:>10.3} ms {tb_s:>9.2} TB/s");
+        if let Some(f) = &mut self.json {
+            let line = serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "tb_s": tb_s});
+            writeln!(f, "{line}").unwrap();
+        }
+    }
 }
 
 fn rand(b: &CudaBackend, shape: &[usize], dt: DType, seed: u64, std: f32) -> Result<Tensor> {
@@ -143,13 +153,15 @@ struct MoeShape {
     f: usize,
     /// Also time gate/up + SwiGLU + down, unfused and fused.
     mlp: bool,
+    /// Shared experts (one MLP of width f x shared over every token).
+    shared: usize,
 }
 
 /// DeepSeek-V2-Lite (64 experts, top-6, hidden 2048, expert FFN 1408) and DeepSeek-V3's expert
 /// shapes (256 experts, top-8, hidden 7168, expert FFN 2048), 16384 tokens each.
 const MOE_SHAPES: [MoeShape; 2] = [
-    MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true },
-    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true },
+    MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true, shared: 2 },
+    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true, shared: 1 },
 ];
 
 /// Grouped GEMMs on the offsets of a real routing (random logits, softmax top-k, device-side
@@ -162,6 +174,7 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     let rp = RouterParams { gate: Gate::Softmax, top_k: k, n_group: 1, topk_group: 1, norm_topk: false, scaling: 1.0 };
     let r = b.route(&logits, &rp, None)?;
     let p = b.permute(&x, &r.ids, e)?;
+    layer_passes(bench, s, &x, &r)?;
     drop((x, logits, r));
     offsets.insert(s.key.into(), serde_json::json!(b.download_i32(&p.offsets)?));
     let rows = t * k;
@@ -210,6 +223,44 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     if b.arch() == "sm_90a" {
         let g = Grouped { offsets: &p.offsets, xs: &xs, acts: &a, w1: &w1, w2: &w2, gate_up, down, f1, f2 };
         moe_fp8(bench, &g, rows)?;
+    }
+    Ok(())
+}
+
+/// The layer's passes around the grouped GEMMs: dispatch in bf16 and in FP8 (the t tokens quantised,
+/// then their e4m3 rows gathered), the 1 x 128 quantiser alone, combine with and without the shared
+/// experts' add, and the shared experts' gate/up with SwiGLU through cuBLAS + the SwiGLU kernel and
+/// fused (the grouped kernel with one expert).
+fn layer_passes(bench: &mut Bench, s: &MoeShape, x: &Tensor, r: &Routing) -> Result<()> {
+    let b = bench.b;
+    let (t, e, k, h) = (s.t, s.e, s.k, s.h);
+    let rows = (t * k) as f64;
+    let ms = bench.time(|_| b.permute(x, &r.ids, e).map(drop))?;
+    bench.record_bw("moe_dispatch", &format!("{t}x{h} bf16, top-{k}"), rows * h as f64 * 4.0, ms);
+    if b.arch() == "sm_90a" {
+        let ms = bench.time(|_| b.permute_fp8(&b.quantize_blocks(x, Blocks::Rows)?, &r.ids, e).map(drop))?;
+        bench.record_bw("moe_dispatch_fp8", &format!("{t}x{h} bf16 -> e4m3, top-{k}"), rows * h as f64 * 2.0, ms);
+        let xs = [rand(b, &[t * k, h], DType::Bf16, 47, 1.0)?, rand(b, &[t * k, h], DType::Bf16, 48, 1.0)?];
+        let ms = bench.time(|i| b.quantize_blocks(&xs[i % 2], Blocks::Rows).map(drop))?;
+        bench.record_bw("quantize_rows", &format!("{}x{h} bf16 -> e4m3", t * k), rows * h as f64 * 3.0, ms);
+    }
+    let p = b.permute(x, &r.ids, e)?;
+    let shared = rand(b, &[t, h], DType::Bf16, 49, 1.0)?;
+    let ms = bench.time(|_| b.unpermute(&p.x, &p.row_of, &r.weights).map(drop))?;
+    bench.record_bw("moe_combine", &format!("{}x{h} -> {t}", t * k), (rows + t as f64) * h as f64 * 2.0, ms);
+    let ms = bench.time(|_| b.unpermute_add(&p.x, &p.row_of, &r.weights, &shared).map(drop))?;
+    let bytes = (rows + 2.0 * t as f64) * h as f64 * 2.0;
+    bench.record_bw("moe_combine[+shared]", &format!("{}x{h} -> {t}", t * k), bytes, ms);
+    drop(p);
+    let fs = s.f * s.shared;
+    if fs > 0 {
+        let w = rand(b, &[2 * fs, h], DType::Bf16, 50, 0.02)?;
+        let flops = 2.0 * t as f64 * (2 * fs) as f64 * h as f64;
+        let what = format!("{t}x{}x{h}, gate/up + swiglu", 2 * fs);
+        let ms = bench.time(|_| b.swiglu(&b.matmul(x, &w, DType::Bf16)?, None).map(drop))?;
+        bench.record("shared_gate_up[cublas+swiglu]", &what, flops, ms);
+        let ms = bench.time(|_| b.matmul_swiglu(x, &w).map(drop))?;
+        bench.record("shared_gate_up[fused swiglu]", &what, flops, ms);
     }
     Ok(())
 }

@@ -88,8 +88,8 @@ impl CudaBackend {
         let kb = k.div_ceil(block_fp8::BLOCK);
         match blocks {
             Blocks::Rows => {
-                // One warp per (row, k block), 8 warps a block.
-                let grid = ((m * kb).div_ceil(8) as u32, 1, 1);
+                // Half a warp per (row, k block), 4 each (QR_ITEMS), 16 half-warps a block.
+                let grid = ((m * kb).div_ceil(64).max(1) as u32, 1, 1);
                 self.launch("fp8.cu", "quantize_rows_bf16", grid, 256, 0, args![xp, qp, sp, one, m, k])?;
             }
             Blocks::Tiles => {

@@ -428,6 +428,9 @@ impl Backend for CudaBackend {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm_swiglu(x, w, offsets)
     }
+    fn matmul_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        self.gemm_swiglu(x, w)
+    }
     /// The fused TMA kernel runs on sm_90a (`select`: shapes it cannot take are not the targets').
     fn fuses_grouped_swiglu(&self) -> bool {
         self.target().has_wgmma()
@@ -465,8 +468,14 @@ impl Backend for CudaBackend {
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
         self.permute_tokens(x, ids, num_experts)
     }
+    fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
+        self.permute_blocks(x, ids, num_experts)
+    }
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
-        self.unpermute_tokens(y, row_of, weights)
+        self.unpermute_tokens(y, row_of, weights, None)
+    }
+    fn unpermute_add(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor, add: &Tensor) -> Result<Tensor> {
+        self.unpermute_tokens(y, row_of, weights, Some(add))
     }
     fn capture(&self, f: &mut dyn FnMut() -> Result<Tensor>) -> Result<Option<Box<dyn Replay>>> {
         memtrace::CAPTURING.store(true, std::sync::atomic::Ordering::Relaxed);
