@@ -153,15 +153,13 @@ struct MoeShape {
     f: usize,
     /// Also time gate/up + SwiGLU + down, unfused and fused.
     mlp: bool,
-    /// Shared experts (one MLP of width f x shared over every token).
-    shared: usize,
 }
 
 /// DeepSeek-V2-Lite (64 experts, top-6, hidden 2048, expert FFN 1408) and DeepSeek-V3's expert
 /// shapes (256 experts, top-8, hidden 7168, expert FFN 2048), 16384 tokens each.
 const MOE_SHAPES: [MoeShape; 2] = [
-    MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true, shared: 2 },
-    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true, shared: 1 },
+    MoeShape { key: "v2lite", t: 16384, e: 64, k: 6, h: 2048, f: 1408, mlp: true },
+    MoeShape { key: "v3", t: 16384, e: 256, k: 8, h: 7168, f: 2048, mlp: true },
 ];
 
 /// Grouped GEMMs on the offsets of a real routing (random logits, softmax top-k, device-side
@@ -229,8 +227,7 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
 
 /// The layer's passes around the grouped GEMMs: dispatch in bf16 and in FP8 (the t tokens quantised,
 /// then their e4m3 rows gathered), the 1 x 128 quantiser alone, combine with and without the shared
-/// experts' add, and the shared experts' gate/up with SwiGLU through cuBLAS + the SwiGLU kernel and
-/// fused (the grouped kernel with one expert).
+/// experts' add.
 fn layer_passes(bench: &mut Bench, s: &MoeShape, x: &Tensor, r: &Routing) -> Result<()> {
     let b = bench.b;
     let (t, e, k, h) = (s.t, s.e, s.k, s.h);
@@ -252,16 +249,6 @@ fn layer_passes(bench: &mut Bench, s: &MoeShape, x: &Tensor, r: &Routing) -> Res
     let bytes = (rows + 2.0 * t as f64) * h as f64 * 2.0;
     bench.record_bw("moe_combine[+shared]", &format!("{}x{h} -> {t}", t * k), bytes, ms);
     drop(p);
-    let fs = s.f * s.shared;
-    if fs > 0 {
-        let w = rand(b, &[2 * fs, h], DType::Bf16, 50, 0.02)?;
-        let flops = 2.0 * t as f64 * (2 * fs) as f64 * h as f64;
-        let what = format!("{t}x{}x{h}, gate/up + swiglu", 2 * fs);
-        let ms = bench.time(|_| b.swiglu(&b.matmul(x, &w, DType::Bf16)?, None).map(drop))?;
-        bench.record("shared_gate_up[cublas+swiglu]", &what, flops, ms);
-        let ms = bench.time(|_| b.matmul_swiglu(x, &w).map(drop))?;
-        bench.record("shared_gate_up[fused swiglu]", &what, flops, ms);
-    }
     Ok(())
 }
 

@@ -123,11 +123,6 @@ pub trait Backend: Send + Sync {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.swiglu(&self.grouped_matmul(x, w, offsets)?, None)
     }
-    /// swiglu(matmul(x, w, x's dtype)) for w [2f, k] holding gate rows then up rows -> [m, f]. A
-    /// backend may fuse the two (the CUDA one does on sm_90a, with the grouped kernel's epilogue).
-    fn matmul_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        self.swiglu(&self.matmul(x, w, x.dtype())?, None)
-    }
     /// Whether `grouped_matmul_swiglu` is one kernel here (no [r, 2f] buffer): memory estimates ask.
     fn fuses_grouped_swiglu(&self) -> bool {
         false

@@ -425,8 +425,9 @@ impl MoeLayer {
 
     /// The shared experts over every token: in FP8 (one block-scaled expert of a grouped GEMM) when
     /// the routed experts run grouped (`grouped`) and `use_fp8` made the copies (`shared_fp8`), else
-    /// in bf16: grouped, with SwiGLU in the gate/up GEMM where the backend fuses it; the per-expert
-    /// loop (the reference) as matmul, SwiGLU, matmul.
+    /// in bf16 (the per-expert loop, the reference, keeps bf16 throughout). In bf16 through cuBLAS
+    /// and the SwiGLU kernel: the grouped kernel with SwiGLU fused, as one expert, was slower on the
+    /// H200 (0.688 vs 0.649 ms at V2-Lite, BENCHMARKS.md session 5).
     pub fn shared_experts(&self, b: &dyn Backend, x: &Tensor, grouped: bool) -> Result<Option<Tensor>> {
         let Some(s) = &self.shared else { return Ok(None) };
         match self.fp8.as_ref().and_then(|q| q.shared.as_ref()) {
@@ -435,7 +436,6 @@ impl MoeLayer {
                 let xq = b.quantize_blocks(x, Blocks::Rows)?;
                 Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, &xq, &all)?))
             }
-            _ if grouped => Ok(Some(s.down.forward(b, &b.matmul_swiglu(x, &s.gate_up.w)?, x.dtype())?)),
             _ => Ok(Some(s.forward(b, x, x.dtype())?)),
         }
     }

@@ -428,9 +428,6 @@ impl Backend for CudaBackend {
     fn grouped_matmul_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         self.grouped_gemm_swiglu(x, w, offsets)
     }
-    fn matmul_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        self.gemm_swiglu(x, w)
-    }
     /// The fused TMA kernel runs on sm_90a (`select`: shapes it cannot take are not the targets').
     fn fuses_grouped_swiglu(&self) -> bool {
         self.target().has_wgmma()

@@ -166,45 +166,15 @@ impl CudaBackend {
     pub(crate) fn grouped_gemm_swiglu(&self, x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         let (r, e, n, k) = grouped_shape(x, w, offsets)?;
         check("grouped_matmul_swiglu", n.is_multiple_of(2), || format!("w {w:?}: gate and up rows, an even count"))?;
-        match self.fused_swiglu(x, self.ptr(w)?, offsets, (r, e, n / 2, k))? {
-            Some(y) => Ok(y),
-            None => self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None),
-        }
-    }
-
-    /// silu(gate) * up of x [m, k] times w [2f, k] (gate rows, then up rows) -> [m, f]: on sm_90a the
-    /// fused grouped kernel with w as its one expert (no [m, 2f] buffer, no SwiGLU pass), else
-    /// cuBLAS then the SwiGLU kernel.
-    pub(crate) fn gemm_swiglu(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        let unfused = || self.swiglu_op(&self.gemm(x, w, x.dtype)?, None);
-        let bf16 = x.dtype == DType::Bf16 && w.dtype == DType::Bf16;
-        if !(bf16 && x.shape.len() == 2 && w.shape.len() == 2 && self.target().has_wgmma()) {
-            return unfused();
-        }
-        let (m, n, k) = (x.shape[0], w.shape[0], w.shape[1]);
-        check("matmul_swiglu", x.shape[1] == k && n.is_multiple_of(2), || format!("x {x:?} w {w:?} (w [2f, k])"))?;
-        if m == 0 || m >= i32::MAX as usize || !k.is_multiple_of(8) {
-            return unfused();
-        }
-        let offsets = self.upload_ints(&[0, m as i32], &[2])?;
-        match self.fused_swiglu(x, self.ptr(w)?, &offsets, (m, 1, n / 2, k))? {
-            Some(y) => Ok(y),
-            None => unfused(),
-        }
-    }
-
-    /// The fused gate/up + SwiGLU kernel on x, weights at `wp` ([e, 2f, k]) and `offsets` for (r, e,
-    /// f, k); None where `select` picks no fused kernel for the shape or architecture.
-    fn fused_swiglu(&self, x: &Tensor, wp: u64, offsets: &Tensor, dims: (usize, usize, usize, usize)) -> Result<Option<Tensor>> {
-        let (r, e, f, k) = dims;
+        let f = n / 2;
         let gk = match self.select(Op::GroupedMatmulSwiglu { r, e, f, k })? {
             Path::GroupedSwiglu(gk) => gk,
-            _ => return Ok(None),
+            _ => return self.swiglu_op(&self.grouped_gemm(x, w, offsets)?, None),
         };
         let y = self.alloc(&[r, f], DType::Bf16)?;
-        let (xp, op, yp) = (self.ptr(x)?, self.ptr(offsets)?, self.ptr(&y)?);
+        let (xp, wp, op, yp) = (self.ptr(x)?, self.ptr(w)?, self.ptr(offsets)?, self.ptr(&y)?);
         self.launch_tma_grouped(&gk, [xp, wp, op, yp], r, e, f, k)?;
-        Ok(Some(y))
+        Ok(y)
     }
 
     /// Launches a TG kernel of kernels/grouped_gemm_tma.cu on pointers [x, w, offsets, y] for `r` rows,
