@@ -1,5 +1,6 @@
 //! The step-time model against the binary: `calibrate` writes a rates file that `estimate
-//! --time` reads (CPU); on a GPU, every target's one-GPU prediction within 15% of its measured
+//! --time` reads (CPU); the loopback link fitted to one multi-rank run predicts another (CPU,
+//! recorded runs); on a GPU, every target's one-GPU prediction within 15% of its measured
 //! median (SKIPPED without one).
 
 mod common;
@@ -120,4 +121,38 @@ fn one_gpu_predictions_are_within_15_percent() {
     eprintln!("{table}");
     std::fs::write(dir.join("one-gpu-table.txt"), &table).unwrap();
     assert!(worst <= 0.15, "a one-GPU prediction is off by more than 15%:\n{table}");
+}
+
+/// The loopback link fitted by `calibrate --link-from` to one run of 14 layouts of 2, 4 and 8
+/// ranks on one H200 (session 4's serial-context run A; records cut to the fields the fit
+/// reads) predicts a second run of the same layouts (run B) within 10%.
+#[test]
+fn the_loopback_link_fitted_to_one_run_predicts_another() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loopback");
+    let files = |run: &str| -> Vec<std::path::PathBuf> {
+        let mut f: Vec<_> = std::fs::read_dir(fixtures.join(run)).unwrap().map(|e| e.unwrap().path()).collect();
+        f.sort();
+        f
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rates = dir.path().join("rates.json");
+    std::fs::copy(fixtures.join("rates-h200.json"), &rates).unwrap();
+    let mut args = vec!["calibrate".to_string(), "-o".into(), rates.to_str().unwrap().into(), "--link-from".into()];
+    args.extend(files("a").iter().map(|p| p.to_str().unwrap().to_string()));
+    let o = rwm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.contains("fitted to the steps of 14 run(s)"), "{out}{err}");
+    let r = Rates::load(&rates).unwrap();
+    let link = r.loopback.as_ref().expect("the fit is in the rates file");
+    let b = rwm_dist::step_time::calibrate::measured(&files("b")).unwrap();
+    assert_eq!(b.len(), 14);
+    let mut table = String::new();
+    let mut worst: f64 = 0.0;
+    for x in &b {
+        let p = predict(&x.work, &r, &Links::loopback(link, x.world, x.dims), x.world);
+        let err = p.step_s * 1e3 / x.ms - 1.0;
+        worst = worst.max(err.abs());
+        table.push_str(&format!("{:<40} {:>8.2} ms {:>8.2} ms {:+.1}%\n", x.name, p.step_s * 1e3, x.ms, 100.0 * err));
+    }
+    assert!(worst <= 0.10, "a layout of run B is off by more than 10%:\n{table}");
 }

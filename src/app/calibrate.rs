@@ -10,16 +10,17 @@ pub(super) fn calibrate(a: &crate::cli::CalibrateArgs, out: &mut dyn Write) -> R
     if !a.link_from.is_empty() {
         let mut rates = Rates::load(&a.output)?;
         let link = calibrate::loopback_from(&a.link_from, &rates)?;
+        let s = link.slice_ms;
         writeln!(
             out,
-            "loopback link (fitted to the steps of {} run(s)): {:.3} ms per call at {} ranks on the GPU, \
-             growing as (ranks / {})^{:.2}; a CP ring exchange costs {:.2} calls; {:.3} GB/s shared",
+            "loopback link (fitted to the steps of {} run(s)): per call, a slice for each rank that waits \
+             (ring exchange {:.3} ms, all-gather {:.3}, all-to-all {:.3}) plus {:.3} ms per rank on the GPU; \
+             {:.3} GB/s shared",
             calibrate::measured(&a.link_from)?.len(),
-            link.alpha_ms,
-            link.ranks,
-            link.ranks,
-            link.alpha_exponent,
-            link.exchange_factor,
+            s.send_recv,
+            s.all_gather,
+            s.all_to_all,
+            link.visit_ms,
             link.gb_per_s
         )
         .map_err(io("stdout"))?;

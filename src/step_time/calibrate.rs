@@ -4,9 +4,9 @@
 //! per expert, the bandwidth of an element-wise add, and the costs of a launch and of a sync.
 //! And the loopback link of ranks sharing one GPU, fitted to a multi-rank run's records.
 
-use super::rates::{AttnRate, GemmRate, GroupedRate, LinkRate, Rates};
+use super::rates::{AttnRate, GemmRate, GroupedRate, LinkRate, Rates, SliceMs};
 use super::work::Model;
-use super::{CollKind, Error, MemKind, Op, Phase, Result};
+use super::{Error, MemKind, Op, Phase, Result};
 use crate::backend::{AttnAlgo, AttnParams, Backend, BackendKind};
 use crate::layout::ParallelDims;
 use crate::tensor::{DType, Tensor};
@@ -308,11 +308,14 @@ pub fn measured(files: &[std::path::PathBuf]) -> Result<Vec<Measured>> {
         let dims = crate::layout::ParallelDims::folded(deg("tp")?, deg("cp")?, deg("ep")?, deg("dp")?);
         let gemm = if r["gemm_dtype"] == "fp8" { DType::F8 } else { DType::Bf16 };
         let Some(work) = super::work::for_variant(&model, &dims, &spec.resolve(gemm)) else { continue };
+        // The ranks' medians differ by whole time slices on one GPU: their median is the step.
         let mut ms: Vec<f64> = recs.iter().filter_map(|x| x["median_ms"].as_f64()).collect();
         ms.sort_by(f64::total_cmp);
+        let mid = ms.len() / 2;
+        let ms = if ms.len().is_multiple_of(2) { (ms[mid - 1] + ms[mid]) / 2.0 } else { ms[mid] };
         let world = r["world_size"].as_u64().unwrap_or(1) as usize;
         let name = format!("{} {variant}", file.rsplit('/').next().unwrap_or(&file));
-        out.push(Measured { name, work, dims, world, ms: ms[ms.len() / 2] });
+        out.push(Measured { name, work, dims, world, ms });
     }
     Ok(out)
 }
@@ -329,67 +332,75 @@ pub fn loss(m: &[Measured], rates: &Rates, l: &LinkRate) -> f64 {
 }
 
 /// The loopback link that makes the model's steps closest (in relative error) to the records
-/// of `files`, given the compute `rates`: latency per call at the smallest world measured, the
-/// sockets' shared bandwidth, and how the latency grows with the ranks on the GPU (an exponent,
-/// 1 when every record has one world size: the contexts take turns).
+/// of `files`, given the compute `rates`. A kind of collective that no record uses keeps its
+/// starting slice.
 pub fn loopback_from(files: &[std::path::PathBuf], rates: &Rates) -> Result<LinkRate> {
     let m = measured(files)?;
-    let Some(ranks) = m.iter().map(|x| x.world).min() else {
+    if m.is_empty() {
         return Err(Error::Fit("no multi-rank records of a modelled variant (world_size > 1, status ok)".into()));
-    };
-    let sizes: BTreeSet<usize> = m.iter().map(|x| x.world).collect();
+    }
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let mut best = LinkRate {
-        alpha_ms: 1.0,
-        gb_per_s: 1.0,
-        ranks,
-        alpha_exponent: 1.0,
-        exchange_factor: 1.0,
-        from: names.join(", "),
+    Ok(fit_loopback(&m, rates, names.join(", ")))
+}
+
+/// The loopback link that fits `m` best; `from` names the records.
+pub fn fit_loopback(m: &[Measured], rates: &Rates, from: String) -> LinkRate {
+    let link = |x: &[f64]| LinkRate {
+        slice_ms: SliceMs { send_recv: x[0].exp(), all_gather: x[1].exp(), all_to_all: x[2].exp() },
+        visit_ms: x[3].exp(),
+        gb_per_s: x[4].exp(),
+        from: from.clone(),
     };
-    let mut best_loss = f64::INFINITY;
-    // The exchange factor only where some record has a CP ring.
-    let rings = m.iter().any(|x| {
-        x.work.phases.iter().any(|p| matches!(p, Phase::Overlapped { comm, .. } if comm.kind == CollKind::SendRecv))
-    });
-    // A log grid over latency and bandwidth (and the exponent and exchange factor), then finer
-    // grids around the best.
-    let (mut a_lo, mut a_hi, mut g_lo, mut g_hi) = (0.01f64, 30.0f64, 0.05f64, 100.0f64);
-    let (mut p_lo, mut p_hi) = if sizes.len() > 1 { (0.5, 2.5) } else { (1.0, 1.0) };
-    let (mut f_lo, mut f_hi) = if rings { (0.25f64, 4.0f64) } else { (1.0, 1.0) };
-    for _ in 0..4 {
-        for i in 0..=24 {
-            for j in 0..=24 {
-                for k in 0..=if p_hi > p_lo { 10 } else { 0 } {
-                    for q in 0..=if f_hi > f_lo { 8 } else { 0 } {
-                        let l = LinkRate {
-                            alpha_ms: a_lo * (a_hi / a_lo).powf(i as f64 / 24.0),
-                            gb_per_s: g_lo * (g_hi / g_lo).powf(j as f64 / 24.0),
-                            alpha_exponent: p_lo + (p_hi - p_lo) * k as f64 / 10.0,
-                            exchange_factor: f_lo * (f_hi / f_lo).powf(q as f64 / 8.0),
-                            ..best.clone()
-                        };
-                        let e = loss(&m, rates, &l);
-                        if e < best_loss {
-                            (best, best_loss) = (l, e);
-                        }
-                    }
+    // From a 2 ms slice (the GPU's time slice), a visit of 0.5 ms and 2 GB/s, in log space.
+    let x0 = [2.0f64.ln(), 2.0f64.ln(), 2.0f64.ln(), 0.5f64.ln(), 2.0f64.ln()];
+    let best = nelder_mead(&x0, 0.5, 3000, |x| loss(m, rates, &link(x)));
+    link(&best)
+}
+
+/// The minimum of `f` near `x0` by Nelder and Mead's simplex (reflect, expand, contract,
+/// shrink), starting from steps of `step` along each axis, for at most `iters` iterations.
+fn nelder_mead<const N: usize>(x0: &[f64; N], step: f64, iters: usize, f: impl Fn(&[f64]) -> f64) -> [f64; N] {
+    let mut pts: Vec<([f64; N], f64)> = (0..=N)
+        .map(|i| {
+            let mut x = *x0;
+            if i > 0 {
+                x[i - 1] += step;
+            }
+            (x, f(&x))
+        })
+        .collect();
+    let along = |a: &[f64; N], b: &[f64; N], t: f64| -> [f64; N] { std::array::from_fn(|i| a[i] + t * (b[i] - a[i])) };
+    for _ in 0..iters {
+        pts.sort_by(|a, b| a.1.total_cmp(&b.1));
+        if pts[N].1 - pts[0].1 <= 1e-12 * (1.0 + pts[0].1.abs()) {
+            break;
+        }
+        let c: [f64; N] = std::array::from_fn(|i| pts[..N].iter().map(|p| p.0[i]).sum::<f64>() / N as f64);
+        let worst = pts[N];
+        let r = along(&c, &worst.0, -1.0);
+        let fr = f(&r);
+        if fr < pts[0].1 {
+            let e = along(&c, &worst.0, -2.0);
+            let fe = f(&e);
+            pts[N] = if fe < fr { (e, fe) } else { (r, fr) };
+        } else if fr < pts[N - 1].1 {
+            pts[N] = (r, fr);
+        } else {
+            let k = along(&c, &worst.0, 0.5);
+            let fk = f(&k);
+            if fk < worst.1 {
+                pts[N] = (k, fk);
+            } else {
+                let best = pts[0].0;
+                for p in pts.iter_mut().skip(1) {
+                    p.0 = along(&best, &p.0, 0.5);
+                    p.1 = f(&p.0);
                 }
             }
         }
-        let (ra, rg) = ((a_hi / a_lo).powf(2.0 / 24.0), (g_hi / g_lo).powf(2.0 / 24.0));
-        (a_lo, a_hi, g_lo, g_hi) = (best.alpha_ms / ra, best.alpha_ms * ra, best.gb_per_s / rg, best.gb_per_s * rg);
-        let dp = (p_hi - p_lo) / 5.0;
-        (p_lo, p_hi) = ((best.alpha_exponent - dp).max(0.0), best.alpha_exponent + dp);
-        if sizes.len() == 1 {
-            (p_lo, p_hi) = (1.0, 1.0);
-        }
-        if rings {
-            let rf = (f_hi / f_lo).powf(2.0 / 8.0);
-            (f_lo, f_hi) = (best.exchange_factor / rf, best.exchange_factor * rf);
-        }
     }
-    Ok(best)
+    pts.sort_by(|a, b| a.1.total_cmp(&b.1));
+    pts[0].0
 }
 
 #[cfg(test)]
@@ -398,28 +409,54 @@ mod tests {
 
     #[test]
     fn the_link_fit_recovers_the_link_that_made_the_steps() {
-        // Steps made by the model itself with a known link are fitted back to it.
+        // Steps made by the model itself with a known link (every kind of collective, 2-8
+        // ranks, groups of 2-8) are fitted back to it.
         let rates = Rates::from_datasheet(super::super::rates::datasheet("H200").unwrap(), "NVIDIA H200");
         let truth = LinkRate {
-            alpha_ms: 1.5,
-            gb_per_s: 2.0,
-            ranks: 2,
-            alpha_exponent: 1.3,
-            exchange_factor: 2.0,
+            slice_ms: SliceMs { send_recv: 3.4, all_gather: 1.7, all_to_all: 2.1 },
+            visit_ms: 0.2,
+            gb_per_s: 9.0,
             from: String::new(),
         };
-        let g = crate::models::gpt4::Gpt4Config::small();
+        let ring = crate::models::gpt4::Gpt4Config::small();
+        let gather = crate::models::gpt4::Gpt4Config { cp_kind: crate::layout::CpKind::AllGather, ..ring.clone() };
         let moe = crate::models::moe::MoeConfig { tokens: 4096, ..crate::models::moe::MoeConfig::deepseek_v2_lite() };
-        let mut m = Vec::new();
-        for (world, cp, ep) in [(2, 2, 1), (2, 1, 2), (4, 4, 1), (8, 4, 2), (8, 1, 8)] {
-            let dims = crate::layout::ParallelDims::folded(1, cp, ep, world / cp);
-            let work =
-                if cp > 1 { super::super::work::gpt4(&g, &dims, false) } else { super::super::work::moe(&moe, &dims) };
-            let links = super::super::Links::loopback(&truth, world, dims);
-            let ms = super::super::predict(&work, &rates, &links, world).step_s * 1e3;
-            m.push(Measured { name: String::new(), work, dims, world, ms });
-        }
+        let dims = |world: usize, cp: usize, ep: usize| crate::layout::ParallelDims::folded(1, cp, ep, world / cp);
+        let gpt4 =
+            |g, world, cp, ep| (world, dims(world, cp, ep), super::super::work::gpt4(g, &dims(world, cp, ep), false));
+        let moe = |world, ep| (world, dims(world, 1, ep), super::super::work::moe(&moe, &dims(world, 1, ep)));
+        let runs = [
+            gpt4(&ring, 2, 2, 1),
+            gpt4(&gather, 2, 2, 1),
+            gpt4(&ring, 2, 1, 2),
+            gpt4(&ring, 4, 4, 1),
+            gpt4(&ring, 4, 2, 1),
+            gpt4(&gather, 8, 4, 2),
+            moe(2, 2),
+            moe(4, 4),
+            moe(8, 8),
+            moe(8, 4),
+        ];
+        let m: Vec<Measured> = runs
+            .into_iter()
+            .map(|(world, dims, work)| {
+                let links = super::super::Links::loopback(&truth, world, dims);
+                let ms = super::super::predict(&work, &rates, &links, world).step_s * 1e3;
+                Measured { name: String::new(), work, dims, world, ms }
+            })
+            .collect();
         assert!(loss(&m, &rates, &truth) < 1e-20);
+        let fit = fit_loopback(&m, &rates, String::new());
+        let close = |a: f64, b: f64| (a / b - 1.0).abs() < 0.02;
+        let (s, t) = (fit.slice_ms, truth.slice_ms);
+        assert!(
+            close(s.send_recv, t.send_recv)
+                && close(s.all_gather, t.all_gather)
+                && close(s.all_to_all, t.all_to_all)
+                && close(fit.visit_ms, truth.visit_ms)
+                && close(fit.gb_per_s, truth.gb_per_s),
+            "{fit:?}"
+        );
         let dir = tempfile::tempdir().unwrap();
         assert!(
             loopback_from(&[dir.path().join("none.jsonl")], &rates).unwrap_err().to_string().contains("none.jsonl")

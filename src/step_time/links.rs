@@ -2,7 +2,7 @@
 //! placement (`topology::place`), the slowest link inside any group of that dimension; or the
 //! loopback sockets NCCL uses when several ranks share one GPU (bench/nccl_one_gpu.sh).
 
-use super::rates::LinkRate;
+use super::rates::{LinkRate, SliceMs};
 use super::{CollKind, Collective};
 use crate::layout::{Dim, ParallelDims};
 use crate::topology::{LinkKind, Topology};
@@ -13,20 +13,43 @@ const NVLINK_ALPHA_S: f64 = 10e-6;
 const PCIE_ALPHA_S: f64 = 15e-6;
 const NETWORK_ALPHA_S: f64 = 20e-6;
 
+/// What a collective call costs besides its bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Latency {
+    /// Seconds per call (per ring step of an all-gather).
+    PerCall(f64),
+    /// `world` ranks time-sliced on one GPU (`LinkRate` says why): per call, the slice of the
+    /// call's kind for every rank that waits for a peer, plus a visit of every rank.
+    TimeSliced { world: usize, slice_ms: SliceMs, visit_ms: f64 },
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
     pub name: &'static str,
     /// GB/s per direction per GPU.
     pub gb_per_s: f64,
-    pub alpha_s: f64,
-    /// Latency of one CP ring exchange (`alpha_s` except on a GPU shared by several ranks).
-    pub exchange_alpha_s: f64,
+    pub latency: Latency,
 }
 
 impl Link {
-    /// A link whose every call, ring exchanges included, costs `alpha_s`.
+    /// A link whose every call (ring step) costs `alpha_s`.
     pub fn new(name: &'static str, gb_per_s: f64, alpha_s: f64) -> Link {
-        Link { name, gb_per_s, alpha_s, exchange_alpha_s: alpha_s }
+        Link { name, gb_per_s, latency: Latency::PerCall(alpha_s) }
+    }
+
+    /// Seconds of latency of one `kind` call in each group of `n`.
+    pub fn latency_s(&self, kind: CollKind, n: usize) -> f64 {
+        let steps = if kind == CollKind::AllGather { n.saturating_sub(1) as f64 } else { 1.0 };
+        match self.latency {
+            Latency::PerCall(a) => steps * a,
+            Latency::TimeSliced { world, slice_ms, visit_ms } => {
+                // Every group of the dimension calls at once; in a ring exchange one member of a
+                // group waits for its predecessor, in an all-gather or all-to-all all but one do.
+                let groups = (world / n.max(1)) as f64;
+                let waiting = if kind == CollKind::SendRecv { groups } else { groups * (n as f64 - 1.0) };
+                1e-3 * (slice_ms.of(kind) * waiting + visit_ms * world as f64)
+            }
+        }
     }
 }
 
@@ -69,17 +92,12 @@ impl Links {
         Ok(Links { per_dim, ranks_per_gpu: 1 })
     }
 
-    /// `world` ranks on one GPU talking through loopback sockets: the latency of a call was
-    /// measured with `rate.ranks` contexts taking turns on the GPU and grows with the ranks
-    /// there; the sockets' bandwidth is shared by every rank.
+    /// `world` ranks on one GPU talking through loopback sockets, whose bandwidth they share.
     pub fn loopback(rate: &LinkRate, world: usize, dims: ParallelDims) -> Links {
-        let turns = world as f64 / rate.ranks.max(1) as f64;
-        let alpha_s = rate.alpha_ms * 1e-3 * turns.powf(rate.alpha_exponent);
         let link = Link {
             name: "loopback",
-            gb_per_s: rate.gb_per_s / turns.max(1.0),
-            alpha_s,
-            exchange_alpha_s: alpha_s * rate.exchange_factor,
+            gb_per_s: rate.gb_per_s / world.max(1) as f64,
+            latency: Latency::TimeSliced { world, slice_ms: rate.slice_ms, visit_ms: rate.visit_ms },
         };
         Links { per_dim: Dim::ALL.map(|d| (d, link.clone(), size(&dims, d))), ranks_per_gpu: world }
     }
@@ -129,17 +147,26 @@ mod tests {
     }
 
     #[test]
-    fn loopback_latency_grows_with_the_ranks_on_the_gpu() {
+    fn loopback_calls_cost_a_slice_per_waiting_rank() {
         let rate = LinkRate {
-            alpha_ms: 2.0,
-            gb_per_s: 1.0,
-            ranks: 2,
-            alpha_exponent: 1.0,
-            exchange_factor: 2.0,
+            slice_ms: SliceMs { send_recv: 3.0, all_gather: 2.0, all_to_all: 1.0 },
+            visit_ms: 0.5,
+            gb_per_s: 8.0,
             from: "test".into(),
         };
+        // 8 ranks: CP groups of 4 (two of them), EP groups of 2 (four).
         let l = Links::loopback(&rate, 8, ParallelDims::folded(1, 4, 2, 2));
-        let (link, n) = l.get(Dim::Cp);
-        assert_eq!((link.alpha_s, link.exchange_alpha_s, link.gb_per_s, n, l.ranks_per_gpu), (8e-3, 16e-3, 0.25, 4, 8));
+        let ((cp, n_cp), (ep, n_ep)) = (l.get(Dim::Cp), l.get(Dim::Ep));
+        assert_eq!((n_cp, n_ep, l.ranks_per_gpu, cp.gb_per_s), (4, 2, 8, 1.0));
+        let ms = |link: &Link, k, n| (link.latency_s(k, n) * 1e3 * 1e9).round() / 1e9;
+        // Ring exchange: one waiting rank per group, 2 groups x 3 ms + 8 visits x 0.5 ms.
+        assert_eq!(ms(cp, CollKind::SendRecv, n_cp), 10.0);
+        // All-gather over 4: 3 waiting per group, 2 x 3 x 2 ms + 4 ms.
+        assert_eq!(ms(cp, CollKind::AllGather, n_cp), 16.0);
+        // All-to-all over 2: 1 waiting per group, 4 x 1 ms + 4 ms.
+        assert_eq!(ms(ep, CollKind::AllToAll, n_ep), 8.0);
+        // A topology link: one latency per call, per ring step of an all-gather.
+        let nv = Link::new("nv", 900.0, 1e-5);
+        assert_eq!((ms(&nv, CollKind::AllGather, 4), ms(&nv, CollKind::AllToAll, 4)), (0.03, 0.01));
     }
 }

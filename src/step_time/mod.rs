@@ -129,19 +129,19 @@ pub struct Collective {
 
 impl Collective {
     /// Seconds over `link` in a group of `n`: the bytes that leave the rank over the link's
-    /// bandwidth ((n-1)/n of an all-to-all, n-1 blocks of an all-gather), plus a latency
-    /// per call (per ring step inside an all-gather).
+    /// bandwidth ((n-1)/n of an all-to-all, n-1 blocks of an all-gather), plus the link's
+    /// latency per call.
     pub fn seconds(&self, n: usize, link: &Link) -> f64 {
         if n <= 1 {
             return 0.0;
         }
         let nf = n as f64;
-        let (wire, steps, alpha) = match self.kind {
-            CollKind::SendRecv => (self.bytes, 1.0, link.exchange_alpha_s),
-            CollKind::AllGather => (self.bytes * (nf - 1.0), nf - 1.0, link.alpha_s),
-            CollKind::AllToAll => (self.bytes * (nf - 1.0) / nf, 1.0, link.alpha_s),
+        let wire = match self.kind {
+            CollKind::SendRecv => self.bytes,
+            CollKind::AllGather => self.bytes * (nf - 1.0),
+            CollKind::AllToAll => self.bytes * (nf - 1.0) / nf,
         };
-        self.calls as f64 * steps * alpha + wire / (link.gb_per_s * 1e9)
+        self.calls as f64 * link.latency_s(self.kind, n) + wire / (link.gb_per_s * 1e9)
     }
 }
 
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn collectives_follow_the_bus_factors() {
-        let link = Link { exchange_alpha_s: 5e-3, ..Link::new("t", 1.0, 1e-3) };
+        let link = Link::new("t", 1.0, 1e-3);
         let a2a = Collective { kind: CollKind::AllToAll, dim: Dim::Ep, bytes: 4e9, calls: 1 };
         // (4-1)/4 of 4 GB at 1 GB/s = 3 s, plus one latency.
         assert!((a2a.seconds(4, &link) - 3.001).abs() < 1e-9);
@@ -268,9 +268,9 @@ mod tests {
         // 3 blocks of 1 GB = 3 s; 2 calls x 3 ring steps of latency.
         assert!((ag.seconds(4, &link) - 3.006).abs() < 1e-9);
         assert_eq!(ag.seconds(1, &link), 0.0);
-        // A ring exchange: its bytes once, at the link's exchange latency.
+        // A ring exchange: its bytes once, one latency.
         let sr = Collective { kind: CollKind::SendRecv, dim: Dim::Cp, bytes: 1e9, calls: 1 };
-        assert!((sr.seconds(4, &link) - 1.005).abs() < 1e-9);
+        assert!((sr.seconds(4, &link) - 1.001).abs() < 1e-9);
     }
 
     #[test]

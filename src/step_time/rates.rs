@@ -37,24 +37,39 @@ pub struct GroupedRate {
     pub tflops: f64,
 }
 
-/// A link's cost per collective call: `alpha_ms` plus bytes over `gb_per_s` (per direction).
+/// The link of ranks that share one GPU (bench/nccl_one_gpu.sh: no MPS, NCCL over loopback
+/// sockets). The GPU's time slices, not the sockets, set what a call costs: a rank waiting in
+/// an NCCL kernel for a peer keeps the GPU to the end of its slice. Per call, each group loses
+/// a slice for every member that must wait (one in a ring exchange, n - 1 in an all-gather or
+/// all-to-all) and every rank's context is visited once more (`Link::latency_s`); the bytes
+/// cross sockets that all the ranks share. Fitted by `calibrate --link-from` to multi-rank runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkRate {
-    pub alpha_ms: f64,
+    /// Milliseconds lost per waiting rank, by kind of collective.
+    pub slice_ms: SliceMs,
+    /// Milliseconds per rank on the GPU, per call.
+    pub visit_ms: f64,
+    /// The sockets' bandwidth, shared by every rank on the GPU.
     pub gb_per_s: f64,
-    /// Ranks sharing the GPU that `alpha_ms` is for: on one GPU the contexts take turns, so the
-    /// latency of a call grows as (ranks there / `ranks`)^`alpha_exponent` (`Links::loopback`).
-    pub ranks: usize,
-    #[serde(default = "one")]
-    pub alpha_exponent: f64,
-    /// A CP ring step's exchange (sent while attention runs, waited after it) costs this many
-    /// calls' latency. On one GPU without MPS a rank waiting in an NCCL kernel keeps the GPU
-    /// for its whole time slice, and the ring's exchange costs about two slices where a
-    /// blocking all-gather or all-to-all call costs one (BENCHMARKS.md, step-time section).
-    #[serde(default = "one")]
-    pub exchange_factor: f64,
     /// Where it came from (the records it was fitted to).
     pub from: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SliceMs {
+    pub send_recv: f64,
+    pub all_gather: f64,
+    pub all_to_all: f64,
+}
+
+impl SliceMs {
+    pub fn of(&self, kind: super::CollKind) -> f64 {
+        match kind {
+            super::CollKind::SendRecv => self.send_recv,
+            super::CollKind::AllGather => self.all_gather,
+            super::CollKind::AllToAll => self.all_to_all,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,10 +99,6 @@ pub struct Rates {
     pub sync_us: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loopback: Option<LinkRate>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// Dense peaks from NVIDIA's datasheets (TFLOP/s without sparsity; TB/s of HBM).
@@ -174,12 +185,12 @@ impl Rates {
                 return Err(format!("`{key}` must be a number >= 0, got {v}"));
             }
         }
-        if let Some(l) = &self.loopback
-            && !(ok(l.gb_per_s) && l.alpha_ms.is_finite() && l.alpha_ms >= 0.0 && l.ranks >= 1 && ok(l.exchange_factor))
-        {
-            return Err(format!(
-                "`loopback` needs alpha_ms >= 0, gb_per_s > 0, exchange_factor > 0 and ranks >= 1, got {l:?}"
-            ));
+        if let Some(l) = &self.loopback {
+            let s = l.slice_ms;
+            let all = [s.send_recv, s.all_gather, s.all_to_all, l.visit_ms];
+            if !(ok(l.gb_per_s) && all.iter().all(|v| v.is_finite() && *v >= 0.0)) {
+                return Err(format!("`loopback` needs slice_ms and visit_ms >= 0 and gb_per_s > 0, got {l:?}"));
+            }
         }
         Ok(())
     }
