@@ -3,7 +3,7 @@
 
 use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
-use crate::backend::{Backend, BlockFp8, Blocks, Error, Gate, Result, RouterParams, Routing};
+use crate::backend::{Backend, BlockFp8, Blocks, Error, Gate, Permuted, Result, RouterParams, Routing};
 use crate::config::ConfigError;
 use crate::marks::phase;
 use crate::models::skew::Skew;
@@ -227,20 +227,21 @@ fn one_expert_fp8(b: &dyn Backend, w: &Tensor) -> Result<BlockFp8> {
 }
 
 /// Experts of width `f` over rows grouped by `offsets` in block-scaled FP8, on rows quantised per
-/// token (1 x 128 blocks): SwiGLU fused into the gate/up GEMM where the width allows it (f a
-/// multiple of 64), its output quantised again for the down GEMM.
+/// token (1 x 128 blocks; freed after the gate/up GEMM): SwiGLU fused into the gate/up GEMM where
+/// the width allows it (f a multiple of 64), its output quantised again for the down GEMM.
 fn mlp_fp8(
     b: &dyn Backend,
     (gate_up, down): (&BlockFp8, &BlockFp8),
     f: usize,
-    xq: &BlockFp8,
+    xq: BlockFp8,
     offsets: &Tensor,
 ) -> Result<Tensor> {
     let a = if f.is_multiple_of(64) {
-        b.grouped_matmul_fp8(xq, gate_up, offsets, true)?
+        b.grouped_matmul_fp8(&xq, gate_up, offsets, true)?
     } else {
-        b.swiglu(&b.grouped_matmul_fp8(xq, gate_up, offsets, false)?, None)?
+        b.swiglu(&b.grouped_matmul_fp8(&xq, gate_up, offsets, false)?, None)?
     };
+    drop(xq);
     let aq = b.quantize_blocks(&a, Blocks::Rows)?;
     drop(a);
     b.grouped_matmul_fp8(&aq, down, offsets, false)
@@ -363,7 +364,7 @@ impl MoeLayer {
     pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         if let Some(q) = &self.fp8 {
             let xq = b.quantize_blocks(xp, Blocks::Rows)?;
-            return mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, &xq, offsets);
+            return mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, xq, offsets);
         }
         // SwiGLU in the gate/up GEMM's epilogue where the backend fuses it (CUDA on sm_90a): the
         // [rows, 2F] gate/up buffer never exists.
@@ -434,7 +435,7 @@ impl MoeLayer {
             Some((gu, dn)) if grouped => {
                 let all = b.upload_i32(&[0, x.shape()[0] as i32], &[2])?;
                 let xq = b.quantize_blocks(x, Blocks::Rows)?;
-                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, &xq, &all)?))
+                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, xq, &all)?))
             }
             _ => Ok(Some(s.forward(b, x, x.dtype())?)),
         }
@@ -471,16 +472,16 @@ impl MoeLayer {
         if let (Some(q), None) = (&self.fp8, per_expert) {
             // FP8 experts: the t tokens quantised, then their e4m3 rows gathered (t*k rows never
             // exist in bf16, nor quantised one by one).
-            let p = {
+            let Permuted { x: xq, offsets, row_of } = {
                 let _phase = phase(c"moe dispatch");
                 b.permute_fp8(&b.quantize_blocks(x, Blocks::Rows)?, &r.ids, self.cfg.num_experts)?
             };
             let y = {
                 let _phase = phase(c"moe experts");
-                mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, &p.x, &p.offsets)?
+                mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, xq, &offsets)?
             };
             let _phase = phase(c"moe combine");
-            return self.combine(b, x, &y, &p.row_of, r, true);
+            return self.combine(b, x, &y, &row_of, r, true);
         }
         let p = {
             let _phase = phase(c"moe dispatch");
