@@ -15,7 +15,7 @@
 //   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
 //     tile j - 1, and the softmax of tile j runs while P V is still in flight.
 // Key tiles run from the last (the diagonal, masked) to the first.
-// Tile order, one of two (template L2):
+// Tile order, one of four (templates L2, PERS):
 //   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
 //     and causal blocks take the heaviest query tiles first (blockIdx.y reversed);
 //   - L2 (FA3's sections, hopper/tile_scheduler.hpp; `_l2` kernels): a 1-D grid of hq x ceil(sq / 128)
@@ -23,6 +23,10 @@
 //     whose K and V fit in F3_L2_KV bytes; a section runs to its end before the next starts, its query
 //     tiles heaviest first (causal) with its heads fastest, so a wave reads the K and V of few KV heads
 //     (at 32K, 2 of 8: 32 MB instead of 128 MB). Where all heads fit (8K), the two orders are the same.
+//   - PERS = 1 (`_pers` kernels): one block an SM walks the tiles of the first order (see f3_tile), the
+//     next tile's loads under the current tile's last P V and O stores;
+//   - PERS = 2 (`_dyn` kernels): the same, but the next tile of the first order goes to the first block
+//     that asks (an atomic counter in global memory, FA3's DynamicPersistentTileScheduler).
 #include "common.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
@@ -70,10 +74,53 @@ __device__ __forceinline__ void f3_tile_l2(int t, int D, int sq, int sk, int hq,
     qt = causal ? nqt - 1 - blk : blk;
 }
 
-template <int D, int STAGES, bool PP, bool L2, class OT>
+// Persistent (PERS = 1; `_pers` kernels, FA3's persistent scheduler without the atomic): a grid of at most one
+// block an SM walks the tiles of the (hq, query tile) order above, heaviest first: tile rd * G + b in even
+// rounds rd and rd * G + G - 1 - b in odd ones (G blocks, block b), a boustrophedon that balances the causal
+// work as well as handing the next heaviest tile to the first free SM (FA3's semaphore) and needs no
+// counter in global memory. The K/V stages and the ping-pong turns run on across tiles, so the producer
+// loads the next tile's K, then its Q (once both consumer warpgroups have issued their last S = Q K^T of
+// the current tile: the qempty mbarrier), then V, while the consumers finish P V and store O.
+// Tile idx of the persistent kernels' order -> (head h, query tile qt): heads fastest, heaviest first.
+template <bool L2>
+__device__ __forceinline__ void f3_map(int idx, int D, int sq, int sk, int hq, int hkv, int causal, int& h, int& qt) {
+    const int nqt = (sq + F3_BQ - 1) / F3_BQ;
+    if constexpr (L2) {
+        f3_tile_l2(idx, D, sq, sk, hq, hkv, causal, h, qt);
+    } else {
+        const int blk = idx / hq;
+        h = idx - blk * hq;
+        qt = causal ? nqt - 1 - blk : blk;
+    }
+}
+
+template <bool PERS, bool L2>
+__device__ __forceinline__ bool f3_tile(int rd, int D, int sq, int sk, int hq, int hkv, int causal, int& h, int& qt) {
+    const int nqt = (sq + F3_BQ - 1) / F3_BQ;
+    if constexpr (!PERS) {
+        if (rd > 0) return false;
+        h = blockIdx.x;
+        qt = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;
+        if constexpr (L2) f3_tile_l2(blockIdx.x, D, sq, sk, hq, hkv, causal, h, qt);
+        return true;
+    } else {
+        const int G = gridDim.x, T = hq * nqt, b = blockIdx.x;
+        const i64 idx = (i64)rd * G + ((rd & 1) ? G - 1 - b : b);
+        if (idx >= T) return false;  // rounds are filled from one end: nothing for this block after it
+        f3_map<L2>((int)idx, D, sq, sk, hq, hkv, causal, h, qt);
+        return true;
+    }
+}
+
+// PERS = 2: block b starts with tile b; the producer thread then takes tile G + atomicAdd(ctr, 1) (FA3's
+// prefetch: after issuing the current tile's loads) and hands each tile to the consumers through two
+// slots in shared memory (tfull / tempty mbarriers); a tile index >= T ends the walk. Each block makes
+// one fetch past the end, so the T fetches return 0 .. T - 1 and the one that gets T - 1 is the last:
+// it sets the counter back to 0 for the next launch (one stream: launches never overlap).
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
-                               float scale_log2) {
+                               float scale_log2, int* __restrict__ tile_ctr) {
     static_assert(D == 64 || D == 128, "head dim 64 or 128");
     constexpr int NB = D / 64;         // TMA boxes a tile
     constexpr u32 BOX = 128 * 64 * 2;  // one TMA box: 128 rows x 64 columns (128 bytes a row)
@@ -82,24 +129,35 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 base = ((u32)__cvta_generic_to_shared(smem_raw) + 1023) & ~1023u;
     const u32 sQ = base, sK = sQ + TILE, sV = sK + STAGES * TILE, bars = sV + STAGES * TILE;
-    const u32 qfull = bars;
+    const u32 qfull = bars, qempty = bars + 8 * (1 + 4 * STAGES);
+    auto tfull = [&](int j) { return bars + 8 * (2 + 4 * STAGES + j); };   // PERS = 2: tile slot j (0, 1)
+    auto tempty = [&](int j) { return bars + 8 * (4 + 4 * STAGES + j); };
+    const u32 tslot = bars + 8 * (6 + 4 * STAGES);  // two u32
+    const int T = hq * ((sq + F3_BQ - 1) / F3_BQ);
     auto kfull = [&](int s) { return bars + 8 * (1 + s); };
     auto vfull = [&](int s) { return bars + 8 * (1 + STAGES + s); };
     auto kempty = [&](int s) { return bars + 8 * (1 + 2 * STAGES + s); };
     auto vempty = [&](int s) { return bars + 8 * (1 + 3 * STAGES + s); };
 
-    int h = blockIdx.x, qt = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;
-    if constexpr (L2) f3_tile_l2(blockIdx.x, D, sq, sk, hq, hkv, causal, h, qt);
-    const int kh = h / (hq / hkv), q0 = qt * F3_BQ;
-    int n_kv = (sk + F3_BKV - 1) / F3_BKV;
-    if (causal) {
-        i64 last = delta + q0 + F3_BQ - 1;  // last key any row of this block may see
-        n_kv = last < 0 ? 0 : (int)min((i64)n_kv, last / F3_BKV + 1);
-    }
+    // Key tiles of query tile qt: all of them, or causal up to the last key its last row may see.
+    auto kv_tiles = [&](int qt) {
+        int n = (sk + F3_BKV - 1) / F3_BKV;
+        if (causal) {
+            i64 last = delta + (i64)qt * F3_BQ + F3_BQ - 1;
+            n = last < 0 ? 0 : (int)min((i64)n, last / F3_BKV + 1);
+        }
+        return n;
+    };
+    const int group = hq / hkv;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
     if (tid == 0) {
         mbar_init(qfull, 1);
+        mbar_init(qempty, 8);  // lane 0 of each consumer warp (PERS)
+        for (int j = 0; j < 2; j++) {
+            mbar_init(tfull(j), 1);
+            mbar_init(tempty(j), 8);
+        }
         for (int s = 0; s < STAGES; s++) {
             mbar_init(kfull(s), 1);
             mbar_init(vfull(s), 1);
@@ -111,29 +169,66 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     __syncthreads();
 
     if (wg == 0) {
+        // The block holds 168 x 384 registers (ptxas at launch): 24 x 128 + 240 x 256 is all of them, so the
+        // producer may keep no more than 24, or the consumers' setmaxnreg.inc waits forever (session 5: 32 here hung).
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-        if (tid == 0 && n_kv > 0) {
+        if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mv) : "memory");
-            mbar_expect_tx(qfull, TILE);
-#pragma unroll
-            for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * BOX, mq, 64 * b, h, q0, qfull);
-            int stage = 0;
-            u32 phase = 0;
-            for (int t = n_kv - 1; t >= 0; t--) {
-                const int k0 = t * F3_BKV;
+            int stage = 0, h, qt;
+            u32 phase = 0, qphase = 0;
+            auto load_k = [&](int kh, int t) {
                 mbar_wait(kempty(stage), phase ^ 1);
                 mbar_expect_tx(kfull(stage), TILE);
 #pragma unroll
-                for (int b = 0; b < NB; b++) tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, k0, kfull(stage));
+                for (int b = 0; b < NB; b++)
+                    tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, t * F3_BKV, kfull(stage));
+            };
+            auto load_v = [&](int kh, int t) {
                 mbar_wait(vempty(stage), phase ^ 1);
                 mbar_expect_tx(vfull(stage), TILE);
 #pragma unroll
-                for (int b = 0; b < NB; b++) tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, k0, vfull(stage));
+                for (int b = 0; b < NB; b++)
+                    tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, t * F3_BKV, vfull(stage));
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
+                }
+            };
+            auto load_q = [&](int h, int q0) {
+                if (PERS) mbar_wait(qempty, qphase ^ 1);  // both consumer warpgroups are done with the last Q
+                qphase ^= 1;
+                mbar_expect_tx(qfull, TILE);
+#pragma unroll
+                for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * BOX, mq, 64 * b, h, q0, qfull);
+            };
+            int idx = blockIdx.x;  // PERS = 2
+            for (int rd = 0;; rd++) {
+                if constexpr (PERS == 2) {
+                    mbar_wait(tempty(rd & 1), ((rd >> 1) & 1) ^ 1);
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tslot + 4 * (rd & 1)), "r"(idx) : "memory");
+                    mbar_arrive(tfull(rd & 1));
+                    if (idx >= T) break;
+                    f3_map<L2>(idx, D, sq, sk, hq, hkv, causal, h, qt);
+                } else if (!f3_tile<PERS != 0, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt)) {
+                    break;
+                }
+                const int n_kv = kv_tiles(qt), kh = h / group;
+                if (n_kv > 0) {
+                    if (!PERS) load_q(h, qt * F3_BQ);
+                    load_k(kh, n_kv - 1);
+                    if (PERS) load_q(h, qt * F3_BQ);  // the first K goes first: Q waits for the last tile's S
+                    load_v(kh, n_kv - 1);
+                    for (int t = n_kv - 2; t >= 0; t--) {
+                        load_k(kh, t);
+                        load_v(kh, t);
+                    }
+                }
+                if constexpr (PERS == 2) {
+                    const int v = atomicAdd(tile_ctr, 1);
+                    if (v == T - 1) atomicExch(tile_ctr, 0);  // the last fetch of this launch
+                    idx = gridDim.x + v;
                 }
             }
         }
@@ -142,192 +237,220 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
     const int c = wg - 1, w = warp & 3, g = lane >> 2, q = lane & 3;
-    // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
-    const i64 row_lo = delta + q0 + c * 64 + w * 16;
-
-    float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
-
-    if (n_kv > 0) {
-        float s[64];
-        u32 p[32];
-        // Q rows 64c .. 64c + 63 of each box; a k16 step is 32 bytes into the swizzled row, the next box
-        // BOX bytes on (descriptor addresses count 16-byte units).
-        const u64 dq = wg_desc(sQ + c * 64 * 128);
-        auto issue_qk = [&](int st) {
-            const u64 dk = wg_desc(sK + st * TILE);
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                const u64 step = (kk >> 2) * (BOX >> 4) + 2 * (kk & 3);
-                wgmma_m64n128k16(s, dq + step, dk + step, kk != 0);
-            }
-        };
-        auto issue_pv = [&](int st) {
-            // V [128 keys x D dims]: 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
-            const u64 dv = wg_desc_mn(sV + st * TILE, BOX);
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                if constexpr (D == 128)
-                    wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
-                else
-                    wgmma_m64n64k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
-            }
-        };
-        // Masks tile t where it crosses sk or the causal diagonal; then the online softmax: s becomes
-        // exp2(s * scale - m) (unnormalised P), m and l advance, and alpha rescales O.
-        auto softmax = [&](int t, float (&alpha)[2]) {
-            const int k0 = t * F3_BKV;
-            if (k0 + F3_BKV > sk || (causal && (i64)(k0 + F3_BKV - 1) > row_lo)) {
-                const int kmax = sk - k0;
-                const int lim = causal ? (int)max((i64)-512, min((i64)512, row_lo - k0)) : 512;
-#pragma unroll
-                for (int j = 0; j < 16; j++)
-#pragma unroll
-                    for (int x = 0; x < 4; x++) {
-                        int key = j * 8 + q * 2 + (x & 1);
-                        if (key >= kmax || key > lim + g + (x >> 1) * 8) s[j * 4 + x] = neg_inf();
-                    }
-            }
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = neg_inf();
-#pragma unroll
-                for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m[r], mx * scale_log2);
-                const float m_use = m_new == neg_inf() ? 0.f : m_new;
-                alpha[r] = f3_ex2(m[r] - m_use);
-                float sum = 0.f;
-#pragma unroll
-                for (int j = 0; j < 16; j++) {
-                    float p0 = f3_ex2(fmaf(s[j * 4 + 2 * r], scale_log2, -m_use));
-                    float p1 = f3_ex2(fmaf(s[j * 4 + 2 * r + 1], scale_log2, -m_use));
-                    s[j * 4 + 2 * r] = p0;
-                    s[j * 4 + 2 * r + 1] = p1;
-                    sum += p0 + p1;
-                }
-                l[r] = l[r] * alpha[r] + sum;  // this thread's share; the quad is summed at the end
-                m[r] = m_new;
-            }
-        };
-        // S accumulator (n8 tile j, rows g / g + 8) to the A fragments of k16 step kk = j / 2.
-        auto to_p = [&]() {
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                p[4 * kk + 0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
-                p[4 * kk + 1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
-                p[4 * kk + 2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
-                p[4 * kk + 3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
-            }
-        };
-
-        mbar_wait(qfull, 0);
-        int stage = 0;
-        u32 phase = 0;
-        float alpha[2];
-        if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");  // the first turn is warpgroup 0's
-        mbar_wait(kfull(stage), phase);
-        if (PP) f3_turn_wait(c);
-        wg_fence();
-        issue_qk(stage);
-        wg_commit();
-        if (PP) f3_turn_pass(c);
-        wg_wait<0>();
-        wg_pin(s);
-        if (lane == 0) mbar_arrive(kempty(stage));
-        softmax(n_kv - 1, alpha);
-        to_p();
-        int vstage = stage;
-        u32 vphase = phase;
-        if (++stage == STAGES) {
-            stage = 0;
-            phase ^= 1;
+    // Turns of the two warpgroups (PP): the first is warpgroup 0's; they alternate, n_kv each a tile.
+    if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+    int stage = 0, h, qt;
+    u32 phase = 0, qphase = 0;
+    for (int rd = 0;; rd++) {
+        if constexpr (PERS == 2) {
+            mbar_wait(tfull(rd & 1), (rd >> 1) & 1);
+            int idx;
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(idx) : "r"(tslot + 4 * (rd & 1)) : "memory");
+            __syncwarp();
+            if (lane == 0) mbar_arrive(tempty(rd & 1));
+            if (idx >= T) break;
+            f3_map<L2>(idx, D, sq, sk, hq, hkv, causal, h, qt);
+        } else if (!f3_tile<PERS != 0, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt)) {
+            break;
         }
-        for (int t = n_kv - 2; t >= 0; t--) {
+        const int n_kv = kv_tiles(qt), q0 = qt * F3_BQ;
+        // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
+        const i64 row_lo = delta + q0 + c * 64 + w * 16;
+
+        float o[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+        float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+
+        if (n_kv > 0) {
+            float s[64];
+            u32 p[32];
+            // Q rows 64c .. 64c + 63 of each box; a k16 step is 32 bytes into the swizzled row, the next box
+            // BOX bytes on (descriptor addresses count 16-byte units).
+            const u64 dq = wg_desc(sQ + c * 64 * 128);
+            auto issue_qk = [&](int st) {
+                const u64 dk = wg_desc(sK + st * TILE);
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {
+                    const u64 step = (kk >> 2) * (BOX >> 4) + 2 * (kk & 3);
+                    wgmma_m64n128k16(s, dq + step, dk + step, kk != 0);
+                }
+            };
+            auto issue_pv = [&](int st) {
+                // V [128 keys x D dims]: 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
+                const u64 dv = wg_desc_mn(sV + st * TILE, BOX);
+#pragma unroll
+                for (int kk = 0; kk < 8; kk++) {
+                    if constexpr (D == 128)
+                        wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+                    else
+                        wgmma_m64n64k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+                }
+            };
+            // Masks tile t where it crosses sk or the causal diagonal; then the online softmax: s becomes
+            // exp2(s * scale - m) (unnormalised P), m and l advance, and alpha rescales O.
+            auto softmax = [&](int t, float (&alpha)[2]) {
+                const int k0 = t * F3_BKV;
+                if (k0 + F3_BKV > sk || (causal && (i64)(k0 + F3_BKV - 1) > row_lo)) {
+                    const int kmax = sk - k0;
+                    const int lim = causal ? (int)max((i64)-512, min((i64)512, row_lo - k0)) : 512;
+#pragma unroll
+                    for (int j = 0; j < 16; j++)
+#pragma unroll
+                        for (int x = 0; x < 4; x++) {
+                            int key = j * 8 + q * 2 + (x & 1);
+                            if (key >= kmax || key > lim + g + (x >> 1) * 8) s[j * 4 + x] = neg_inf();
+                        }
+                }
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float mx = neg_inf();
+#pragma unroll
+                    for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    const float m_new = fmaxf(m[r], mx * scale_log2);
+                    const float m_use = m_new == neg_inf() ? 0.f : m_new;
+                    alpha[r] = f3_ex2(m[r] - m_use);
+                    float sum = 0.f;
+#pragma unroll
+                    for (int j = 0; j < 16; j++) {
+                        float p0 = f3_ex2(fmaf(s[j * 4 + 2 * r], scale_log2, -m_use));
+                        float p1 = f3_ex2(fmaf(s[j * 4 + 2 * r + 1], scale_log2, -m_use));
+                        s[j * 4 + 2 * r] = p0;
+                        s[j * 4 + 2 * r + 1] = p1;
+                        sum += p0 + p1;
+                    }
+                    l[r] = l[r] * alpha[r] + sum;  // this thread's share; the quad is summed at the end
+                    m[r] = m_new;
+                }
+            };
+            // S accumulator (n8 tile j, rows g / g + 8) to the A fragments of k16 step kk = j / 2.
+            auto to_p = [&]() {
+#pragma unroll
+                for (int kk = 0; kk < 8; kk++) {
+                    p[4 * kk + 0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+                    p[4 * kk + 1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+                    p[4 * kk + 2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+                    p[4 * kk + 3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+                }
+            };
+
+            mbar_wait(qfull, qphase);
+            qphase ^= 1;
+            float alpha[2];
             mbar_wait(kfull(stage), phase);
-            mbar_wait(vfull(vstage), vphase);
             if (PP) f3_turn_wait(c);
             wg_fence();
             issue_qk(stage);
             wg_commit();
-            issue_pv(vstage);
-            wg_commit();
             if (PP) f3_turn_pass(c);
-            wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+            wg_wait<0>();
             wg_pin(s);
             if (lane == 0) mbar_arrive(kempty(stage));
-            softmax(t, alpha);
-            wg_wait<0>();
-            wg_pin(o);
-            if (lane == 0) mbar_arrive(vempty(vstage));
-#pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                o[j * 4 + 0] *= alpha[0];
-                o[j * 4 + 1] *= alpha[0];
-                o[j * 4 + 2] *= alpha[1];
-                o[j * 4 + 3] *= alpha[1];
-            }
+            softmax(n_kv - 1, alpha);
             to_p();
-            vstage = stage;
-            vphase = phase;
+            int vstage = stage;
+            u32 vphase = phase;
             if (++stage == STAGES) {
                 stage = 0;
                 phase ^= 1;
             }
+            for (int t = n_kv - 2; t >= 0; t--) {
+                mbar_wait(kfull(stage), phase);
+                mbar_wait(vfull(vstage), vphase);
+                if (PP) f3_turn_wait(c);
+                wg_fence();
+                issue_qk(stage);
+                wg_commit();
+                issue_pv(vstage);
+                wg_commit();
+                if (PP) f3_turn_pass(c);
+                wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+                wg_pin(s);
+                if (lane == 0) mbar_arrive(kempty(stage));
+                softmax(t, alpha);
+                wg_wait<0>();
+                wg_pin(o);
+                if (lane == 0) mbar_arrive(vempty(vstage));
+#pragma unroll
+                for (int j = 0; j < D / 8; j++) {
+                    o[j * 4 + 0] *= alpha[0];
+                    o[j * 4 + 1] *= alpha[0];
+                    o[j * 4 + 2] *= alpha[1];
+                    o[j * 4 + 3] *= alpha[1];
+                }
+                to_p();
+                vstage = stage;
+                vphase = phase;
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            }
+            // Every S wgmma of this tile has completed: the producer may load the next tile's Q.
+            if (PERS && lane == 0) mbar_arrive(qempty);
+            mbar_wait(vfull(vstage), vphase);
+            wg_fence();
+            issue_pv(vstage);
+            wg_commit();
+            wg_wait<0>();
+            wg_pin(o);
+            if (lane == 0) mbar_arrive(vempty(vstage));
         }
-        mbar_wait(vfull(vstage), vphase);
-        wg_fence();
-        issue_pv(vstage);
-        wg_commit();
-        wg_wait<0>();
-        wg_pin(o);
-        if (lane == 0) mbar_arrive(vempty(vstage));
-        // Warpgroup 1's last pass is left on barrier 1: taken here, so no arrival outlives the block.
-        if (PP && c == 0) f3_turn_wait(0);
-    }
 
-    const u64 rs = (u64)hq * D;
+        const u64 rs = (u64)hq * D;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float lt = l[r];
-        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-        const int i = q0 + c * 64 + w * 16 + g + r * 8;
-        if (i >= sq) continue;
-        const float inv = lt > 0.f ? 1.0f / lt : 0.f;
-        OT* orow = O + (u64)i * rs + (u64)h * D;
+        for (int r = 0; r < 2; r++) {
+            float lt = l[r];
+            lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+            lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+            const int i = q0 + c * 64 + w * 16 + g + r * 8;
+            if (i >= sq) continue;
+            const float inv = lt > 0.f ? 1.0f / lt : 0.f;
+            OT* orow = O + (u64)i * rs + (u64)h * D;
 #pragma unroll
-        for (int j = 0; j < D / 8; j++) {
-            if constexpr (sizeof(OT) == 4)
-                *(float2*)(orow + j * 8 + q * 2) = make_float2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
-            else
-                *(u32*)(orow + j * 8 + q * 2) = pack_bf16x2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+            for (int j = 0; j < D / 8; j++) {
+                if constexpr (sizeof(OT) == 4)
+                    *(float2*)(orow + j * 8 + q * 2) = make_float2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+                else
+                    *(u32*)(orow + j * 8 + q * 2) = pack_bf16x2(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+            }
+            if (q == 0) lse[(u64)h * sq + i] = lt > 0.f ? (m[r] + log2f(lt)) * 0.6931471805599453f : neg_inf();
         }
-        if (q == 0) lse[(u64)h * sq + i] = lt > 0.f ? (m[r] + log2f(lt)) * 0.6931471805599453f : neg_inf();
     }
+    // Warpgroup 1's last pass (or, with no key tile at all, warpgroup 0's first turn) is left on barrier 1:
+    // taken here, so no arrival outlives the block.
+    if (PP && c == 0) f3_turn_wait(0);
 }
 
-// Name, head dim, K/V stages, ping-pong, L2 sections; each with a bf16 output (NAME) and an f32 one
-// (NAME_f32o). Grid (hq, ceil(sq / 128)), or with L2 hq * ceil(sq / 128). The host table (and its shared-memory
-// size) is src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2)                                                                                    \
+// Name, head dim, K/V stages, ping-pong, L2 sections, schedule (0: one block a tile; 1: persistent, static;
+// 2: persistent, dynamic); each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)),
+// with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
+// between launches; read by schedule 2 only). The host table (and its shared-memory size) is
+// src/backend/cuda/tiles.rs.
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS)                                                                   \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
-             int causal, float scale_log2) {                                                                    \
-        flash_fwd_sm90<D, ST, PP, L2, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2);          \
+             int causal, float scale_log2, int* tile_ctr) {                                                     \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2,   \
+                                                tile_ctr);                                                      \
     }
-#define F3(NAME, D, ST, PP, L2)             \
-    F3_OUT(NAME, bf16, D, ST, PP, L2)       \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2)
-F3(flash_fwd_sm90_d128_s2, 128, 2, false, false)
-F3(flash_fwd_sm90_d128_s3, 128, 3, false, false)
-F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false)
-F3(flash_fwd_sm90_d128_s3p, 128, 3, true, false)
-F3(flash_fwd_sm90_d128_s2p_l2, 128, 2, true, true)
-F3(flash_fwd_sm90_d64_s2p, 64, 2, true, false)
-F3(flash_fwd_sm90_d64_s3p, 64, 3, true, false)
-F3(flash_fwd_sm90_d64_s2p_l2, 64, 2, true, true)
+#define F3(NAME, D, ST, PP, L2, PERS)             \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS)       \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS)
+F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
+F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
+F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)
+F3(flash_fwd_sm90_d128_s3p, 128, 3, true, false, 0)
+F3(flash_fwd_sm90_d128_s2p_l2, 128, 2, true, true, 0)
+F3(flash_fwd_sm90_d64_s2p, 64, 2, true, false, 0)
+F3(flash_fwd_sm90_d64_s3p, 64, 3, true, false, 0)
+F3(flash_fwd_sm90_d64_s2p_l2, 64, 2, true, true, 0)
+F3(flash_fwd_sm90_d128_s2p_pers, 128, 2, true, false, 1)
+F3(flash_fwd_sm90_d128_s3p_pers, 128, 3, true, false, 1)
+F3(flash_fwd_sm90_d64_s2p_pers, 64, 2, true, false, 1)
+F3(flash_fwd_sm90_d128_s2p_dyn, 128, 2, true, false, 2)
+F3(flash_fwd_sm90_d128_s3p_dyn, 128, 3, true, false, 2)
+F3(flash_fwd_sm90_d64_s2p_dyn, 64, 2, true, false, 2)

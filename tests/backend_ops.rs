@@ -711,6 +711,41 @@ fn cuda_kernel_variants() {
     assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
 }
 
+/// The persistent flash kernels (`_pers`) with their grid capped at 1 and 3 blocks, so that each block
+/// walks many query tiles of several heads: the K/V stages, the Q reload, the ping-pong turns and the
+/// accumulators carry across tiles; tiles with no key (offsets) in between; bf16 and f32 out, lse.
+/// On its own (small shapes) so that compute-sanitizer can take it.
+#[test]
+fn cuda_flash_persistent_tiles() {
+    let b = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => return skipped(&e.to_string()),
+    };
+    if b.arch() != "sm_90a" {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED: the persistent flash kernels need sm_90a, this GPU is {}", b.arch());
+        return;
+    }
+    let p =
+        |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash, f32_out: false };
+    let pers: Vec<_> = rwm_dist::backend::cuda::FLASH_KERNELS.iter().filter(|k| k.persistent()).collect();
+    assert!(!pers.is_empty());
+    for fk in pers {
+        b.choose_flash_kernel(Some(fk.name)).unwrap();
+        for cap in [Some(1), Some(3), None] {
+            b.cap_persistent_flash_grid(cap);
+            check_attention(&b, 300, 300, 6, 3, fk.d, p(true, 0, 0));
+            check_attention(&b, 100, 333, 2, 1, fk.d, p(false, 0, 0));
+            check_attention(&b, 130, 200, 2, 2, fk.d, p(true, 20, 60));
+            // Query tiles 0 and 1 of each head see no key (zero rows, lse -inf), between tiles that do.
+            check_attention(&b, 640, 513, 2, 2, fk.d, p(true, 0, 300));
+        }
+    }
+    b.cap_persistent_flash_grid(None);
+    b.choose_flash_kernel(None).unwrap();
+}
+
 /// Every FP8 grouped GEMM instantiation (also those run only by name), on its own so that
 /// compute-sanitizer can take them without the flash kernels.
 #[test]

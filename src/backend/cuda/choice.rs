@@ -12,6 +12,8 @@ pub(crate) struct Choice {
     grouped: std::sync::RwLock<Option<&'static str>>,
     /// The FP8 grouped GEMM kernel chosen by name (grouped_fp8.rs).
     pub(crate) grouped_fp8: std::sync::RwLock<Option<&'static str>>,
+    /// At most this many blocks for a persistent flash kernel (tests: several tiles a block on small shapes).
+    pub(crate) flash_grid_cap: std::sync::RwLock<Option<u32>>,
     /// Resident clusters of a multicast kernel, by (name, shared memory bytes).
     clusters: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u32>>,
     /// Ops whose architecture fallback has been logged (once each).
@@ -38,6 +40,18 @@ impl CudaBackend {
         }
         *self.choice.flash.write().unwrap() = k;
         Ok(())
+    }
+
+    /// Launches persistent flash kernels (`_pers`, `_dyn`) with at most `blocks` blocks instead of one an SM,
+    /// so that small shapes give each block several query tiles (for tests); None restores the default.
+    pub fn cap_persistent_flash_grid(&self, blocks: Option<u32>) {
+        *self.choice.flash_grid_cap.write().unwrap() = blocks.map(|b| b.max(1));
+    }
+
+    /// Blocks of a persistent flash kernel over `tiles` query tiles: one an SM, or the cap.
+    pub(crate) fn persistent_flash_grid(&self, tiles: usize) -> u32 {
+        let cap = self.choice.flash_grid_cap.read().unwrap().unwrap_or(self.sm_count());
+        tiles.min(cap as usize) as u32
     }
 
     /// The mma.sync default of head dim `d`: where the sm90 kernel cannot take the tensors.

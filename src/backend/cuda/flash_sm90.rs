@@ -20,10 +20,11 @@ pub(crate) fn tma_aligned(ptrs: &[u64]) -> bool {
     ptrs.iter().all(|p| p.is_multiple_of(16))
 }
 
-/// The grid of `fk` fits: query tiles on y (at most 65535), or with L2 sections hq x tiles blocks as an int.
+/// The grid of `fk` fits: query tiles on y (at most 65535), or with L2 sections or a persistent grid
+/// hq x tiles tile indices in an int.
 pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {
     let tiles = sq.div_ceil(fk.block_q());
-    if fk.l2_sections { hq * tiles <= i32::MAX as usize } else { tiles <= 65535 }
+    if fk.l2_sections || fk.persistent() { hq * tiles <= i32::MAX as usize } else { tiles <= 65535 }
 }
 
 impl CudaBackend {
@@ -35,12 +36,19 @@ impl CudaBackend {
                 .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
         };
         let mut maps = [map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?];
-        // One block a (head, query tile): (hq, tiles), or 1-D in the kernel's L2 sections (f3_tile_l2).
+        // One block a (head, query tile): (hq, tiles), or 1-D in the kernel's L2 sections (f3_tile_l2);
+        // persistent: one block an SM (at most one fits: its shared memory), each walking tiles (f3_tile).
         let tiles = n.sq.div_ceil(fk.block_q());
         check("attention", sm90_grid_fits(fk, n.hq, n.sq), || {
             format!("hq = {} x sq = {}: too many blocks", n.hq, n.sq)
         })?;
-        let grid = if fk.l2_sections { ((n.hq * tiles) as u32, 1, 1) } else { (n.hq as u32, tiles as u32, 1) };
+        let grid = if fk.persistent() {
+            (self.persistent_flash_grid(n.hq * tiles), 1, 1)
+        } else if fk.l2_sections {
+            ((n.hq * tiles) as u32, 1, 1)
+        } else {
+            (n.hq as u32, tiles as u32, 1)
+        };
         let mut slots = [
             op,
             lp,
@@ -51,12 +59,13 @@ impl CudaBackend {
             a.delta as u64,
             a.causal as u64,
             a.scale_log2.to_bits() as u64,
+            self.flash_tiles.device_ptr(&self.stream).0,
         ];
         let name = if a.f32_out { fk.name_f32o } else { fk.name };
         let l = driver::Launch { grid, block: fk.threads(), smem: fk.smem(), cluster: 1 };
         // SAFETY: the parameters of the F3 kernels in kernels/flash_attention_sm90.cu: three 128-byte
-        // tensor maps, two pointers, four ints, an i64, an int and a float (4-byte ones read from the
-        // low half of their slots).
+        // tensor maps, two pointers, four ints, an i64, an int, a float (4-byte ones read from the
+        // low half of their slots) and the tile counter's pointer (kept alive by the backend).
         unsafe { self.launch_maps((fk.file(), name), l, &mut maps, &mut slots) }
     }
 }

@@ -25,7 +25,7 @@ mod tensors;
 mod tiles;
 
 pub use grouped_fp8::{FP8_KERNELS, Fp8Kernel, choose_fp8};
-pub use tiles::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, TmaOptions};
+pub use tiles::{FLASH_KERNELS, FlashKernel, GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, Schedule, TmaOptions};
 
 use super::*;
 use crate::tensor::Data;
@@ -98,6 +98,9 @@ pub struct CudaBackend {
     choice: choice::Choice,
     /// RWM_CUDA_SYNC_CHECK=1: synchronise after every launch so an error names its kernel.
     sync_check: bool,
+    /// The dynamic persistent flash kernels' tile counter (`_dyn`): 0 between launches (each launch's
+    /// last fetch sets it back), zeroed here once.
+    flash_tiles: CudaSlice<i32>,
 }
 
 fn present(ok: bool, what: &str) -> Result<()> {
@@ -131,6 +134,7 @@ impl CudaBackend {
         let target = arch::Arch::for_capability(major as u32, minor as u32);
         let kernels = compile::Kernels::new(ctx.clone(), target)?;
         let blas = blas::Blas::new(stream.clone())?;
+        let flash_tiles = stream.alloc_zeros::<i32>(1).map_err(|e| cuda_err("flash tile counter", e))?;
         tracing::debug!("CUDA backend on {name} ({}, {sms} SMs)", kernels.arch());
         Ok(CudaBackend {
             ctx,
@@ -143,6 +147,7 @@ impl CudaBackend {
             rope_freqs: Default::default(),
             choice: Default::default(),
             sync_check: std::env::var("RWM_CUDA_SYNC_CHECK").is_ok_and(|v| v == "1"),
+            flash_tiles,
         })
     }
 

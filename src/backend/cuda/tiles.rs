@@ -6,7 +6,7 @@
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
 /// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
 /// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages, `ping_pong`,
-/// `l2_sections`).
+/// `l2_sections`, `schedule`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -20,16 +20,57 @@ pub struct FlashKernel {
     pub ping_pong: bool,
     /// sm90: a 1-D grid in FA3's L2 sections (heads whose K and V fit 32 MB run together), not (hq, tiles).
     pub l2_sections: bool,
+    /// sm90: one block a query tile, or persistent (FA3's scheduler).
+    pub schedule: Schedule,
+}
+
+/// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// One block a (head, query tile), heaviest first; the hardware hands out the blocks.
+    Grid,
+    /// At most one block an SM, each walking tiles heaviest first in a fixed boustrophedon, the next
+    /// tile's loads under this one's last GEMM and O stores (`_pers`).
+    Static,
+    /// The same, each block taking the next heaviest tile when it is free (an atomic counter, `_dyn`).
+    Dynamic,
 }
 
 impl FlashKernel {
     /// Key tile of the mma.sync kernel (FA_BKV); the sm90 kernel's is 128 (F3_BKV).
     const BKV: usize = 64;
     const fn mma(name: &'static str, name_f32o: &'static str, d: usize, warps: usize, mt: usize) -> Self {
-        FlashKernel { name, name_f32o, d, warps, mt, tma_stages: 0, ping_pong: false, l2_sections: false }
+        FlashKernel {
+            name,
+            name_f32o,
+            d,
+            warps,
+            mt,
+            tma_stages: 0,
+            ping_pong: false,
+            l2_sections: false,
+            schedule: Schedule::Grid,
+        }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
-        FlashKernel { name, name_f32o, d, warps: 12, mt: 0, tma_stages: stages, ping_pong: pp, l2_sections: l2 }
+        FlashKernel {
+            name,
+            name_f32o,
+            d,
+            warps: 12,
+            mt: 0,
+            tma_stages: stages,
+            ping_pong: pp,
+            l2_sections: l2,
+            schedule: Schedule::Grid,
+        }
+    }
+    const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
+        FlashKernel { schedule: s, ..Self::sm90(name, name_f32o, d, stages, true, false) }
+    }
+    /// One block an SM walking query tiles (`Schedule::Static` or `Dynamic`).
+    pub fn persistent(&self) -> bool {
+        self.schedule != Schedule::Grid
     }
     /// wgmma and TMA: sm_90a only.
     pub fn sm90a(&self) -> bool {
@@ -45,10 +86,11 @@ impl FlashKernel {
         (self.warps * 32) as u32
     }
     /// Q tile plus double-buffered K and V tiles; sm90: Q and `tma_stages` K and V tiles of 128 rows,
-    /// the mbarriers, and 1024 bytes to align the swizzle atoms.
+    /// the mbarriers (Q full and empty, K and V full and empty a stage, two tile slots' full and empty),
+    /// the two tile slots, and 1024 bytes to align the swizzle atoms.
     pub fn smem(&self) -> u32 {
         if self.sm90a() {
-            ((1 + 2 * self.tma_stages) * 128 * self.d * 2 + 8 * (1 + 4 * self.tma_stages) + 1024) as u32
+            ((1 + 2 * self.tma_stages) * 128 * self.d * 2 + 8 * (7 + 4 * self.tma_stages) + 1024) as u32
         } else {
             ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
         }
@@ -69,6 +111,36 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel::sm90("flash_fwd_sm90_d64_s2p", "flash_fwd_sm90_d64_s2p_f32o", 64, 2, true, false),
     FlashKernel::sm90("flash_fwd_sm90_d64_s3p", "flash_fwd_sm90_d64_s3p_f32o", 64, 3, true, false),
     FlashKernel::sm90("flash_fwd_sm90_d64_s2p_l2", "flash_fwd_sm90_d64_s2p_l2_f32o", 64, 2, true, true),
+    FlashKernel::sm90_pers(
+        "flash_fwd_sm90_d128_s2p_pers",
+        "flash_fwd_sm90_d128_s2p_pers_f32o",
+        128,
+        2,
+        Schedule::Static,
+    ),
+    FlashKernel::sm90_pers(
+        "flash_fwd_sm90_d128_s3p_pers",
+        "flash_fwd_sm90_d128_s3p_pers_f32o",
+        128,
+        3,
+        Schedule::Static,
+    ),
+    FlashKernel::sm90_pers("flash_fwd_sm90_d64_s2p_pers", "flash_fwd_sm90_d64_s2p_pers_f32o", 64, 2, Schedule::Static),
+    FlashKernel::sm90_pers(
+        "flash_fwd_sm90_d128_s2p_dyn",
+        "flash_fwd_sm90_d128_s2p_dyn_f32o",
+        128,
+        2,
+        Schedule::Dynamic,
+    ),
+    FlashKernel::sm90_pers(
+        "flash_fwd_sm90_d128_s3p_dyn",
+        "flash_fwd_sm90_d128_s3p_dyn_f32o",
+        128,
+        3,
+        Schedule::Dynamic,
+    ),
+    FlashKernel::sm90_pers("flash_fwd_sm90_d64_s2p_dyn", "flash_fwd_sm90_d64_s2p_dyn_f32o", 64, 2, Schedule::Dynamic),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -200,6 +272,8 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// On sm_90a, d = 128 and d = 64 at every length: the warp-specialised TMA + wgmma kernel (H200, session 4,
 /// bench/results/2026-12-01-h200/session4/: d = 64 at 1.6x the mma.sync kernel, 0.95-0.99x cuDNN). The
 /// L2-section (`_l2`) instantiations run when chosen by name: 0.95x cuDNN at d = 128, 32K, against 1.01x.
+/// So do the persistent ones (session 5, bench/results/2026-12-01-h200/s5-attn/): `_pers` (static) 0.92x
+/// at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) not yet timed.
 pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p", "flash_fwd_sm90_d64_s2p"];
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
@@ -230,7 +304,8 @@ mod tests {
         let f3 = compile::source_of("flash_attention_sm90.cu").unwrap();
         for k in FLASH_KERNELS {
             let (src, inst) = if k.sm90a() {
-                (f3, format!("F3({}, {}, {}, {}, {})", k.name, k.d, k.tma_stages, k.ping_pong, k.l2_sections))
+                let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
+                (f3, format!("F3({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };

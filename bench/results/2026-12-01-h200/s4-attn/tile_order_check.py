@@ -17,6 +17,7 @@ typedef long long i64;
 #define F3_BQ 128
 #define F3_L2_KV (32 << 20)
 using std::min;
+struct U3 { int x, y, z; } blockIdx, gridDim;  // f3_tile (session 5) sits beside f3_tile_l2
 """ + fn + r"""
 int main() {
   int bad = 0, cases = 0;
