@@ -22,6 +22,9 @@ print()
 print(f"| op | shape | rwm TFLOP/s | peer | peer TFLOP/s | rwm / peer |")
 print(f"|---|---|---:|---|---:|---:|")
 for r in rwm:
+    if "tb_s" in r:  # memory-bound rows (no peer)
+        print(f"| {r['op']} | {r['shape']} | {r['tb_s']:.2f} TB/s | - | - | - |")
+        continue
     base = r["op"].split("[")[0]  # op[kernel] rows of --variants compare with the same peers
     ps = [p for p in peers if p["op"] == base and p["shape"] == r["shape"]]
     if not ps:

@@ -74,6 +74,16 @@ impl Bench<'_> {
         }
         self.rows.push((op.into(), shape.into(), ms, tflops));
     }
+
+    /// A memory-bound op: `bytes` read and written, TB/s.
+    fn record_bw(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
+        let tb_s = bytes / ms / 1e9;
+        println!("{op:<28} {shape:<44} {ms:>10.3} ms {tb_s:>9.2} TB/s");
+        if let Some(f) = &mut self.json {
+            let line = serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "tb_s": tb_s});
+            writeln!(f, "{line}").unwrap();
+        }
+    }
 }
 
 fn rand(b: &CudaBackend, shape: &[usize], dt: DType, seed: u64, std: f32) -> Result<Tensor> {
@@ -221,6 +231,7 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     let rp = RouterParams { gate: Gate::Softmax, top_k: k, n_group: 1, topk_group: 1, norm_topk: false, scaling: 1.0 };
     let r = b.route(&logits, &rp, None)?;
     let p = b.permute(&x, &r.ids, e)?;
+    layer_passes(bench, s, &x, &r)?;
     drop((x, logits, r));
     offsets.insert(s.key.into(), serde_json::json!(b.download_i32(&p.offsets)?));
     let rows = t * k;
@@ -270,6 +281,33 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
         let g = Grouped { offsets: &p.offsets, xs: &xs, acts: &a, w1: &w1, w2: &w2, gate_up, down, f1, f2 };
         moe_fp8(bench, &g, rows)?;
     }
+    Ok(())
+}
+
+/// The layer's passes around the grouped GEMMs: dispatch in bf16 and in FP8 (the t tokens quantised,
+/// then their e4m3 rows gathered), the 1 x 128 quantiser alone, combine with and without the shared
+/// experts' add.
+fn layer_passes(bench: &mut Bench, s: &MoeShape, x: &Tensor, r: &Routing) -> Result<()> {
+    let b = bench.b;
+    let (t, e, k, h) = (s.t, s.e, s.k, s.h);
+    let rows = (t * k) as f64;
+    let ms = bench.time(|_| b.permute(x, &r.ids, e).map(drop))?;
+    bench.record_bw("moe_dispatch", &format!("{t}x{h} bf16, top-{k}"), rows * h as f64 * 4.0, ms);
+    if b.arch() == "sm_90a" {
+        let ms = bench.time(|_| b.permute_fp8(&b.quantize_blocks(x, Blocks::Rows)?, &r.ids, e).map(drop))?;
+        bench.record_bw("moe_dispatch_fp8", &format!("{t}x{h} bf16 -> e4m3, top-{k}"), rows * h as f64 * 2.0, ms);
+        let xs = [rand(b, &[t * k, h], DType::Bf16, 47, 1.0)?, rand(b, &[t * k, h], DType::Bf16, 48, 1.0)?];
+        let ms = bench.time(|i| b.quantize_blocks(&xs[i % 2], Blocks::Rows).map(drop))?;
+        bench.record_bw("quantize_rows", &format!("{}x{h} bf16 -> e4m3", t * k), rows * h as f64 * 3.0, ms);
+    }
+    let p = b.permute(x, &r.ids, e)?;
+    let shared = rand(b, &[t, h], DType::Bf16, 49, 1.0)?;
+    let ms = bench.time(|_| b.unpermute(&p.x, &p.row_of, &r.weights).map(drop))?;
+    bench.record_bw("moe_combine", &format!("{}x{h} -> {t}", t * k), (rows + t as f64) * h as f64 * 2.0, ms);
+    let ms = bench.time(|_| b.unpermute_add(&p.x, &p.row_of, &r.weights, &shared).map(drop))?;
+    let bytes = (rows + 2.0 * t as f64) * h as f64 * 2.0;
+    bench.record_bw("moe_combine[+shared]", &format!("{}x{h} -> {t}", t * k), bytes, ms);
+    drop(p);
     Ok(())
 }
 

@@ -9,9 +9,9 @@
 // in the tensor cores (which keep fewer than f32's bits for FP8), then, after wgmma.wait, the partial
 // sums are scaled by scale_x(row) * scale_w(column block) and added to a separate f32 accumulator.
 // The stage is released as soon as the wgmmas that read it retired (before the promotion), and the two
-// consumer warpgroups promote while each other's wgmmas run. OVERLAP (not a default: 2-10% slower on
-// the H200) keeps a second accumulator set so that a warpgroup's own next
-// k-tile's wgmmas run while it promotes (64 + 64 + 64 f32 registers per thread).
+// consumer warpgroups promote while each other's wgmmas run. (A second accumulator set, so that a
+// warpgroup's own next k-tile's wgmmas ran while it promoted, was 0.88-1.02x of this on the H200 in
+// three runs and was removed: BENCHMARKS.md, session 5.)
 // Tile: BM = 128 or 256 rows x BN = 128 weight rows (64 outputs of gate and up with SW), BK = 128
 // bytes (one 128-byte swizzle atom per row). 384 threads: warpgroup 0 produces (one thread issues the
 // TMA loads of the X and W tiles into STAGES stages with full/empty mbarriers, kernels/tma.cuh),
@@ -37,12 +37,12 @@
 #define TF_BK 128
 #define TF_BN 128
 
-template <int STAGES, bool SW, bool OVERLAP, int BM>
+template <int STAGES, bool SW, int BM>
 __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const float* __restrict__ sx, const float* __restrict__ sw,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int R, int E, int N, int K,
                                  int y_tma) {
-    static_assert(BM == 128 || (BM == 256 && !OVERLAP), "two waves only without the overlapped promotion");
+    static_assert(BM == 128 || BM == 256, "one or two 128-row waves");
     constexpr int BN = TF_BN, ON = SW ? BN / 2 : BN, WAVES = BM / 128;
     constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
@@ -106,7 +106,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of each 128-row wave of the tile
     const int g = lane >> 2, q = lane & 3;
-    float acc[64], fin[WAVES * 64], acc2[OVERLAP ? 64 : 1];
+    float acc[64], fin[WAVES * 64];
     int stage = 0;
     u32 phase = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
@@ -139,10 +139,6 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             for (int kk = 0; kk < TF_BK / 32; kk++) wgmma_m64n128k32_e4m3(d, da + 2 * kk, db + 2 * kk, kk != 0);
             wg_commit();
         };
-        auto issue = [&](float(&d)[64]) {
-            mbar_wait(full(stage), phase);
-            mma(d, 0);
-        };
         auto next_stage = [&]() {
             if (++stage == STAGES) {
                 stage = 0;
@@ -160,66 +156,26 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 fin[w * 64 + j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
             }
         };
-        if constexpr (!OVERLAP) {
-            // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
-            // released once the last wave's wgmmas retired.
-            // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
-            // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
-            for (int kt = 0; kt < KB; kt++) {
-                Sc sc = scales(kt, 0);
-                mbar_wait(full(stage), phase);
+        // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
+        // released once the last wave's wgmmas retired.
+        // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
+        // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
+        for (int kt = 0; kt < KB; kt++) {
+            Sc sc = scales(kt, 0);
+            mbar_wait(full(stage), phase);
 #pragma unroll
-                for (int w = 0; w < WAVES; w++) {
-                    const bool on = live(w);
-                    if (w > 0) sc = scales(kt, w);
-                    if (on) {
-                        mma(acc, w);
-                        wg_wait<0>();
-                        wg_pin(acc);
-                    }
-                    if (w == WAVES - 1 && lane == 0) mbar_arrive(empty(stage));
-                    if (on) promote(acc, sc, w);
+            for (int w = 0; w < WAVES; w++) {
+                const bool on = live(w);
+                if (w > 0) sc = scales(kt, w);
+                if (on) {
+                    mma(acc, w);
+                    wg_wait<0>();
+                    wg_pin(acc);
                 }
-                next_stage();
+                if (w == WAVES - 1 && lane == 0) mbar_arrive(empty(stage));
+                if (on) promote(acc, sc, w);
             }
-        } else {
-            // Two accumulator sets: k-tile kt + 1's wgmmas run while k-tile kt is promoted
-            // (wgmma.wait 1 retires the older group only).
-            Sc sc = scales(0, 0);
-            issue(acc);
-            int held = stage;
             next_stage();
-            for (int kt = 0; kt < KB; kt += 2) {
-                Sc sn = sc;
-                if (kt + 1 < KB) {
-                    sn = scales(kt + 1, 0);
-                    issue(acc2);
-                    wg_wait<1>();
-                } else {
-                    wg_wait<0>();
-                }
-                wg_pin(acc);
-                if (lane == 0) mbar_arrive(empty(held));
-                promote(acc, sc, 0);
-                if (kt + 1 >= KB) break;
-                held = stage;
-                next_stage();
-                sc = sn;
-                if (kt + 2 < KB) {
-                    sn = scales(kt + 2, 0);
-                    issue(acc);
-                    wg_wait<1>();
-                } else {
-                    wg_wait<0>();
-                }
-                wg_pin(acc2);
-                if (lane == 0) mbar_arrive(empty(held));
-                promote(acc2, sc, 0);
-                if (kt + 2 >= KB) break;
-                held = stage;
-                next_stage();
-                sc = sn;
-            }
         }
 
         // Per wave: output element i (0..3) of 8-column chunk j, the accumulator or silu(gate) * up,
@@ -247,21 +203,19 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
-// Name, stages, fused SwiGLU, overlapped promotion, rows per tile. The host table (and its
+// Name, stages, fused SwiGLU, rows per tile. The host table (and its
 // shared-memory sizes) is src/backend/cuda/grouped_fp8.rs.
-#define TF(NAME, ST, SW, OV, BM)                                                                                        \
+#define TF(NAME, ST, SW, BM)                                                                                            \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const float* sx, const float* sw, const int* off, bf16* Y, \
              int R, int E, int N, int K, int y_tma) {                                                          \
-        grouped_gemm_fp8<ST, SW, OV, BM>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);               \
+        grouped_gemm_fp8<ST, SW, BM>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);                   \
     }
-TF(grouped_gemm_fp8_s4, 4, false, false, 128)
-TF(grouped_gemm_fp8_s5, 5, false, false, 128)
-TF(grouped_gemm_fp8_s6, 6, false, false, 128)
-TF(grouped_gemm_fp8_swiglu_s5, 5, true, false, 128)
-TF(grouped_gemm_fp8_swiglu_s6, 6, true, false, 128)
-TF(grouped_gemm_fp8_s6_ov, 6, false, true, 128)
-TF(grouped_gemm_fp8_swiglu_s6_ov, 6, true, true, 128)
-TF(grouped_gemm_fp8_m256_s4, 4, false, false, 256)
-TF(grouped_gemm_fp8_swiglu_m256_s4, 4, true, false, 256)
+TF(grouped_gemm_fp8_s4, 4, false, 128)
+TF(grouped_gemm_fp8_s5, 5, false, 128)
+TF(grouped_gemm_fp8_s6, 6, false, 128)
+TF(grouped_gemm_fp8_swiglu_s5, 5, true, 128)
+TF(grouped_gemm_fp8_swiglu_s6, 6, true, 128)
+TF(grouped_gemm_fp8_m256_s4, 4, false, 256)
+TF(grouped_gemm_fp8_swiglu_m256_s4, 4, true, 256)

@@ -627,7 +627,10 @@ fn random_ids(seed: u64, t: usize, k: usize, e: usize) -> Vec<i32> {
 #[test]
 fn permute_groups_stably_and_unpermute_scatters_back() {
     for b in under_test() {
-        for (t, k, e, h) in [(1000usize, 6usize, 64usize, 72usize), (5, 2, 3, 8), (3000, 8, 256, 16), (1, 1, 4, 4)] {
+        // (20000, 6, 8): 469 chunks, more than one block of perm_scan takes at once; 600 experts:
+        // more than its threads. h = 72, 8, 16: the 16-byte unpermute; h = 4, 6: the scalar one.
+        let cases = [(1000usize, 6usize, 64usize, 72usize), (5, 2, 3, 8), (3000, 8, 256, 16), (1, 1, 4, 4)];
+        for (t, k, e, h) in cases.into_iter().chain([(20000, 6, 8, 8), (2000, 4, 600, 6)]) {
             let seed = fresh_seed();
             let ids = random_ids(seed, t, k, e);
             let (ci, gi) = (cpu().upload_i32(&ids, &[t, k]).unwrap(), b.upload_i32(&ids, &[t, k]).unwrap());
@@ -642,9 +645,48 @@ fn permute_groups_stably_and_unpermute_scatters_back() {
 
             let (cy, gy) = both(&*b, &data(seed + 1, t * k * h, 1.0), &[t * k, h], DType::Bf16);
             let (cw, gw) = both(&*b, &data(seed + 2, t * k, 1.0), &[t, k], DType::F32);
-            let want = get(&cpu(), &cpu().unpermute(&cy, &want.row_of, &cw).unwrap());
-            let got = get(&*b, &b.unpermute(&gy, &got.row_of, &gw).unwrap());
-            assert_close(&format!("un{what}"), &got, &want, 1e-2);
+            let (cs, gs) = both(&*b, &data(seed + 3, t * h, 1.0), &[t, h], DType::Bf16);
+            let (want_p, got_p) = (want, got);
+            let want = get(&cpu(), &cpu().unpermute_add(&cy, &want_p.row_of, &cw, &cs).unwrap());
+            let got = get(&*b, &b.unpermute_add(&gy, &got_p.row_of, &gw, &gs).unwrap());
+            assert_close(&format!("un{what} + shared"), &got, &want, 1e-2);
+            // The fused add rounds as the two ops do: equal to the backend's own unpermute, then add.
+            let routed = b.unpermute(&gy, &got_p.row_of, &gw).unwrap();
+            let two = get(&*b, &b.add(&routed, &gs).unwrap());
+            let want = get(&cpu(), &cpu().unpermute(&cy, &want_p.row_of, &cw).unwrap());
+            assert_close(&format!("un{what}"), &get(&*b, &routed), &want, 1e-2);
+            assert_close(&format!("un{what} + shared, fused"), &got, &two, 0.0);
+        }
+    }
+}
+
+/// The FP8 dispatch: tokens quantised per 1 x 128 block, then their e4m3 rows and scales gathered;
+/// bit for bit the reference's, and the reference's quantisation of the permuted bf16 rows.
+#[test]
+fn permute_fp8_gathers_the_quantised_rows() {
+    for b in under_test() {
+        if b.quantize_blocks(&b.zeros(&[1, 16], DType::Bf16).unwrap(), Blocks::Rows).is_err() {
+            continue; // no FP8 on this GPU (the quantisers' own test says so)
+        }
+        // K not a multiple of 128 (a partial last scale block), and 469 chunks of slots.
+        for (t, k, e, h) in [(1000usize, 6usize, 64usize, 208usize), (20000, 6, 8, 128), (3, 2, 4, 16)] {
+            let seed = fresh_seed();
+            let ids = random_ids(seed, t, k, e);
+            let (ci, gi) = (cpu().upload_i32(&ids, &[t, k]).unwrap(), b.upload_i32(&ids, &[t, k]).unwrap());
+            let (cx, gx) = both(&*b, &data(seed, t * h, 1.0), &[t, h], DType::Bf16);
+            poison(&*b, t * k * h * 4);
+            let got = b.permute_fp8(&b.quantize_blocks(&gx, Blocks::Rows).unwrap(), &gi, e).unwrap();
+            let want = cpu().permute_fp8(&cpu().quantize_blocks(&cx, Blocks::Rows).unwrap(), &ci, e).unwrap();
+            let what = format!("permute_fp8 t {t} k {k} e {e} h {h} seed {seed}");
+            assert_eq!(b.download_i32(&got.offsets).unwrap(), cpu().download_i32(&want.offsets).unwrap(), "{what}");
+            assert_eq!(b.download_i32(&got.row_of).unwrap(), cpu().download_i32(&want.row_of).unwrap(), "{what}");
+            assert_eq!(got.x.scales.shape(), want.x.scales.shape(), "{what}: scales");
+            assert_close(&format!("{what}: scales"), &get(&*b, &got.x.scales), &get(&cpu(), &want.x.scales), 0.0);
+            assert_close(&format!("{what}: values"), &get(&*b, &got.x.q), &get(&cpu(), &want.x.q), 0.0);
+            let direct = cpu().quantize_blocks(&cpu().permute(&cx, &ci, e).unwrap().x, Blocks::Rows).unwrap();
+            assert_close(&format!("{what}: vs quantised after"), &get(&cpu(), &want.x.q), &get(&cpu(), &direct.q), 0.0);
+            let (ws, ds) = (get(&cpu(), &want.x.scales), get(&cpu(), &direct.scales));
+            assert_close(&format!("{what}: scales vs quantised after"), &ws, &ds, 0.0);
         }
     }
 }

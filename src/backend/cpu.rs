@@ -244,6 +244,18 @@ impl Backend for CpuBackend {
             row_of: Tensor::host_i32(&[t * k], p.row_of),
         })
     }
+    fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
+        check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
+            format!("x {:?} ({:?}): per-token blocks [r, k]", x.q.shape, x.blocks)
+        })?;
+        let (t, kb) = (x.q.shape[0], x.scales.shape[0]);
+        let p = self.permute(&x.q, ids, num_experts)?;
+        let tok = ops::permute::plan(i32s(ids)?, ids.dim(-1), num_experts).token_of;
+        let s = f32s(&x.scales)?;
+        let scales = (0..kb).flat_map(|b| tok.iter().map(move |&r| s[b * t + r as usize])).collect();
+        let scales = Tensor::host(&[kb, tok.len()], DType::F32, scales);
+        Ok(Permuted { x: BlockFp8 { q: p.x, scales, blocks: Blocks::Rows }, offsets: p.offsets, row_of: p.row_of })
+    }
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
         let (t, k, n) = (weights.shape[0], weights.dim(-1), y.dim(-1));
         check("unpermute", row_of.numel() == t * k && y.shape[0] == t * k, || {

@@ -59,9 +59,9 @@ pub struct Routing {
     pub probs: Tensor,
 }
 
-pub struct Permuted {
+pub struct Permuted<X = Tensor> {
     /// [t*k, h]: rows grouped by expert; inside an expert, in (token, slot) order.
-    pub x: Tensor,
+    pub x: X,
     /// [e+1] i32 row offsets of each expert's group.
     pub offsets: Tensor,
     /// [t*k] i32: permuted row of slot (token, slot).
@@ -159,8 +159,17 @@ pub trait Backend: Send + Sync {
     /// logits [t, e] f32; bias [e] steers selection only (auxiliary-loss-free balancing).
     fn route(&self, logits: &Tensor, p: &RouterParams, bias: Option<&Tensor>) -> Result<Routing>;
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted>;
+    /// `permute` of rows quantised per token (`Blocks::Rows`): the same grouping, the e4m3 rows and
+    /// their scales gathered (the rows' quantisation does not depend on their order, so quantising
+    /// the t tokens before the gather gives the t*k permuted rows' bits).
+    fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>>;
     /// y [t*k, n] in permuted order -> [t, n] = sum over slots of weight * row.
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor>;
+    /// add(unpermute(y, row_of, weights), add) with `add` [t, n] (the shared experts), rounded as the
+    /// two ops round; a backend may do both in one pass.
+    fn unpermute_add(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor, add: &Tensor) -> Result<Tensor> {
+        self.add(&self.unpermute(y, row_of, weights)?, add)
+    }
 
     /// Record the device work `f` enqueues (it must not read results on the host) for
     /// replay with one launch, and run it once. None where the backend has no graphs.

@@ -3,7 +3,7 @@
 
 use super::weights::Source;
 use super::{Linear, Mlp, gemm_flops};
-use crate::backend::{Backend, BlockFp8, Blocks, Error, Gate, Result, RouterParams, Routing};
+use crate::backend::{Backend, BlockFp8, Blocks, Error, Gate, Permuted, Result, RouterParams, Routing};
 use crate::config::ConfigError;
 use crate::marks::phase;
 use crate::models::skew::Skew;
@@ -226,24 +226,22 @@ fn one_expert_fp8(b: &dyn Backend, w: &Tensor) -> Result<BlockFp8> {
     Ok(BlockFp8 { q: q.q.reshape(&shape), ..q })
 }
 
-/// Experts of width `f` over rows grouped by `offsets` in block-scaled FP8: rows quantised per token
-/// (1 x 128 blocks) before each GEMM, SwiGLU fused into the gate/up GEMM where the width allows it
-/// (f a multiple of 64).
+/// Experts of width `f` over rows grouped by `offsets` in block-scaled FP8, on rows quantised per
+/// token (1 x 128 blocks; freed after the gate/up GEMM): SwiGLU fused into the gate/up GEMM where
+/// the width allows it (f a multiple of 64), its output quantised again for the down GEMM.
 fn mlp_fp8(
     b: &dyn Backend,
     (gate_up, down): (&BlockFp8, &BlockFp8),
     f: usize,
-    x: &Tensor,
+    xq: BlockFp8,
     offsets: &Tensor,
 ) -> Result<Tensor> {
-    let a = {
-        let xq = b.quantize_blocks(x, Blocks::Rows)?;
-        if f.is_multiple_of(64) {
-            b.grouped_matmul_fp8(&xq, gate_up, offsets, true)?
-        } else {
-            b.swiglu(&b.grouped_matmul_fp8(&xq, gate_up, offsets, false)?, None)?
-        }
+    let a = if f.is_multiple_of(64) {
+        b.grouped_matmul_fp8(&xq, gate_up, offsets, true)?
+    } else {
+        b.swiglu(&b.grouped_matmul_fp8(&xq, gate_up, offsets, false)?, None)?
     };
+    drop(xq);
     let aq = b.quantize_blocks(&a, Blocks::Rows)?;
     drop(a);
     b.grouped_matmul_fp8(&aq, down, offsets, false)
@@ -365,7 +363,8 @@ impl MoeLayer {
     /// in FP8 when `use_fp8` made the copies.
     pub fn experts_grouped(&self, b: &dyn Backend, xp: &Tensor, offsets: &Tensor) -> Result<Tensor> {
         if let Some(q) = &self.fp8 {
-            return mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, xp, offsets);
+            let xq = b.quantize_blocks(xp, Blocks::Rows)?;
+            return mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, xq, offsets);
         }
         // SwiGLU in the gate/up GEMM's epilogue where the backend fuses it (CUDA on sm_90a): the
         // [rows, 2F] gate/up buffer never exists.
@@ -427,19 +426,23 @@ impl MoeLayer {
 
     /// The shared experts over every token: in FP8 (one block-scaled expert of a grouped GEMM) when
     /// the routed experts run grouped (`grouped`) and `use_fp8` made the copies (`shared_fp8`), else
-    /// in bf16 (the per-expert loop, the reference, keeps bf16 throughout).
+    /// in bf16 (the per-expert loop, the reference, keeps bf16 throughout). In bf16 through cuBLAS
+    /// and the SwiGLU kernel: the grouped kernel with SwiGLU fused, as one expert, was slower on the
+    /// H200 (0.688 vs 0.649 ms at V2-Lite, BENCHMARKS.md session 5).
     pub fn shared_experts(&self, b: &dyn Backend, x: &Tensor, grouped: bool) -> Result<Option<Tensor>> {
         let Some(s) = &self.shared else { return Ok(None) };
         match self.fp8.as_ref().and_then(|q| q.shared.as_ref()) {
             Some((gu, dn)) if grouped => {
                 let all = b.upload_i32(&[0, x.shape()[0] as i32], &[2])?;
-                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, x, &all)?))
+                let xq = b.quantize_blocks(x, Blocks::Rows)?;
+                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, xq, &all)?))
             }
             _ => Ok(Some(s.forward(b, x, x.dtype())?)),
         }
     }
 
-    /// Combine the expert outputs with the routing weights and add the shared experts.
+    /// Combine the expert outputs with the routing weights and add the shared experts (in one pass
+    /// where the backend fuses it).
     pub fn combine(
         &self,
         b: &dyn Backend,
@@ -449,10 +452,9 @@ impl MoeLayer {
         r: &Routing,
         grouped: bool,
     ) -> Result<Tensor> {
-        let routed = b.unpermute(y, row_of, &r.weights)?;
         match self.shared_experts(b, x, grouped)? {
-            Some(s) => b.add(&routed, &s),
-            None => Ok(routed),
+            Some(s) => b.unpermute_add(y, row_of, &r.weights, &s),
+            None => b.unpermute(y, row_of, &r.weights),
         }
     }
 
@@ -467,6 +469,20 @@ impl MoeLayer {
         gemm: DType,
     ) -> Result<Tensor> {
         debug_assert_eq!(self.slots.len(), self.cfg.num_experts, "single-device forward needs every expert");
+        if let (Some(q), None) = (&self.fp8, per_expert) {
+            // FP8 experts: the t tokens quantised, then their e4m3 rows gathered (t*k rows never
+            // exist in bf16, nor quantised one by one).
+            let Permuted { x: xq, offsets, row_of } = {
+                let _phase = phase(c"moe dispatch");
+                b.permute_fp8(&b.quantize_blocks(x, Blocks::Rows)?, &r.ids, self.cfg.num_experts)?
+            };
+            let y = {
+                let _phase = phase(c"moe experts");
+                mlp_fp8(b, (&q.gate_up, &q.down), self.cfg.expert_ffn, xq, &offsets)?
+            };
+            let _phase = phase(c"moe combine");
+            return self.combine(b, x, &y, &row_of, r, true);
+        }
         let p = {
             let _phase = phase(c"moe dispatch");
             b.permute(x, &r.ids, self.cfg.num_experts)?

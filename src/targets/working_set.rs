@@ -60,14 +60,19 @@ pub fn gpt4(
     // Under EP the rows received and grouped come on top of the rows sent, and the outputs
     // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
     let ep = layout.ep > 1;
-    let combine = if ep { n(4) * rows * h + t * h } else { n(2) * rows * h + t * h } * ab;
+    // One device in FP8: the expert output only (no bf16 permuted rows; `grouped_fp8`).
+    let combine = match (ep, fp8 && !loops) {
+        (true, _) => n(4) * rows * h + t * h,
+        (false, false) => n(2) * rows * h + t * h,
+        (false, true) => rows * h + t * h,
+    } * ab;
     let work = match (loops, ep, fp8) {
         (true, false, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
         (true, true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
         (false, false, false) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
         (false, true, false) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-        (false, false, true) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
-        (false, true, true) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
+        (false, false, true) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, true),
+        (false, true, true) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, false),
     };
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
@@ -84,15 +89,18 @@ pub fn grouped_bf16(rows: Checked, h: usize, fe: usize, ab: Checked, fused: bool
     if fused { down } else { (rows * (h + n(3) * fe) * ab).max(down) }
 }
 
-/// Grouped FP8 experts (`MoeLayer::experts_fp8`) over `rows` rows in (`b_a` bytes per
+/// Grouped FP8 experts (`models::moe::mlp_fp8`) over `rows` rows in (`b_a` bytes per
 /// activation element, `b8` per FP8 one, an f32 scale per 128): the larger of its three steps,
-/// rows in beside (1) their quantised copy and the SwiGLU activation (fused into the gate/up
-/// GEMM: no [rows, 2F] buffer), (2) the activation and its quantised copy, (3) that copy and
-/// the output rows.
-pub fn grouped_fp8(rows: Checked, h: usize, fe: usize, ab: Checked, b8: Checked) -> Checked {
+/// (1) the quantised rows and the SwiGLU activation (fused into the gate/up GEMM: no [rows, 2F]
+/// buffer), (2) the activation and its quantised copy (the quantised rows freed), (3) that copy
+/// and the output rows. Under EP (`quantised` false) the bf16 rows in are held beside them
+/// throughout (`experts_grouped` quantises them); on one device (`MoeLayer::forward`) the rows
+/// arrive quantised, gathered from the quantised tokens, and no bf16 copy of them exists.
+pub fn grouped_fp8(rows: Checked, h: usize, fe: usize, ab: Checked, b8: Checked, quantised: bool) -> Checked {
     let q = |d: usize| rows * (n(d) * b8 + n(d.div_ceil(128) * 4));
     let (x, a) = (rows * n(h) * ab, rows * n(fe) * ab);
-    (x + q(h) + a).max(x + a + q(fe)).max(x + q(fe) + x)
+    let held = if quantised { n(0) } else { x };
+    (held + q(h) + a).max(held + a + q(fe)).max(held + q(fe) + x)
 }
 
 /// The same for a `llama` run (`models::llama::Llama::hidden`): attention, the residual, q, the
@@ -143,7 +151,7 @@ pub fn moe(
         let experts = match (loops, fp8) {
             (true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
             (false, None) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-            (false, Some(_)) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
+            (false, Some(_)) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, false),
         };
         // A placement whose slots are not in expert order (EPLB's) puts the returned rows back in
         // order with a gather while they are still held: a fifth [rows, h] buffer.
@@ -153,9 +161,11 @@ pub fn moe(
         let experts = match (loops, fp8) {
             (true, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
             (false, None) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-            (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8),
+            (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, true),
         };
-        (experts, (n(2) * rows * h + t * h + shared) * ab)
+        // The expert output and (bf16) the permuted rows; FP8 has no bf16 permuted rows.
+        let held = if fp8.is_some() && !loops { rows * h } else { n(2) * rows * h };
+        (experts, (held + t * h + shared) * ab)
     };
     let router = t * n(c.num_experts) * n(2 * 4);
     let bytes = n(2) * t * h * ab + experts.max(combine) + router;

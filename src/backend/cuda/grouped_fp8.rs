@@ -12,12 +12,10 @@ pub struct Fp8Kernel {
     pub name: &'static str,
     pub stages: usize,
     pub swiglu: bool,
-    /// A second accumulator set: the next k-tile's wgmmas run during the promotion.
-    pub overlap: bool,
     /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
     pub rows: usize,
-    /// Runs only when chosen by name: `_ov` and `_m256` pass the GPU tests but were slower than
-    /// the defaults on the H200 (BENCHMARKS.md, session 4).
+    /// Runs only when chosen by name: `_m256` passes the GPU tests but was slower than the defaults
+    /// on the H200 (BENCHMARKS.md, session 4).
     pub by_name: bool,
 }
 
@@ -31,23 +29,21 @@ impl Fp8Kernel {
     }
 }
 
-const fn tf(name: &'static str, stages: usize, swiglu: bool, overlap: bool, rows: usize) -> Fp8Kernel {
-    // Overlapped promotion and 256-row tiles were slower on the H200 (session 4).
-    Fp8Kernel { name, stages, swiglu, overlap, rows, by_name: overlap || rows != 128 }
+const fn tf(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
+    // 256-row tiles were slower on the H200 (session 4).
+    Fp8Kernel { name, stages, swiglu, rows, by_name: rows != 128 }
 }
 
 /// In order of preference for each epilogue: the first whose shared memory fits runs (those
 /// marked `by_name` only by name).
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    tf("grouped_gemm_fp8_s6", 6, false, false, 128),
-    tf("grouped_gemm_fp8_s5", 5, false, false, 128),
-    tf("grouped_gemm_fp8_s4", 4, false, false, 128),
-    tf("grouped_gemm_fp8_swiglu_s6", 6, true, false, 128),
-    tf("grouped_gemm_fp8_swiglu_s5", 5, true, false, 128),
-    tf("grouped_gemm_fp8_s6_ov", 6, false, true, 128),
-    tf("grouped_gemm_fp8_swiglu_s6_ov", 6, true, true, 128),
-    tf("grouped_gemm_fp8_m256_s4", 4, false, false, 256),
-    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, false, 256),
+    tf("grouped_gemm_fp8_s6", 6, false, 128),
+    tf("grouped_gemm_fp8_s5", 5, false, 128),
+    tf("grouped_gemm_fp8_s4", 4, false, 128),
+    tf("grouped_gemm_fp8_swiglu_s6", 6, true, 128),
+    tf("grouped_gemm_fp8_swiglu_s5", 5, true, 128),
+    tf("grouped_gemm_fp8_m256_s4", 4, false, 256),
+    tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, 256),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -88,8 +84,10 @@ impl CudaBackend {
         let kb = k.div_ceil(block_fp8::BLOCK);
         match blocks {
             Blocks::Rows => {
-                // One warp per (row, k block), 8 warps a block.
-                let grid = ((m * kb).div_ceil(8) as u32, 1, 1);
+                let what = || format!("x {x:?}: {m} rows x {kb} scale blocks, under 2^31");
+                check("quantize_blocks", m * kb < i32::MAX as usize, what)?;
+                // Half a warp per (row, k block), 4 each (QR_ITEMS), 16 half-warps a block.
+                let grid = ((m * kb).div_ceil(64).max(1) as u32, 1, 1);
                 self.launch("fp8.cu", "quantize_rows_bf16", grid, 256, 0, args![xp, qp, sp, one, m, k])?;
             }
             Blocks::Tiles => {
@@ -161,7 +159,7 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let inst = format!("TF({}, {}, {}, {}, {})", k.name, k.stages, k.swiglu, k.overlap, k.rows);
+            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.rows);
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -181,11 +179,9 @@ mod tests {
         // A name with the other epilogue is not taken.
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
-        // The kernels that lost on the H200 (overlapped promotion, 256-row tiles) run only when named.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
+        // The kernels that lost on the H200 (256-row tiles) run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 2);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
-        let ov = choose_fp8(h100, 256, true, Some("grouped_gemm_fp8_swiglu_s6_ov")).unwrap();
-        assert!(ov.overlap && ov.swiglu);
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
         let m256 = Some("grouped_gemm_fp8_m256_s4");

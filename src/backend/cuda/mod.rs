@@ -476,8 +476,14 @@ impl Backend for CudaBackend {
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
         self.permute_tokens(x, ids, num_experts)
     }
+    fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
+        self.permute_blocks(x, ids, num_experts)
+    }
     fn unpermute(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
-        self.unpermute_tokens(y, row_of, weights)
+        self.unpermute_tokens(y, row_of, weights, None)
+    }
+    fn unpermute_add(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor, add: &Tensor) -> Result<Tensor> {
+        self.unpermute_tokens(y, row_of, weights, Some(add))
     }
     fn capture(&self, f: &mut dyn FnMut() -> Result<Tensor>) -> Result<Option<Box<dyn Replay>>> {
         memtrace::CAPTURING.store(true, std::sync::atomic::Ordering::Relaxed);

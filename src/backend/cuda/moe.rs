@@ -61,6 +61,28 @@ impl CudaBackend {
     }
 
     pub(crate) fn permute_tokens(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
+        let (offsets, row_of, token_of) = self.permutation(x, ids, num_experts)?;
+        let xs = self.gather(x, &token_of, token_of.numel())?;
+        Ok(Permuted { x: xs, offsets, row_of })
+    }
+
+    /// `permute_tokens` of row-blocked FP8 values: the e4m3 rows and their scales gathered.
+    pub(crate) fn permute_blocks(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
+        check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
+            format!("x {:?} ({:?}): per-token blocks [r, k]", x.q, x.blocks)
+        })?;
+        let (offsets, row_of, token_of) = self.permutation(&x.q, ids, num_experts)?;
+        let (m, t, kb) = (token_of.numel(), x.q.shape[0], x.scales.shape[0]);
+        let q = self.gather(&x.q, &token_of, m)?;
+        let scales = self.alloc(&[kb, m], DType::F32)?;
+        let a = args![self.ptr(&scales)?, self.ptr(&x.scales)?, self.ptr(&token_of)?, m, t, kb, self.scale_ptr(&q)?];
+        self.launch("fp8.cu", "gather_row_scales", self.grid_1d(m * kb, 256), 256, 0, a)?;
+        Ok(Permuted { x: BlockFp8 { q, scales, blocks: Blocks::Rows }, offsets, row_of })
+    }
+
+    /// The stable grouping by expert of `ids` [t, k] for rows `x` [t, ..]: (offsets [e + 1], row_of
+    /// [t * k], token_of [t * k]).
+    fn permutation(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<(Tensor, Tensor, Tensor)> {
         check(
             "permute",
             ids.shape.len() == 2 && ids.dtype == DType::I32 && x.shape.first() == ids.shape.first(),
@@ -76,28 +98,46 @@ impl CudaBackend {
         if n > 0 {
             let chunks = n.div_ceil(PERM_CHUNK);
             let counts = self.alloc(&[e * chunks], DType::I32)?;
+            let totals = self.zeros_on_device(&[e], DType::I32)?;
             let smem = (9 * e * 4) as u32;
-            let (ip, cp) = (self.ptr(ids)?, self.ptr(&counts)?);
+            let (ip, cp, tp) = (self.ptr(ids)?, self.ptr(&counts)?, self.ptr(&totals)?);
             let grid = (chunks as u32, 1, 1);
-            self.launch("permute.cu", "perm_count", grid, PERM_CHUNK as u32, smem, args![ip, n, e, chunks, cp])?;
-            let a = args![cp, e * chunks, chunks, e, self.ptr(&offsets)?];
-            self.launch("permute.cu", "perm_scan", (1, 1, 1), 1024, 0, a)?;
+            self.launch("permute.cu", "perm_count", grid, PERM_CHUNK as u32, smem, args![ip, n, e, chunks, cp, tp])?;
+            let a = args![cp, chunks, e, tp, self.ptr(&offsets)?];
+            self.launch("permute.cu", "perm_scan", (e as u32, 1, 1), 256, 0, a)?;
             let a = args![ip, n, k, e, chunks, cp, self.ptr(&row_of)?, self.ptr(&token_of)?];
             self.launch("permute.cu", "perm_rank", grid, PERM_CHUNK as u32, smem, a)?;
         }
-        let xs = self.gather(x, &token_of, n)?;
-        Ok(Permuted { x: xs, offsets, row_of })
+        Ok((offsets, row_of, token_of))
     }
 
-    pub(crate) fn unpermute_tokens(&self, y: &Tensor, row_of: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    /// The weighted sum of each token's expert rows, plus `add` [t, n] when given (rounded as a
+    /// separate add would round it).
+    pub(crate) fn unpermute_tokens(
+        &self,
+        y: &Tensor,
+        row_of: &Tensor,
+        weights: &Tensor,
+        add: Option<&Tensor>,
+    ) -> Result<Tensor> {
         check("unpermute", weights.shape.len() == 2 && y.shape.len() == 2, || format!("y {y:?} weights {weights:?}"))?;
         let (t, k, n) = (weights.shape[0], weights.shape[1], y.shape[1]);
         check("unpermute", row_of.numel() == t * k && y.shape[0] == t * k && weights.dtype == DType::F32, || {
             format!("y {y:?} row_of {row_of:?} weights {weights:?}")
         })?;
-        let name = pick(suffix("unpermute", y)?, "unpermute_bf16", "unpermute_f32");
+        if let Some(a) = add {
+            check("unpermute", a.shape == [t, n] && a.dtype == y.dtype, || format!("add {a:?} to [{t}, {n}] {y:?}"))?;
+        }
         let out = self.alloc(&[t, n], y.dtype)?;
-        let a = args![self.ptr(&out)?, self.ptr(y)?, self.ptr(row_of)?, self.ptr(weights)?, k, n];
+        let ap = match add {
+            Some(a) => self.ptr(a)?,
+            None => 0u64,
+        };
+        let (op, yp) = (self.ptr(&out)?, self.ptr(y)?);
+        let sfx = suffix("unpermute", y)?;
+        let vec8 = sfx == "bf16" && n.is_multiple_of(8) && (op | yp | ap).is_multiple_of(16);
+        let name = if vec8 { "unpermute_bf16_x8" } else { pick(sfx, "unpermute_bf16", "unpermute_f32") };
+        let a = args![op, yp, self.ptr(row_of)?, self.ptr(weights)?, k, n, ap];
         self.launch("permute.cu", name, (t as u32, 1, 1), 256, 0, a)?;
         Ok(out)
     }
