@@ -501,6 +501,12 @@ impl Storage {
         matches!(self, Storage::Device { fused_swiglu: true })
     }
 
+    /// Every GPU adds the shared experts inside the unpermute kernel (`unpermute_add`); the CPU
+    /// unpermutes, then adds.
+    pub fn fuses_combine_add(self) -> bool {
+        matches!(self, Storage::Device { .. })
+    }
+
     /// The model's terms with bf16 weights and activations stored here.
     pub fn inputs(self, m: MemoryInputs) -> MemoryInputs {
         let b = self.bytes(crate::tensor::DType::Bf16);

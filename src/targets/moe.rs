@@ -169,6 +169,7 @@ impl Target for MoeConfig {
             fp8: fp8.then_some(at.bytes(DType::F8)),
             reordered: eplb,
             fused: at.fuses_swiglu(),
+            fused_add: at.fuses_combine_add(),
         };
         let budget = super::working_set::moe(inputs.estimate()?, c, dims, run, at.bytes(DType::Bf16))?;
         budget.with_extras(vec![

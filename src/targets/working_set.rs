@@ -139,7 +139,7 @@ pub fn moe(
     moe: MoeRun,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
-    let MoeRun { loops, fp8, reordered, fused } = moe;
+    let MoeRun { loops, fp8, reordered, fused, fused_add } = moe;
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
@@ -163,9 +163,11 @@ pub fn moe(
             (false, None) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
             (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, true),
         };
-        // The expert output and (bf16) the permuted rows; FP8 has no bf16 permuted rows.
+        // The expert output and (bf16) the permuted rows; FP8 has no bf16 permuted rows. Where the
+        // shared experts' add is not fused into the unpermute, the unpermuted rows are one more [t, h].
         let held = if fp8.is_some() && !loops { rows * h } else { n(2) * rows * h };
-        (experts, (held + t * h + shared) * ab)
+        let unpermuted = if fused_add && c.shared_experts > 0 { n(0) } else { t * h };
+        (experts, (held + unpermuted + shared) * ab)
     };
     let router = t * n(c.num_experts) * n(2 * 4);
     let bytes = n(2) * t * h * ab + experts.max(combine) + router;
@@ -176,14 +178,16 @@ pub fn moe(
 }
 
 /// How a `moe` variant runs its experts: a loop over per-expert copies, grouped FP8 (the FP8
-/// element's bytes), whether its placement's slots are out of expert order (EPLB), and whether
-/// grouped bf16 experts fuse SwiGLU into the gate/up GEMM (`grouped_bf16`).
+/// element's bytes), whether its placement's slots are out of expert order (EPLB), whether
+/// grouped bf16 experts fuse SwiGLU into the gate/up GEMM (`grouped_bf16`), and whether the
+/// one-rank combine adds the shared experts in the unpermute pass (`Backend::unpermute_add`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MoeRun {
     pub loops: bool,
     pub fp8: Option<usize>,
     pub reordered: bool,
     pub fused: bool,
+    pub fused_add: bool,
 }
 
 pub const MOE_WORKING_SET: &str = "layer working set (routed experts, combine, shared experts: the larger)";
