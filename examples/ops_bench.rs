@@ -135,13 +135,7 @@ fn llama(bench: &mut Bench, s: usize) -> Result<()> {
     let ms = bench.time(|i| b.rms_norm(&xs[i % 2], &nw, 1e-5).map(drop))?;
     bench.record_bytes("llama_rms_norm", &format!("{s}x{h}"), (2 * s * h * 2) as f64, ms);
     drop(rs);
-    let p = RopeParams {
-        theta: 500_000.0,
-        factor: 8.0,
-        low_freq_factor: 1.0,
-        high_freq_factor: 4.0,
-        original_max_position: 8192,
-    };
+    let p = rwm_dist::models::llama::LlamaConfig::llama31_8b().rope();
     for (what, cols) in [("llama_rope_q", q), ("llama_rope_k", kv)] {
         let t: Vec<Tensor> =
             (0..2).map(|i| rand(b, &[s, cols / d, d], DType::Bf16, 80 + i, 1.0)).collect::<Result<_>>()?;

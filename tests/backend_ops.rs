@@ -387,13 +387,7 @@ fn rms_norm_and_fused_add() {
 
 #[test]
 fn rope_llama3_scaled() {
-    let llama = RopeParams {
-        theta: 500_000.0,
-        factor: 8.0,
-        low_freq_factor: 1.0,
-        high_freq_factor: 4.0,
-        original_max_position: 8192,
-    };
+    let llama = rwm_dist::models::llama::LlamaConfig::llama31_8b().rope();
     let plain = RopeParams { factor: 1.0, theta: 10_000.0, ..llama };
     for b in under_test() {
         // On CUDA bf16 with d % 16 == 0 takes the 16-byte kernel: Llama's q (32 heads, a row a block)
