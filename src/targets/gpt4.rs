@@ -12,6 +12,7 @@ use crate::layout::ParallelDims;
 use crate::models::Mlp;
 use crate::models::gpt4::{Gpt4, Gpt4Config};
 use crate::models::moe::MoeLayer;
+use super::working_set::MoeRun;
 use crate::models::weights::Source;
 use crate::parallel::context::{self, CpParams, CpStats};
 use crate::parallel::expert::{self, EpStats, ExpertPlacement};
@@ -107,8 +108,8 @@ pub fn run_budget(
     let copies = if loops_experts(v) { per_copy * b16 } else { n(0) };
     let attn_params = n(c.layers) * n(c.hidden) * (n(2) * n(c.q_dim()) + n(2) * n(c.kv_dim()));
     let fp8_bytes = fp8.then_some(at.bytes(DType::F8));
-    let mut budget =
-        super::working_set::gpt4(inputs.estimate()?, c, dims, loops_experts(v), fp8_bytes, at.bytes(DType::Bf16), at.fuses_swiglu())?;
+    let run = MoeRun { loops: loops_experts(v), fp8: fp8_bytes, fused: at.fuses_swiglu(), ..MoeRun::default() };
+    let mut budget = super::working_set::gpt4(inputs.estimate()?, c, dims, run, at.bytes(DType::Bf16))?;
     // FP8 experts replace the bf16 ones (freed while FP8 runs), plus an f32 scale per 128 x 128 block.
     let fp8_experts = if fp8 && !loops_experts(v) {
         let p = budget.terms.iter_mut().find(|t| t.name == term::PARAMETERS).expect("a parameters term");

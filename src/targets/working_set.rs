@@ -42,42 +42,53 @@ pub fn gpt4(
     budget: Budget,
     c: &Gpt4Config,
     layout: &ParallelDims,
-    loops: bool,
-    fp8: Option<usize>,
+    run: MoeRun,
     b_a: usize,
-    fused: bool,
 ) -> Result<Budget, MemoryError> {
     let t = n(c.seq_len / layout.cp);
     let (h, q, ab) = (n(c.hidden), n(c.q_dim()), n(b_a));
-    let (fp8, b8) = (fp8.is_some(), n(fp8.unwrap_or(1)));
     let rows = t * n(c.top_k);
-    let fe = n(c.expert_ffn);
-    let local = (c.num_experts / layout.ep).max(1);
     let attn_ws = Checked::from(budget.bytes(term::ATTENTION));
     let attention = t * (n(3) * h + n(2) * q) * ab + attn_ws;
     let router = t * n(c.num_experts) * n(2 * 4) + t * n(c.top_k) * n(4 + 4);
-    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
     // Under EP the rows received and grouped come on top of the rows sent, and the outputs
     // travel back before the unpermute (`parallel::expert::forward`; see `moe`).
     let ep = layout.ep > 1;
     // One device in FP8: the expert output only (no bf16 permuted rows; `grouped_fp8`).
-    let combine = match (ep, fp8 && !loops) {
+    let combine = match (ep, run.fp8.is_some() && !run.loops) {
         (true, _) => n(4) * rows * h + t * h,
         (false, false) => n(2) * rows * h + t * h,
         (false, true) => rows * h + t * h,
     } * ab;
-    let work = match (loops, ep, fp8) {
-        (true, false, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
-        (true, true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
-        (false, false, false) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-        (false, true, false) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-        (false, false, true) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, true),
-        (false, true, true) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, false),
-    };
+    let local = c.num_experts / layout.ep;
+    let work = routed_experts(rows, local, c.hidden, c.expert_ffn, ab, ep, run)?;
     let moe = t * (n(5) * h + n(2) * q) * ab + router + work.max(combine);
     let generic = [term::ACTIVATIONS, term::MOE_DISPATCH, term::COMM_EP];
     let terms: Vec<Term> = budget.terms.into_iter().filter(|t| !generic.contains(&t.name)).collect();
     beside_workspace(terms, attention, moe, MOE_PHASE)
+}
+
+/// The routed experts' working set over `rows` rows in (bytes per element `ab`), `local` experts a
+/// rank. One device: a loop holds rows in, the outputs so far and their concatenation (`3 R h`),
+/// or one expert's rows with its gate/up and activation; grouped, `grouped_bf16` or `grouped_fp8`.
+/// Under EP (`ep`) the rows sent stay beside them (`R h` more).
+fn routed_experts(
+    rows: Checked,
+    local: usize,
+    h: usize,
+    fe: usize,
+    ab: Checked,
+    ep: bool,
+    run: MoeRun,
+) -> Result<Checked, MemoryError> {
+    let per = Checked::from(rows.get("moe rows")?.div_ceil(local.max(1) as u64));
+    let (hn, fen) = (n(h), n(fe));
+    let one = match (run.loops, run.fp8) {
+        (true, _) => (n(3) * rows * hn).max(n(2) * rows * hn + per * (hn + n(3) * fen)) * ab,
+        (false, None) => grouped_bf16(rows, h, fe, ab, run.fused),
+        (false, Some(b8)) => grouped_fp8(rows, h, fe, ab, n(b8), !ep),
+    };
+    Ok(if ep { rows * hn * ab + one } else { one })
 }
 
 /// Grouped bf16 experts (`MoeLayer::experts_grouped`) over `rows` rows in: where the gate/up GEMM
@@ -139,35 +150,24 @@ pub fn moe(
     moe: MoeRun,
     b_a: usize,
 ) -> Result<Budget, MemoryError> {
-    let MoeRun { loops, fp8, reordered, fused, fused_add } = moe;
+    let MoeRun { loops, fp8, reordered, fused_add, .. } = moe;
     let t = n(c.tokens);
     let (h, fe, ab) = (n(c.hidden), n(c.expert_ffn), n(b_a));
     let rows = t * n(c.top_k);
-    let local = (c.num_experts / layout.ep).max(1);
-    let per = Checked::from(rows.get("moe rows")?.div_ceil(local as u64));
     let shared = t * n(c.shared_experts) * n(3) * fe;
-    let b8 = n(fp8.unwrap_or(1));
-    let (experts, combine) = if layout.ep > 1 {
-        let experts = match (loops, fp8) {
-            (true, _) => (n(4) * rows * h).max(n(3) * rows * h + per * (h + n(3) * fe)) * ab,
-            (false, None) => rows * h * ab + grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-            (false, Some(_)) => rows * h * ab + grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, false),
-        };
+    let ep = layout.ep > 1;
+    let experts = routed_experts(rows, c.num_experts / layout.ep, c.hidden, c.expert_ffn, ab, ep, moe)?;
+    let combine = if ep {
         // A placement whose slots are not in expert order (EPLB's) puts the returned rows back in
         // order with a gather while they are still held: a fifth [rows, h] buffer.
         let back = if reordered { (n(5) * rows * h).max(n(4) * rows * h + t * h) } else { n(4) * rows * h + t * h };
-        (experts, back.max(t * h + shared) * ab)
+        back.max(t * h + shared) * ab
     } else {
-        let experts = match (loops, fp8) {
-            (true, _) => (n(3) * rows * h).max(n(2) * rows * h + per * (h + n(3) * fe)) * ab,
-            (false, None) => grouped_bf16(rows, c.hidden, c.expert_ffn, ab, fused),
-            (false, Some(_)) => grouped_fp8(rows, c.hidden, c.expert_ffn, ab, b8, true),
-        };
         // The expert output and (bf16) the permuted rows; FP8 has no bf16 permuted rows. Where the
         // shared experts' add is not fused into the unpermute, the unpermuted rows are one more [t, h].
         let held = if fp8.is_some() && !loops { rows * h } else { n(2) * rows * h };
         let unpermuted = if fused_add && c.shared_experts > 0 { n(0) } else { t * h };
-        (experts, (held + unpermuted + shared) * ab)
+        (held + unpermuted + shared) * ab
     };
     let router = t * n(c.num_experts) * n(2 * 4);
     let bytes = n(2) * t * h * ab + experts.max(combine) + router;
@@ -177,10 +177,11 @@ pub fn moe(
     Budget::new(terms)
 }
 
-/// How a `moe` variant runs its experts: a loop over per-expert copies, grouped FP8 (the FP8
-/// element's bytes), whether its placement's slots are out of expert order (EPLB), whether
-/// grouped bf16 experts fuse SwiGLU into the gate/up GEMM (`grouped_bf16`), and whether the
-/// one-rank combine adds the shared experts in the unpermute pass (`Backend::unpermute_add`).
+/// How a `moe` or `gpt4` variant runs its routed experts: a loop over per-expert copies, grouped
+/// FP8 (the FP8 element's bytes), whether grouped bf16 experts fuse SwiGLU into the gate/up GEMM
+/// (`grouped_bf16`); for `moe` also whether its placement's slots are out of expert order (EPLB),
+/// and whether the one-rank combine adds the shared experts in the unpermute pass
+/// (`Backend::unpermute_add`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MoeRun {
     pub loops: bool,
