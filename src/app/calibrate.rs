@@ -9,14 +9,16 @@ use std::io::Write;
 pub(super) fn calibrate(a: &crate::cli::CalibrateArgs, out: &mut dyn Write) -> Result<Outcome, Error> {
     if !a.link_from.is_empty() {
         let mut rates = Rates::load(&a.output)?;
-        let link = calibrate::loopback_from(&a.link_from, &rates)?;
+        let runs = calibrate::measured(&a.link_from)?;
+        let from: Vec<String> = a.link_from.iter().map(|f| f.display().to_string()).collect();
+        let link = calibrate::fit_loopback(&runs, &rates, from.join(", "))?;
         let s = link.slice_ms;
         writeln!(
             out,
             "loopback link (fitted to the steps of {} run(s)): per call, a slice for each rank that waits \
              (ring exchange {:.3} ms, all-gather {:.3}, all-to-all {:.3}) plus {:.3} ms per rank on the GPU; \
              {:.3} GB/s shared",
-            calibrate::measured(&a.link_from)?.len(),
+            runs.len(),
             s.send_recv,
             s.all_gather,
             s.all_to_all,

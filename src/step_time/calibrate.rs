@@ -331,20 +331,13 @@ pub fn loss(m: &[Measured], rates: &Rates, l: &LinkRate) -> f64 {
         .sum()
 }
 
-/// The loopback link that makes the model's steps closest (in relative error) to the records
-/// of `files`, given the compute `rates`. A kind of collective that no record uses keeps its
-/// starting slice.
-pub fn loopback_from(files: &[std::path::PathBuf], rates: &Rates) -> Result<LinkRate> {
-    let m = measured(files)?;
+/// The loopback link that makes the model's steps closest (in relative error) to the records `m`
+/// (`measured`), given the compute `rates`; `from` names the records. A kind of collective that no
+/// record uses keeps its starting slice.
+pub fn fit_loopback(m: &[Measured], rates: &Rates, from: String) -> Result<LinkRate> {
     if m.is_empty() {
         return Err(Error::Fit("no multi-rank records of a modelled variant (world_size > 1, status ok)".into()));
     }
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    Ok(fit_loopback(&m, rates, names.join(", ")))
-}
-
-/// The loopback link that fits `m` best; `from` names the records.
-pub fn fit_loopback(m: &[Measured], rates: &Rates, from: String) -> LinkRate {
     let link = |x: &[f64]| LinkRate {
         slice_ms: SliceMs { send_recv: x[0].exp(), all_gather: x[1].exp(), all_to_all: x[2].exp() },
         visit_ms: x[3].exp(),
@@ -354,7 +347,7 @@ pub fn fit_loopback(m: &[Measured], rates: &Rates, from: String) -> LinkRate {
     // From a 2 ms slice (the GPU's time slice), a visit of 0.5 ms and 2 GB/s, in log space.
     let x0 = [2.0f64.ln(), 2.0f64.ln(), 2.0f64.ln(), 0.5f64.ln(), 2.0f64.ln()];
     let best = nelder_mead(&x0, 0.5, 3000, |x| loss(m, rates, &link(x)));
-    link(&best)
+    Ok(link(&best))
 }
 
 /// The minimum of `f` near `x0` by Nelder and Mead's simplex (reflect, expand, contract,
@@ -446,7 +439,7 @@ mod tests {
             })
             .collect();
         assert!(loss(&m, &rates, &truth) < 1e-20);
-        let fit = fit_loopback(&m, &rates, String::new());
+        let fit = fit_loopback(&m, &rates, String::new()).unwrap();
         let close = |a: f64, b: f64| (a / b - 1.0).abs() < 0.02;
         let (s, t) = (fit.slice_ms, truth.slice_ms);
         assert!(
@@ -457,10 +450,10 @@ mod tests {
                 && close(fit.gb_per_s, truth.gb_per_s),
             "{fit:?}"
         );
+        assert!(fit_loopback(&[], &rates, String::new()).is_err());
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            loopback_from(&[dir.path().join("none.jsonl")], &rates).unwrap_err().to_string().contains("none.jsonl")
-        );
+        let missing = measured(&[dir.path().join("none.jsonl")]).err().expect("no such file");
+        assert!(missing.to_string().contains("none.jsonl"), "{missing}");
     }
 
     #[test]
