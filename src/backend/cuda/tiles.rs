@@ -272,8 +272,9 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// On sm_90a, d = 128 and d = 64 at every length: the warp-specialised TMA + wgmma kernel (H200, session 4,
 /// bench/results/2026-12-01-h200/session4/: d = 64 at 1.6x the mma.sync kernel, 0.95-0.99x cuDNN). The
 /// L2-section (`_l2`) instantiations run when chosen by name: 0.95x cuDNN at d = 128, 32K, against 1.01x.
-/// So do the persistent ones (session 5, bench/results/2026-12-01-h200/s5-attn/): `_pers` (static) 0.92x
-/// at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) not yet timed.
+/// So do the persistent ones (session 5, bench/results/2026-12-01-h200/s5-attn/ and session5/call2/): `_pers`
+/// (static) 0.92x at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) 0.93x
+/// at 32K against 1.02x.
 pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p", "flash_fwd_sm90_d64_s2p"];
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
