@@ -232,25 +232,14 @@ impl Backend for CpuBackend {
         })
     }
     fn permute(&self, x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<Permuted> {
-        let (t, k, h) = (ids.shape[0], ids.dim(-1), x.dim(-1));
-        let idv = i32s(ids)?;
-        check("permute", x.shape[0] == t && idv.iter().all(|&e| e >= 0 && (e as usize) < num_experts), || {
-            format!("x {:?} ids {:?} experts {num_experts}", x.shape, ids.shape)
-        })?;
-        let p = ops::permute::plan(idv, k, num_experts);
-        Ok(Permuted {
-            x: Tensor::host(&[t * k, h], x.dtype, ops::permute::gather_rows(f32s(x)?, h, &p.token_of)),
-            offsets: Tensor::host_i32(&[num_experts + 1], p.offsets),
-            row_of: Tensor::host_i32(&[t * k], p.row_of),
-        })
+        Ok(permute_rows(x, ids, num_experts)?.0)
     }
     fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
         check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
             format!("x {:?} ({:?}): per-token blocks [r, k]", x.q.shape, x.blocks)
         })?;
         let (t, kb) = (x.q.shape[0], x.scales.shape[0]);
-        let p = self.permute(&x.q, ids, num_experts)?;
-        let tok = ops::permute::plan(i32s(ids)?, ids.dim(-1), num_experts).token_of;
+        let (p, tok) = permute_rows(&x.q, ids, num_experts)?;
         let s = f32s(&x.scales)?;
         let scales = (0..kb).flat_map(|b| tok.iter().map(move |&r| s[b * t + r as usize])).collect();
         let scales = Tensor::host(&[kb, tok.len()], DType::F32, scales);
@@ -303,4 +292,21 @@ pub(crate) fn validate_router(e: usize, p: &RouterParams) -> Result<()> {
     check("route", p.top_k <= p.topk_group * (e / p.n_group), || {
         format!("top_k {} exceeds the experts in {} groups of {}", p.top_k, p.topk_group, e / p.n_group)
     })
+}
+
+/// `permute` of `x` [t, h] by `ids` [t, k] (the stable grouping of `ops::permute::plan`), and the
+/// source token of each permuted row.
+fn permute_rows(x: &Tensor, ids: &Tensor, num_experts: usize) -> Result<(Permuted, Vec<i32>)> {
+    let (t, k, h) = (ids.shape[0], ids.dim(-1), x.dim(-1));
+    let idv = i32s(ids)?;
+    check("permute", x.shape[0] == t && idv.iter().all(|&e| e >= 0 && (e as usize) < num_experts), || {
+        format!("x {:?} ids {:?} experts {num_experts}", x.shape, ids.shape)
+    })?;
+    let p = ops::permute::plan(idv, k, num_experts);
+    let permuted = Permuted {
+        x: Tensor::host(&[t * k, h], x.dtype, ops::permute::gather_rows(f32s(x)?, h, &p.token_of)),
+        offsets: Tensor::host_i32(&[num_experts + 1], p.offsets),
+        row_of: Tensor::host_i32(&[t * k], p.row_of),
+    };
+    Ok((permuted, p.token_of))
 }
