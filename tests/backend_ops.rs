@@ -23,6 +23,23 @@ fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device ({why})");
 }
 
+/// The CUDA backend on an sm_90a GPU, or None once `what` (its Hopper-only kernels) is reported SKIPPED.
+fn sm90a_backend(what: &str) -> Option<CudaBackend> {
+    let b = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => {
+            skipped(&e.to_string());
+            return None;
+        }
+    };
+    if b.arch() != "sm_90a" {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {what} run on sm_90a only, this GPU is {}", b.arch());
+        return None;
+    }
+    Some(b)
+}
+
 fn under_test() -> Vec<Arc<dyn Backend>> {
     static CUDA: OnceLock<Option<Arc<dyn Backend>>> = OnceLock::new();
     let cuda = CUDA.get_or_init(|| match CudaBackend::new(0) {
@@ -754,16 +771,7 @@ fn cuda_kernel_variants() {
 /// On its own (small shapes) so that compute-sanitizer can take it.
 #[test]
 fn cuda_flash_persistent_tiles() {
-    let b = match CudaBackend::new(0) {
-        Ok(b) => b,
-        Err(e) => return skipped(&e.to_string()),
-    };
-    if b.arch() != "sm_90a" {
-        use std::io::Write;
-        let _ =
-            writeln!(std::io::stderr(), "SKIPPED: the persistent flash kernels need sm_90a, this GPU is {}", b.arch());
-        return;
-    }
+    let Some(b) = sm90a_backend("the persistent flash kernels") else { return };
     let p =
         |causal, q_offset, k_offset| AttnParams { causal, q_offset, k_offset, algo: AttnAlgo::Flash, f32_out: false };
     let pers: Vec<_> = rwm_dist::backend::cuda::FLASH_KERNELS.iter().filter(|k| k.persistent()).collect();
@@ -787,15 +795,7 @@ fn cuda_flash_persistent_tiles() {
 /// compute-sanitizer can take them without the flash kernels.
 #[test]
 fn cuda_fp8_kernel_variants() {
-    let b = match CudaBackend::new(0) {
-        Ok(b) => b,
-        Err(e) => return skipped(&e.to_string()),
-    };
-    if b.arch() != "sm_90a" {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: the FP8 grouped GEMM needs sm_90a, this GPU is {}", b.arch());
-        return;
-    }
+    let Some(b) = sm90a_backend("the FP8 grouped GEMM") else { return };
     for fk in rwm_dist::backend::cuda::FP8_KERNELS {
         b.choose_fp8_kernel(Some(fk.name)).unwrap();
         for (counts, n, k, swiglu) in GROUPED_FP8_CASES.into_iter().filter(|c| c.3 == fk.swiglu) {
