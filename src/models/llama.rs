@@ -244,8 +244,15 @@ pub struct Mode {
     pub fused_norm: bool,
     pub gemm: DType,
     /// SwiGLU in the gate/up GEMM (`Backend::matmul_swiglu`) instead of a pass of its own;
-    /// bf16/f32 GEMMs only (FP8 keeps its quantised gate/up GEMM).
+    /// bf16/f32 GEMMs only (FP8 keeps its quantised gate/up GEMM): see `swiglu_in_gemm`.
     pub fused_swiglu: bool,
+}
+
+impl Mode {
+    /// Whether the gate/up GEMM writes the SwiGLU activation: asked for, and not an FP8 GEMM.
+    pub fn swiglu_in_gemm(&self) -> bool {
+        self.fused_swiglu && self.gemm != DType::F8
+    }
 }
 
 impl Llama {
@@ -365,7 +372,7 @@ impl Llama {
                 x = b.add(&x, &o)?;
                 b.rms_norm(&x, &l.mlp_norm, c.eps)?
             };
-            let d = if mode.fused_swiglu && mode.gemm != DType::F8 {
+            let d = if mode.swiglu_in_gemm() {
                 l.mlp.forward_fused_swiglu(b, &n2)?
             } else {
                 l.mlp.forward(b, &n2, mode.gemm)?

@@ -43,7 +43,7 @@ fn mode(c: &LlamaConfig, v: &Variant) -> Mode {
 /// Whether `v`'s gate/up GEMM writes the SwiGLU activation itself where it runs (`at`): with
 /// `llama.fused_swiglu=true`, the fused variants with bf16 GEMMs on a GPU that fuses it (sm_90a).
 fn swiglu_in_gemm(c: &LlamaConfig, v: &Variant, at: Storage) -> bool {
-    mode(c, v).fused_swiglu && v.gemm != DType::F8 && at.fuses_swiglu()
+    mode(c, v).swiglu_in_gemm() && at.fuses_swiglu()
 }
 
 pub const REGISTRATION: Registration = Registration {
