@@ -30,41 +30,27 @@ impl CudaBackend {
             (_, _, true) => "add_rms_norm_f32_f32",
         };
         let out = self.alloc(&x.shape, x.dtype)?;
-        let grid = (rows as u32, 1, 1);
-        if rows > 0 && x.dtype == DType::Bf16 {
-            let sum = residual.map(|_| self.alloc(&x.shape, x.dtype)).transpose()?;
-            let mut ptrs = vec![self.ptr(&out)?, self.ptr(x)?, self.ptr(w)?];
-            if let (Some(r), Some(s)) = (residual, &sum) {
-                ptrs.extend([self.ptr(r)?, self.ptr(s)?]);
-            }
-            if let Some((chunks, block)) = norm_x8_launch(h, &ptrs) {
-                let name = NORM_X8[residual.is_some() as usize][(w.dtype != DType::Bf16) as usize]
-                    [chunks.trailing_zeros() as usize];
-                let (o, xp, wp) = (ptrs[0], ptrs[1], ptrs[2]);
-                match residual {
-                    None => self.launch("norm.cu", name, grid, block, 0, args![o, xp, wp, h, eps])?,
-                    Some(_) => {
-                        let a = args![ptrs[4], o, xp, ptrs[3], wp, h, eps];
-                        self.launch("norm.cu", name, grid, block, 0, a)?
-                    }
-                }
-                return Ok((sum, out));
-            }
+        let sum = residual.map(|_| self.alloc(&x.shape, x.dtype)).transpose()?;
+        let mut ptrs = vec![self.ptr(&out)?, self.ptr(x)?, self.ptr(w)?];
+        if let (Some(r), Some(s)) = (residual, &sum) {
+            ptrs.extend([self.ptr(r)?, self.ptr(s)?]);
         }
-        let block = if h >= 4096 { 512 } else { 256 };
-        match residual {
-            None => {
-                let a = args![self.ptr(&out)?, self.ptr(x)?, self.ptr(w)?, h, eps];
-                self.launch("norm.cu", name, grid, block, 0, a)?;
-                Ok((None, out))
-            }
-            Some(r) => {
-                let sum = self.alloc(&x.shape, x.dtype)?;
-                let a = args![self.ptr(&sum)?, self.ptr(&out)?, self.ptr(x)?, self.ptr(r)?, self.ptr(w)?, h, eps];
-                self.launch("norm.cu", name, grid, block, 0, a)?;
-                Ok((Some(sum), out))
-            }
-        }
+        // The 16-byte kernels take the scalar ones' arguments.
+        let (name, block) = match norm_x8_launch(h, &ptrs).filter(|_| rows > 0 && x.dtype == DType::Bf16) {
+            Some((chunks, block)) => (
+                NORM_X8[residual.is_some() as usize][(w.dtype != DType::Bf16) as usize]
+                    [chunks.trailing_zeros() as usize],
+                block,
+            ),
+            None => (name, if h >= 4096 { 512 } else { 256 }),
+        };
+        let (o, xp, wp) = (ptrs[0], ptrs[1], ptrs[2]);
+        let a: &[Arg] = match residual {
+            None => args![o, xp, wp, h, eps],
+            Some(_) => args![ptrs[4], o, xp, ptrs[3], wp, h, eps],
+        };
+        self.launch("norm.cu", name, (rows as u32, 1, 1), block, 0, a)?;
+        Ok((sum, out))
     }
 
     /// Inverse frequencies from the host's f64 formula, uploaded once per (d, params).
