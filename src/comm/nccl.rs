@@ -62,6 +62,27 @@ macro_rules! typed {
     };
 }
 
+/// Runs `$body` on an `Exchange` of any element type, with `$s` the slice sent, `$o` the receiving
+/// buffer and `$wrap` the `DeviceData` constructor of that type.
+macro_rules! exchange {
+    ($p:expr, |$s:ident, $o:ident, $wrap:ident| $body:expr) => {
+        match $p {
+            Exchange::F32($s, $o) => {
+                let $wrap = DeviceData::F32;
+                $body
+            }
+            Exchange::Bf16($s, $o) => {
+                let $wrap = DeviceData::Bf16;
+                $body
+            }
+            Exchange::I32($s, $o) => {
+                let $wrap = DeviceData::I32;
+                $body
+            }
+        }
+    };
+}
+
 impl NcclComm {
     /// An NCCL communicator over the ranks of `host`, on the backend's device; the
     /// unique id is made by rank 0 and broadcast through `host`. Collective over `host`.
@@ -235,27 +256,18 @@ impl NcclComm {
         self.after_compute(OP)?;
         let raw = self.lock();
         nccl::group_start().map_err(|e| nccl_error(self.rank, OP, e))?;
-        let enqueued = pairs.iter_mut().try_for_each(|p| match p {
-            Exchange::F32(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
-            Exchange::Bf16(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
-            Exchange::I32(s, o) => raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()),
+        let enqueued = pairs.iter_mut().try_for_each(|p| {
+            exchange!(p, |s, o, _wrap| raw.0.send(*s, to as i32).and_then(|_| raw.0.recv(o, from as i32)).map(|_| ()))
         });
         self.end_group(OP, enqueued)?;
         Ok(pairs
             .into_iter()
-            .map(|p| match p {
-                Exchange::F32(s, mut o) => {
+            .map(|p| {
+                exchange!(p, |s, o, wrap| {
+                    let mut o = o;
                     self.retouch(s, &mut o);
-                    DeviceData::F32(o)
-                }
-                Exchange::Bf16(s, mut o) => {
-                    self.retouch(s, &mut o);
-                    DeviceData::Bf16(o)
-                }
-                Exchange::I32(s, mut o) => {
-                    self.retouch(s, &mut o);
-                    DeviceData::I32(o)
-                }
+                    wrap(o)
+                })
             })
             .collect())
     }
