@@ -47,14 +47,9 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const u32 sbase = tg_smem(smem_raw);
-    unsigned char* gbase = smem_raw;
-    const u32 bars = sbase + STAGES * STAGE_BYTES + EPI_BYTES;  // full[STAGES], then empty[STAGES]
-    int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);  // [E + 1]
-    int* off = start + E + 1;                                                       // [E + 1]
-    if (sbase & 1023) __trap();
-    auto full = [&](int s) { return bars + 8 * s; };
-    auto empty = [&](int s) { return bars + 8 * (STAGES + s); };
+    const TgSmem<STAGES> sm(smem_raw, STAGE_BYTES, EPI_BYTES, E);
+    const u32 sbase = sm.base;
+    int *start = sm.start, *off = sm.off;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
@@ -63,11 +58,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     if (warp == 0) {
         tg_list(offsets, E, nblocks, start, off, lane, BM);
     } else if (warp == 1 && lane == 0) {
-        for (int s = 0; s < STAGES; s++) {
-            mbar_init(full(s), 1);
-            mbar_init(empty(s), 8);  // lane 0 of each consumer warp
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        sm.init_bars(8);  // lane 0 of each consumer warp
     }
     __syncthreads();
     const int total = start[E];
@@ -83,15 +74,15 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 TgTile tile = tg_tile<ON, true, BM>(t, start, off, E, N);
                 const int wrow = tile.e * NW + tile.n0;
                 for (int kt = 0; kt < KB; kt++) {
-                    mbar_wait(empty(stage), phase ^ 1);
+                    mbar_wait(sm.empty(stage), phase ^ 1);
                     const u32 sa = sbase + stage * STAGE_BYTES;
-                    mbar_expect_tx(full(stage), STAGE_BYTES);
-                    tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, full(stage));  // the X map's box is BM rows
+                    mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                    tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, sm.full(stage));  // the X map's box is BM rows
                     if (SW) {  // the W map's box is 64 rows: gate rows, then the same outputs' up rows
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, full(stage));
-                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TF_BK, wrow + N, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
+                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TF_BK, wrow + N, sm.full(stage));
                     } else {
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
                     }
                     if (++stage == STAGES) {
                         stage = 0;
@@ -162,7 +153,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
         // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
         for (int kt = 0; kt < KB; kt++) {
             Sc sc = scales(kt, 0);
-            mbar_wait(full(stage), phase);
+            mbar_wait(sm.full(stage), phase);
 #pragma unroll
             for (int w = 0; w < WAVES; w++) {
                 const bool on = live(w);
@@ -172,7 +163,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                     wg_wait<0>();
                     wg_pin(acc);
                 }
-                if (w == WAVES - 1 && lane == 0) mbar_arrive(empty(stage));
+                if (w == WAVES - 1 && lane == 0) mbar_arrive(sm.empty(stage));
                 if (on) promote(acc, sc, w);
             }
             next_stage();
@@ -180,7 +171,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
 
         // Per wave: output element i (0..3) of 8-column chunk j, the accumulator or silu(gate) * up,
         // through the warpgroup's staging buffer (tg_store_rows, tma.cuh).
-        unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * ON * 2);
+        unsigned char* epi = smem_raw + STAGES * STAGE_BYTES + c * (64 * ON * 2);
         const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * ON * 2);
 #pragma unroll
         for (int w = 0; w < WAVES; w++) {

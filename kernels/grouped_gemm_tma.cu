@@ -117,29 +117,20 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     static_assert(!(SW && (MC || EPI == 0)), "fused SwiGLU: no multicast, epilogue through shared memory");
     constexpr int ON = SW ? BN / 2 : BN;
     // Dynamic shared memory starts 1024-byte aligned (no static shared memory here), as the swizzle
-    // atoms need; checked below.
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const u32 sbase = tg_smem(smem_raw);
-    unsigned char* gbase = smem_raw;
+    // atoms need (TgSmem checks it).
     // Epilogue staging (EPI parts): 64 rows x BN / EPI per consumer warpgroup.
     constexpr u32 EPI_BYTES = EPI > 0 ? 2 * 64 * (ON / EPI) * 2 : 0;
-    const u32 bars = sbase + STAGES * STAGE_BYTES + EPI_BYTES;  // full[STAGES], then empty[STAGES]
-    int* start = (int*)(gbase + STAGES * STAGE_BYTES + EPI_BYTES + 16 * STAGES);  // [E + 1]
-    int* off = start + E + 1;                                                       // [E + 1]
-    if (sbase & 1023) __trap();
-    auto full = [&](int s) { return bars + 8 * s; };
-    auto empty = [&](int s) { return bars + 8 * (STAGES + s); };
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const TgSmem<STAGES> sm(smem_raw, STAGE_BYTES, EPI_BYTES, E);
+    const u32 sbase = sm.base;
+    int *start = sm.start, *off = sm.off;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     if (warp == 0) {
         tg_list(offsets, E, MC ? 1 : nblocks, start, off, lane);  // units: tiles, or row blocks of pairs
     } else if (warp == 1 && lane == 0) {
-        for (int s = 0; s < STAGES; s++) {
-            mbar_init(full(s), 1);
-            mbar_init(empty(s), MC ? 16 : 8);  // lane 0 of each consumer warp (of both CTAs)
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        sm.init_bars(MC ? 16 : 8);  // lane 0 of each consumer warp (of both CTAs)
     }
     if (MC) {
         cluster_sync();  // the peer's barriers are initialised before anything lands on them
@@ -159,10 +150,10 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     // Consumers release a stage to the producers of every CTA that may write it.
     auto release = [&](int s) {
         if (MC) {
-            mbar_arrive_cta(empty(s), 0);
-            mbar_arrive_cta(empty(s), 1);
+            mbar_arrive_cta(sm.empty(s), 0);
+            mbar_arrive_cta(sm.empty(s), 1);
         } else {
-            mbar_arrive(empty(s));
+            mbar_arrive(sm.empty(s));
         }
     };
 
@@ -178,30 +169,30 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
                 TgTile tile = tile_of(t);
                 const int wrow = SW ? tile.e * 2 * N + tile.n0 : tile.e * N + tile.n0;
                 for (int kt = 0; kt < ktiles; kt++) {
-                    mbar_wait(empty(stage), phase ^ 1);
+                    mbar_wait(sm.empty(stage), phase ^ 1);
                     u32 sa = sbase + stage * STAGE_BYTES;
                     if (!tile.valid) {
-                        mbar_arrive(full(stage));  // nothing to load: the consumers only pass the stage on
+                        mbar_arrive(sm.full(stage));  // nothing to load: the consumers only pass the stage on
                     } else if (SW) {  // the W map's box is BN / 2 rows: gate rows, then up rows
-                        mbar_expect_tx(full(stage), STAGE_BYTES);
-                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
-                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TG_BK, wrow + N, full(stage));
+                        mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, sm.full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, sm.full(stage));
+                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TG_BK, wrow + N, sm.full(stage));
                     } else if (!MC) {
-                        mbar_expect_tx(full(stage), STAGE_BYTES);
-                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, full(stage));
+                        mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, sm.full(stage));
+                        tma_load_2d(sa + A_BYTES, tma_w, kt * TG_BK, wrow, sm.full(stage));
                     } else {
                         // The W map's box is BN / 2 rows: each CTA of a pair loads one half of the weight
                         // tile for both (multicast), or both halves for itself when the pair is split.
-                        mbar_expect_tx(full(stage), STAGE_BYTES);
-                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, full(stage));
+                        mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TG_BK, tile.row0, sm.full(stage));
                         const u32 sb = sa + A_BYTES, half = B_BYTES / 2;
                         if (tile.mc) {
-                            tma_load_2d_mc(sb + rank * half, tma_w, kt * TG_BK, wrow + rank * (BN / 2), full(stage), 3);
+                            tma_load_2d_mc(sb + rank * half, tma_w, kt * TG_BK, wrow + rank * (BN / 2), sm.full(stage), 3);
                         } else {
-                            tma_load_2d(sb, tma_w, kt * TG_BK, wrow, full(stage));
-                            tma_load_2d(sb + half, tma_w, kt * TG_BK, wrow + BN / 2, full(stage));
+                            tma_load_2d(sb, tma_w, kt * TG_BK, wrow, sm.full(stage));
+                            tma_load_2d(sb + half, tma_w, kt * TG_BK, wrow + BN / 2, sm.full(stage));
                         }
                     }
                     if (++stage == STAGES) {
@@ -228,7 +219,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         // and starves both of prefetched stages: V3 gate/up 13.0 -> 15.2 ms on the H200, BENCHMARKS.md.)
         if (!tile.valid) {
             for (int kt = 0; kt < ktiles; kt++) {
-                mbar_wait(full(stage), phase);
+                mbar_wait(sm.full(stage), phase);
                 if (lane == 0) release(stage);
                 if (++stage == STAGES) {
                     stage = 0;
@@ -239,7 +230,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         }
         int prev = 0;
         for (int kt = 0; kt < ktiles; kt++) {
-            mbar_wait(full(stage), phase);
+            mbar_wait(sm.full(stage), phase);
             const u32 sa = sbase + stage * STAGE_BYTES;
             const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
             wg_fence();
@@ -278,7 +269,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             // Through shared memory in EPI parts of ON / EPI columns (tg_store_rows, tma.cuh): by TMA when
             // all of the warpgroup's 64 rows belong to the tile's expert, else by its threads.
             constexpr int PW = ON / EPI, PJ = PW / 8;
-            unsigned char* epi = gbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
+            unsigned char* epi = smem_raw + STAGES * STAGE_BYTES + c * (64 * PW * 2);
             const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * PW * 2);
             const bool by_tma = y_tma && tile.rows >= (c + 1) * 64;
 #pragma unroll

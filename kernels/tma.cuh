@@ -37,6 +37,32 @@ __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
     } while (!done);
 }
 
+// The grouped GEMMs' shared memory from its 1024-byte aligned start: STAGES stages of `stage_bytes`,
+// `epi_bytes` of epilogue staging, full[STAGES] then empty[STAGES] mbarriers, then the tile list
+// start[E + 1], off[E + 1] (the host sizes it alike: src/backend/cuda/tiles.rs, grouped_fp8.rs).
+template <int STAGES>
+struct TgSmem {
+    u32 base, bars;
+    int *start, *off;
+    __device__ __forceinline__ TgSmem(unsigned char* p, u32 stage_bytes, u32 epi_bytes, int E)
+        : base(tg_smem(p)),
+          bars(base + STAGES * stage_bytes + epi_bytes),
+          start((int*)(p + STAGES * stage_bytes + epi_bytes + 16 * STAGES)),
+          off(start + E + 1) {
+        if (base & 1023) __trap();  // the 128-byte swizzle atoms need 1024-byte alignment
+    }
+    __device__ __forceinline__ u32 full(int s) const { return bars + 8 * s; }
+    __device__ __forceinline__ u32 empty(int s) const { return bars + 8 * (STAGES + s); }
+    // One thread: a full barrier waits for one arrival (and its bytes), an empty one for `releases`.
+    __device__ __forceinline__ void init_bars(u32 releases) const {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(full(s), 1);
+            mbar_init(empty(s), releases);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+};
+
 // 2-D TMA load of the box at (c0 = inner/K, c1 = row) into shared memory, completing on `bar`.
 __device__ __forceinline__ void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
     asm volatile(
