@@ -5,11 +5,12 @@
 //!
 //!   cargo build --release --example ops_bench
 //!   target/release/examples/ops_bench [--iters 20] [--json out.jsonl] [--only gemm,fp8,attn,moe|moe_v2lite,moe_v3,llama,llama32k]
-//!       [--variants] [--kernels grouped_a,grouped_b]
+//!       [--variants] [--kernels grouped_a,grouped_b] [--attn-seq 32768,5000]
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
-//! `--kernels` times only the flash and grouped GEMM kernels listed. On sm_90a the MoE shapes also get
+//! `--kernels` times only the flash and grouped GEMM kernels listed; `--attn-seq` only the attention
+//! lengths listed (e.g. one shape under ncu: bench/ncu_kernels.sh). On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 //! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
 //! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
@@ -26,6 +27,8 @@ struct Bench<'a> {
     variants: bool,
     /// `--kernels a,b`: the flash and grouped GEMM kernels that `--variants` times (all when empty).
     kernels: Vec<String>,
+    /// `--attn-seq a,b`: the attention lengths to time (all when empty).
+    attn_seq: Vec<usize>,
     rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
 }
@@ -151,6 +154,9 @@ fn attention(bench: &mut Bench) -> Result<()> {
     // Head dim 128: 8K and 32K (Llama prefill), and two lengths that are not multiples of any tile;
     // head dim 64 at 8K and 32K.
     for (d, s) in [(128usize, 8192usize), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)] {
+        if !bench.attn_seq.is_empty() && !bench.attn_seq.contains(&s) {
+            continue;
+        }
         let flops = 4.0 * (s * s) as f64 * (hq * d) as f64 / 2.0;
         let sets = if s <= 8192 { 2 } else { 1 };
         let qkv: Vec<[Tensor; 3]> = (0..sets)
@@ -361,7 +367,7 @@ fn moe_fp8(bench: &mut Bench, g: &Grouped, rows: usize) -> Result<()> {
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut iters, mut json, mut only, mut offsets, mut variants) = (20usize, None, None, None, false);
-    let mut kernels = vec![];
+    let (mut kernels, mut attn_seq) = (vec![], vec![]);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
@@ -373,6 +379,10 @@ fn main() -> Result<()> {
                 variants = true;
                 kernels = args.next().expect("--kernels a,b").split(',').map(String::from).collect();
             }
+            "--attn-seq" => {
+                let list = args.next().expect("--attn-seq S,S");
+                attn_seq = list.split(',').map(|v| v.parse().expect("--attn-seq takes lengths")).collect();
+            }
             _ => panic!("unknown argument {a}; see the header of examples/ops_bench.rs"),
         }
     }
@@ -381,8 +391,15 @@ fn main() -> Result<()> {
     }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
-    let mut bench =
-        Bench { b: &b, iters, variants, kernels, rows: vec![], json: json.map(|p| std::fs::File::create(p).unwrap()) };
+    let mut bench = Bench {
+        b: &b,
+        iters,
+        variants,
+        kernels,
+        attn_seq,
+        rows: vec![],
+        json: json.map(|p| std::fs::File::create(p).unwrap()),
+    };
     let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
     if want("gemm") || want("fp8") {
         gemms(&mut bench)?;
