@@ -29,4 +29,4 @@ ncu --kernel-name "regex:$regex" --launch-skip "${NCU_SKIP:-0}" --launch-count "
     --section WarpStateStats --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section SourceCounters --import-source no ${NCU_ARGS:-} -f -o "$out" "$@" > "$out.log" 2>&1
 ncu --import "$out.ncu-rep" --page details > "$out.txt"
-grep -cE "^  [A-Za-z_].*\(" "$out.txt" | sed "s|^|$out.txt: launches profiled: |"
+echo "$out.txt: launches profiled: $(grep -cE "^  [A-Za-z_].*\(" "$out.txt" || true)"
