@@ -22,7 +22,9 @@
 // tensor cores meanwhile). Scales are read by the consumers with __ldg before waiting for the stage
 // (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
 // On the H200 the 256-row tiles were +3% on V2-Lite's gate/up and -3% to -17% elsewhere (BENCHMARKS.md):
-// run only when named.
+// run only when named. LEAN (the `_lean` instantiations, by name until timed) is the same tile with
+// DeepGEMM's per-k-tile instruction budget: the scales loaded a k-tile ahead, the liveness test out
+// of the k loop, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass compares the SASS).
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
 // Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16
@@ -37,12 +39,13 @@
 #define TF_BK 128
 #define TF_BN 128
 
-template <int STAGES, bool SW, int BM>
+template <int STAGES, bool SW, int BM, bool LEAN>
 __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const float* __restrict__ sx, const float* __restrict__ sw,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int R, int E, int N, int K,
                                  int y_tma) {
     static_assert(BM == 128 || BM == 256, "one or two 128-row waves");
+    static_assert(!LEAN || BM == 128, "the lean main loop runs 128-row tiles");
     constexpr int BN = TF_BN, ON = SW ? BN / 2 : BN, WAVES = BM / 128;
     constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
@@ -51,7 +54,10 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     const u32 sbase = sm.base;
     int *start = sm.start, *off = sm.off;
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    // The lean loop takes the warp index through a shuffle (as DeepGEMM does) so that ptxas knows it
+    // is warp-uniform: the branches on it stay uniform and the wgmma descriptors live in uniform registers.
+    const int tid = threadIdx.x, lane = tid & 31, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5,
+              wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     const int KB = (K + TF_BK - 1) / TF_BK;
     const int NW = SW ? 2 * N : N, NBW = (NW + 127) / 128;
@@ -147,10 +153,64 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 fin[w * 64 + j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
             }
         };
-        // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
-        // released once the last wave's wgmmas retired.
-        // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
-        // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
+        if constexpr (LEAN) {
+            // DeepGEMM's per-k-tile instruction budget (bench/results/2026-12-02-cpu/fp8sass): with
+            // 64 x 128 per warpgroup, the other warpgroup's four wgmmas (256 tensor cycles) must cover
+            // this warpgroup's whole wait-promote-issue stretch, which the loop below this one spends 161
+            // instructions per warp on (97 besides the 64 promotion FFMAs; DeepGEMM: about 144, 48 besides
+            // 96 FFMAs, for 384 cycles). Here the liveness test is hoisted out of the k loop (one loop per
+            // case, no divergence bookkeeping per k-tile); the scales of k-tile kt + 1 are loaded while
+            // k-tile kt runs (pointer bumps, row checks hoisted), so that no L2 latency sits between the
+            // wgmma wait and the promotion (DeepGEMM reads its scales from shared memory); and the
+            // descriptors are warp-uniform (shuffled bases plus the stage offset).
+            const u32 du_hi = (u32)(wg_desc(0) >> 32);
+            const u32 da_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TF_BK), 0);
+            const u32 db_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0);
+            const bool ok0 = r0 < R, ok1 = r1 < R;
+            const float* pa0 = sx + (ok0 ? r0 : 0);
+            const float* pa1 = sx + (ok1 ? r1 : 0);
+            const float *pb0 = sb_lo, *pb1 = sb_hi;
+            float a0 = ok0 ? __ldg(pa0) : 0.f, a1 = ok1 ? __ldg(pa1) : 0.f;
+            float b0 = __ldg(pb0), b1 = SW ? __ldg(pb1) : b0;
+            if (live(0)) {
+                for (int kt = 0; kt < KB; kt++) {
+                    const bool more = kt + 1 < KB;
+                    pa0 += R;
+                    pa1 += R;
+                    pb0++;
+                    pb1++;
+                    const float na0 = more && ok0 ? __ldg(pa0) : 0.f, na1 = more && ok1 ? __ldg(pa1) : 0.f;
+                    const float nb0 = more ? __ldg(pb0) : 0.f, nb1 = SW && more ? __ldg(pb1) : nb0;
+                    mbar_wait(sm.full(stage), phase);
+                    const u32 so = stage * (STAGE_BYTES >> 4);
+                    wg_fence();
+#pragma unroll
+                    for (int kk = 0; kk < TF_BK / 32; kk++)
+                        wgmma_m64n128k32_e4m3(acc, ((u64)du_hi << 32) | (da_lo + so + 2 * kk),
+                                              ((u64)du_hi << 32) | (db_lo + so + 2 * kk), kk != 0);
+                    wg_commit();
+                    wg_wait<0>();
+                    wg_pin(acc);
+                    if (lane == 0) mbar_arrive(sm.empty(stage));
+                    promote(acc, Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1}, 0);
+                    a0 = na0;
+                    a1 = na1;
+                    b0 = nb0;
+                    b1 = nb1;
+                    next_stage();
+                }
+            } else {
+                for (int kt = 0; kt < KB; kt++) {
+                    mbar_wait(sm.full(stage), phase);
+                    if (lane == 0) mbar_arrive(sm.empty(stage));
+                    next_stage();
+                }
+            }
+        } else
+            // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
+            // released once the last wave's wgmmas retired.
+            // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
+            // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
         for (int kt = 0; kt < KB; kt++) {
             Sc sc = scales(kt, 0);
             mbar_wait(sm.full(stage), phase);
@@ -194,15 +254,18 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
-// Name, stages, fused SwiGLU, rows per tile. The host table (and its
+// Name, stages, fused SwiGLU, rows per tile (and the lean main loop). The host table (and its
 // shared-memory sizes) is src/backend/cuda/grouped_fp8.rs.
-#define TF(NAME, ST, SW, BM)                                                                                            \
+#define TFX(NAME, ST, SW, BM, LEAN)                                                                          \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const float* sx, const float* sw, const int* off, bf16* Y, \
              int R, int E, int N, int K, int y_tma) {                                                          \
-        grouped_gemm_fp8<ST, SW, BM>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);                   \
+        grouped_gemm_fp8<ST, SW, BM, LEAN>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);         \
     }
+#define TF(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, false)
+// The lean main loop (LEAN above), by name only until the GPU times it.
+#define TFL(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, true)
 TF(grouped_gemm_fp8_s4, 4, false, 128)
 TF(grouped_gemm_fp8_s5, 5, false, 128)
 TF(grouped_gemm_fp8_s6, 6, false, 128)
@@ -210,3 +273,5 @@ TF(grouped_gemm_fp8_swiglu_s5, 5, true, 128)
 TF(grouped_gemm_fp8_swiglu_s6, 6, true, 128)
 TF(grouped_gemm_fp8_m256_s4, 4, false, 256)
 TF(grouped_gemm_fp8_swiglu_m256_s4, 4, true, 256)
+TFL(grouped_gemm_fp8_lean_s6, 6, false, 128)
+TFL(grouped_gemm_fp8_swiglu_lean_s6, 6, true, 128)

@@ -14,8 +14,11 @@ pub struct Fp8Kernel {
     pub swiglu: bool,
     /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
     pub rows: usize,
+    /// The lean main loop (LEAN in the kernel, TFL there): fewer instructions per k-tile, scales
+    /// loaded a k-tile ahead, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass).
+    pub lean: bool,
     /// Runs only when chosen by name: `_m256` passes the GPU tests but was slower than the defaults
-    /// on the H200 (BENCHMARKS.md, session 4).
+    /// on the H200 (BENCHMARKS.md, session 4); `_lean` is not yet timed.
     pub by_name: bool,
 }
 
@@ -31,7 +34,12 @@ impl Fp8Kernel {
 
 const fn tf(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
     // 256-row tiles were slower on the H200 (session 4).
-    Fp8Kernel { name, stages, swiglu, rows, by_name: rows != 128 }
+    Fp8Kernel { name, stages, swiglu, rows, lean: false, by_name: rows != 128 }
+}
+
+/// The lean main loop, by name until a GPU times it against the defaults.
+const fn tfl(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, rows, lean: true, by_name: true }
 }
 
 /// In order of preference for each epilogue: the first whose shared memory fits runs (those
@@ -44,6 +52,8 @@ pub const FP8_KERNELS: &[Fp8Kernel] = &[
     tf("grouped_gemm_fp8_swiglu_s5", 5, true, 128),
     tf("grouped_gemm_fp8_m256_s4", 4, false, 256),
     tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, 256),
+    tfl("grouped_gemm_fp8_lean_s6", 6, false, 128),
+    tfl("grouped_gemm_fp8_swiglu_lean_s6", 6, true, 128),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -159,7 +169,8 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let inst = format!("TF({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.rows);
+            let mac = if k.lean { "TFL" } else { "TF" };
+            let inst = format!("{mac}({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.rows);
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -179,8 +190,8 @@ mod tests {
         // A name with the other epilogue is not taken.
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
-        // The kernels that lost on the H200 (256-row tiles) run only when named.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 2);
+        // The kernels that lost on the H200 (256-row tiles) and the untimed lean ones run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
