@@ -206,27 +206,28 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                     next_stage();
                 }
             }
-        } else
+        } else {
             // One k-tile at a time, wave by wave: a wave's wgmmas retire, then its promotion; the stage is
             // released once the last wave's wgmmas retired.
             // A wave's scales are read before its wgmmas (the first wave's before the stage is full):
             // holding both waves' from the start costs registers that the 256-row SwiGLU tile lacks.
-        for (int kt = 0; kt < KB; kt++) {
-            Sc sc = scales(kt, 0);
-            mbar_wait(sm.full(stage), phase);
+            for (int kt = 0; kt < KB; kt++) {
+                Sc sc = scales(kt, 0);
+                mbar_wait(sm.full(stage), phase);
 #pragma unroll
-            for (int w = 0; w < WAVES; w++) {
-                const bool on = live(w);
-                if (w > 0) sc = scales(kt, w);
-                if (on) {
-                    mma(acc, w);
-                    wg_wait<0>();
-                    wg_pin(acc);
+                for (int w = 0; w < WAVES; w++) {
+                    const bool on = live(w);
+                    if (w > 0) sc = scales(kt, w);
+                    if (on) {
+                        mma(acc, w);
+                        wg_wait<0>();
+                        wg_pin(acc);
+                    }
+                    if (w == WAVES - 1 && lane == 0) mbar_arrive(sm.empty(stage));
+                    if (on) promote(acc, sc, w);
                 }
-                if (w == WAVES - 1 && lane == 0) mbar_arrive(sm.empty(stage));
-                if (on) promote(acc, sc, w);
+                next_stage();
             }
-            next_stage();
         }
 
         // Per wave: output element i (0..3) of 8-column chunk j, the accumulator or silu(gate) * up,
