@@ -13,7 +13,12 @@
 //     on tiles that cross the causal diagonal or sk); P as bf16 in registers is the A operand of the
 //     RS-wgmma O += P V (m64n<d>k16), with V N-major in shared memory (imm-trans-b).
 //   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
-//     tile j - 1, and the softmax of tile j runs while P V is still in flight.
+//     tile j - 1, and the softmax of tile j is meant to run while P V is still in flight. In the default
+//     loop ptxas hoists the P V wait to the top of the softmax, so only ping-pong hides the softmax; the
+//     lean loop (LEAN, `_lean` kernels, run by name; bench/results/2026-12-02-cpu/attnsass/) keeps the
+//     wait after it (K's release depends on the row sums), takes the warp index through a shuffle so
+//     the Q descriptor is warp-uniform, and runs the tiles no row of the warpgroup masks in a loop of
+//     their own (FA3's split), with the same arithmetic.
 // Key tiles run from the last (the diagonal, masked) to the first.
 // Tile order, one of four (templates L2, PERS):
 //   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
@@ -117,7 +122,12 @@ __device__ __forceinline__ bool f3_tile(int rd, int D, int sq, int sk, int hq, i
 // slots in shared memory (tfull / tempty mbarriers); a tile index >= T ends the walk. Each block makes
 // one fetch past the end, so the T fetches return 0 .. T - 1 and the one that gets T - 1 is the last:
 // it sets the counter back to 0 for the next launch (one stream: launches never overlap).
-template <int D, int STAGES, bool PP, bool L2, int PERS, class OT>
+// Compile-time flags for the lean main loop's two steps (masked or not).
+template <bool B> struct f3_flag {
+    static constexpr bool value = B;
+};
+
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2, int* __restrict__ tile_ctr) {
@@ -149,7 +159,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         return n;
     };
     const int group = hq / hkv;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+    // LEAN: the warp index through a shuffle of lane 0's, so that ptxas knows it (and the warpgroup c below)
+    // is warp-uniform and keeps the Q descriptor in uniform registers (no R2UR before each wgmma).
+    const int tid = threadIdx.x, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5, lane = tid & 31,
+              wg = warp >> 2;
 
     if (tid == 0) {
         mbar_init(qfull, 1);
@@ -287,9 +300,8 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                         wgmma_m64n64k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
                 }
             };
-            // Masks tile t where it crosses sk or the causal diagonal; then the online softmax: s becomes
-            // exp2(s * scale - m) (unnormalised P), m and l advance, and alpha rescales O.
-            auto softmax = [&](int t, float (&alpha)[2]) {
+            // Masks tile t where it crosses sk or the causal diagonal (for this warp's rows).
+            auto mask = [&](int t) {
                 const int k0 = t * F3_BKV;
                 if (k0 + F3_BKV > sk || (causal && (i64)(k0 + F3_BKV - 1) > row_lo)) {
                     const int kmax = sk - k0;
@@ -302,6 +314,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                             if (key >= kmax || key > lim + g + (x >> 1) * 8) s[j * 4 + x] = neg_inf();
                         }
                 }
+            };
+            // The online softmax: s becomes exp2(s * scale - m) (unnormalised P), m and l advance, and alpha
+            // rescales O.
+            auto softmax_rows = [&](float (&alpha)[2]) {
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
                     float mx = neg_inf();
@@ -324,6 +340,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     l[r] = l[r] * alpha[r] + sum;  // this thread's share; the quad is summed at the end
                     m[r] = m_new;
                 }
+            };
+            auto softmax = [&](int t, float (&alpha)[2]) {
+                mask(t);
+                softmax_rows(alpha);
             };
             // S accumulator (n8 tile j, rows g / g + 8) to the A fragments of k16 step kk = j / 2.
             auto to_p = [&]() {
@@ -356,36 +376,88 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 stage = 0;
                 phase ^= 1;
             }
-            for (int t = n_kv - 2; t >= 0; t--) {
-                mbar_wait(kfull(stage), phase);
-                mbar_wait(vfull(vstage), vphase);
-                if (PP) f3_turn_wait(c);
-                wg_fence();
-                issue_qk(stage);
-                wg_commit();
-                issue_pv(vstage);
-                wg_commit();
-                if (PP) f3_turn_pass(c);
-                wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
-                wg_pin(s);
-                if (lane == 0) mbar_arrive(kempty(stage));
-                softmax(t, alpha);
-                wg_wait<0>();
-                wg_pin(o);
-                if (lane == 0) mbar_arrive(vempty(vstage));
+            if constexpr (LEAN) {
+                // One tile of the lean main loop; MASKED: tile t may cross sk or the causal diagonal.
+                auto step = [&](int t, auto masked) {
+                    mbar_wait(kfull(stage), phase);
+                    mbar_wait(vfull(vstage), vphase);
+                    if (PP) f3_turn_wait(c);
+                    wg_fence();
+                    issue_qk(stage);
+                    wg_commit();
+                    issue_pv(vstage);
+                    wg_commit();
+                    if (PP) f3_turn_pass(c);
+                    wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+                    wg_pin(s);
+                    if constexpr (decltype(masked)::value) mask(t);
+                    softmax_rows(alpha);
+                    // ptxas hoists the wgmma wait below to the top of its block, which puts the whole softmax
+                    // after P V (no overlap inside the warpgroup), but it does not move the wait above an mbarrier
+                    // arrive. So K's release comes after the softmax and depends on both row sums (l < 0 never
+                    // holds, NaN included): every exp2 and sum is issued while P V runs, only the O rescale and
+                    // the bf16 packing of P (P V still reads p) after the wait.
+                    if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) mbar_arrive(kempty(stage));
+                    wg_wait<0>();
+                    wg_pin(o);
+                    if (lane == 0) mbar_arrive(vempty(vstage));
 #pragma unroll
-                for (int j = 0; j < D / 8; j++) {
-                    o[j * 4 + 0] *= alpha[0];
-                    o[j * 4 + 1] *= alpha[0];
-                    o[j * 4 + 2] *= alpha[1];
-                    o[j * 4 + 3] *= alpha[1];
-                }
-                to_p();
-                vstage = stage;
-                vphase = phase;
-                if (++stage == STAGES) {
-                    stage = 0;
-                    phase ^= 1;
+                    for (int j = 0; j < D / 8; j++) {
+                        o[j * 4 + 0] *= alpha[0];
+                        o[j * 4 + 1] *= alpha[0];
+                        o[j * 4 + 2] *= alpha[1];
+                        o[j * 4 + 3] *= alpha[1];
+                    }
+                    to_p();
+                    vstage = stage;
+                    vphase = phase;
+                    if (++stage == STAGES) {
+                        stage = 0;
+                        phase ^= 1;
+                    }
+                };
+                // FA3's split: tiles below n_un need no mask for any row of this warpgroup (k0 + 128 <= sk, and
+                // causal k0 + 127 <= its first row's last key), so they run without the per-tile test; the
+                // tiles above run it (for each warp, as the default loop does). Masks are exact, so the
+                // result is the default loop's.
+                const i64 row_wg = delta + q0 + c * 64;
+                i64 n_un = min((i64)(sk / F3_BKV), (i64)n_kv - 1);
+                if (causal) n_un = min(n_un, row_wg < 0 ? (i64)0 : (row_wg + 1) / F3_BKV);
+                int t = n_kv - 2;
+                for (; t >= (int)n_un; t--) step(t, f3_flag<true>{});
+                for (; t >= 0; t--) step(t, f3_flag<false>{});
+            } else {
+                for (int t = n_kv - 2; t >= 0; t--) {
+                    mbar_wait(kfull(stage), phase);
+                    mbar_wait(vfull(vstage), vphase);
+                    if (PP) f3_turn_wait(c);
+                    wg_fence();
+                    issue_qk(stage);
+                    wg_commit();
+                    issue_pv(vstage);
+                    wg_commit();
+                    if (PP) f3_turn_pass(c);
+                    wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+                    wg_pin(s);
+                    if (lane == 0) mbar_arrive(kempty(stage));
+                    softmax(t, alpha);
+                    wg_wait<0>();
+                    wg_pin(o);
+                    if (lane == 0) mbar_arrive(vempty(vstage));
+#pragma unroll
+                    for (int j = 0; j < D / 8; j++) {
+                        o[j * 4 + 0] *= alpha[0];
+                        o[j * 4 + 1] *= alpha[0];
+                        o[j * 4 + 2] *= alpha[1];
+                        o[j * 4 + 3] *= alpha[1];
+                    }
+                    to_p();
+                    vstage = stage;
+                    vphase = phase;
+                    if (++stage == STAGES) {
+                        stage = 0;
+                        phase ^= 1;
+                    }
                 }
             }
             // Every S wgmma of this tile has completed: the producer may load the next tile's Q.
@@ -429,17 +501,22 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 // with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
 // between launches; read by schedule 2 only). The host table (and its shared-memory size) is
 // src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS)                                                                   \
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN)                                                            \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2, int* tile_ctr) {                                                     \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, scale_log2,   \
-                                                tile_ctr);                                                      \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal,    \
+                                                      scale_log2, tile_ctr);                                    \
     }
-#define F3(NAME, D, ST, PP, L2, PERS)             \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS)       \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS)
+#define F3(NAME, D, ST, PP, L2, PERS)                   \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, false)      \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, false)
+// The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
+// the warpgroup's own P V); run by name only.
+#define F3_LEAN(NAME, D, ST, PP, L2, PERS)             \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, true)      \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, true)
 F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
 F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
 F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)
@@ -454,3 +531,6 @@ F3(flash_fwd_sm90_d64_s2p_pers, 64, 2, true, false, 1)
 F3(flash_fwd_sm90_d128_s2p_dyn, 128, 2, true, false, 2)
 F3(flash_fwd_sm90_d128_s3p_dyn, 128, 3, true, false, 2)
 F3(flash_fwd_sm90_d64_s2p_dyn, 64, 2, true, false, 2)
+F3_LEAN(flash_fwd_sm90_d128_s2p_lean, 128, 2, true, false, 0)
+F3_LEAN(flash_fwd_sm90_d128_s3p_lean, 128, 3, true, false, 0)
+F3_LEAN(flash_fwd_sm90_d64_s2p_lean, 64, 2, true, false, 0)

@@ -6,7 +6,7 @@
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
 /// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
 /// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages, `ping_pong`,
-/// `l2_sections`, `schedule`).
+/// `l2_sections`, `schedule`, `lean`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -22,6 +22,9 @@ pub struct FlashKernel {
     pub l2_sections: bool,
     /// sm90: one block a query tile, or persistent (FA3's scheduler).
     pub schedule: Schedule,
+    /// sm90: the lean main loop (`F3_LEAN`: the softmax under the warpgroup's own P V, warp-uniform
+    /// descriptors, unmasked tiles in a loop of their own); run by name only.
+    pub lean: bool,
 }
 
 /// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
@@ -50,6 +53,7 @@ impl FlashKernel {
             ping_pong: false,
             l2_sections: false,
             schedule: Schedule::Grid,
+            lean: false,
         }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
@@ -63,10 +67,14 @@ impl FlashKernel {
             ping_pong: pp,
             l2_sections: l2,
             schedule: Schedule::Grid,
+            lean: false,
         }
     }
     const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
         FlashKernel { schedule: s, ..Self::sm90(name, name_f32o, d, stages, true, false) }
+    }
+    const fn sm90_lean(name: &'static str, name_f32o: &'static str, d: usize, stages: usize) -> Self {
+        FlashKernel { lean: true, ..Self::sm90(name, name_f32o, d, stages, true, false) }
     }
     /// One block an SM walking query tiles (`Schedule::Static` or `Dynamic`).
     pub fn persistent(&self) -> bool {
@@ -141,6 +149,9 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         Schedule::Dynamic,
     ),
     FlashKernel::sm90_pers("flash_fwd_sm90_d64_s2p_dyn", "flash_fwd_sm90_d64_s2p_dyn_f32o", 64, 2, Schedule::Dynamic),
+    FlashKernel::sm90_lean("flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d128_s2p_lean_f32o", 128, 2),
+    FlashKernel::sm90_lean("flash_fwd_sm90_d128_s3p_lean", "flash_fwd_sm90_d128_s3p_lean_f32o", 128, 3),
+    FlashKernel::sm90_lean("flash_fwd_sm90_d64_s2p_lean", "flash_fwd_sm90_d64_s2p_lean_f32o", 64, 2),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -306,7 +317,8 @@ mod tests {
         for k in FLASH_KERNELS {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
-                (f3, format!("F3({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
+                let mac = if k.lean { "F3_LEAN" } else { "F3" };
+                (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };
@@ -315,8 +327,9 @@ mod tests {
             assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
         for name in DEFAULT_FLASH_SM90A {
-            assert!(FLASH_KERNELS.iter().any(|k| k.name == name && k.sm90a()));
+            assert!(FLASH_KERNELS.iter().any(|k| k.name == name && k.sm90a() && !k.lean));
         }
+        assert!(FLASH_KERNELS.iter().all(|k| !k.lean || (k.sm90a() && k.ping_pong && !k.persistent())));
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
             assert_eq!(k.smem as usize, k.stages * (k.bm + k.bn) * 128);
