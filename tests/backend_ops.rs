@@ -750,6 +750,9 @@ fn cuda_kernel_variants() {
         check_attention(&b, 300, 300, 4, 2, fk.d, p(true, 0, 0));
         check_attention(&b, 100, 333, 2, 1, fk.d, p(false, 0, 0));
         check_attention(&b, 130, 200, 2, 2, fk.d, p(true, 20, 60));
+        // A diagonal that no tile edge meets (a CP ring step's offsets): each warpgroup has masked tiles
+        // below its first (the `_lean` kernels' masked loop) and unmasked ones under them.
+        check_attention(&b, 300, 500, 4, 2, fk.d, p(true, 200, 0));
         // 3 KV heads: the `_l2` kernels' sections hold 2 KV groups, a full section then a short one.
         check_attention(&b, 300, 300, 6, 3, fk.d, p(true, 0, 0));
     }
