@@ -25,6 +25,12 @@
 // run only when named. LEAN (the `_lean` instantiations, by name until timed) is the same tile with
 // DeepGEMM's per-k-tile instruction budget: the scales loaded a k-tile ahead, the liveness test out
 // of the k loop, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass compares the SASS).
+// BN = 192 (`_n192`, lean, no SwiGLU, by name until timed) is the tile DeepGEMM's heuristic picks for
+// our shapes (with 4 stages): m64n192k32 wgmmas, so the other warpgroup's four wgmmas cover 384 tensor
+// cycles of a warpgroup's wait-promote-issue stretch instead of 256, and a stage of X feeds 1.5x the
+// math. Its tiles are 192 output columns wide and span two 128-row weight-scale blocks
+// (bench/results/2026-12-02-cpu/fp8n192). `_mc` adds DeepGEMM's clusters of two with the weight tile
+// multicast (MC below).
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
 // Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16
@@ -37,16 +43,18 @@
 #include "wgmma.cuh"
 
 #define TF_BK 128
-#define TF_BN 128
 
-template <int STAGES, bool SW, int BM, bool LEAN>
+template <int STAGES, bool SW, int BM, bool LEAN, int BN, bool MC>
 __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const float* __restrict__ sx, const float* __restrict__ sw,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int R, int E, int N, int K,
                                  int y_tma) {
     static_assert(BM == 128 || BM == 256, "one or two 128-row waves");
     static_assert(!LEAN || BM == 128, "the lean main loop runs 128-row tiles");
-    constexpr int BN = TF_BN, ON = SW ? BN / 2 : BN, WAVES = BM / 128;
+    static_assert(BN == 128 || (BN == 192 && LEAN && !SW), "192 weight rows: the lean loop, no SwiGLU");
+    static_assert(!MC || (BN == 192 && LEAN && !SW), "multicast: the 192-row lean kernel");
+    // NA: accumulators per thread of a 64 x BN wgmma (and per wave of fin).
+    constexpr int ON = SW ? BN / 2 : BN, WAVES = BM / 128, NA = BN / 2;
     constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -62,12 +70,40 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     const int KB = (K + TF_BK - 1) / TF_BK;
     const int NW = SW ? 2 * N : N, NBW = (NW + 127) / 128;
     if (warp == 0) {
-        tg_list(offsets, E, nblocks, start, off, lane, BM);
+        tg_list(offsets, E, MC ? 1 : nblocks, start, off, lane, BM);  // units: tiles, or row blocks of pairs
     } else if (warp == 1 && lane == 0) {
-        sm.init_bars(8);  // lane 0 of each consumer warp
+        sm.init_bars(MC ? 16 : 8);  // lane 0 of each consumer warp (of both CTAs with MC)
     }
-    __syncthreads();
-    const int total = start[E];
+    // MC (clusters of two, as DeepGEMM's cluster_m = 2): the CTAs of a pair run neighbouring row blocks
+    // on one weight tile (tg_pair_tile, tma.cuh); when both belong to one expert each loads half of the
+    // weight tile and multicasts it to both (half the weight bytes from L2 per CTA), and the consumers
+    // release a stage to both producers.
+    if constexpr (MC) {
+        cluster_sync();  // the peer's barriers are initialised before anything lands on them
+    } else {
+        __syncthreads();
+    }
+    const int total = MC ? (start[E] + 1) / 2 * nblocks : start[E];
+    const int rank = MC ? cluster_reg(0) : 0;
+    // The first tile and the stride of the persistent loops: per block, or per cluster with MC.
+    auto first_tile = [&]() -> int { return MC ? cluster_reg(1) : blockIdx.x; };
+    auto tile_step = [&]() -> int { return MC ? cluster_reg(2) : gridDim.x; };
+    auto tile_of = [&](int t) {
+        if constexpr (MC) {
+            return tg_pair_tile<ON, true>(t, rank, start, off, E, N);
+        } else {
+            return tg_tile<ON, true, BM>(t, start, off, E, N);
+        }
+    };
+    // A consumer warp releases a stage to the producers of every CTA that may write it.
+    auto release = [&](int s) {
+        if constexpr (MC) {
+            mbar_arrive_cta(sm.empty(s), 0);
+            mbar_arrive_cta(sm.empty(s), 1);
+        } else {
+            mbar_arrive(sm.empty(s));
+        }
+    };
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
@@ -76,19 +112,38 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)tma_w) : "memory");
             int stage = 0;
             u32 phase = 0;
-            for (int t = blockIdx.x; t < total; t += gridDim.x) {
-                TgTile tile = tg_tile<ON, true, BM>(t, start, off, E, N);
+            for (int t = first_tile(), dt = tile_step(); t < total; t += dt) {
+                TgTile tile = tile_of(t);
                 const int wrow = tile.e * NW + tile.n0;
                 for (int kt = 0; kt < KB; kt++) {
                     mbar_wait(sm.empty(stage), phase ^ 1);
                     const u32 sa = sbase + stage * STAGE_BYTES;
-                    mbar_expect_tx(sm.full(stage), STAGE_BYTES);
-                    tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, sm.full(stage));  // the X map's box is BM rows
-                    if (SW) {  // the W map's box is 64 rows: gate rows, then the same outputs' up rows
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
-                        tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TF_BK, wrow + N, sm.full(stage));
+                    if constexpr (MC) {
+                        if (!tile.valid) {
+                            mbar_arrive(sm.full(stage));  // nothing to load: the consumers only pass the stage on
+                        } else {
+                            // The W map's box is BN / 2 rows: each CTA of a pair loads one half of the weight
+                            // tile for both, or both halves for itself when its pair spans two experts.
+                            mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                            tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, sm.full(stage));
+                            const u32 sb = sa + A_BYTES, half = B_BYTES / 2;
+                            if (tile.mc) {
+                                tma_load_2d_mc(sb + rank * half, tma_w, kt * TF_BK, wrow + rank * (BN / 2),
+                                               sm.full(stage), 3);
+                            } else {
+                                tma_load_2d(sb, tma_w, kt * TF_BK, wrow, sm.full(stage));
+                                tma_load_2d(sb + half, tma_w, kt * TF_BK, wrow + BN / 2, sm.full(stage));
+                            }
+                        }
                     } else {
-                        tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
+                        mbar_expect_tx(sm.full(stage), STAGE_BYTES);
+                        tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, sm.full(stage));  // the X map's box is BM rows
+                        if (SW) {  // the W map's box is 64 rows: gate rows, then the same outputs' up rows
+                            tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
+                            tma_load_2d(sa + A_BYTES + B_BYTES / 2, tma_w, kt * TF_BK, wrow + N, sm.full(stage));
+                        } else {
+                            tma_load_2d(sa + A_BYTES, tma_w, kt * TF_BK, wrow, sm.full(stage));
+                        }
                     }
                     if (++stage == STAGES) {
                         stage = 0;
@@ -97,35 +152,44 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 }
             }
         }
+        if constexpr (MC) cluster_sync();  // no CTA leaves while its peer may still signal its barriers
         return;
     }
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int c = wg - 1;  // consumer: rows 64c .. 64c + 63 of each 128-row wave of the tile
     const int g = lane >> 2, q = lane & 3;
-    float acc[64], fin[WAVES * 64];
+    float acc[NA], fin[WAVES * NA];
     int stage = 0;
     u32 phase = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        TgTile tile = tg_tile<ON, true, BM>(t, start, off, E, N);
+    for (int t = first_tile(), dt = tile_step(); t < total; t += dt) {
+        TgTile tile = tile_of(t);  // with MC, a pair's missing second row block has no rows (live() is false)
         const int r0 = tile.row0 + c * 64 + (warp & 3) * 16 + g, r1 = r0 + 8;
-        // Scale rows of the tile's weight blocks: one 128-row block (gate and up blocks with SW).
+        // Scale rows of the tile's weight blocks: one 128-row block (gate and up blocks with SW). 192
+        // rows span two blocks: columns 0..63 of the tile lie in the first (lo), 128..191 in the second
+        // (hi, clamped where the tile runs past NW: those columns are not stored), 64..127 in lo when
+        // n0 (a multiple of 192) is a multiple of 128, else in hi (mid_hi).
         const float* sb_lo = sw + (u64)(tile.e * NBW + tile.n0 / 128) * KB;
-        const float* sb_hi = SW ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB : sb_lo;
+        const float* sb_hi = SW          ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB
+                             : BN == 192 ? sw + (u64)(tile.e * NBW + min(tile.n0 / 128 + 1, NBW - 1)) * KB
+                                         : sb_lo;
+        const bool mid_hi = BN == 192 && (tile.n0 & 64);
 #pragma unroll
-        for (int i = 0; i < WAVES * 64; i++) fin[i] = 0.f;
+        for (int i = 0; i < WAVES * NA; i++) fin[i] = 0.f;
         // Wave w has rows of the tile's expert (uniform over the warpgroup, as wgmma needs).
         auto live = [&](int w) { return tile.rows > w * 128 + c * 64; };
-        // The four scale products of k-tile kt and wave w: rows r0 / r1 times the gate (or only) / up block.
+        // The scale products of k-tile kt and wave w: rows r0 / r1 times the gate (or only, or lo) block
+        // (s00, s10), the up (or hi) block (s01, s11), and the block of columns 64..127 of a 192-wide tile
+        // (s02, s12).
         struct Sc {
-            float s00, s10, s01, s11;
+            float s00, s10, s01, s11, s02, s12;
         };
         auto scales = [&](int kt, int w) {
             const int a = r0 + w * 128, b = r1 + w * 128;
             const float a0 = a < R ? __ldg(sx + (u64)kt * R + a) : 0.f;
             const float a1 = b < R ? __ldg(sx + (u64)kt * R + b) : 0.f;
             const float b0 = __ldg(sb_lo + kt), b1 = SW ? __ldg(sb_hi + kt) : b0;
-            return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1};
+            return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1, 0.f, 0.f};
         };
         // Issues the four wgmmas of wave w of the (full) stage into d (one commit group).
         auto mma = [&](float(&d)[64], int w) {
@@ -142,15 +206,18 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 phase ^= 1;
             }
         };
-        // fin[64w ..] += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns).
-        auto promote = [&](const float(&d)[64], Sc sc, int w) {
+        // fin[NA w ..] += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns; with 192
+        // columns, chunks 0..7 lo, 8..15 the middle block, 16..23 hi): the choice is made at compile time.
+        auto promote = [&](const float(&d)[NA], Sc sc, int w) {
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const bool lo = !SW || j < 8;
-                fin[w * 64 + j * 4 + 0] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 0];
-                fin[w * 64 + j * 4 + 1] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 1];
-                fin[w * 64 + j * 4 + 2] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 2];
-                fin[w * 64 + j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
+            for (int j = 0; j < NA / 4; j++) {
+                const int part = BN == 192 ? (j < 8 ? 0 : j < 16 ? 2 : 1) : (SW && j >= 8 ? 1 : 0);
+                const float s0 = part == 0 ? sc.s00 : part == 1 ? sc.s01 : sc.s02;
+                const float s1 = part == 0 ? sc.s10 : part == 1 ? sc.s11 : sc.s12;
+                fin[w * NA + j * 4 + 0] += s0 * d[j * 4 + 0];
+                fin[w * NA + j * 4 + 1] += s0 * d[j * 4 + 1];
+                fin[w * NA + j * 4 + 2] += s1 * d[j * 4 + 2];
+                fin[w * NA + j * 4 + 3] += s1 * d[j * 4 + 3];
             }
         };
         if constexpr (LEAN) {
@@ -171,28 +238,46 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             const float* pa1 = sx + (ok1 ? r1 : 0);
             const float *pb0 = sb_lo, *pb1 = sb_hi;
             float a0 = ok0 ? __ldg(pa0) : 0.f, a1 = ok1 ? __ldg(pa1) : 0.f;
-            float b0 = __ldg(pb0), b1 = SW ? __ldg(pb1) : b0;
+            constexpr bool B2 = SW || BN == 192;  // two weight scales per k-tile
+            float b0 = __ldg(pb0), b1 = B2 ? __ldg(pb1) : b0;
             if (live(0)) {
                 for (int kt = 0; kt < KB; kt++) {
-                    const bool more = kt + 1 < KB;
-                    pa0 += R;
-                    pa1 += R;
-                    pb0++;
-                    pb1++;
-                    const float na0 = more && ok0 ? __ldg(pa0) : 0.f, na1 = more && ok1 ? __ldg(pa1) : 0.f;
-                    const float nb0 = more ? __ldg(pb0) : 0.f, nb1 = SW && more ? __ldg(pb1) : nb0;
+                    float na0, na1, nb0, nb1;  // the scales of k-tile kt + 1
+                    auto load_ahead = [&]() {
+                        const bool more = kt + 1 < KB;
+                        pa0 += R;
+                        pa1 += R;
+                        pb0++;
+                        pb1++;
+                        na0 = more && ok0 ? __ldg(pa0) : 0.f;
+                        na1 = more && ok1 ? __ldg(pa1) : 0.f;
+                        nb0 = more ? __ldg(pb0) : 0.f;
+                        nb1 = B2 && more ? __ldg(pb1) : nb0;
+                    };
+                    if constexpr (BN != 192) load_ahead();
                     mbar_wait(sm.full(stage), phase);
                     const u32 so = stage * (STAGE_BYTES >> 4);
                     wg_fence();
 #pragma unroll
-                    for (int kk = 0; kk < TF_BK / 32; kk++)
-                        wgmma_m64n128k32_e4m3(acc, ((u64)du_hi << 32) | (da_lo + so + 2 * kk),
-                                              ((u64)du_hi << 32) | (db_lo + so + 2 * kk), kk != 0);
+                    for (int kk = 0; kk < TF_BK / 32; kk++) {
+                        const u64 da = ((u64)du_hi << 32) | (da_lo + so + 2 * kk);
+                        const u64 db = ((u64)du_hi << 32) | (db_lo + so + 2 * kk);
+                        if constexpr (BN == 192) {
+                            wgmma_m64n192k32_e4m3(acc, da, db, kk != 0);
+                        } else {
+                            wgmma_m64n128k32_e4m3(acc, da, db, kk != 0);
+                        }
+                    }
                     wg_commit();
+                    // With 192 columns ptxas keeps the weight scales in uniform registers, and the R2UR
+                    // that moves them there waits for the load: issued here, that wait overlaps this
+                    // warpgroup's own wgmmas instead of delaying their issue.
+                    if constexpr (BN == 192) load_ahead();
                     wg_wait<0>();
                     wg_pin(acc);
-                    if (lane == 0) mbar_arrive(sm.empty(stage));
-                    promote(acc, Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1}, 0);
+                    if (lane == 0) release(stage);
+                    const float bm = mid_hi ? b1 : b0;
+                    promote(acc, Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1, a0 * bm, a1 * bm}, 0);
                     a0 = na0;
                     a1 = na1;
                     b0 = nb0;
@@ -202,7 +287,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             } else {
                 for (int kt = 0; kt < KB; kt++) {
                     mbar_wait(sm.full(stage), phase);
-                    if (lane == 0) mbar_arrive(sm.empty(stage));
+                    if (lane == 0) release(stage);
                     next_stage();
                 }
             }
@@ -239,10 +324,10 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             if (!live(w)) continue;
             auto outv = [&](int j, int i) {
                 if constexpr (SW) {
-                    float gt = fin[w * 64 + j * 4 + i], up = fin[w * 64 + (j + ON / 8) * 4 + i];
+                    float gt = fin[w * NA + j * 4 + i], up = fin[w * NA + (j + ON / 8) * 4 + i];
                     return gt / (1.f + __expf(-gt)) * up;
                 } else {
-                    return fin[w * 64 + j * 4 + i];
+                    return fin[w * NA + j * 4 + i];
                 }
             };
             const int first = w * 128 + c * 64;  // the wave's first row in the tile
@@ -253,20 +338,24 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     }
     // The last TMA stores must have read shared memory before the block exits.
     if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    if constexpr (MC) cluster_sync();
 }
 
-// Name, stages, fused SwiGLU, rows per tile (and the lean main loop). The host table (and its
-// shared-memory sizes) is src/backend/cuda/grouped_fp8.rs.
-#define TFX(NAME, ST, SW, BM, LEAN)                                                                          \
+// Name, stages, fused SwiGLU, rows per tile (and the lean main loop, weight rows per tile, multicast).
+// The host table (and its shared-memory sizes) is src/backend/cuda/grouped_fp8.rs.
+#define TFX(NAME, ST, SW, BM, LEAN, BN, MC)                                                                  \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const float* sx, const float* sw, const int* off, bf16* Y, \
              int R, int E, int N, int K, int y_tma) {                                                          \
-        grouped_gemm_fp8<ST, SW, BM, LEAN>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma);         \
+        grouped_gemm_fp8<ST, SW, BM, LEAN, BN, MC>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma); \
     }
-#define TF(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, false)
+#define TF(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, false, 128, false)
 // The lean main loop (LEAN above), by name only until the GPU times it.
-#define TFL(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, true)
+#define TFL(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, true, 128, false)
+// The lean main loop on BN weight rows per tile (192: DeepGEMM's tile), without or with clusters of two
+// multicasting the weight tile (MC), by name only until timed.
+#define TFLN(NAME, ST, SW, BM, BN, MC) TFX(NAME, ST, SW, BM, true, BN, MC)
 TF(grouped_gemm_fp8_s4, 4, false, 128)
 TF(grouped_gemm_fp8_s5, 5, false, 128)
 TF(grouped_gemm_fp8_s6, 6, false, 128)
@@ -276,3 +365,5 @@ TF(grouped_gemm_fp8_m256_s4, 4, false, 256)
 TF(grouped_gemm_fp8_swiglu_m256_s4, 4, true, 256)
 TFL(grouped_gemm_fp8_lean_s6, 6, false, 128)
 TFL(grouped_gemm_fp8_swiglu_lean_s6, 6, true, 128)
+TFLN(grouped_gemm_fp8_n192_lean_s4, 4, false, 128, 192, false)
+TFLN(grouped_gemm_fp8_n192_lean_s4_mc, 4, false, 128, 192, true)
