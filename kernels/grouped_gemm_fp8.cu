@@ -25,19 +25,21 @@
 // run only when named. LEAN (the `_lean` instantiations, by name until timed) is the same tile with
 // DeepGEMM's per-k-tile instruction budget: the scales loaded a k-tile ahead, the liveness test out
 // of the k loop, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass compares the SASS).
-// BN = 192 (`_n192`, lean, no SwiGLU, by name until timed) is the tile DeepGEMM's heuristic picks for
-// our shapes (with 4 stages): m64n192k32 wgmmas, so the other warpgroup's four wgmmas cover 384 tensor
-// cycles of a warpgroup's wait-promote-issue stretch instead of 256, and a stage of X feeds 1.5x the
-// math. Its tiles are 192 output columns wide and span two 128-row weight-scale blocks
-// (bench/results/2026-12-02-cpu/fp8n192). `_mc` adds DeepGEMM's clusters of two with the weight tile
-// multicast (MC below).
+// BN = 192 (`_n192`, lean, by name until timed) is the tile DeepGEMM's heuristic picks for our shapes
+// (with 4 stages): m64n192k32 wgmmas, so the other warpgroup's four wgmmas cover 384 tensor cycles of a
+// warpgroup's wait-promote-issue stretch instead of 256, and a stage of X feeds 1.5x the math. Its
+// tiles are 192 output columns wide (96 with SW: 96 gate and 96 up rows) and span two 128-row
+// weight-scale blocks (two per half with SW; bench/results/2026-12-02-cpu/fp8n192). `_mc` adds
+// DeepGEMM's clusters of two with the weight tile multicast (MC below).
 // Persistent tiles, expert by expert with row blocks inner (tg_tile); rows past an expert are
 // computed and not stored; TMA zero-fills past R, past E * NW and past K.
 // Epilogue: tg_store_rows (tma.cuh, shared with grouped_gemm_tma.cu) per wave, through a 64 x ON bf16
-// staging buffer per consumer warpgroup, by TMA when the wave's 64 rows all belong to the tile's expert.
+// staging buffer (whole 64-column slabs) per consumer warpgroup, by TMA when the wave's 64 rows all
+// belong to the tile's expert.
 // Limits (checked by the host, src/backend/cuda/grouped_fp8.rs): K a multiple of 16 and > 0, N (with
-// SW) a multiple of 64 so that 64 gate or up rows never straddle a 128-row scale block, the tile
-// list (8 bytes per expert) fitting next to the stages; 16-byte aligned X, W, Y.
+// SW) a multiple of 64 so that 64 gate or up rows never straddle a 128-row scale block (with BN = 192,
+// so that 32-row pieces of up rows never do), the tile list (8 bytes per expert) fitting next to the
+// stages; 16-byte aligned X, W, Y.
 #include "common.cuh"
 #include "tma.cuh"
 #include "wgmma.cuh"
@@ -51,12 +53,13 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                                  int y_tma) {
     static_assert(BM == 128 || BM == 256, "one or two 128-row waves");
     static_assert(!LEAN || BM == 128, "the lean main loop runs 128-row tiles");
-    static_assert(BN == 128 || (BN == 192 && LEAN && !SW), "192 weight rows: the lean loop, no SwiGLU");
-    static_assert(!MC || (BN == 192 && LEAN && !SW), "multicast: the 192-row lean kernel");
-    // NA: accumulators per thread of a 64 x BN wgmma (and per wave of fin).
-    constexpr int ON = SW ? BN / 2 : BN, WAVES = BM / 128, NA = BN / 2;
+    static_assert(BN == 128 || (BN == 192 && LEAN), "192 weight rows: the lean loop");
+    static_assert(!MC || (BN == 192 && LEAN && !SW), "multicast: the 192-row lean kernel without SwiGLU");
+    // NA: accumulators per thread of a 64 x BN wgmma (and per wave of fin). The staging holds whole
+    // 64-column slabs (EPI_ON columns: ON = 96 with SwiGLU on 192 weight rows takes two).
+    constexpr int ON = SW ? BN / 2 : BN, WAVES = BM / 128, NA = BN / 2, EPI_ON = (ON + 63) / 64 * 64;
     constexpr u32 A_BYTES = BM * TF_BK, B_BYTES = BN * TF_BK, STAGE_BYTES = A_BYTES + B_BYTES;
-    constexpr u32 EPI_BYTES = 2 * 64 * ON * 2;
+    constexpr u32 EPI_BYTES = 2 * 64 * EPI_ON * 2;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const TgSmem<STAGES> sm(smem_raw, STAGE_BYTES, EPI_BYTES, E);
     const u32 sbase = sm.base;
@@ -165,31 +168,38 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     for (int t = first_tile(), dt = tile_step(); t < total; t += dt) {
         TgTile tile = tile_of(t);  // with MC, a pair's missing second row block has no rows (live() is false)
         const int r0 = tile.row0 + c * 64 + (warp & 3) * 16 + g, r1 = r0 + 8;
-        // Scale rows of the tile's weight blocks: one 128-row block (gate and up blocks with SW). 192
-        // rows span two blocks: columns 0..63 of the tile lie in the first (lo), 128..191 in the second
-        // (hi, clamped where the tile runs past NW: those columns are not stored), 64..127 in lo when
-        // n0 (a multiple of 192) is a multiple of 128, else in hi (mid_hi).
+        // Scale rows of the tile's weight blocks (BN = 128): one 128-row block (gate and up blocks with SW).
         const float* sb_lo = sw + (u64)(tile.e * NBW + tile.n0 / 128) * KB;
-        const float* sb_hi = SW          ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB
-                             : BN == 192 ? sw + (u64)(tile.e * NBW + min(tile.n0 / 128 + 1, NBW - 1)) * KB
-                                         : sb_lo;
-        const bool mid_hi = BN == 192 && (tile.n0 & 64);
+        const float* sb_hi = SW ? sw + (u64)(tile.e * NBW + (N + tile.n0) / 128) * KB : sb_lo;
+        // BN = 192: the tile's weight rows form one group of 192 (two of 96 with SW: gate rows from n0,
+        // up rows from N + n0). A group starting at weight row o spans block o / 128 (lo) and the next
+        // (hi, clamped where the tile runs past NW: those columns are not stored). Each 32-column piece
+        // p of the accumulator (chunks 4p .. 4p + 3) lies in one block, since n0 is a multiple of 32:
+        // piece_hi(p) says which. Without SW pieces 0-1 are in lo, 4-5 in hi, 2-3 in hi when n0 % 128 is
+        // 64; with SW the first piece of each group is in lo and the others by their offset.
+        auto blk = [&](int row) { return sw + (u64)(tile.e * NBW + min(row / 128, NBW - 1)) * KB; };
+        const int o0 = tile.n0 & 127, o1 = (N + tile.n0) & 127;
+        auto piece_hi = [&](int p) -> bool {
+            if constexpr (SW) {
+                return p % 3 != 0 && (p < 3 ? o0 : o1) + 32 * (p % 3) >= 128;
+            } else {
+                return p >= 4 || (p >= 2 && o0 >= 64);
+            }
+        };
 #pragma unroll
         for (int i = 0; i < WAVES * NA; i++) fin[i] = 0.f;
         // Wave w has rows of the tile's expert (uniform over the warpgroup, as wgmma needs).
         auto live = [&](int w) { return tile.rows > w * 128 + c * 64; };
-        // The scale products of k-tile kt and wave w: rows r0 / r1 times the gate (or only, or lo) block
-        // (s00, s10), the up (or hi) block (s01, s11), and the block of columns 64..127 of a 192-wide tile
-        // (s02, s12).
+        // The four scale products of k-tile kt and wave w: rows r0 / r1 times the gate (or only) / up block.
         struct Sc {
-            float s00, s10, s01, s11, s02, s12;
+            float s00, s10, s01, s11;
         };
         auto scales = [&](int kt, int w) {
             const int a = r0 + w * 128, b = r1 + w * 128;
             const float a0 = a < R ? __ldg(sx + (u64)kt * R + a) : 0.f;
             const float a1 = b < R ? __ldg(sx + (u64)kt * R + b) : 0.f;
             const float b0 = __ldg(sb_lo + kt), b1 = SW ? __ldg(sb_hi + kt) : b0;
-            return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1, 0.f, 0.f};
+            return Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1};
         };
         // Issues the four wgmmas of wave w of the (full) stage into d (one commit group).
         auto mma = [&](float(&d)[64], int w) {
@@ -206,18 +216,25 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                 phase ^= 1;
             }
         };
-        // fin[NA w ..] += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns; with 192
-        // columns, chunks 0..7 lo, 8..15 the middle block, 16..23 hi): the choice is made at compile time.
+        // fin[NA w ..] += d scaled (with SW, chunks 0..7 are gate columns, 8..15 up columns).
         auto promote = [&](const float(&d)[NA], Sc sc, int w) {
 #pragma unroll
             for (int j = 0; j < NA / 4; j++) {
-                const int part = BN == 192 ? (j < 8 ? 0 : j < 16 ? 2 : 1) : (SW && j >= 8 ? 1 : 0);
-                const float s0 = part == 0 ? sc.s00 : part == 1 ? sc.s01 : sc.s02;
-                const float s1 = part == 0 ? sc.s10 : part == 1 ? sc.s11 : sc.s12;
-                fin[w * NA + j * 4 + 0] += s0 * d[j * 4 + 0];
-                fin[w * NA + j * 4 + 1] += s0 * d[j * 4 + 1];
-                fin[w * NA + j * 4 + 2] += s1 * d[j * 4 + 2];
-                fin[w * NA + j * 4 + 3] += s1 * d[j * 4 + 3];
+                const bool lo = !SW || j < 8;
+                fin[w * NA + j * 4 + 0] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 0];
+                fin[w * NA + j * 4 + 1] += (lo ? sc.s00 : sc.s01) * d[j * 4 + 1];
+                fin[w * NA + j * 4 + 2] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 2];
+                fin[w * NA + j * 4 + 3] += (lo ? sc.s10 : sc.s11) * d[j * 4 + 3];
+            }
+        };
+        // The same for BN = 192 (one wave): s0[p] / s1[p] scale rows r0 / r1 of piece p.
+        auto promote192 = [&](const float(&d)[NA], const float(&s0)[6], const float(&s1)[6]) {
+#pragma unroll
+            for (int j = 0; j < NA / 4; j++) {
+                fin[j * 4 + 0] += s0[j / 4] * d[j * 4 + 0];
+                fin[j * 4 + 1] += s0[j / 4] * d[j * 4 + 1];
+                fin[j * 4 + 2] += s1[j / 4] * d[j * 4 + 2];
+                fin[j * 4 + 3] += s1[j / 4] * d[j * 4 + 3];
             }
         };
         if constexpr (LEAN) {
@@ -236,13 +253,18 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             const bool ok0 = r0 < R, ok1 = r1 < R;
             const float* pa0 = sx + (ok0 ? r0 : 0);
             const float* pa1 = sx + (ok1 ? r1 : 0);
-            const float *pb0 = sb_lo, *pb1 = sb_hi;
+            // Weight scales per k-tile: b0 (and b1: up with SW) for BN = 128; lo / hi of each group for
+            // BN = 192 (b0, b1, and b2, b3 of the up group with SW).
+            constexpr bool B2 = SW || BN == 192, B4 = SW && BN == 192;
+            const float* pb0 = BN == 192 ? blk(tile.n0) : sb_lo;
+            const float* pb1 = BN == 192 ? blk(tile.n0 + 128) : sb_hi;
+            const float *pb2 = blk(N + tile.n0), *pb3 = blk(N + tile.n0 + 128);
             float a0 = ok0 ? __ldg(pa0) : 0.f, a1 = ok1 ? __ldg(pa1) : 0.f;
-            constexpr bool B2 = SW || BN == 192;  // two weight scales per k-tile
             float b0 = __ldg(pb0), b1 = B2 ? __ldg(pb1) : b0;
+            float b2 = B4 ? __ldg(pb2) : 0.f, b3 = B4 ? __ldg(pb3) : 0.f;
             if (live(0)) {
                 for (int kt = 0; kt < KB; kt++) {
-                    float na0, na1, nb0, nb1;  // the scales of k-tile kt + 1
+                    float na0, na1, nb0, nb1, nb2, nb3;  // the scales of k-tile kt + 1
                     auto load_ahead = [&]() {
                         const bool more = kt + 1 < KB;
                         pa0 += R;
@@ -253,6 +275,12 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                         na1 = more && ok1 ? __ldg(pa1) : 0.f;
                         nb0 = more ? __ldg(pb0) : 0.f;
                         nb1 = B2 && more ? __ldg(pb1) : nb0;
+                        if constexpr (B4) {
+                            pb2++;
+                            pb3++;
+                            nb2 = more ? __ldg(pb2) : 0.f;
+                            nb3 = more ? __ldg(pb3) : 0.f;
+                        }
                     };
                     if constexpr (BN != 192) load_ahead();
                     mbar_wait(sm.full(stage), phase);
@@ -269,19 +297,34 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                         }
                     }
                     wg_commit();
-                    // With 192 columns ptxas keeps the weight scales in uniform registers, and the R2UR
-                    // that moves them there waits for the load: issued here, that wait overlaps this
-                    // warpgroup's own wgmmas instead of delaying their issue.
+                    // With 192 columns ptxas may keep the weight scales in uniform registers (it does with
+                    // SW), and the R2UR that moves them there waits for the load: issued here, that wait
+                    // overlaps this warpgroup's own wgmmas instead of delaying their issue.
                     if constexpr (BN == 192) load_ahead();
                     wg_wait<0>();
                     wg_pin(acc);
                     if (lane == 0) release(stage);
-                    const float bm = mid_hi ? b1 : b0;
-                    promote(acc, Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1, a0 * bm, a1 * bm}, 0);
+                    if constexpr (BN == 192) {
+                        float s0[6], s1[6];
+#pragma unroll
+                        for (int p = 0; p < 6; p++) {
+                            const bool up = SW && p >= 3;
+                            const float b = piece_hi(p) ? (up ? b3 : b1) : (up ? b2 : b0);
+                            s0[p] = a0 * b;
+                            s1[p] = a1 * b;
+                        }
+                        promote192(acc, s0, s1);
+                    } else {
+                        promote(acc, Sc{a0 * b0, a1 * b0, a0 * b1, a1 * b1}, 0);
+                    }
                     a0 = na0;
                     a1 = na1;
                     b0 = nb0;
                     b1 = nb1;
+                    if constexpr (B4) {
+                        b2 = nb2;
+                        b3 = nb3;
+                    }
                     next_stage();
                 }
             } else {
@@ -317,8 +360,8 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
 
         // Per wave: output element i (0..3) of 8-column chunk j, the accumulator or silu(gate) * up,
         // through the warpgroup's staging buffer (tg_store_rows, tma.cuh).
-        unsigned char* epi = smem_raw + STAGES * STAGE_BYTES + c * (64 * ON * 2);
-        const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * ON * 2);
+        unsigned char* epi = smem_raw + STAGES * STAGE_BYTES + c * (64 * EPI_ON * 2);
+        const u32 epi_s = sbase + STAGES * STAGE_BYTES + c * (64 * EPI_ON * 2);
 #pragma unroll
         for (int w = 0; w < WAVES; w++) {
             if (!live(w)) continue;
@@ -367,3 +410,4 @@ TFL(grouped_gemm_fp8_lean_s6, 6, false, 128)
 TFL(grouped_gemm_fp8_swiglu_lean_s6, 6, true, 128)
 TFLN(grouped_gemm_fp8_n192_lean_s4, 4, false, 128, 192, false)
 TFLN(grouped_gemm_fp8_n192_lean_s4_mc, 4, false, 128, 192, true)
+TFLN(grouped_gemm_fp8_swiglu_n192_lean_s4, 4, true, 128, 192, false)

@@ -237,11 +237,11 @@ __device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block
 
 // Epilogue of the grouped GEMMs (bf16 and FP8): one consumer warpgroup's 64 output rows x 8 * PJ
 // columns, value val(j, i) for element i (0..3) of 8-column chunk j in the wgmma accumulator layout
-// (wgmma.cuh), through its staging buffer `epi` (shared address epi_s): PJ / 8 slabs of 64 rows x 128
+// (wgmma.cuh), through its staging buffer `epi` (shared address epi_s): ceil(PJ / 8) slabs of 64 rows x 128
 // bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout; conflict-free writes from the
-// accumulator layout). With by_tma (all 64 rows valid, N a multiple of 8) one thread stores the slabs
-// with TMA at (col0, row0), asynchronously: the warpgroup goes on and the next call waits for the
-// reads of this buffer before refilling it. Otherwise the threads store 16-byte chunks of the first
+// accumulator layout). With by_tma (all 64 rows valid, N a multiple of 8) one thread stores the whole
+// slabs with TMA at (col0, row0), asynchronously: the warpgroup goes on and the next call waits for the
+// reads of this buffer before refilling it (a last partial slab, PJ % 8 chunks, is stored by the threads). Otherwise the threads store 16-byte chunks of the first
 // `rows` rows, masked to N. Called by all 128 threads of warpgroup c (1 or 2 of the block).
 template <int PJ, class Val>
 __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 epi_s, int c, const TmaMap* tma_y,
@@ -265,7 +265,7 @@ __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 e
     if (by_tma) {
         if (tid_c == 0) {
 #pragma unroll
-            for (int sl = 0; sl < (PJ + 7) / 8; sl++) {
+            for (int sl = 0; sl < PJ / 8; sl++) {  // whole 64-column slabs
                 if (col0 + sl * 64 >= N) break;
                 asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
                                  (u64)tma_y),
@@ -273,6 +273,17 @@ __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 e
                              : "memory");
             }
             asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        }
+        if constexpr (PJ % 8 != 0) {
+            // A last slab of PJ % 8 chunks: a 64-column TMA box would write the next tile's columns,
+            // so the threads store it (N is a multiple of 8 here, so each chunk is whole or past N).
+            constexpr int REM = PJ % 8, J0 = PJ / 8 * 8;
+            for (int i = tid_c; i < 64 * REM; i += 128) {
+                const int r = i / REM, ch = J0 + i % REM, col = col0 + ch * 8;
+                if (col >= N) continue;
+                *(uint4*)(Y + (u64)(row0 + r) * N + col) =
+                    *(const uint4*)(epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16));
+            }
         }
     } else {
 #pragma unroll 4

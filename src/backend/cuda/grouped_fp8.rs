@@ -35,11 +35,12 @@ impl Fp8Kernel {
     }
 
     /// `rows` by 128 (K) e4m3 of X and `bn` x 128 of W per stage, the epilogue's bf16 staging
-    /// (64 rows x outputs per consumer warpgroup), the mbarriers and the tile list (8 bytes per
-    /// expert, plus 8).
+    /// (64 rows x outputs per consumer warpgroup, in whole 64-column slabs), the mbarriers and the
+    /// tile list (8 bytes per expert, plus 8).
     pub fn smem_for(&self, e: usize) -> u32 {
         let stages = self.stages * (self.rows + self.bn) * 128;
-        (stages + 2 * 64 * self.outputs() * 2 + 16 * self.stages + 8 * e + 8) as u32
+        let staging = 2 * 64 * self.outputs().next_multiple_of(64) * 2;
+        (stages + staging + 16 * self.stages + 8 * e + 8) as u32
     }
 }
 
@@ -72,9 +73,11 @@ pub const FP8_KERNELS: &[Fp8Kernel] = &[
     tfl("grouped_gemm_fp8_lean_s6", 6, false, 128),
     tfl("grouped_gemm_fp8_swiglu_lean_s6", 6, true, 128),
     // DeepGEMM's configuration for our shapes (bench/results/2026-12-02-cpu/fp8n192): 128 x 192
-    // tiles, 4 stages, without and with the weight tile multicast to clusters of two.
+    // tiles, 4 stages, without and with the weight tile multicast to clusters of two; with SwiGLU,
+    // 96 gate and 96 up rows a tile.
     tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 128, 192, false),
     tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 128, 192, true),
+    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 128, 192, false),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -228,7 +231,7 @@ mod tests {
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
         // The kernels that lost on the H200 (256-row tiles) and the untimed lean ones run only when named.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 6);
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 7);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
@@ -242,6 +245,11 @@ mod tests {
         let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
         assert_eq!((k.name, k.bn, k.outputs(), k.smem_for(1024)), (n192, 192, 192, 212_992 + 64 + 8 * 1024 + 8));
         assert_eq!(choose_fp8(h100, 1024, true, Some(n192)).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        // With SwiGLU: 96 outputs a tile, staged in two 64-column slabs (32 KiB for both warpgroups).
+        let sw192 = "grouped_gemm_fp8_swiglu_n192_lean_s4";
+        let k = choose_fp8(h100, 1024, true, Some(sw192)).unwrap();
+        assert_eq!((k.name, k.outputs(), k.smem_for(1024)), (sw192, 96, 163_840 + 32_768 + 64 + 8 * 1024 + 8));
+        let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
         // The multicast one: the same shared memory (each CTA holds the whole weight tile).
         let mc = choose_fp8(h100, 1024, false, Some("grouped_gemm_fp8_n192_lean_s4_mc")).unwrap();
         assert!(mc.multicast && !k.multicast && mc.smem_for(1024) == k.smem_for(1024));

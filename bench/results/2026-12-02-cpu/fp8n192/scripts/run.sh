@@ -2,9 +2,10 @@
 # Reproduces this folder's numbers without a GPU (session 6, helper fp8n192): ptxas's registers and
 # spills of grouped_gemm_fp8.cu (NVRTC 13.0, sm_90a, as the backend compiles it), the k-loop counts
 # of the new kernels (with ../fp8sass/scripts/ktile_counts.py), and the SASS of every other kernel
-# of the sm_90a files that include tma.cuh against main's (byte-identical instruction lines).
+# of the sm_90a files that include tma.cuh against the branch point on main (byte-identical
+# instruction lines).
 set -euo pipefail
-W=${W:-/work/wt-fp8n192} T=${T:-/tmp/fp8n192/repro} S=$(cd "$(dirname "$0")" && pwd) BASE=${BASE:-main}
+W=${W:-/work/wt-fp8n192} T=${T:-/tmp/fp8n192/repro} S=$(cd "$(dirname "$0")" && pwd) BASE=${BASE:-$(git -C $W merge-base main HEAD)}
 export LD_LIBRARY_PATH=${NVRTC_LIB:-/root/.cache/rwm-dist/nvidia-cuda-nvrtc-13.0.88/nvidia/cu13/lib}
 export LIBNVRTC=$LD_LIBRARY_PATH/libnvrtc.so.13
 mkdir -p $T/new $T/base
@@ -26,7 +27,7 @@ for f in $FILES; do
     fi
   done
 done
-for k in n192_lean_s4 n192_lean_s4_mc lean_s6; do
+for k in n192_lean_s4 n192_lean_s4_mc swiglu_n192_lean_s4 lean_s6 swiglu_lean_s6; do
   $CO --dump-sass -fun grouped_gemm_fp8_$k $T/new/grouped_gemm_fp8.cubin > $T/$k.sass
   read lo hi < <(python3 $S/loop_window.py $T/$k.sass)
   echo "== grouped_gemm_fp8_$k: k loop $lo..$hi"
