@@ -1,6 +1,6 @@
 // TMA and mbarrier helpers shared by the warp-specialised Hopper kernels (sm_90a only:
 // flash_attention_sm90.cu, grouped_gemm_tma.cu in bf16, grouped_gemm_fp8.cu in FP8 with block
-// scales), and the grouped GEMMs' tile list.
+// scales), the grouped GEMMs' tile list, and the cluster helpers of their multicast pairs.
 // The tile list: per block, in shared memory, from the expert offsets on the device (prefix sums of
 // units per expert, a unit being a tile or a row block); the offsets never go to the host.
 #pragma once
@@ -72,6 +72,15 @@ __device__ __forceinline__ void tma_load_2d(u32 dst, const TmaMap* map, int c0, 
         : "memory");
 }
 
+// 2-D TMA load, multicast to the CTAs of the cluster in `mask` (same shared-memory offset and mbarrier in each).
+__device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+        "%3}], [%4], %5;\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+        : "memory");
+}
+
 // 3-D TMA load of the box at (c0 innermost, c1, c2) into shared memory, completing on `bar`.
 __device__ __forceinline__ void tma_load_3d(u32 dst, const TmaMap* map, int c0, int c1, int c2, u32 bar) {
     asm volatile(
@@ -137,6 +146,67 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     return r;
 }
 
+// Arrives on the mbarrier at shared offset `bar` of CTA `cta` of the cluster.
+__device__ __forceinline__ void mbar_arrive_cta(u32 bar, int cta) {
+    u32 remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(cta));
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
+__device__ __forceinline__ int cluster_reg(int which) {
+    int v;
+    if (which == 0) {
+        asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(v));
+    } else if (which == 1) {
+        asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(v));
+    } else {
+        asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(v));
+    }
+    return v;
+}
+
+// Every thread of every CTA of the cluster (threads may be diverged).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+// Multicast pairs in bands of TG_BAND pairs (row-block pairs inner within a band).
+#define TG_BAND 8
+
+// Pair tile t of a cluster of two (start[e] = row blocks before expert e, start[E] = all of them):
+// row-block pair P (blocks 2P and 2P + 1 over all experts, one per CTA) and column block nb.
+template <int BN, bool M_INNER>
+__device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start, const int* off, int E, int N) {
+    const int nblocks = (N + BN - 1) / BN, mblocks = start[E], pairs = (mblocks + 1) / 2;
+    int P, nb;
+    if (M_INNER) {
+        int band = t / (TG_BAND * nblocks), r = t - band * (TG_BAND * nblocks);
+        int in_band = min(TG_BAND, pairs - band * TG_BAND);
+        nb = r / in_band;
+        P = band * TG_BAND + (r - nb * in_band);
+    } else {
+        P = t / nblocks;
+        nb = t - P * nblocks;
+    }
+    int e0 = tg_expert(2 * P, start, E);
+    int e1 = 2 * P + 1 < mblocks ? tg_expert(2 * P + 1, start, E) : -1;
+    TgTile r;
+    r.mc = e0 == e1;
+    r.e = rank ? e1 : e0;
+    r.valid = r.e >= 0;
+    r.n0 = nb * BN;
+    if (r.valid) {
+        int m = 2 * P + rank - start[r.e];
+        r.row0 = off[r.e] + m * TG_BM;
+        r.rows = min(TG_BM, off[r.e + 1] - off[r.e] - m * TG_BM);
+    } else {
+        r.e = 0;
+        r.row0 = 0;
+        r.rows = 0;
+    }
+    return r;
+}
+
 // Warp 0 of the block writes start[e] = units before expert e (start[E] = all of them) and off[e] =
 // offsets[e] for e <= E into shared memory, with `per_block` units per `bm`-row block of an expert.
 __device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block, int* start, int* off, int lane,
@@ -167,11 +237,11 @@ __device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block
 
 // Epilogue of the grouped GEMMs (bf16 and FP8): one consumer warpgroup's 64 output rows x 8 * PJ
 // columns, value val(j, i) for element i (0..3) of 8-column chunk j in the wgmma accumulator layout
-// (wgmma.cuh), through its staging buffer `epi` (shared address epi_s): PJ / 8 slabs of 64 rows x 128
+// (wgmma.cuh), through its staging buffer `epi` (shared address epi_s): ceil(PJ / 8) slabs of 64 rows x 128
 // bytes, 16-byte chunks XOR-swizzled by row (TMA's SWIZZLE_128B layout; conflict-free writes from the
-// accumulator layout). With by_tma (all 64 rows valid, N a multiple of 8) one thread stores the slabs
-// with TMA at (col0, row0), asynchronously: the warpgroup goes on and the next call waits for the
-// reads of this buffer before refilling it. Otherwise the threads store 16-byte chunks of the first
+// accumulator layout). With by_tma (all 64 rows valid, N a multiple of 8) one thread stores the whole
+// slabs with TMA at (col0, row0), asynchronously: the warpgroup goes on and the next call waits for the
+// reads of this buffer before refilling it (a last partial slab, PJ % 8 chunks, is stored by the threads). Otherwise the threads store 16-byte chunks of the first
 // `rows` rows, masked to N. Called by all 128 threads of warpgroup c (1 or 2 of the block).
 template <int PJ, class Val>
 __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 epi_s, int c, const TmaMap* tma_y,
@@ -195,7 +265,7 @@ __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 e
     if (by_tma) {
         if (tid_c == 0) {
 #pragma unroll
-            for (int sl = 0; sl < (PJ + 7) / 8; sl++) {
+            for (int sl = 0; sl < PJ / 8; sl++) {  // whole 64-column slabs
                 if (col0 + sl * 64 >= N) break;
                 asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
                                  (u64)tma_y),
@@ -203,6 +273,17 @@ __device__ __forceinline__ void tg_store_rows(Val val, unsigned char* epi, u32 e
                              : "memory");
             }
             asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        }
+        if constexpr (PJ % 8 != 0) {
+            // A last slab of PJ % 8 chunks: a 64-column TMA box would write the next tile's columns,
+            // so the threads store it (N is a multiple of 8 here, so each chunk is whole or past N).
+            constexpr int REM = PJ % 8, J0 = PJ / 8 * 8;
+            for (int i = tid_c; i < 64 * REM; i += 128) {
+                const int r = i / REM, ch = J0 + i % REM, col = col0 + ch * 8;
+                if (col >= N) continue;
+                *(uint4*)(Y + (u64)(row0 + r) * N + col) =
+                    *(const uint4*)(epi + (ch >> 3) * 8192 + r * 128 + (((ch & 7) ^ (r & 7)) * 16));
+            }
         }
     } else {
 #pragma unroll 4

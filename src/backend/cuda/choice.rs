@@ -100,11 +100,22 @@ impl CudaBackend {
 
     /// How many clusters of two blocks of `gk` with `smem` bytes fit on the device at once (cached).
     pub(crate) fn resident_pairs(&self, gk: &GroupedKernel, smem: u32) -> Result<u32> {
-        if let Some(n) = self.choice.clusters.lock().unwrap().get(&(gk.name, smem)) {
+        self.resident_pairs_of(gk.file, gk.name, gk.threads, smem)
+    }
+
+    /// The same for kernel `name` of `file` with `threads` a block (the FP8 grouped GEMM's too).
+    pub(crate) fn resident_pairs_of(
+        &self,
+        file: &'static str,
+        name: &'static str,
+        threads: u32,
+        smem: u32,
+    ) -> Result<u32> {
+        if let Some(n) = self.choice.clusters.lock().unwrap().get(&(name, smem)) {
             return Ok(*n);
         }
-        let n = self.max_active_clusters(gk.file, gk.name, gk.threads, smem, 2)?;
-        self.choice.clusters.lock().unwrap().insert((gk.name, smem), n);
+        let n = self.max_active_clusters(file, name, threads, smem, 2)?;
+        self.choice.clusters.lock().unwrap().insert((name, smem), n);
         Ok(n)
     }
 }

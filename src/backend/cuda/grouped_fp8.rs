@@ -14,32 +14,50 @@ pub struct Fp8Kernel {
     pub swiglu: bool,
     /// Rows per tile: 128, or 256 (two 128-row waves per k-tile on one weight tile).
     pub rows: usize,
+    /// Weight rows per tile (BN in the kernel): 128, or 192 (DeepGEMM's BLOCK_N: m64n192k32 wgmmas,
+    /// a tile spanning two 128-row scale blocks).
+    pub bn: usize,
     /// The lean main loop (LEAN in the kernel, TFL there): fewer instructions per k-tile, scales
     /// loaded a k-tile ahead, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass).
     pub lean: bool,
+    /// Clusters of two blocks on neighbouring row blocks, the weight tile multicast to both when they
+    /// belong to one expert (MC in the kernel; DeepGEMM's cluster_m = 2).
+    pub multicast: bool,
     /// Runs only when chosen by name: `_m256` passes the GPU tests but was slower than the defaults
-    /// on the H200 (BENCHMARKS.md, session 4); `_lean` is not yet timed.
+    /// on the H200 (BENCHMARKS.md, session 4); `_lean` and `_n192` are not yet timed.
     pub by_name: bool,
 }
 
 impl Fp8Kernel {
-    /// `rows` by 128 (K) e4m3 of X and 128 x 128 of W per stage, the epilogue's bf16 staging
-    /// (64 rows x outputs per consumer warpgroup), the mbarriers and the tile list (8 bytes per
-    /// expert, plus 8).
+    /// Output columns per tile: the weight rows, half of them with the SwiGLU epilogue (gate and up).
+    pub fn outputs(&self) -> usize {
+        if self.swiglu { self.bn / 2 } else { self.bn }
+    }
+
+    /// `rows` by 128 (K) e4m3 of X and `bn` x 128 of W per stage, the epilogue's bf16 staging
+    /// (64 rows x outputs per consumer warpgroup, in whole 64-column slabs), the mbarriers and the
+    /// tile list (8 bytes per expert, plus 8).
     pub fn smem_for(&self, e: usize) -> u32 {
-        let outputs = if self.swiglu { 64 } else { 128 };
-        (self.stages * (self.rows + 128) * 128 + 2 * 64 * outputs * 2 + 16 * self.stages + 8 * e + 8) as u32
+        let stages = self.stages * (self.rows + self.bn) * 128;
+        let staging = 2 * 64 * self.outputs().next_multiple_of(64) * 2;
+        (stages + staging + 16 * self.stages + 8 * e + 8) as u32
     }
 }
 
 const fn tf(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
     // 256-row tiles were slower on the H200 (session 4).
-    Fp8Kernel { name, stages, swiglu, rows, lean: false, by_name: rows != 128 }
+    Fp8Kernel { name, stages, swiglu, rows, bn: 128, lean: false, multicast: false, by_name: rows != 128 }
 }
 
 /// The lean main loop, by name until a GPU times it against the defaults.
 const fn tfl(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, rows, lean: true, by_name: true }
+    Fp8Kernel { name, stages, swiglu, rows, bn: 128, lean: true, multicast: false, by_name: true }
+}
+
+/// The lean main loop on `bn` weight rows per tile, with or without multicast (TFLN in the kernel),
+/// by name until timed.
+const fn tfln(name: &'static str, stages: usize, swiglu: bool, rows: usize, bn: usize, multicast: bool) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, rows, bn, lean: true, multicast, by_name: true }
 }
 
 /// In order of preference for each epilogue: the first whose shared memory fits runs (those
@@ -54,6 +72,12 @@ pub const FP8_KERNELS: &[Fp8Kernel] = &[
     tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, 256),
     tfl("grouped_gemm_fp8_lean_s6", 6, false, 128),
     tfl("grouped_gemm_fp8_swiglu_lean_s6", 6, true, 128),
+    // DeepGEMM's configuration for our shapes (bench/results/2026-12-02-cpu/fp8n192): 128 x 192
+    // tiles, 4 stages, without and with the weight tile multicast to clusters of two; with SwiGLU,
+    // 96 gate and 96 up rows a tile.
+    tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 128, 192, false),
+    tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 128, 192, true),
+    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 128, 192, false),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -126,17 +150,28 @@ impl CudaBackend {
         }
         let (xp, wp, yp) = (self.ptr(&x.q)?, self.ptr(&w.q)?, self.ptr(&y)?);
         let mx = self.tensor_map(driver::TmaElem::E4m3, xp, r, k, fk.rows as u32, 128)?;
-        let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, if swiglu { 64 } else { 128 }, 128)?;
+        // The W box: the tile's weight rows (with SwiGLU its gate half, then its up half; with
+        // multicast, the half that each CTA of a pair loads).
+        let w_box = if fk.multicast { fk.bn / 2 } else { fk.outputs() };
+        let mw = self.tensor_map(driver::TmaElem::E4m3, wp, e * nw, k, w_box as u32, 128)?;
         // The output by TMA where its rows are 16-byte strided; otherwise the kernel stores it itself.
         let y_tma = n.is_multiple_of(8);
         let my = if y_tma { self.tensor_map(driver::TmaElem::Bf16, yp, r, n, 64, 64)? } else { mx };
-        let tiles = (r.div_ceil(fk.rows) + e) * n.div_ceil(if swiglu { 64 } else { 128 });
-        let grid = tiles.min(self.sm_count() as usize) as u32;
-        let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
-        let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
+        let (row_blocks, col_blocks) = (r.div_ceil(fk.rows) + e, n.div_ceil(fk.outputs()));
         let smem = fk.smem_for(e);
         let kernel = ("grouped_gemm_fp8.cu", fk.name);
-        let l = driver::Launch { grid: (grid, 1, 1), block: 384, smem, cluster: 1 };
+        // Persistent: at most one block per SM, or as many pairs as can be resident.
+        let (grid, cluster) = if fk.multicast {
+            let pairs = row_blocks.div_ceil(2) * col_blocks;
+            let resident = self.resident_pairs_of(kernel.0, kernel.1, 384, smem)? as usize;
+            check("grouped_matmul_fp8", resident > 0, || format!("{}: no cluster of two fits", fk.name))?;
+            ((2 * pairs.min(resident)) as u32, 2)
+        } else {
+            ((row_blocks * col_blocks).min(self.sm_count() as usize) as u32, 1)
+        };
+        let (sx, sw, op) = (self.ptr(&x.scales)?, self.ptr(&w.scales)?, self.ptr(offsets)?);
+        let mut slots = [sx, sw, op, yp, r as u64, e as u64, n as u64, k as u64, y_tma as u64];
+        let l = driver::Launch { grid: (grid, 1, 1), block: 384, smem, cluster };
         // SAFETY: the parameters of the TF kernels in kernels/grouped_gemm_fp8.cu: three 128-byte
         // tensor maps, four pointers and five ints (read from the low half of their slots).
         unsafe { self.launch_maps(kernel, l, &mut [mx, mw, my], &mut slots)? };
@@ -169,8 +204,13 @@ mod tests {
     fn table_matches_the_kernel_source() {
         let src = compile::source_of("grouped_gemm_fp8.cu").unwrap();
         for k in FP8_KERNELS {
-            let mac = if k.lean { "TFL" } else { "TF" };
-            let inst = format!("{mac}({}, {}, {}, {})", k.name, k.stages, k.swiglu, k.rows);
+            let (name, st, sw, rows, bn, mc) = (k.name, k.stages, k.swiglu, k.rows, k.bn, k.multicast);
+            let inst = match (k.lean, bn, mc) {
+                (false, 128, false) => format!("TF({name}, {st}, {sw}, {rows})"),
+                (true, 128, false) => format!("TFL({name}, {st}, {sw}, {rows})"),
+                (true, _, _) => format!("TFLN({name}, {st}, {sw}, {rows}, {bn}, {mc})"),
+                _ => panic!("{name}: {bn} weight rows and multicast only with the lean main loop"),
+            };
             assert!(src.contains(&inst), "{inst} not instantiated");
         }
     }
@@ -191,7 +231,7 @@ mod tests {
         assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
         // The kernels that lost on the H200 (256-row tiles) and the untimed lean ones run only when named.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 7);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
@@ -199,5 +239,19 @@ mod tests {
         assert_eq!(choose_fp8(h100, 256, false, m256).unwrap().rows, 256);
         assert_eq!(choose_fp8(h100, 1024, false, m256).unwrap().name, "grouped_gemm_fp8_s5");
         assert_eq!(choose_fp8(h100, 1024, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
+        // Four 128 x 192 stages (160 KiB) and 48 KiB of staging leave room for 1024 experts' tile
+        // list (8 KiB) in 227 KiB. The name is not taken for the SwiGLU epilogue, which it lacks.
+        let n192 = "grouped_gemm_fp8_n192_lean_s4";
+        let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
+        assert_eq!((k.name, k.bn, k.outputs(), k.smem_for(1024)), (n192, 192, 192, 212_992 + 64 + 8 * 1024 + 8));
+        assert_eq!(choose_fp8(h100, 1024, true, Some(n192)).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        // With SwiGLU: 96 outputs a tile, staged in two 64-column slabs (32 KiB for both warpgroups).
+        let sw192 = "grouped_gemm_fp8_swiglu_n192_lean_s4";
+        let k = choose_fp8(h100, 1024, true, Some(sw192)).unwrap();
+        assert_eq!((k.name, k.outputs(), k.smem_for(1024)), (sw192, 96, 163_840 + 32_768 + 64 + 8 * 1024 + 8));
+        let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
+        // The multicast one: the same shared memory (each CTA holds the whole weight tile).
+        let mc = choose_fp8(h100, 1024, false, Some("grouped_gemm_fp8_n192_lean_s4_mc")).unwrap();
+        assert!(mc.multicast && !k.multicast && mc.smem_for(1024) == k.smem_for(1024));
     }
 }
