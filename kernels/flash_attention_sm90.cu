@@ -376,46 +376,53 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 stage = 0;
                 phase ^= 1;
             }
-            if constexpr (LEAN) {
-                // One tile of the lean main loop; MASKED: tile t may cross sk or the causal diagonal.
-                auto step = [&](int t, auto masked) {
-                    mbar_wait(kfull(stage), phase);
-                    mbar_wait(vfull(vstage), vphase);
-                    if (PP) f3_turn_wait(c);
-                    wg_fence();
-                    issue_qk(stage);
-                    wg_commit();
-                    issue_pv(vstage);
-                    wg_commit();
-                    if (PP) f3_turn_pass(c);
-                    wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
-                    wg_pin(s);
+            // Key tile t: its S = Q K^T issued with P V of tile t + 1, its softmax, then O rescaled and P
+            // packed for the next P V. MASKED (the lean loop's split): tile t may cross sk or the causal
+            // diagonal; the default loop tests every tile.
+            auto step = [&](int t, auto masked) {
+                mbar_wait(kfull(stage), phase);
+                mbar_wait(vfull(vstage), vphase);
+                if (PP) f3_turn_wait(c);
+                wg_fence();
+                issue_qk(stage);
+                wg_commit();
+                issue_pv(vstage);
+                wg_commit();
+                if (PP) f3_turn_pass(c);
+                wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
+                wg_pin(s);
+                if constexpr (LEAN) {
                     if constexpr (decltype(masked)::value) mask(t);
                     softmax_rows(alpha);
                     // ptxas hoists the wgmma wait below to the top of its block, which puts the whole softmax
-                    // after P V (no overlap inside the warpgroup), but it does not move the wait above an mbarrier
-                    // arrive. So K's release comes after the softmax and depends on both row sums (l < 0 never
-                    // holds, NaN included): every exp2 and sum is issued while P V runs, only the O rescale and
-                    // the bf16 packing of P (P V still reads p) after the wait.
+                    // after P V (no overlap inside the warpgroup; the default loop), but it does not move the
+                    // wait above an mbarrier arrive. So K's release comes after the softmax and depends on both
+                    // row sums (l < 0 never holds, NaN included): every exp2 and sum is issued while P V runs,
+                    // only the O rescale and the bf16 packing of P (P V still reads p) after the wait.
                     if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) mbar_arrive(kempty(stage));
-                    wg_wait<0>();
-                    wg_pin(o);
-                    if (lane == 0) mbar_arrive(vempty(vstage));
+                } else {
+                    if (lane == 0) mbar_arrive(kempty(stage));
+                    softmax(t, alpha);
+                }
+                wg_wait<0>();
+                wg_pin(o);
+                if (lane == 0) mbar_arrive(vempty(vstage));
 #pragma unroll
-                    for (int j = 0; j < D / 8; j++) {
-                        o[j * 4 + 0] *= alpha[0];
-                        o[j * 4 + 1] *= alpha[0];
-                        o[j * 4 + 2] *= alpha[1];
-                        o[j * 4 + 3] *= alpha[1];
-                    }
-                    to_p();
-                    vstage = stage;
-                    vphase = phase;
-                    if (++stage == STAGES) {
-                        stage = 0;
-                        phase ^= 1;
-                    }
-                };
+                for (int j = 0; j < D / 8; j++) {
+                    o[j * 4 + 0] *= alpha[0];
+                    o[j * 4 + 1] *= alpha[0];
+                    o[j * 4 + 2] *= alpha[1];
+                    o[j * 4 + 3] *= alpha[1];
+                }
+                to_p();
+                vstage = stage;
+                vphase = phase;
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            };
+            if constexpr (LEAN) {
                 // FA3's split: tiles below n_un need no mask for any row of this warpgroup (k0 + 128 <= sk, and
                 // causal k0 + 127 <= its first row's last key), so they run without the per-tile test; the
                 // tiles above run it (for each warp, as the default loop does). Masks are exact, so the
@@ -427,38 +434,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 for (; t >= (int)n_un; t--) step(t, f3_flag<true>{});
                 for (; t >= 0; t--) step(t, f3_flag<false>{});
             } else {
-                for (int t = n_kv - 2; t >= 0; t--) {
-                    mbar_wait(kfull(stage), phase);
-                    mbar_wait(vfull(vstage), vphase);
-                    if (PP) f3_turn_wait(c);
-                    wg_fence();
-                    issue_qk(stage);
-                    wg_commit();
-                    issue_pv(vstage);
-                    wg_commit();
-                    if (PP) f3_turn_pass(c);
-                    wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
-                    wg_pin(s);
-                    if (lane == 0) mbar_arrive(kempty(stage));
-                    softmax(t, alpha);
-                    wg_wait<0>();
-                    wg_pin(o);
-                    if (lane == 0) mbar_arrive(vempty(vstage));
-#pragma unroll
-                    for (int j = 0; j < D / 8; j++) {
-                        o[j * 4 + 0] *= alpha[0];
-                        o[j * 4 + 1] *= alpha[0];
-                        o[j * 4 + 2] *= alpha[1];
-                        o[j * 4 + 3] *= alpha[1];
-                    }
-                    to_p();
-                    vstage = stage;
-                    vphase = phase;
-                    if (++stage == STAGES) {
-                        stage = 0;
-                        phase ^= 1;
-                    }
-                }
+                for (int t = n_kv - 2; t >= 0; t--) step(t, f3_flag<true>{});
             }
             // Every S wgmma of this tile has completed: the producer may load the next tile's Q.
             if (PERS && lane == 0) mbar_arrive(qempty);
