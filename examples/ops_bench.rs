@@ -14,7 +14,9 @@
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 //! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
 //! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
-//! SwiGLU) in GB/s.
+//! SwiGLU) in GB/s. The grouped SwiGLU kernels (`grouped_gemm_swiglu_*`) that `--variants` times run
+//! `matmul_swiglu` there (`llama_gate_up_swiglu[kernel]`) and `grouped_matmul_swiglu` at the MoE
+//! shapes (`grouped_gemm_gate_up_swiglu[kernel]`).
 
 use rwm_dist::backend::cuda::{CudaBackend, FLASH_KERNELS, FP8_KERNELS, GROUPED_KERNELS};
 use rwm_dist::backend::*;
@@ -130,6 +132,17 @@ fn llama(bench: &mut Bench, s: usize) -> Result<()> {
     let ms = bench.time(|i| b.matmul_swiglu(&xs[i % 2], &w).map(drop))?;
     let fused = if b.fuses_grouped_swiglu() { "fused" } else { "composed" };
     bench.record(&format!("llama_gate_up_swiglu[{fused}]"), &shape, flops, ms);
+    if bench.variants && b.arch() == "sm_90a" {
+        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
+        let kernels: Vec<_> =
+            GROUPED_KERNELS.iter().filter(|g| g.tma.is_some_and(|o| o.swiglu) && listed(g.name)).collect();
+        for gk in kernels {
+            b.choose_grouped_kernel(Some(gk.name))?;
+            let ms = bench.time(|i| b.matmul_swiglu(&xs[i % 2], &w).map(drop))?;
+            bench.record(&format!("llama_gate_up_swiglu[{}]", gk.name), &shape, flops, ms);
+        }
+        b.choose_grouped_kernel(None)?;
+    }
     drop(w);
     let rs: Vec<Tensor> = (0..2).map(|i| rand(b, &[s, h], DType::Bf16, 60 + i, 1.0)).collect::<Result<_>>()?;
     let nw = rand(b, &[h], DType::Bf16, 70, 1.0)?;
@@ -253,6 +266,11 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
                 continue;
             }
             b.choose_grouped_kernel(Some(gk.name))?;
+            if gk.tma.is_some_and(|o| o.swiglu) {
+                let ms = bench.time(|i| b.grouped_matmul_swiglu(&xs[i % 2], &w1, &p.offsets).map(drop))?;
+                bench.record(&format!("grouped_gemm_gate_up_swiglu[{}]", gk.name), &gate_up, f1, ms);
+                continue;
+            }
             let ms = bench.time(|i| b.grouped_matmul(&xs[i % 2], &w1, &p.offsets).map(drop))?;
             bench.record(&format!("grouped_gemm_gate_up[{}]", gk.name), &gate_up, f1, ms);
             let ms = bench.time(|i| b.grouped_matmul(&a[i % 2], &w2, &p.offsets).map(drop))?;

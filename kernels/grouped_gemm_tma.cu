@@ -21,6 +21,10 @@
 // when both belong to one expert each loads half of the weight tile and multicasts it to both, and
 // the consumers release a stage to both producers. Correct, but slower than the plain kernel on
 // H200 (not a default; BENCHMARKS.md).
+// LEAN (the `_lean` instantiations, TGL; by name until the GPU times them): the consumer's k loop with
+// warp-uniform descriptors (DeepGEMM's per-k-tile budget: 46 instructions a warp against 72), and with
+// SW silu's division by __fdividef in the epilogue, which the tensor cores wait for
+// (bench/results/2026-12-02-cpu/bf16sass compares the SASS).
 // Ragged edges cost nothing to load: TMA zero-fills past R, past E*N and past K; a tile's rows of the
 // next expert (or columns of the next expert's weight rows) are computed and not stored.
 // Epilogue: either registers straight to global memory (masked to the tile's rows and N), or (EPI
@@ -38,7 +42,7 @@
 
 #define TG_BK 64
 
-template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW>
+template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW, bool LEAN = false>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
@@ -55,7 +59,10 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     const u32 sbase = sm.base;
     int *start = sm.start, *off = sm.off;
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    // LEAN: the warp index through a shuffle, so that ptxas knows it (and the consumer's descriptors)
+    // warp-uniform.
+    const int tid = threadIdx.x, lane = tid & 31, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5,
+              wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     if (warp == 0) {
         tg_list(offsets, E, MC ? 1 : nblocks, start, off, lane);  // units: tiles, or row blocks of pairs
@@ -159,26 +166,59 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             continue;
         }
         int prev = 0;
-        for (int kt = 0; kt < ktiles; kt++) {
-            mbar_wait(sm.full(stage), phase);
-            const u32 sa = sbase + stage * STAGE_BYTES;
-            const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
-            wg_fence();
+        if constexpr (LEAN) {
+            // The same k loop with warp-uniform descriptors (bench/results/2026-12-02-cpu/bf16sass): the
+            // default loop rebuilds both descriptors from the stage address in ordinary registers and
+            // moves them to uniform ones with 4 R2UR per wgmma (16 a k-tile); here they are the
+            // shuffled bases plus the stage offset, in uniform registers (UIADD3).
+            const u32 du_hi = (u32)(wg_desc(0) >> 32);
+            const u32 da_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TG_BK * 2), 0);
+            const u32 db_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0);
+            for (int kt = 0; kt < ktiles; kt++) {
+                mbar_wait(sm.full(stage), phase);
+                const u32 so = stage * (STAGE_BYTES >> 4);
+                wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < TG_BK / 16; kk++) {
-                if constexpr (BN == 256) {
-                    wgmma_m64n256k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
-                } else {
-                    wgmma_m64n128k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+                for (int kk = 0; kk < TG_BK / 16; kk++) {
+                    const u64 da = ((u64)du_hi << 32) | (da_lo + so + 2 * kk);
+                    const u64 db = ((u64)du_hi << 32) | (db_lo + so + 2 * kk);
+                    if constexpr (BN == 256) {
+                        wgmma_m64n256k16(acc, da, db, (kt | kk) != 0);
+                    } else {
+                        wgmma_m64n128k16(acc, da, db, (kt | kk) != 0);
+                    }
+                }
+                wg_commit();
+                wg_wait<1>();
+                if (kt > 0 && lane == 0) release(prev);
+                prev = stage;
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
                 }
             }
-            wg_commit();
-            wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
-            if (kt > 0 && lane == 0) release(prev);
-            prev = stage;
-            if (++stage == STAGES) {
-                stage = 0;
-                phase ^= 1;
+        } else {
+            for (int kt = 0; kt < ktiles; kt++) {
+                mbar_wait(sm.full(stage), phase);
+                const u32 sa = sbase + stage * STAGE_BYTES;
+                const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < TG_BK / 16; kk++) {
+                    if constexpr (BN == 256) {
+                        wgmma_m64n256k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+                    } else {
+                        wgmma_m64n128k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+                    }
+                }
+                wg_commit();
+                wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
+                if (kt > 0 && lane == 0) release(prev);
+                prev = stage;
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
             }
         }
         wg_wait<0>();
@@ -190,7 +230,14 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         auto outv = [&](int j, int i) {
             if constexpr (SW) {
                 float gt = acc[j * 4 + i], up = acc[(j + ON / 8) * 4 + i];
-                return gt / (1.f + __expf(-gt)) * up;
+                if constexpr (LEAN) {
+                    // The IEEE division costs about 10 instructions an element (FCHK and a slow-path call
+                    // around RCP and its Newton steps) in an epilogue that the tensor cores wait for;
+                    // __fdividef is RCP and a multiply (2 ulp; 0 past 2^126, where silu is -0 anyway).
+                    return __fdividef(gt, 1.f + __expf(-gt)) * up;
+                } else {
+                    return gt / (1.f + __expf(-gt)) * up;
+                }
             } else {
                 return acc[j * 4 + i];
             }
@@ -252,3 +299,12 @@ TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true, false)
 TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true, false)
 TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false, false)
 TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)
+// The lean main loop (LEAN above): by name only until the GPU times it.
+#define TGL(NAME, BN, ST, SE, MI, MC, SW)                                                                     \
+    extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
+        NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
+             const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
+        grouped_gemm_tma<BN, ST, SE, MI, MC, SW, true>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);      \
+    }
+TGL(grouped_gemm_tma_256_s3e_lean, 256, 3, 1, true, false, false)
+TGL(grouped_gemm_swiglu_tma_256_s4_lean, 256, 4, 1, true, false, true)

@@ -429,29 +429,31 @@ fn rope_llama3_scaled() {
     }
 }
 
+/// `matmul_swiglu` shapes: x rows, f, k. k 20 is not a multiple of 8: cuBLASLt then the SwiGLU kernel.
+const MATMUL_SWIGLU_CASES: [(&[usize], usize, usize); 5] =
+    [(&[300], 192, 256), (&[64], 1408, 512), (&[2, 150], 96, 128), (&[5], 40, 24), (&[7], 16, 20)];
+
+fn check_matmul_swiglu(b: &dyn Backend, rows: &[usize], f: usize, k: usize) {
+    let seed = fresh_seed();
+    let r: usize = rows.iter().product();
+    let xs: Vec<usize> = rows.iter().copied().chain([k]).collect();
+    let (cx, gx) = both(b, &data(seed, r * k, 1.0), &xs, DType::Bf16);
+    let (cw, gw) = both(b, &data(seed + 1, 2 * f * k, 0.1), &[2 * f, k], DType::Bf16);
+    poison(b, r * f * 8);
+    let got = b.matmul_swiglu(&gx, &gw).unwrap();
+    let want_shape: Vec<usize> = rows.iter().copied().chain([f]).collect();
+    assert_eq!(got.shape(), &want_shape[..]);
+    let want = get(&cpu(), &cpu().swiglu(&cpu().matmul(&cx, &cw, DType::Bf16).unwrap(), None).unwrap());
+    assert_close(&format!("matmul_swiglu rows {rows:?} f {f} k {k} seed {seed}"), &get(b, &got), &want, 1e-2);
+}
+
 /// `matmul_swiglu` (on sm_90a the grouped TMA kernel's SwiGLU epilogue as one expert) against the
-/// reference's matmul then SwiGLU. k 20 is not a multiple of 8: cuBLASLt then the SwiGLU kernel.
+/// reference's matmul then SwiGLU.
 #[test]
 fn matmul_swiglu_matches_the_composition() {
     for b in under_test() {
-        for (rows, f, k) in [
-            (&[300usize][..], 192usize, 256usize),
-            (&[64], 1408, 512),
-            (&[2, 150], 96, 128),
-            (&[5], 40, 24),
-            (&[7], 16, 20),
-        ] {
-            let seed = fresh_seed();
-            let r: usize = rows.iter().product();
-            let xs: Vec<usize> = rows.iter().copied().chain([k]).collect();
-            let (cx, gx) = both(&*b, &data(seed, r * k, 1.0), &xs, DType::Bf16);
-            let (cw, gw) = both(&*b, &data(seed + 1, 2 * f * k, 0.1), &[2 * f, k], DType::Bf16);
-            poison(&*b, r * f * 8);
-            let got = b.matmul_swiglu(&gx, &gw).unwrap();
-            let want_shape: Vec<usize> = rows.iter().copied().chain([f]).collect();
-            assert_eq!(got.shape(), &want_shape[..]);
-            let want = get(&cpu(), &cpu().swiglu(&cpu().matmul(&cx, &cw, DType::Bf16).unwrap(), None).unwrap());
-            assert_close(&format!("matmul_swiglu rows {rows:?} f {f} k {k} seed {seed}"), &get(&*b, &got), &want, 1e-2);
+        for (rows, f, k) in MATMUL_SWIGLU_CASES {
+            check_matmul_swiglu(&*b, rows, f, k);
         }
         // w must hold gate and up rows: an odd count is refused, naming the op.
         let (x, w) = (b.zeros(&[4, 16], DType::Bf16).unwrap(), b.zeros(&[7, 16], DType::Bf16).unwrap());
@@ -761,10 +763,21 @@ fn cuda_kernel_variants() {
             continue;
         }
         b.choose_grouped_kernel(Some(gk.name)).unwrap();
+        if gk.tma.is_some_and(|o| o.swiglu) {
+            // A SwiGLU kernel runs grouped_matmul_swiglu and matmul_swiglu.
+            for (counts, n, k) in GROUPED_CASES {
+                check_grouped_swiglu(&b, counts, n, k);
+            }
+            for (rows, f, k) in MATMUL_SWIGLU_CASES {
+                check_matmul_swiglu(&b, rows, f, k);
+            }
+            continue;
+        }
         for (counts, n, k) in GROUPED_CASES {
             check_grouped(&b, counts, n, k);
         }
     }
+    b.choose_grouped_kernel(None).unwrap();
     assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
 }
 

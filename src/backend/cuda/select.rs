@@ -96,8 +96,15 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             Selected { path: Path::Grouped(g), fallback }
         }
         Op::GroupedMatmulSwiglu { r, e, f, k } => {
-            if arch.has_wgmma() && tma_fits(&GROUPED_SWIGLU, r, e, 2 * f, k) {
-                plain(Path::GroupedSwiglu(GROUPED_SWIGLU))
+            // A SwiGLU kernel chosen by name where it takes the shape, else the default one.
+            let fused = chosen
+                .grouped
+                .and_then(|c| GROUPED_KERNELS.iter().find(|g| g.name == c && g.tma.is_some_and(|o| o.swiglu)))
+                .filter(|g| tma_fits(g, r, e, 2 * f, k))
+                .copied()
+                .unwrap_or(GROUPED_SWIGLU);
+            if arch.has_wgmma() && tma_fits(&fused, r, e, 2 * f, k) {
+                plain(Path::GroupedSwiglu(fused))
             } else {
                 let g = grouped(chosen.grouped, arch, r, e, 2 * f, k);
                 let fallback = (!arch.has_wgmma()).then(|| {
@@ -152,14 +159,14 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
 }
 
 /// The grouped GEMM kernel: the chosen one where the architecture has it, its shared memory fits
-/// and (TMA) it takes the shape; else on sm_90a the first of `DEFAULT_GROUPED_SM90A` that takes the
-/// shape, elsewhere the mma.sync default.
+/// and (TMA) it takes the shape and is no SwiGLU kernel; else on sm_90a the first of
+/// `DEFAULT_GROUPED_SM90A` that takes the shape, elsewhere the mma.sync default.
 fn grouped(chosen: Option<&str>, arch: Arch, r: usize, e: usize, n: usize, k: usize) -> GroupedKernel {
     let by_name = |n: &str| *GROUPED_KERNELS.iter().find(|k| k.name == n).expect("grouped kernel table");
     let takes = |g: &GroupedKernel| {
         (!g.sm90a || arch.has_wgmma())
             && g.smem_for(e) <= arch.max_smem_per_block()
-            && (g.tma.is_none() || tma_fits(g, r, e, n, k))
+            && g.tma.is_none_or(|o| !o.swiglu && tma_fits(g, r, e, n, k))
     };
     let named = chosen.and_then(|c| GROUPED_KERNELS.iter().find(|k| k.name == c)).copied();
     if let Some(g) = named.filter(takes) {
@@ -252,6 +259,35 @@ mod tests {
         let s = pick(Op::GroupedMatmulSwiglu { r: 64, e: 4, f: 64, k: 4 }, H100);
         assert_eq!(s, Selected { path: Path::GroupedThenSwiglu(GROUPED_KERNELS[4]), fallback: None });
         assert_eq!(GROUPED_KERNELS[4].name, DEFAULT_GROUPED_SM90A[1]);
+    }
+
+    #[test]
+    fn swiglu_kernels_by_name() {
+        let (lean, plain) = ("grouped_gemm_swiglu_tma_256_s4_lean", "grouped_gemm_tma_256_s3e_lean");
+        let with = |name, op| select(op, H100, Chosen { grouped: Some(name), flash: None }).unwrap().path;
+        let fused = |p: Path| match p {
+            Path::GroupedSwiglu(g) => g.name,
+            p => panic!("{p:?}"),
+        };
+        let grouped = |p: Path| match p {
+            Path::Grouped(g) => g.name,
+            p => panic!("{p:?}"),
+        };
+        let v2 = Op::GroupedMatmulSwiglu { r: 98304, e: 64, f: 1408, k: 2048 };
+        let llama = Op::GroupedMatmulSwiglu { r: 8192, e: 1, f: 14336, k: 4096 };
+        for op in [v2, llama] {
+            assert_eq!(fused(with(lean, op)), lean);
+            // A plain kernel chosen: the default SwiGLU kernel.
+            assert_eq!(fused(with(plain, op)), GROUPED_SWIGLU.name);
+        }
+        // grouped_matmul passes a chosen SwiGLU kernel over; the lean plain kernel runs by name.
+        let gemm = Op::GroupedMatmul { r: 98304, e: 64, n: 2816, k: 2048 };
+        assert_eq!(grouped(with(lean, gemm)), DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(grouped(with(GROUPED_SWIGLU.name, gemm)), DEFAULT_GROUPED_SM90A[0]);
+        assert_eq!(grouped(with(plain, gemm)), plain);
+        // Not on other architectures.
+        assert!(matches!(select(v2, A100, Chosen { grouped: Some(lean), flash: None }).unwrap().path,
+            Path::GroupedThenSwiglu(g) if g.name == "grouped_gemm_128x128"));
     }
 
     #[test]

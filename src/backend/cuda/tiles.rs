@@ -172,7 +172,7 @@ pub struct GroupedKernel {
     pub tma: Option<TmaOptions>,
 }
 
-/// Template options of a TMA kernel (the TG macro's last two arguments).
+/// Template options of a TMA kernel (the TG macro's last four arguments; `lean`: the TGL macro).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TmaOptions {
     /// Epilogue through shared memory and TMA stores, in this many column parts (0: registers
@@ -187,6 +187,10 @@ pub struct TmaOptions {
     /// SwiGLU fused into the epilogue: a tile's bn weight rows are bn / 2 gate rows and the
     /// matching up rows, and it writes bn / 2 columns of silu(gate) * up.
     pub swiglu: bool,
+    /// The lean consumer k loop (warp-uniform wgmma descriptors) and, with `swiglu`, silu by
+    /// __fdividef (`TGL`, by name only until timed:
+    /// bench/results/2026-12-02-cpu/bf16sass).
+    pub lean: bool,
 }
 
 impl GroupedKernel {
@@ -241,12 +245,18 @@ const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> Gro
 }
 
 const fn opts(epilogue_parts: usize, m_inner: bool, multicast: bool) -> TmaOptions {
-    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false }
+    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false, lean: false }
 }
 
-/// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` on sm_90a).
-pub const GROUPED_SWIGLU: GroupedKernel =
-    tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, TmaOptions { swiglu: true, ..opts(1, true, false) });
+/// The same with the lean consumer k loop.
+const fn lean(o: TmaOptions) -> TmaOptions {
+    TmaOptions { lean: true, ..o }
+}
+
+/// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` and
+/// `matmul_swiglu` on sm_90a); a SwiGLU kernel of GROUPED_KERNELS chosen by name runs instead.
+pub const GROUPED_SWIGLU: GroupedKernel = tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, GROUPED_SWIGLU_OPTS);
+const GROUPED_SWIGLU_OPTS: TmaOptions = TmaOptions { swiglu: true, ..opts(1, true, false) };
 
 /// Dynamic shared memory a block may have on sm_90 (227 KiB).
 pub const MAX_SMEM_SM90: u32 = 227 * 1024;
@@ -273,6 +283,11 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     tma("grouped_gemm_tma_256_s3e_mcn", 256, 3, opts(1, false, true)),
     tma("grouped_gemm_tma_128_s4e_mc", 128, 4, opts(1, true, true)),
     tma("grouped_gemm_tma_256_s4h", 256, 4, opts(2, true, false)),
+    tma("grouped_gemm_tma_256_s3e_lean", 256, 3, lean(opts(1, true, false))),
+    // The SwiGLU kernels (chosen by name for grouped_matmul_swiglu and matmul_swiglu; grouped_matmul
+    // passes them over).
+    GROUPED_SWIGLU,
+    tma("grouped_gemm_swiglu_tma_256_s4_lean", 256, 4, lean(GROUPED_SWIGLU_OPTS)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md): for d = 128, 32-row warps, 4 per
@@ -346,12 +361,16 @@ mod tests {
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED_SM90A[1] && k.tma.is_none()));
         assert!(FLASH_KERNELS.iter().any(|k| k.name == LONG_FLASH));
-        for k in GROUPED_KERNELS.iter().chain([&GROUPED_SWIGLU]) {
+        assert!(GROUPED_KERNELS.contains(&GROUPED_SWIGLU) && !GROUPED_SWIGLU.tma.unwrap().lean);
+        for k in GROUPED_KERNELS {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
             let (parts, mi, mc, sw) = (o.epilogue_parts, o.m_inner, o.multicast, o.swiglu);
-            let inst = format!("TG({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
-            assert_eq!(sw, k.name == GROUPED_SWIGLU.name);
+            let mac = if o.lean { "TGL" } else { "TG" };
+            let inst = format!("{mac}({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
+            assert_eq!(sw, k.name.starts_with("grouped_gemm_swiglu_"));
+            assert_eq!(o.lean, k.name.ends_with("_lean"));
+            assert!(!o.lean || !DEFAULT_GROUPED_SM90A.contains(&k.name), "{} is by name only", k.name);
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
