@@ -2,7 +2,8 @@
 # PREPARED IN SESSION 6 WITHOUT A GPU, NOT YET RUN: the next session runs it (split into two calls if it exceeds 600 s).
 # Next session, call 1 (H200): GPU tests of session 6's host refactors (RMSNorm one launch, NCCL exchange! macro;
 # TgSmem is cubin-identical), the 2-rank NCCL layouts (send/recv group, all-to-all), then ncu: attention at 32K (ours
-# s2p vs cuDNN), FP8 grouped s6 (and any new variant), then the variants timed beside torch.
+# s2p vs cuDNN), FP8 grouped s6, then session 6's by-name kernels (flash/FP8/bf16 `_lean`, FP8 `_n192`) timed beside
+# torch in the same run. The READMEs under bench/results/2026-12-02-cpu/ say what each should show.
 # Carry .dev/lead: rwm-dist (--features mpi), ops_bench, backend_ops, backend_memory (cargo test --no-run names).
 set -uo pipefail
 cd /work/main || exit 2
@@ -37,6 +38,10 @@ timeout "$(left)" bench/ncu_kernels.sh $OUT/p/fp8 grouped_gemm_fp8 -- $L/ops_ben
 st time
 OUT_DIR=$OUT/p/ops timeout "$(left)" bench/run_ops.sh $L/ops_bench --only moe --kernels $FP8K > $OUT/ops-table.log 2>&1; echo "run_ops rc=$?"
 cp $OUT/p/ops/rwm.jsonl $OUT/ops-rwm.jsonl; cp $OUT/p/ops/torch.jsonl $OUT/ops-torch.jsonl
+st bf16
+BFK=grouped_gemm_tma_256_s3e,grouped_gemm_tma_256_s3e_lean,grouped_gemm_swiglu_tma_256_s4,grouped_gemm_swiglu_tma_256_s4_lean
+OUT_DIR=$OUT/p/bf16 timeout "$(left)" bench/run_ops.sh $L/ops_bench --only moe_v2lite,llama --kernels $BFK > $OUT/bf16-table.log 2>&1; echo "bf16 rc=$?"
+cp $OUT/p/bf16/rwm.jsonl $OUT/bf16-rwm.jsonl; cp $OUT/p/bf16/torch.jsonl $OUT/bf16-torch.jsonl
 st finished
 for f in $OUT/p/*.txt; do echo "## $f"; grep -E "Compute \(SM\) Throughput|Memory Throughput|Duration|Issue Slots Busy|No Eligible|Registers Per|Stall|Executed Ipc A" $f | head -30; done > $OUT/ncu-summary.txt
 tar czf $OUT/p.tgz -C $OUT p && rm -rf $OUT/p
