@@ -159,10 +159,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         return n;
     };
     const int group = hq / hkv;
-    // LEAN: the warp index through a shuffle of lane 0's, so that ptxas knows it (and the warpgroup c below)
-    // is warp-uniform and keeps the Q descriptor in uniform registers (no R2UR before each wgmma).
-    const int tid = threadIdx.x, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5, lane = tid & 31,
-              wg = warp >> 2;
+    const int tid = threadIdx.x, warp = tg_warp<LEAN>(), lane = tid & 31, wg = warp >> 2;
 
     if (tid == 0) {
         mbar_init(qfull, 1);

@@ -65,10 +65,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     const u32 sbase = sm.base;
     int *start = sm.start, *off = sm.off;
 
-    // The lean loop takes the warp index through a shuffle (as DeepGEMM does) so that ptxas knows it
-    // is warp-uniform: the branches on it stay uniform and the wgmma descriptors live in uniform registers.
-    const int tid = threadIdx.x, lane = tid & 31, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5,
-              wg = warp >> 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tg_warp<LEAN>(), wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     const int KB = (K + TF_BK - 1) / TF_BK;
     const int NW = SW ? 2 * N : N, NBW = (NW + 127) / 128;

@@ -59,10 +59,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
     const u32 sbase = sm.base;
     int *start = sm.start, *off = sm.off;
 
-    // LEAN: the warp index through a shuffle, so that ptxas knows it (and the consumer's descriptors)
-    // warp-uniform.
-    const int tid = threadIdx.x, lane = tid & 31, warp = LEAN ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5,
-              wg = warp >> 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tg_warp<LEAN>(), wg = warp >> 2;
     const int nblocks = (N + ON - 1) / ON;
     if (warp == 0) {
         tg_list(offsets, E, MC ? 1 : nblocks, start, off, lane);  // units: tiles, or row blocks of pairs

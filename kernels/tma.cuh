@@ -17,6 +17,15 @@ struct __align__(64) TmaMap {
 
 __device__ __forceinline__ u32 tg_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 
+// The thread's warp index; with UNIFORM (the `_lean` kernels) lane 0's through a shuffle, so that ptxas
+// knows it is warp-uniform: branches on it stay uniform and the wgmma descriptors built from it live in
+// uniform registers (no R2UR before each wgmma; bench/results/2026-12-02-cpu/fp8sass, as DeepGEMM does).
+template <bool UNIFORM>
+__device__ __forceinline__ int tg_warp() {
+    const int warp = (int)threadIdx.x >> 5;
+    return UNIFORM ? __shfl_sync(0xffffffffu, warp, 0) : warp;
+}
+
 __device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
 }

@@ -8,7 +8,11 @@ exactly as run_flash_fwd builds it (flash_fwd_launch_template.h), without that f
 Env: EXTRA_INC (colon-separated: shims, CCCL, CUDA runtime headers), PRE_INC (header pre-included).
 FA3 builds with nvcc -O3 --use_fast_math (setup.py); NVRTC gets --use_fast_math too.
 """
-import ctypes, os, sys
+import os, pathlib, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4]))  # bench/
+from nvrtc_check import compile_nvrtc  # noqa: E402
+
 hop, inc_cu, out = sys.argv[1:4]
 code = r"""
 #include "cute/tensor.hpp"
@@ -41,26 +45,15 @@ static void __instantiate_kernel() {
     (void)ptr;
 }
 """
-lib = ctypes.CDLL(os.environ["LIBNVRTC"])
-prog = ctypes.c_void_p()
-assert lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), b"fa3.cu", 0, None, None) == 0
 opts = ["-std=c++17", "--diag-suppress=39,161,174,177,186,940,20012,20013,20014,20015", "--use_fast_math",
         "--ptxas-options=--verbose", "--ptxas-options=--warn-on-local-memory-usage", f"-I{hop}", f"-I{inc_cu}",
         "--gpu-architecture=sm_90a", "-default-device", "-DNDEBUG", "-DCUTLASS_ENABLE_GDC_FOR_SM90",
         "-DFLASHATTENTION_DISABLE_BACKWARD", "-DFLASHATTENTION_DISABLE_DROPOUT", "-DFLASHATTENTION_DISABLE_SM8x"]
 opts += ["--pre-include=" + os.environ["PRE_INC"]] if os.environ.get("PRE_INC") else []
 opts += [f"-I{d}" for d in os.environ.get("EXTRA_INC", "").split(":") if d]
-c = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
-r = lib.nvrtcCompileProgram(prog, len(opts), c)
-size = ctypes.c_size_t()
-lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
-log = ctypes.create_string_buffer(size.value)
-lib.nvrtcGetProgramLog(prog, log)
-print(log.value.decode(errors="replace")[:6000])
-if r != 0:
+ok, log, cubin = compile_nvrtc(code.encode(), "fa3.cu", opts)
+print(log[:6000])
+if not ok:
     sys.exit(1)
-lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
-buf = ctypes.create_string_buffer(size.value)
-lib.nvrtcGetCUBIN(prog, buf)
-open(out, "wb").write(buf.raw)
+open(out, "wb").write(cubin)
 print("wrote", out)

@@ -13,8 +13,10 @@ counted path branches around (the masking of diagonal tiles). Stretches, in issu
 B + top is the stretch from this warpgroup's last wait to its next wgmma issue: only the other
 warpgroup's GEMMs (ping-pong) can cover it.
 """
-import re, sys, collections
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+import collections, pathlib, re, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4]))  # bench/
+from sass_count import kind as kind_of, parse  # noqa: E402
 
 KINDS = [
     ("HGMMA", r"^HGMMA"), ("WARPGROUP.ARRIVE", r"^WARPGROUP\.ARRIVE"), ("WARPGROUP.DEPBAR", r"^WARPGROUP\.DEPBAR"),
@@ -28,20 +30,8 @@ KINDS = [
     ("branch/converge (BRA/BSSY/BSYNC/WARPSYNC/VOTE/NOP)", r"^(BRA|BSSY|BSYNC|WARPSYNC|ELECT|VOTEU?|NOP|YIELD)"),
 ]
 
-def parse(path):
-    out = []
-    for line in open(path):
-        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
-        if m:
-            ins = re.sub(r"\s+", " ", m.group(2).strip())
-            out.append((int(m.group(1), 16), re.sub(r"^@!?U?P[T0-9]+ ", "", ins), ins))
-    return out
-
 def kind(op):
-    for k, rx in KINDS:
-        if re.match(rx, op):
-            return k
-    return "other:" + op.split()[0]
+    return kind_of(op, KINDS)
 
 def main():
     lo, hi = int(sys.argv[2], 16), int(sys.argv[3], 16)

@@ -6,10 +6,31 @@ NVRTCCompiler does (csrc/jit/compiler.hpp: -std=c++20, --diag-suppress, register
 Env: EXTRA_INC (colon-separated include dirs: shims, CCCL, CUDA runtime headers), PDL_SHIM (header
 pre-included for cudaGridDependencySynchronize). run.sh sets both.
 """
-import ctypes, os, sys
-inc_dg, inc_cu, out, N, K, G, BM, BN, ST, MC = sys.argv[1:11]
-swz_d = next(m for m in (128, 64, 32, 16) if int(BN) * 2 % m == 0)
-code = f"""
+import os, pathlib, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4]))  # bench/
+from nvrtc_check import compile_nvrtc  # noqa: E402
+
+
+def compile_dg(code, inc_dg, inc_cu, out):
+    """Compiles a DeepGEMM instantiation `code` with DeepGEMM's NVRTC options into `out` (exits 1 on failure)."""
+    opts = ["-std=c++20", "--diag-suppress=39,161,174,177,186,940", "--ptxas-options=--register-usage-level=10",
+            "--ptxas-options=--verbose", "--ptxas-options=--warn-on-local-memory-usage", f"-I{inc_dg}", f"-I{inc_cu}",
+            "--gpu-architecture=sm_90a", "-default-device", "--device-int128"]
+    opts += ["--pre-include=" + os.environ["PDL_SHIM"]] if os.environ.get("PDL_SHIM") else []
+    opts += [f"-I{d}" for d in os.environ.get("EXTRA_INC", "").split(":") if d]
+    ok, log, cubin = compile_nvrtc(code.encode(), "kernel.cu", opts)
+    print(log[-6000:])
+    if not ok:
+        sys.exit(1)
+    open(out, "wb").write(cubin)
+    print("wrote", out)
+
+
+def main():
+    inc_dg, inc_cu, out, N, K, G, BM, BN, ST, MC = sys.argv[1:11]
+    swz_d = next(m for m in (128, 64, 32, 16) if int(BN) * 2 % m == 0)
+    code = f"""
 #include <deep_gemm/impls/sm90_fp8_gemm_1d2d.cuh>
 using namespace deep_gemm;
 static void __instantiate_kernel() {{
@@ -28,25 +49,8 @@ static void __instantiate_kernel() {{
     >);
 }};
 """
-lib = ctypes.CDLL(os.environ["LIBNVRTC"])
-prog = ctypes.c_void_p()
-assert lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), b"kernel.cu", 0, None, None) == 0
-opts = ["-std=c++20", "--diag-suppress=39,161,174,177,186,940", "--ptxas-options=--register-usage-level=10",
-        "--ptxas-options=--verbose", "--ptxas-options=--warn-on-local-memory-usage", f"-I{inc_dg}", f"-I{inc_cu}",
-        "--gpu-architecture=sm_90a", "-default-device", "--device-int128"]
-opts += ["--pre-include=" + os.environ["PDL_SHIM"]] if os.environ.get("PDL_SHIM") else []
-opts += [f"-I{d}" for d in os.environ.get("EXTRA_INC", "").split(":") if d]
-c = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
-r = lib.nvrtcCompileProgram(prog, len(opts), c)
-size = ctypes.c_size_t()
-lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
-log = ctypes.create_string_buffer(size.value)
-lib.nvrtcGetProgramLog(prog, log)
-print(log.value.decode(errors="replace")[-6000:])
-if r != 0:
-    sys.exit(1)
-lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
-buf = ctypes.create_string_buffer(size.value)
-lib.nvrtcGetCUBIN(prog, buf)
-open(out, "wb").write(buf.raw)
-print("wrote", out)
+    compile_dg(code, inc_dg, inc_cu, out)
+
+
+if __name__ == "__main__":
+    main()

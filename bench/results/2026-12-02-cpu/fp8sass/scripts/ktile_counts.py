@@ -8,7 +8,10 @@ including the next one (k-tile i+1's wait), so it holds k-tile i's promotion and
 the steady-state work between two waits. Windows whose span holds no GMMA are skipped. With LO/HI
 (hex addresses), only DEPBARs inside that range delimit windows (e.g. one loop body).
 """
-import re, sys, collections
+import collections, pathlib, re, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4]))  # bench/
+from sass_count import kind as kind_of, parse  # noqa: E402
 
 KINDS = [
     ("GMMA", r"^[HQ]GMMA"),
@@ -24,23 +27,8 @@ KINDS = [
     ("branch/converge (BRA/BSSY/BSYNC/WARPSYNC/ELECT/VOTE)", r"^(BRA|BSSY|BSYNC|WARPSYNC|ELECT|VOTEU?|NOP|YIELD)"),
 ]
 
-def parse(path):
-    out = []
-    for line in open(path):
-        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
-        if not m:
-            continue
-        addr = int(m.group(1), 16)
-        ins = m.group(2).strip()
-        op = re.sub(r"^@!?U?P[T0-9]+\s+", "", ins)
-        out.append((addr, op, ins))
-    return out
-
 def kind(op):
-    for k, rx in KINDS:
-        if re.match(rx, op):
-            return k
-    return "other:" + op.split()[0]
+    return kind_of(op, KINDS)
 
 def main():
     ins = parse(sys.argv[1])
