@@ -14,7 +14,7 @@
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 //! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
 //! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
-//! SwiGLU) in GB/s. The grouped SwiGLU kernels (`grouped_gemm_swiglu_*`) that `--variants` times run
+//! SwiGLU) in TB/s. The grouped SwiGLU kernels (`grouped_gemm_swiglu_*`) that `--variants` times run
 //! `matmul_swiglu` there (`llama_gate_up_swiglu[kernel]`) and `grouped_matmul_swiglu` at the MoE
 //! shapes (`grouped_gemm_gate_up_swiglu[kernel]`).
 
@@ -31,7 +31,6 @@ struct Bench<'a> {
     kernels: Vec<String>,
     /// `--attn-seq a,b`: the attention lengths to time (all when empty).
     attn_seq: Vec<usize>,
-    rows: Vec<(String, String, f64, f64)>,
     json: Option<std::fs::File>,
 }
 
@@ -58,18 +57,6 @@ impl Bench<'_> {
         Ok(ms[ms.len() / 2])
     }
 
-    /// A memory-bound op: `bytes` read and written, in GB/s (its JSON line also says tflops 0).
-    fn record_bytes(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
-        let gbps = bytes / ms / 1e6;
-        println!("{op:<28} {shape:<44} {ms:>10.3} ms {gbps:>9.1} GB/s");
-        if let Some(f) = &mut self.json {
-            let line =
-                serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "gbps": gbps, "tflops": 0.0});
-            writeln!(f, "{line}").unwrap();
-        }
-        self.rows.push((op.into(), shape.into(), ms, 0.0));
-    }
-
     fn record(&mut self, op: &str, shape: &str, flops: f64, ms: f64) {
         let tflops = flops / ms / 1e9;
         println!("{op:<28} {shape:<44} {ms:>10.3} ms {tflops:>9.1} TFLOP/s");
@@ -77,11 +64,11 @@ impl Bench<'_> {
             let line = serde_json::json!({"impl": "rwm", "op": op, "shape": shape, "ms": ms, "tflops": tflops});
             writeln!(f, "{line}").unwrap();
         }
-        self.rows.push((op.into(), shape.into(), ms, tflops));
     }
 
-    /// A memory-bound op: `bytes` read and written, TB/s.
-    fn record_bw(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
+    /// A memory-bound op: `bytes` read and written, in TB/s (bench/run_ops.sh lists its `tb_s` rows
+    /// without a peer).
+    fn record_bytes(&mut self, op: &str, shape: &str, bytes: f64, ms: f64) {
         let tb_s = bytes / ms / 1e9;
         println!("{op:<28} {shape:<44} {ms:>10.3} ms {tb_s:>9.2} TB/s");
         if let Some(f) = &mut self.json {
@@ -310,21 +297,21 @@ fn layer_passes(bench: &mut Bench, s: &MoeShape, x: &Tensor, r: &Routing) -> Res
     let (t, e, k, h) = (s.t, s.e, s.k, s.h);
     let rows = (t * k) as f64;
     let ms = bench.time(|_| b.permute(x, &r.ids, e).map(drop))?;
-    bench.record_bw("moe_dispatch", &format!("{t}x{h} bf16, top-{k}"), rows * h as f64 * 4.0, ms);
+    bench.record_bytes("moe_dispatch", &format!("{t}x{h} bf16, top-{k}"), rows * h as f64 * 4.0, ms);
     if b.arch() == "sm_90a" {
         let ms = bench.time(|_| b.permute_fp8(&b.quantize_blocks(x, Blocks::Rows)?, &r.ids, e).map(drop))?;
-        bench.record_bw("moe_dispatch_fp8", &format!("{t}x{h} bf16 -> e4m3, top-{k}"), rows * h as f64 * 2.0, ms);
+        bench.record_bytes("moe_dispatch_fp8", &format!("{t}x{h} bf16 -> e4m3, top-{k}"), rows * h as f64 * 2.0, ms);
         let xs = [rand(b, &[t * k, h], DType::Bf16, 47, 1.0)?, rand(b, &[t * k, h], DType::Bf16, 48, 1.0)?];
         let ms = bench.time(|i| b.quantize_blocks(&xs[i % 2], Blocks::Rows).map(drop))?;
-        bench.record_bw("quantize_rows", &format!("{}x{h} bf16 -> e4m3", t * k), rows * h as f64 * 3.0, ms);
+        bench.record_bytes("quantize_rows", &format!("{}x{h} bf16 -> e4m3", t * k), rows * h as f64 * 3.0, ms);
     }
     let p = b.permute(x, &r.ids, e)?;
     let shared = rand(b, &[t, h], DType::Bf16, 49, 1.0)?;
     let ms = bench.time(|_| b.unpermute(&p.x, &p.row_of, &r.weights).map(drop))?;
-    bench.record_bw("moe_combine", &format!("{}x{h} -> {t}", t * k), (rows + t as f64) * h as f64 * 2.0, ms);
+    bench.record_bytes("moe_combine", &format!("{}x{h} -> {t}", t * k), (rows + t as f64) * h as f64 * 2.0, ms);
     let ms = bench.time(|_| b.unpermute_add(&p.x, &p.row_of, &r.weights, &shared).map(drop))?;
     let bytes = (rows + 2.0 * t as f64) * h as f64 * 2.0;
-    bench.record_bw("moe_combine[+shared]", &format!("{}x{h} -> {t}", t * k), bytes, ms);
+    bench.record_bytes("moe_combine[+shared]", &format!("{}x{h} -> {t}", t * k), bytes, ms);
     drop(p);
     Ok(())
 }
@@ -409,15 +396,8 @@ fn main() -> Result<()> {
     }
     let b = CudaBackend::new(0)?;
     println!("device: {} ({})", b.device_name(), b.arch());
-    let mut bench = Bench {
-        b: &b,
-        iters,
-        variants,
-        kernels,
-        attn_seq,
-        rows: vec![],
-        json: json.map(|p| std::fs::File::create(p).unwrap()),
-    };
+    let mut bench =
+        Bench { b: &b, iters, variants, kernels, attn_seq, json: json.map(|p| std::fs::File::create(p).unwrap()) };
     let want = |k: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
     if want("gemm") || want("fp8") {
         gemms(&mut bench)?;
