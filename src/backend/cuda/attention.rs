@@ -4,7 +4,7 @@
 //! kernels/flash_attention_sm90.cu, launched by flash_sm90.rs), and the lse merge.
 
 use super::blas::{Gemm, Ty};
-use super::flash_sm90::{FlashArgs, sm90_grid_fits, tma_aligned};
+use super::flash_sm90::{FlashArgs, sm90_grid_fits};
 use super::select::{Op, Path};
 use super::*;
 use crate::backend::cpu::attn_dims;
@@ -40,7 +40,7 @@ impl CudaBackend {
                 let delta = p.q_offset as i64 - p.k_offset as i64;
                 let ptrs = [self.ptr(q)?, self.ptr(k)?, self.ptr(v)?, self.ptr(&out)?, self.ptr(&lse)?];
                 // TMA needs 16-byte aligned bases, and the sm90 grid must fit.
-                let fk = if fk.sm90a() && (!tma_aligned(&ptrs[..3]) || !sm90_grid_fits(&fk, n.hq, n.sq)) {
+                let fk = if fk.sm90a() && (!aligned16(&ptrs[..3]) || !sm90_grid_fits(&fk, n.hq, n.sq)) {
                     tracing::debug!("{}: q/k/v not 16-byte aligned or sq {} too long; running mma.sync", fk.name, n.sq);
                     self.select_mma_flash(n.d)?
                 } else {

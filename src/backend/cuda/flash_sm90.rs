@@ -14,12 +14,6 @@ pub(crate) struct FlashArgs {
     pub f32_out: bool,
 }
 
-/// TMA needs 16-byte aligned bases (a row view of d = 128 always is; the check keeps any
-/// other view on the mma.sync kernel).
-pub(crate) fn tma_aligned(ptrs: &[u64]) -> bool {
-    ptrs.iter().all(|p| p.is_multiple_of(16))
-}
-
 /// The grid of `fk` fits: query tiles on y (at most 65535), or with L2 sections or a persistent grid
 /// hq x tiles tile indices in an int.
 pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {

@@ -75,7 +75,7 @@ impl CudaBackend {
         let out = self.alloc(&x.shape, x.dtype)?;
         let fp = f.device_ptr(&self.stream).0;
         let (op, xp) = (self.ptr(&out)?, self.ptr(x)?);
-        if x.dtype == DType::Bf16 && d.is_multiple_of(16) && op.is_multiple_of(16) && xp.is_multiple_of(16) && s > 0 {
+        if x.dtype == DType::Bf16 && d.is_multiple_of(16) && aligned16(&[op, xp]) && s > 0 {
             // About 256 (row, head, 8 pairs) items a block: several rows a block for few heads (Llama's k).
             let rows = (256 / (heads * d / 16)).clamp(1, 16);
             let a = args![op, xp, fp, heads, d, start, s, rows];
@@ -108,12 +108,7 @@ impl CudaBackend {
                 let out = self.alloc(&shape, gate.dtype)?;
                 let (f, op, gp) = (f2 / 2, self.ptr(&out)?, self.ptr(gate)?);
                 // bf16 rows of a multiple of 8 columns: 16-byte vectors (swiglu_fused_bf16_x8).
-                if gate.dtype == DType::Bf16
-                    && rows * f > 0
-                    && f.is_multiple_of(8)
-                    && op.is_multiple_of(16)
-                    && gp.is_multiple_of(16)
-                {
+                if gate.dtype == DType::Bf16 && rows * f > 0 && f.is_multiple_of(8) && aligned16(&[op, gp]) {
                     let grid = (f.div_ceil(8 * 256) as u32, rows.clamp(1, 65535) as u32, 1);
                     self.launch("activation.cu", "swiglu_fused_bf16_x8", grid, 256, 0, args![op, gp, rows, f])?;
                     return Ok(out);
@@ -198,7 +193,7 @@ const NORM_X8: [[[&str; 3]; 2]; 2] = [
 /// scalar kernels. Fewest chunks a thread with at most 512 threads (4096 columns: 1 chunk, 512 threads;
 /// up to 32768 columns with 4 chunks and 1024 threads).
 pub(crate) fn norm_x8_launch(h: usize, ptrs: &[u64]) -> Option<(usize, u32)> {
-    let aligned = ptrs.iter().all(|p| p.is_multiple_of(16)) && (2 * h).is_multiple_of(16);
+    let aligned = aligned16(ptrs) && (2 * h).is_multiple_of(16);
     let h8 = h / 8;
     if !aligned || h8 == 0 {
         return None;

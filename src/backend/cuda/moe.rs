@@ -135,7 +135,7 @@ impl CudaBackend {
         };
         let (op, yp) = (self.ptr(&out)?, self.ptr(y)?);
         let sfx = suffix("unpermute", y)?;
-        let vec8 = sfx == "bf16" && n.is_multiple_of(8) && (op | yp | ap).is_multiple_of(16);
+        let vec8 = sfx == "bf16" && n.is_multiple_of(8) && aligned16(&[op, yp, ap]);
         let name = if vec8 { "unpermute_bf16_x8" } else { pick(sfx, "unpermute_bf16", "unpermute_f32") };
         let a = args![op, yp, self.ptr(row_of)?, self.ptr(weights)?, k, n, ap];
         self.launch("permute.cu", name, (t as u32, 1, 1), 256, 0, a)?;
@@ -193,8 +193,7 @@ impl CudaBackend {
             && r > 0
             && f > 0
             && k.is_multiple_of(8)
-            && xp.is_multiple_of(16)
-            && wp.is_multiple_of(16);
+            && aligned16(&[xp, wp]);
         let gk = match fused.then(|| self.select(Op::GroupedMatmulSwiglu { r, e: 1, f, k })).transpose()? {
             Some(Path::GroupedSwiglu(gk)) => gk,
             _ => return self.swiglu_op(&self.gemm(x, w, x.dtype)?, None),
