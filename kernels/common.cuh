@@ -75,6 +75,16 @@ template <class Op> __device__ __forceinline__ float warp_reduce(float v, Op op)
 __device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, SumOp()); }
 __device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp()); }
 
+// Inclusive prefix sum over the warp's lanes (every lane takes part; `lane` is threadIdx.x & 31).
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += y;
+    }
+    return v;
+}
+
 // Reduce over the block (blockDim.x a multiple of 32, at most 1024); every thread gets
 // the result. `identity` fills the slots of warps the block does not have.
 template <class Op> __device__ __forceinline__ float block_reduce(float v, Op op, float identity) {

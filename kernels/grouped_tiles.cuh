@@ -1,6 +1,7 @@
 // Row tiles of a grouped GEMM, found on the device from the expert offsets:
 // shared by the mma.sync (grouped_gemm.cu) and wgmma (grouped_gemm_sm90.cu) kernels.
 #pragma once
+#include "common.cuh"
 
 struct Tile {
     int e, row0, rows;
@@ -19,12 +20,7 @@ template <int BM> __device__ Tile find_tile(const int* offsets, int E, int g) {
             int lo = e < E ? offsets[e] : 0;
             int cnt = e < E ? offsets[e + 1] - lo : 0;
             int tiles = (cnt + BM - 1) / BM;
-            int inc = tiles;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                int v = __shfl_up_sync(0xffffffffu, inc, o);
-                if (lane >= o) inc += v;
-            }
+            const int inc = warp_inclusive_scan(tiles, lane);
             int first = base + inc - tiles;
             if (tiles > 0 && g >= first && g < first + tiles) {
                 t.e = e;

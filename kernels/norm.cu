@@ -103,7 +103,7 @@ __device__ void rms_norm_x8(bf16* sum, bf16* out, const bf16* x, const bf16* res
     }
 }
 
-// Chunks a thread (1, 2 or 4) and the weight's type; the host table is layers.rs (NORM_X8_CHUNKS).
+// Chunks a thread (1, 2 or 4) and the weight's type; the host table is NORM_X8 in src/backend/cuda/layers.rs.
 #define NORM_X8(C, WN, W)                                                                                          \
     extern "C" __global__ void __launch_bounds__(1024) rms_norm_x8_c##C##_##WN(bf16* o, const bf16* x, const W* w, \
                                                                                 int h, float eps) {              \

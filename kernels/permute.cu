@@ -52,23 +52,12 @@ extern "C" __global__ void perm_count(const int* ids, u64 n, int E, int chunks, 
 __device__ int block_exclusive_scan(int v, int* sum) {
     __shared__ int warp_sums[32];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    int x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
+    const int x = warp_inclusive_scan(v, lane);
     __syncthreads();  // warp_sums free from the previous call
     if (lane == 31) warp_sums[w] = x;
     __syncthreads();
     if (w == 0) {
-        int t = lane < warps ? warp_sums[lane] : 0;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int y = __shfl_up_sync(0xffffffffu, t, o);
-            if (lane >= o) t += y;
-        }
-        warp_sums[lane] = t;  // inclusive over warps
+        warp_sums[lane] = warp_inclusive_scan(lane < warps ? warp_sums[lane] : 0, lane);  // inclusive over warps
     }
     __syncthreads();
     *sum = warp_sums[warps - 1];

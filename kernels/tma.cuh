@@ -226,12 +226,7 @@ __device__ __forceinline__ void tg_list(const int* offsets, int E, int per_block
         int lo = e < E ? offsets[e] : 0;
         int c = e < E ? offsets[e + 1] - lo : 0;
         int units = (c + bm - 1) / bm * per_block;
-        int inc = units;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            int v = __shfl_up_sync(0xffffffffu, inc, o);
-            if (lane >= o) inc += v;
-        }
+        const int inc = warp_inclusive_scan(units, lane);
         if (e < E) {
             start[e] = base + inc - units;
             off[e] = lo;
