@@ -235,9 +235,7 @@ impl Backend for CpuBackend {
         Ok(permute_rows(x, ids, num_experts)?.0)
     }
     fn permute_fp8(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
-        check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
-            format!("x {:?} ({:?}): per-token blocks [r, k]", x.q.shape, x.blocks)
-        })?;
+        validate_permute_fp8(x)?;
         let (t, kb) = (x.q.shape[0], x.scales.shape[0]);
         let (p, tok) = permute_rows(&x.q, ids, num_experts)?;
         let s = f32s(&x.scales)?;
@@ -283,6 +281,13 @@ pub(crate) fn attn_dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<ops::atten
         )
     })?;
     Ok(ops::attention::Dims { sq: q.shape[0], sk: k.shape[0], hq: q.shape[1], hkv: k.shape[1], d: q.shape[2] })
+}
+
+/// `permute_fp8` takes rows quantised per token, [r, k].
+pub(crate) fn validate_permute_fp8(x: &BlockFp8) -> Result<()> {
+    check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
+        format!("x {:?} ({:?}): per-token blocks [r, k]", x.q.shape, x.blocks)
+    })
 }
 
 pub(crate) fn validate_router(e: usize, p: &RouterParams) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use super::select::{Op, Path};
 use super::*;
-use crate::backend::cpu::validate_router;
+use crate::backend::cpu::{validate_permute_fp8, validate_router};
 
 /// Slots per block in kernels/permute.cu (PERM_CHUNK).
 const PERM_CHUNK: usize = 256;
@@ -68,9 +68,7 @@ impl CudaBackend {
 
     /// `permute_tokens` of row-blocked FP8 values: the e4m3 rows and their scales gathered.
     pub(crate) fn permute_blocks(&self, x: &BlockFp8, ids: &Tensor, num_experts: usize) -> Result<Permuted<BlockFp8>> {
-        check("permute_fp8", x.blocks == Blocks::Rows && x.q.shape.len() == 2, || {
-            format!("x {:?} ({:?}): per-token blocks [r, k]", x.q, x.blocks)
-        })?;
+        validate_permute_fp8(x)?;
         let (offsets, row_of, token_of) = self.permutation(&x.q, ids, num_experts)?;
         let (m, t, kb) = (token_of.numel(), x.q.shape[0], x.scales.shape[0]);
         let q = self.gather(&x.q, &token_of, m)?;
