@@ -15,7 +15,7 @@
 //   Intra-warpgroup overlap (FA3): the S wgmma of tile j is issued together with the P V wgmma of
 //     tile j - 1, and the softmax of tile j is meant to run while P V is still in flight. In the default
 //     loop ptxas hoists the P V wait to the top of the softmax, so only ping-pong hides the softmax; the
-//     lean loop (LEAN, `_lean` kernels, run by name; bench/results/2026-12-02-cpu/attnsass/) keeps the
+//     lean loop (LEAN, `_lean` kernels, the d = 128 defaults; bench/results/2026-12-02-cpu/attnsass/) keeps the
 //     wait after it (K's release depends on the row sums), takes the warp index through a shuffle so
 //     the Q descriptor is warp-uniform, and runs the tiles no row of the warpgroup masks in a loop of
 //     their own (FA3's split), with the same arithmetic.
@@ -486,7 +486,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, false)      \
     F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, false)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
-// the warpgroup's own P V); run by name only.
+// the warpgroup's own P V).
 #define F3_LEAN(NAME, D, ST, PP, L2, PERS)             \
     F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, true)      \
     F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, true)

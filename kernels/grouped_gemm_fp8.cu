@@ -22,10 +22,10 @@
 // tensor cores meanwhile). Scales are read by the consumers with __ldg before waiting for the stage
 // (each warp reads 16 consecutive rows' scales of one k block: k-block-major SX).
 // On the H200 the 256-row tiles were +3% on V2-Lite's gate/up and -3% to -17% elsewhere (BENCHMARKS.md):
-// run only when named. LEAN (the `_lean` instantiations, by name until timed) is the same tile with
+// run only when named. LEAN (the `_lean` instantiations) is the same tile with
 // DeepGEMM's per-k-tile instruction budget: the scales loaded a k-tile ahead, the liveness test out
 // of the k loop, warp-uniform descriptors (bench/results/2026-12-02-cpu/fp8sass compares the SASS).
-// BN = 192 (`_n192`, lean, by name until timed) is the tile DeepGEMM's heuristic picks for our shapes
+// BN = 192 (`_n192`, lean; the defaults since session 7) is the tile DeepGEMM's heuristic picks for our shapes
 // (with 4 stages): m64n192k32 wgmmas, so the other warpgroup's four wgmmas cover 384 tensor cycles of a
 // warpgroup's wait-promote-issue stretch instead of 256, and a stage of X feeds 1.5x the math. Its
 // tiles are 192 output columns wide (96 with SW: 96 gate and 96 up rows) and span two 128-row
@@ -391,10 +391,10 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
         grouped_gemm_fp8<ST, SW, BM, LEAN, BN, MC>(&tma_x, &tma_w, &tma_y, sx, sw, off, Y, R, E, N, K, y_tma); \
     }
 #define TF(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, false, 128, false)
-// The lean main loop (LEAN above), by name only until the GPU times it.
+// The lean main loop (LEAN above); on 128 weight rows no faster than TF on the H200, so by name only.
 #define TFL(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, true, 128, false)
 // The lean main loop on BN weight rows per tile (192: DeepGEMM's tile), without or with clusters of two
-// multicasting the weight tile (MC), by name only until timed.
+// multicasting the weight tile (MC; by name only, it lost at V2-Lite's shapes).
 #define TFLN(NAME, ST, SW, BM, BN, MC) TFX(NAME, ST, SW, BM, true, BN, MC)
 TF(grouped_gemm_fp8_s4, 4, false, 128)
 TF(grouped_gemm_fp8_s5, 5, false, 128)

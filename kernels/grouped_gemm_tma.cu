@@ -21,7 +21,7 @@
 // when both belong to one expert each loads half of the weight tile and multicasts it to both, and
 // the consumers release a stage to both producers. Correct, but slower than the plain kernel on
 // H200 (not a default; BENCHMARKS.md).
-// LEAN (the `_lean` instantiations, TGL; by name until the GPU times them): the consumer's k loop with
+// LEAN (the `_lean` instantiations, TGL; the defaults since session 7): the consumer's k loop with
 // warp-uniform descriptors (DeepGEMM's per-k-tile budget: 46 instructions a warp against 72), and with
 // SW silu's division by __fdividef in the epilogue, which the tensor cores wait for
 // (bench/results/2026-12-02-cpu/bf16sass compares the SASS).
@@ -296,7 +296,7 @@ TG(grouped_gemm_tma_256_s3e_mcn, 256, 3, 1, false, true, false)
 TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true, false)
 TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false, false)
 TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)
-// The lean main loop (LEAN above): by name only until the GPU times it.
+// The lean main loop (LEAN above).
 #define TGL(NAME, BN, ST, SE, MI, MC, SW)                                                                     \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \

@@ -24,7 +24,7 @@ pub struct Fp8Kernel {
     /// belong to one expert (MC in the kernel; DeepGEMM's cluster_m = 2).
     pub multicast: bool,
     /// Runs only when chosen by name: `_m256` passes the GPU tests but was slower than the defaults
-    /// on the H200 (BENCHMARKS.md, session 4); `_lean` and `_n192` are not yet timed.
+    /// on the H200 (BENCHMARKS.md, session 4); so were `_lean_s6` and `_n192_lean_s4_mc` (session 7).
     pub by_name: bool,
 }
 
@@ -49,20 +49,27 @@ const fn tf(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8
     Fp8Kernel { name, stages, swiglu, rows, bn: 128, lean: false, multicast: false, by_name: rows != 128 }
 }
 
-/// The lean main loop, by name until a GPU times it against the defaults.
+/// The lean main loop on 128 weight rows (by name: no faster than `s6` on the H200, session 7).
 const fn tfl(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp8Kernel {
     Fp8Kernel { name, stages, swiglu, rows, bn: 128, lean: true, multicast: false, by_name: true }
 }
 
-/// The lean main loop on `bn` weight rows per tile, with or without multicast (TFLN in the kernel),
-/// by name until timed.
-const fn tfln(name: &'static str, stages: usize, swiglu: bool, rows: usize, bn: usize, multicast: bool) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, rows, bn, lean: true, multicast, by_name: true }
+/// The lean main loop on `bn` weight rows per tile, with or without multicast (TFLN in the kernel).
+const fn tfln(name: &'static str, stages: usize, swiglu: bool, bn: usize, multicast: bool) -> Fp8Kernel {
+    // Multicast lost at V2-Lite's shapes and won only V3's gate/up (session 7): by name.
+    Fp8Kernel { name, stages, swiglu, rows: 128, bn, lean: true, multicast, by_name: multicast }
 }
 
 /// In order of preference for each epilogue: the first whose shared memory fits runs (those
-/// marked `by_name` only by name).
+/// marked `by_name` only by name). First DeepGEMM's configuration for our shapes
+/// (bench/results/2026-12-02-cpu/fp8n192): 128 x 192 tiles, 4 stages, the lean main loop; with
+/// SwiGLU, 96 gate and 96 up rows a tile. On the H200 (session 7, BENCHMARKS.md) 1.11-1.21x `s6`
+/// at the V2-Lite and V3 shapes, and 1.11x `swiglu_s6`.
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
+    tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 192, false),
+    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 192, false),
+    // The weight tile multicast to a cluster of two.
+    tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 192, true),
     tf("grouped_gemm_fp8_s6", 6, false, 128),
     tf("grouped_gemm_fp8_s5", 5, false, 128),
     tf("grouped_gemm_fp8_s4", 4, false, 128),
@@ -72,12 +79,6 @@ pub const FP8_KERNELS: &[Fp8Kernel] = &[
     tf("grouped_gemm_fp8_swiglu_m256_s4", 4, true, 256),
     tfl("grouped_gemm_fp8_lean_s6", 6, false, 128),
     tfl("grouped_gemm_fp8_swiglu_lean_s6", 6, true, 128),
-    // DeepGEMM's configuration for our shapes (bench/results/2026-12-02-cpu/fp8n192): 128 x 192
-    // tiles, 4 stages, without and with the weight tile multicast to clusters of two; with SwiGLU,
-    // 96 gate and 96 up rows a tile.
-    tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 128, 192, false),
-    tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 128, 192, true),
-    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 128, 192, false),
 ];
 
 /// Experts the FP8 kernel's tile list holds at most (as the bf16 TMA kernel).
@@ -222,31 +223,35 @@ mod tests {
             let err = choose_fp8(arch, 64, false, None).unwrap_err();
             assert_eq!(err.to_string(), format!("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {arch}"));
         }
+        // The 128 x 192 lean kernels at every expert count (their smem is checked below).
+        let (n192, sw192) = ("grouped_gemm_fp8_n192_lean_s4", "grouped_gemm_fp8_swiglu_n192_lean_s4");
+        for e in [1, 64, 256, 1024] {
+            assert_eq!(choose_fp8(h100, e, false, None).unwrap().name, n192);
+            assert_eq!(choose_fp8(h100, e, true, None).unwrap().name, sw192);
+        }
         // Six stages (192 KiB) and the staging leave room for 256 experts' tile list, not 1024.
-        assert_eq!(choose_fp8(h100, 256, false, None).unwrap().name, "grouped_gemm_fp8_s6");
-        assert_eq!(choose_fp8(h100, 1024, false, None).unwrap().name, "grouped_gemm_fp8_s5");
-        assert_eq!(choose_fp8(h100, 1024, true, None).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        let s6 = Some("grouped_gemm_fp8_s6");
+        assert_eq!(choose_fp8(h100, 256, false, s6).unwrap().name, "grouped_gemm_fp8_s6");
+        assert_eq!(choose_fp8(h100, 1024, false, s6).unwrap().name, n192);
         assert_eq!(choose_fp8(h100, 64, false, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
         // A name with the other epilogue is not taken.
-        assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, sw192);
         assert_eq!(choose_fp8(h100, 1025, false, None), Err(Fp8Refused::Experts(1025)));
-        // The kernels that lost on the H200 (256-row tiles) and the untimed lean ones run only when named.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 7);
+        // The kernels that lost on the H200 (256-row tiles, lean on 128 rows, multicast) run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 5);
         assert!(FP8_KERNELS.iter().filter(|k| k.by_name).all(|k| choose_fp8(h100, 64, k.swiglu, None).unwrap() != *k));
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
         let m256 = Some("grouped_gemm_fp8_m256_s4");
         assert_eq!(choose_fp8(h100, 256, false, m256).unwrap().rows, 256);
-        assert_eq!(choose_fp8(h100, 1024, false, m256).unwrap().name, "grouped_gemm_fp8_s5");
+        assert_eq!(choose_fp8(h100, 1024, false, m256).unwrap().name, n192);
         assert_eq!(choose_fp8(h100, 1024, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
         // Four 128 x 192 stages (160 KiB) and 48 KiB of staging leave room for 1024 experts' tile
         // list (8 KiB) in 227 KiB. The name is not taken for the SwiGLU epilogue, which it lacks.
-        let n192 = "grouped_gemm_fp8_n192_lean_s4";
         let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
         assert_eq!((k.name, k.bn, k.outputs(), k.smem_for(1024)), (n192, 192, 192, 212_992 + 64 + 8 * 1024 + 8));
-        assert_eq!(choose_fp8(h100, 1024, true, Some(n192)).unwrap().name, "grouped_gemm_fp8_swiglu_s6");
+        assert_eq!(choose_fp8(h100, 1024, true, Some(n192)).unwrap().name, sw192);
         // With SwiGLU: 96 outputs a tile, staged in two 64-column slabs (32 KiB for both warpgroups).
-        let sw192 = "grouped_gemm_fp8_swiglu_n192_lean_s4";
         let k = choose_fp8(h100, 1024, true, Some(sw192)).unwrap();
         assert_eq!((k.name, k.outputs(), k.smem_for(1024)), (sw192, 96, 163_840 + 32_768 + 64 + 8 * 1024 + 8));
         let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();

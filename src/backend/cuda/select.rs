@@ -19,7 +19,8 @@
 use super::arch::{Arch, Needs};
 use super::tiles::{
     DEFAULT_FLASH, DEFAULT_FLASH_SM90A, DEFAULT_GROUPED, DEFAULT_GROUPED_SM90A, FLASH_KERNELS, FlashKernel,
-    GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, LONG_FLASH, LONG_SEQUENCE, tma_fits,
+    GROUPED_KERNELS, GROUPED_SWIGLU, GroupedKernel, LONG_FLASH, LONG_FLASH_SM90A, LONG_SEQUENCE, LONG_SEQUENCE_SM90A,
+    tma_fits,
 };
 
 /// An op and the shape that decides its kernel.
@@ -121,7 +122,8 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             // The sm90 kernels run on sm_90a only (a chosen one elsewhere gives way to the defaults).
             let runs = |k: &FlashKernel| k.d == d && (!k.sm90a() || arch.has_wgmma());
             let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && runs(k)).copied();
-            let sm90 = arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten();
+            let sm90_long = (arch.has_wgmma() && d == 128 && sq >= LONG_SEQUENCE_SM90A).then_some(LONG_FLASH_SM90A);
+            let sm90 = sm90_long.into_iter().chain(arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten());
             let long = (d == 128 && sq >= LONG_SEQUENCE).then_some(LONG_FLASH);
             let wanted = chosen.flash.into_iter().chain(sm90).chain(long).chain(DEFAULT_FLASH).find_map(by_name);
             let fits = |fk: &FlashKernel| fk.smem() <= arch.max_smem_per_block();
@@ -204,7 +206,7 @@ mod tests {
     #[test]
     fn grouped_gemm_by_architecture() {
         let h = pick(V2_LITE, H100);
-        assert_eq!((grouped_name(&h), h.fallback), ("grouped_gemm_tma_256_s3e", None));
+        assert_eq!((grouped_name(&h), h.fallback), ("grouped_gemm_tma_256_s3e_lean", None));
         for arch in [A100, B200] {
             let s = pick(V2_LITE, arch);
             assert_eq!(grouped_name(&s), "grouped_gemm_128x128", "{arch}");
@@ -215,11 +217,11 @@ mod tests {
         // V3 and 1024 experts take the TMA kernel; no rows or K % 8 != 0 the wgmma one.
         assert_eq!(
             grouped_name(&pick(Op::GroupedMatmul { r: 131072, e: 256, n: 7168, k: 2048 }, H100)),
-            "grouped_gemm_tma_256_s3e"
+            "grouped_gemm_tma_256_s3e_lean"
         );
         assert_eq!(
             grouped_name(&pick(Op::GroupedMatmul { r: 4096, e: 1024, n: 256, k: 256 }, H100)),
-            "grouped_gemm_tma_256_s3e"
+            "grouped_gemm_tma_256_s3e_lean"
         );
         assert_eq!(
             grouped_name(&pick(Op::GroupedMatmul { r: 0, e: 8, n: 256, k: 256 }, H100)),
@@ -297,13 +299,18 @@ mod tests {
             p => panic!("{p:?}"),
         };
         for arch in CLAIMED {
-            let (short, long, d64) = if arch.has_wgmma() {
-                (DEFAULT_FLASH_SM90A[0], DEFAULT_FLASH_SM90A[0], DEFAULT_FLASH_SM90A[1])
+            // On sm_90a two KV stages up to 12287 rows, three from 12288; elsewhere 8 warps from 16384.
+            let (short, mid, long, d64) = if arch.has_wgmma() {
+                let lean3 = "flash_fwd_sm90_d128_s3p_lean";
+                ("flash_fwd_sm90_d128_s2p_lean", lean3, lean3, "flash_fwd_sm90_d64_s2p")
             } else {
-                ("flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2", "flash_fwd_d64_w8m1")
+                ("flash_fwd_d128_w4m2", "flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2", "flash_fwd_d64_w8m1")
             };
-            for sq in [1, 5000, 8192, 12345] {
+            for sq in [1, 5000, 8192, 12287] {
                 assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq }, arch)), (short, false), "{arch} {sq}");
+            }
+            for sq in [12288, 12345, 16383] {
+                assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq }, arch)), (mid, false), "{arch} {sq}");
             }
             assert_eq!(flash(pick(Op::FlashAttention { d: 128, sq: 32768 }, arch)), (long, false));
             assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 32768 }, arch)), (d64, false));

@@ -23,7 +23,7 @@ pub struct FlashKernel {
     /// sm90: one block a query tile, or persistent (FA3's scheduler).
     pub schedule: Schedule,
     /// sm90: the lean main loop (`F3_LEAN`: the softmax under the warpgroup's own P V, warp-uniform
-    /// descriptors, unmasked tiles in a loop of their own); run by name only.
+    /// descriptors, unmasked tiles in a loop of their own); the d = 128 defaults.
     pub lean: bool,
 }
 
@@ -188,8 +188,7 @@ pub struct TmaOptions {
     /// matching up rows, and it writes bn / 2 columns of silu(gate) * up.
     pub swiglu: bool,
     /// The lean consumer k loop (warp-uniform wgmma descriptors) and, with `swiglu`, silu by
-    /// __fdividef (`TGL`, by name only until timed:
-    /// bench/results/2026-12-02-cpu/bf16sass).
+    /// __fdividef (`TGL`, bench/results/2026-12-02-cpu/bf16sass; the defaults since session 7).
     pub lean: bool,
 }
 
@@ -255,7 +254,8 @@ const fn lean(o: TmaOptions) -> TmaOptions {
 
 /// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` and
 /// `matmul_swiglu` on sm_90a); a SwiGLU kernel of GROUPED_KERNELS chosen by name runs instead.
-pub const GROUPED_SWIGLU: GroupedKernel = tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, GROUPED_SWIGLU_OPTS);
+/// The lean one: 1.13x the plain one at V2-Lite's gate/up on the H200 (session 7).
+pub const GROUPED_SWIGLU: GroupedKernel = tma("grouped_gemm_swiglu_tma_256_s4_lean", 256, 4, lean(GROUPED_SWIGLU_OPTS));
 const GROUPED_SWIGLU_OPTS: TmaOptions = TmaOptions { swiglu: true, ..opts(1, true, false) };
 
 /// Dynamic shared memory a block may have on sm_90 (227 KiB).
@@ -286,8 +286,8 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     tma("grouped_gemm_tma_256_s3e_lean", 256, 3, lean(opts(1, true, false))),
     // The SwiGLU kernels (chosen by name for grouped_matmul_swiglu and matmul_swiglu; grouped_matmul
     // passes them over).
+    tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, GROUPED_SWIGLU_OPTS),
     GROUPED_SWIGLU,
-    tma("grouped_gemm_swiglu_tma_256_s4_lean", 256, 4, lean(GROUPED_SWIGLU_OPTS)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md): for d = 128, 32-row warps, 4 per
@@ -300,12 +300,17 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// L2-section (`_l2`) instantiations run when chosen by name: 0.95x cuDNN at d = 128, 32K, against 1.01x.
 /// So do the persistent ones (session 5, bench/results/2026-12-01-h200/s5-attn/ and session5/call2/): `_pers`
 /// (static) 0.92x at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) 0.93x
-/// at 32K against 1.02x.
-pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p", "flash_fwd_sm90_d64_s2p"];
+/// at 32K against 1.02x. Session 7 (bench/results/2026-12-02-h200/): the lean loop at d = 128, with three
+/// KV stages from LONG_SEQUENCE_SM90A rows (1.02x cuDNN at 32K and 1.04x at 12345, where two stages gave 1.00x;
+/// 2 stages 1.08x at 8192 and 1.10x at 5000, where three gave 1.07x and 1.08x).
+pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p"];
+pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
+pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
-pub(crate) const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e", "grouped_gemm_wgmma_s4"];
+/// The lean loop: 1.01x and 1.04x the plain `s3e` at V2-Lite's gate/up and down on the H200 (session 7).
+pub(crate) const DEFAULT_GROUPED_SM90A: [&str; 2] = ["grouped_gemm_tma_256_s3e_lean", "grouped_gemm_wgmma_s4"];
 
 /// Shapes a TMA kernel takes: 16-byte row strides for the tensor maps (k a multiple of 8, and
 /// non-zero), its tile list in shared memory, and tensor-map coordinates in i32.
@@ -341,9 +346,9 @@ mod tests {
             assert_eq!(k.name_f32o, format!("{}_f32o", k.name));
             assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
-        for name in DEFAULT_FLASH_SM90A {
-            assert!(FLASH_KERNELS.iter().any(|k| k.name == name && k.sm90a() && !k.lean));
-        }
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[0] && k.d == 128 && k.lean));
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[1] && k.d == 64 && k.sm90a()));
+        assert!(FLASH_KERNELS.iter().any(|k| k.name == LONG_FLASH_SM90A && k.d == 128 && k.lean && k.tma_stages == 3));
         assert!(FLASH_KERNELS.iter().all(|k| !k.lean || (k.sm90a() && k.ping_pong && !k.persistent())));
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
@@ -361,7 +366,7 @@ mod tests {
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED && !k.sm90a));
         assert!(GROUPED_KERNELS.iter().any(|k| k.name == DEFAULT_GROUPED_SM90A[1] && k.tma.is_none()));
         assert!(FLASH_KERNELS.iter().any(|k| k.name == LONG_FLASH));
-        assert!(GROUPED_KERNELS.contains(&GROUPED_SWIGLU) && !GROUPED_SWIGLU.tma.unwrap().lean);
+        assert!(GROUPED_KERNELS.contains(&GROUPED_SWIGLU) && GROUPED_SWIGLU.tma.unwrap().lean);
         for k in GROUPED_KERNELS {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
@@ -370,7 +375,6 @@ mod tests {
             let inst = format!("{mac}({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
             assert_eq!(sw, k.name.starts_with("grouped_gemm_swiglu_"));
             assert_eq!(o.lean, k.name.ends_with("_lean"));
-            assert!(!o.lean || !DEFAULT_GROUPED_SM90A.contains(&k.name), "{} is by name only", k.name);
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
