@@ -74,7 +74,18 @@ impl FlashKernel {
         FlashKernel { schedule: s, ..Self::sm90(name, name_f32o, d, stages, true, false) }
     }
     const fn sm90_lean(name: &'static str, name_f32o: &'static str, d: usize, stages: usize) -> Self {
-        FlashKernel { lean: true, ..Self::sm90(name, name_f32o, d, stages, true, false) }
+        Self::sm90_lean_order(name, name_f32o, d, stages, false, Schedule::Grid)
+    }
+    /// The lean loop in L2 sections or persistent.
+    const fn sm90_lean_order(
+        name: &'static str,
+        name_f32o: &'static str,
+        d: usize,
+        stages: usize,
+        l2: bool,
+        schedule: Schedule,
+    ) -> Self {
+        FlashKernel { lean: true, schedule, ..Self::sm90(name, name_f32o, d, stages, true, l2) }
     }
     /// One block an SM walking query tiles (`Schedule::Static` or `Dynamic`).
     pub fn persistent(&self) -> bool {
@@ -152,6 +163,24 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel::sm90_lean("flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d128_s2p_lean_f32o", 128, 2),
     FlashKernel::sm90_lean("flash_fwd_sm90_d128_s3p_lean", "flash_fwd_sm90_d128_s3p_lean_f32o", 128, 3),
     FlashKernel::sm90_lean("flash_fwd_sm90_d64_s2p_lean", "flash_fwd_sm90_d64_s2p_lean_f32o", 64, 2),
+    // Session 7's ncu at 32K: the grid order reads K and V at 88% L2 hits, cuDNN's persistent kernel at
+    // 99%. L2 sections won (LONG_FLASH_SM90A); the dynamic persistent order did not (0.98x cuDNN).
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s3p_lean_l2",
+        "flash_fwd_sm90_d128_s3p_lean_l2_f32o",
+        128,
+        3,
+        true,
+        Schedule::Grid,
+    ),
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s3p_lean_dyn",
+        "flash_fwd_sm90_d128_s3p_lean_dyn_f32o",
+        128,
+        3,
+        false,
+        Schedule::Dynamic,
+    ),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -300,12 +329,13 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// L2-section (`_l2`) instantiations run when chosen by name: 0.95x cuDNN at d = 128, 32K, against 1.01x.
 /// So do the persistent ones (session 5, bench/results/2026-12-01-h200/s5-attn/ and session5/call2/): `_pers`
 /// (static) 0.92x at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) 0.93x
-/// at 32K against 1.02x. Session 7 (bench/results/2026-12-02-h200/): the lean loop at d = 128, with three
-/// KV stages from LONG_SEQUENCE_SM90A rows (1.02x cuDNN at 32K and 1.04x at 12345, where two stages gave 1.00x;
-/// 2 stages 1.08x at 8192 and 1.10x at 5000, where three gave 1.07x and 1.08x).
+/// at 32K against 1.02x. Session 7 (bench/results/2026-12-02-h200/, BENCHMARKS.md): the lean loop at d = 128,
+/// two KV stages below LONG_SEQUENCE_SM90A rows (1.08x cuDNN at 8192, 1.10-1.13x at 5000), from there three
+/// stages in L2 sections (1.06x at 32K in two orders, where the grid order gave 0.98-1.05x: the K and V of
+/// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2).
 pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p"];
 pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
-pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean";
+pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -348,8 +378,9 @@ mod tests {
         }
         assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[0] && k.d == 128 && k.lean));
         assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[1] && k.d == 64 && k.sm90a()));
-        assert!(FLASH_KERNELS.iter().any(|k| k.name == LONG_FLASH_SM90A && k.d == 128 && k.lean && k.tma_stages == 3));
-        assert!(FLASH_KERNELS.iter().all(|k| !k.lean || (k.sm90a() && k.ping_pong && !k.persistent())));
+        let long = |k: &&FlashKernel| k.d == 128 && k.lean && k.tma_stages == 3 && k.l2_sections;
+        assert!(FLASH_KERNELS.iter().filter(long).any(|k| k.name == LONG_FLASH_SM90A));
+        assert!(FLASH_KERNELS.iter().all(|k| !k.lean || (k.sm90a() && k.ping_pong)));
         let gg = compile::source_of("grouped_gemm.cu").unwrap();
         for k in GROUPED_KERNELS.iter().filter(|k| k.file == "grouped_gemm.cu") {
             assert_eq!(k.smem as usize, k.stages * (k.bm + k.bn) * 128);
