@@ -9,8 +9,8 @@
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
-//! `--kernels` times only the flash and grouped GEMM kernels listed; `--attn-seq` only the attention
-//! lengths listed (e.g. one shape under ncu: bench/ncu_kernels.sh). On sm_90a the MoE shapes also get
+//! `--kernels` times only the flash and grouped GEMM kernels listed; `--attn-seq` attention at the
+//! lengths listed (`attention_shapes`; e.g. one shape under ncu: bench/ncu_kernels.sh). On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 //! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
 //! against `matmul_swiglu` (fused on sm_90a), and the memory-bound ops (add + RMSNorm, RoPE of q and k,
@@ -29,7 +29,7 @@ struct Bench<'a> {
     variants: bool,
     /// `--kernels a,b`: the flash and grouped GEMM kernels that `--variants` times (all when empty).
     kernels: Vec<String>,
-    /// `--attn-seq a,b`: the attention lengths to time (all when empty).
+    /// `--attn-seq a,b`: the attention lengths to time (`attention_shapes`; the default list when empty).
     attn_seq: Vec<usize>,
     json: Option<std::fs::File>,
 }
@@ -148,15 +148,23 @@ fn llama(bench: &mut Bench, s: usize) -> Result<()> {
     Ok(())
 }
 
+/// (head dim, length) pairs. By default head dim 128 at 8K and 32K (Llama prefill) and at two lengths that are not
+/// multiples of any tile, and head dim 64 at 8K and 32K; with `--attn-seq`, head dim 128 at each length given and 64
+/// at those of the default pairs (bench/peers/torch_ops.py the same).
+fn attention_shapes(seqs: &[usize]) -> Vec<(usize, usize)> {
+    const DEFAULT: [(usize, usize); 6] =
+        [(128, 8192), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)];
+    if seqs.is_empty() {
+        return DEFAULT.to_vec();
+    }
+    let d64 = DEFAULT.iter().filter(|&&(d, s)| d == 64 && seqs.contains(&s)).copied();
+    seqs.iter().map(|&s| (128, s)).chain(d64).collect()
+}
+
 fn attention(bench: &mut Bench) -> Result<()> {
     let b = bench.b;
     let (hq, hkv) = (32, 8);
-    // Head dim 128: 8K and 32K (Llama prefill), and two lengths that are not multiples of any tile;
-    // head dim 64 at 8K and 32K.
-    for (d, s) in [(128usize, 8192usize), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)] {
-        if !bench.attn_seq.is_empty() && !bench.attn_seq.contains(&s) {
-            continue;
-        }
+    for (d, s) in attention_shapes(&bench.attn_seq) {
         let flops = 4.0 * (s * s) as f64 * (hq * d) as f64 / 2.0;
         let sets = if s <= 8192 { 2 } else { 1 };
         let qkv: Vec<[Tensor; 3]> = (0..sets)

@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--only", default="gemm,fp8,attn,moe")
     ap.add_argument("--variants", action="store_true", help="ignored (ops_bench's kernel sweep)")
     ap.add_argument("--kernels", help="ignored (ops_bench's kernel sweep)")
-    ap.add_argument("--attn-seq", help="only these attention lengths, e.g. 32768,5000 (as ops_bench)")
+    ap.add_argument("--attn-seq", help="attention lengths, e.g. 32768,5000: d = 128 at each, d = 64 at those of the default list (as ops_bench)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = open(args.json, "w") if args.json else sys.stdout
@@ -88,10 +88,12 @@ def main():
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         hq, hkv = 32, 8
-        seqs = {int(x) for x in args.attn_seq.split(",")} if args.attn_seq else None
-        for d, s in ((128, 8192), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)):
-            if seqs is not None and s not in seqs:
-                continue
+        default = [(128, 8192), (128, 32768), (128, 5000), (128, 12345), (64, 8192), (64, 32768)]
+        shapes = default
+        if args.attn_seq:
+            seqs = [int(x) for x in args.attn_seq.split(",")]
+            shapes = [(128, s) for s in seqs] + [(d, s) for d, s in default if d == 64 and s in seqs]
+        for d, s in shapes:
             flops = 4 * s * s * hq * d / 2
             sets = 2 if s <= 8192 else 1
             qkv = [(rand(1, hq, s, d), rand(1, hkv, s, d), rand(1, hkv, s, d)) for _ in range(sets)]

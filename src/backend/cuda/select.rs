@@ -123,7 +123,8 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             let runs = |k: &FlashKernel| k.d == d && (!k.sm90a() || arch.has_wgmma());
             let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && runs(k)).copied();
             let sm90_long = (arch.has_wgmma() && d == 128 && sq >= LONG_SEQUENCE_SM90A).then_some(LONG_FLASH_SM90A);
-            let sm90 = sm90_long.into_iter().chain(arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten());
+            let sm90 =
+                sm90_long.into_iter().chain(arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten());
             let long = (d == 128 && sq >= LONG_SEQUENCE).then_some(LONG_FLASH);
             let wanted = chosen.flash.into_iter().chain(sm90).chain(long).chain(DEFAULT_FLASH).find_map(by_name);
             let fits = |fk: &FlashKernel| fk.smem() <= arch.max_smem_per_block();
