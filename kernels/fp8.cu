@@ -29,11 +29,26 @@ extern "C" __global__ void quantize_bf16(unsigned char* q, float* s, const bf16*
 }
 
 // ---- DeepSeek-V3 block scaling (the FP8 grouped GEMM's operands, kernels/grouped_gemm_fp8.cu) ----
-// One f32 scale per block, scale = amax / 448 (1 for an all-zero block), q = e4m3(x / scale), as
-// src/ops/block_fp8.rs. K a multiple of 16 (checked by the host); `one` is the q tensor's per-tensor
-// scale slot, set to 1 (the block scales live beside it).
+// One f32 scale per block, scale = amax / 448 (1 for an all-zero block), and q = e4m3(x * (448 / amax))
+// (DeepGEMM's per-token cast: one division a block and a multiply a value, where x / scale took the
+// IEEE division's ~10 instructions a value), as src/ops/block_fp8.rs. K a multiple of 16 (checked by
+// the host); `one` is the q tensor's per-tensor scale slot, set to 1 (the block scales live beside it).
 
 __device__ __forceinline__ float block_scale(float amax) { return amax > 0.f ? __fdiv_rn(amax, 448.0f) : 1.0f; }
+// 448 / amax, at most FLT_MAX (a subnormal amax), 1 for an all-zero block.
+__device__ __forceinline__ float block_inv(float amax) {
+    return amax > 0.f ? fminf(__fdiv_rn(448.0f, amax), 3.402823466e38f) : 1.0f;
+}
+// e4m3 of one 16-byte chunk of 8 bf16 times inv: 8 bytes.
+__device__ __forceinline__ uint2 e4m3x8(uint4 u, float inv) {
+    const u32 w[4] = {u.x, u.y, u.z, u.w};
+    u32 p[2];
+#pragma unroll
+    for (int c = 0; c < 2; c++)
+        p[c] = (u32)pack_e4m3x2(__fmul_rn(bf_lo(w[2 * c]), inv), __fmul_rn(bf_hi(w[2 * c]), inv)) |
+               ((u32)pack_e4m3x2(__fmul_rn(bf_lo(w[2 * c + 1]), inv), __fmul_rn(bf_hi(w[2 * c + 1]), inv)) << 16);
+    return make_uint2(p[0], p[1]);
+}
 
 // 1 x 128 blocks (activations): x [R, K] -> q [R, K], s [ceil(K / 128), R] (k-block major). Half a
 // warp per (row, k block), one 16-byte load (8 columns) per lane; blocks are numbered row-major so
@@ -72,18 +87,9 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int c = 0; c < 4; c++) m = fmaxf(m, fmaxf(fabsf(bf_lo(w[c])), fabsf(bf_hi(w[c]))));
 #pragma unroll
         for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));  // within the half-warp
-        const float scale = block_scale(m);
         if (g0 + i * QR_HALVES >= blocks) continue;
-        if (col < (u32)K) {
-            u32 p[2];
-#pragma unroll
-            for (int c = 0; c < 2; c++)
-                p[c] = (u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * c]), scale), __fdiv_rn(bf_hi(w[2 * c]), scale)) |
-                       ((u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * c + 1]), scale), __fdiv_rn(bf_hi(w[2 * c + 1]), scale))
-                        << 16);
-            *(uint2*)(q + (u64)row[i] * K + col) = make_uint2(p[0], p[1]);
-        }
-        if (j == 0) s[(u64)kb[i] * R + row[i]] = scale;
+        if (col < (u32)K) *(uint2*)(q + (u64)row[i] * K + col) = e4m3x8(u[i], block_inv(m));
+        if (j == 0) s[(u64)kb[i] * R + row[i]] = block_scale(m);
     }
 }
 
@@ -122,20 +128,11 @@ extern "C" __global__ void __launch_bounds__(256)
 #pragma unroll
         for (int j = 0; j < 4; j++) m = fmaxf(m, fmaxf(fabsf(bf_lo(w[j])), fabsf(bf_hi(w[j]))));
     }
-    const float scale = block_scale(block_reduce(m, MaxOp(), 0.f));
+    const float amax = block_reduce(m, MaxOp(), 0.f), inv = block_inv(amax);
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const int col = c0 + i * 8;
-        if (r >= M || col >= K) continue;
-        const u32 w[4] = {u[i].x, u[i].y, u[i].z, u[i].w};
-        u32 p[2];
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            p[j] = (u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * j]), scale), __fdiv_rn(bf_hi(w[2 * j]), scale)) |
-                   ((u32)pack_e4m3x2(__fdiv_rn(bf_lo(w[2 * j + 1]), scale), __fdiv_rn(bf_hi(w[2 * j + 1]), scale))
-                    << 16);
-        }
-        *(uint2*)(q + base + col) = make_uint2(p[0], p[1]);
+        if (r < M && col < K) *(uint2*)(q + base + col) = e4m3x8(u[i], inv);
     }
-    if (threadIdx.x == 0) s[((u64)g * gridDim.y + mb) * gridDim.x + kb] = scale;
+    if (threadIdx.x == 0) s[((u64)g * gridDim.y + mb) * gridDim.x + kb] = block_scale(amax);
 }

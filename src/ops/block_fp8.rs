@@ -1,6 +1,7 @@
 //! DeepSeek-V3 block-scaled FP8, the reference for kernels/fp8.cu's block quantisers and
 //! kernels/grouped_gemm_fp8.cu: one f32 scale per block (amax / 448, 1 for an all-zero block),
-//! values rounded to e4m3 after dividing by it; the grouped GEMM multiplies the e4m3 values,
+//! values rounded to e4m3 after multiplying by 448 / amax (DeepGEMM's cast; the kernels do the same
+//! two IEEE f32 operations, so the bits match); the grouped GEMM multiplies the e4m3 values,
 //! sums each 128-deep slice of K on its own, and adds the slice sums into the f32 result times
 //! the two blocks' scales (the two-level accumulation that keeps the tensor cores' short FP8
 //! accumulator from losing bits over a long K).
@@ -15,6 +16,11 @@ fn scale_of(amax: f32) -> f32 {
     if amax > 0.0 { amax / FP8_E4M3_MAX } else { 1.0 }
 }
 
+/// What values are multiplied by before rounding: 448 / amax, at most f32::MAX (a subnormal amax).
+fn inv_of(amax: f32) -> f32 {
+    if amax > 0.0 { (FP8_E4M3_MAX / amax).min(f32::MAX) } else { 1.0 }
+}
+
 /// 1 x 128 blocks of x [r, k] -> (e4m3 values [r, k], scales [ceil(k / 128), r], k-block major).
 pub fn quantize_rows(x: &[f32], r: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), r * k);
@@ -25,10 +31,10 @@ pub fn quantize_rows(x: &[f32], r: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
         for b in 0..kb {
             let cols = b * BLOCK..((b + 1) * BLOCK).min(k);
             let xs = &x[row * k..][cols.clone()];
-            let scale = scale_of(xs.iter().fold(0f32, |m, v| m.max(v.abs())));
-            s[b * r + row] = scale;
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            s[b * r + row] = scale_of(amax);
             for (o, v) in q[row * k..][cols].iter_mut().zip(xs) {
-                *o = fp8_e4m3_round(v / scale);
+                *o = fp8_e4m3_round(v * inv_of(amax));
             }
         }
     }
@@ -48,11 +54,11 @@ pub fn quantize_tiles(x: &[f32], g: usize, m: usize, k: usize) -> (Vec<f32>, Vec
                 let cols = bk * BLOCK..((bk + 1) * BLOCK).min(k);
                 let at = |row: usize| (gi * m + row) * k;
                 let amax = rows.clone().flat_map(|row| &x[at(row)..][cols.clone()]).fold(0f32, |a, v| a.max(v.abs()));
-                let scale = scale_of(amax);
-                s[(gi * mb + bm) * kb + bk] = scale;
+                s[(gi * mb + bm) * kb + bk] = scale_of(amax);
+                let inv = inv_of(amax);
                 for row in rows.clone() {
                     for c in cols.clone() {
-                        q[at(row) + c] = fp8_e4m3_round(x[at(row) + c] / scale);
+                        q[at(row) + c] = fp8_e4m3_round(x[at(row) + c] * inv);
                     }
                 }
             }
@@ -109,6 +115,16 @@ mod tests {
         assert_eq!(s, vec![2.0, 1.0, 0.5 / 448.0, 1.0]);
         assert_eq!((q[5], q[129], q[137]), (-448.0, 448.0, 448.0));
         assert!(q.iter().all(|v| v.abs() <= 448.0));
+    }
+
+    #[test]
+    fn a_subnormal_block_stays_finite() {
+        // 448 / amax overflows f32 for a subnormal amax: clamped, so zeros stay zero (not 0 * inf = NaN).
+        let mut x = vec![0f32; 128];
+        x[3] = 1e-40;
+        let (q, s) = quantize_rows(&x, 1, 128);
+        assert!(q.iter().all(|v| v.is_finite()) && q[0] == 0.0 && q[3] > 0.0, "{:?}", &q[..4]);
+        assert!(s[0] > 0.0 && inv_of(1e-40) == f32::MAX && inv_of(0.0) == 1.0);
     }
 
     #[test]
