@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Session 7 call 2 (H200): the new defaults (FP8 n192 lean, bf16 lean grouped + SwiGLU, flash lean s2p/s3p)
 # through the models beside their peers in the same call, then the attention crossover and a bf16 A/B.
-set -uo pipefail
 cd /work/main || exit 2
-L=/work/main/.dev/lead
-export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1 RUST_LOG=warn
-t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s) - t0 )) s"; }
-G=$OUT/logs; mkdir -p $G
+. bench/device_go.sh  # (as run, these lines were inline; some calls set no Open MPI variables)
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > $G/gpu.txt
 st tests
 timeout 90 $L/backend_ops --test-threads 1 moe_layer grouped_matmul attention matmul_swiglu > $G/tests.log 2>&1; echo "tests rc=$? $(grep -E '^test result' $G/tests.log | tail -1)"

@@ -2,14 +2,9 @@
 # Session 7 call 3 (H200): compute-sanitizer on the new default kernels, the NCCL paths with 2 ranks on one GPU
 # (session 6's exchange! macro), Llama 8K with 10 steps beside HF, then ncu: attention at 32K (ours vs cuDNN)
 # and the FP8 n192 default.
-set -uo pipefail
 cd /work/main || exit 2
-L=/work/main/.dev/lead
-export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1 RUST_LOG=warn OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+. bench/device_go.sh  # (as run, these lines were inline; some calls set no Open MPI variables)
 mkdir -p target/release && cp $L/rwm-dist target/release/rwm-dist
-t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s) - t0 )) s"; }
-left() { local l=$(( ${LIMIT:-560} - $(date +%s) + t0 )); [ $l -gt 1 ] && echo $l || echo 1; }
-G=$OUT/logs; mkdir -p $G
 st sanitizer
 timeout 150 compute-sanitizer --tool racecheck $L/backend_ops --test-threads 1 cuda_kernel_variants > $G/racecheck.log 2>&1; echo "racecheck rc=$? $(grep -E 'RACECHECK SUMMARY' $G/racecheck.log)"
 timeout 100 compute-sanitizer --tool memcheck $L/backend_ops --test-threads 1 cuda_fp8_kernel_variants moe_layer > $G/memcheck.log 2>&1; echo "memcheck rc=$? $(grep -E 'ERROR SUMMARY' $G/memcheck.log)"

@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Session 7 call 4 (H200): the lean loop in L2 sections and persistent (dynamic), by name: GPU tests, then timed
 # beside s3p_lean and cuDNN in the same run (twice, the order reversed).
-set -uo pipefail
 cd /work/main || exit 2
-L=/work/main/.dev/lead
-export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1 RUST_LOG=warn
-t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s) - t0 )) s"; }
-G=$OUT/logs; mkdir -p $G
+. bench/device_go.sh  # (as run, these lines were inline; some calls set no Open MPI variables)
 st tests
 timeout 150 $L/backend_ops --test-threads 1 cuda_kernel_variants attention > $G/tests.log 2>&1; echo "tests rc=$? $(grep -E '^test result' $G/tests.log | tail -1)"
 grep -E "FAILED|panicked" $G/tests.log | head -5

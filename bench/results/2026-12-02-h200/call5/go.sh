@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Session 7 call 5 (H200): racecheck on every kernel (the lean L2-section attention kernel is new), the attention
 # defaults against cuDNN, then Llama 3.1 8B at 8K (10 steps) and 32K beside HF in the same call.
-set -uo pipefail
 cd /work/main || exit 2
-L=/work/main/.dev/lead
-export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1 RUST_LOG=warn
-t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s) - t0 )) s"; }
-G=$OUT/logs; mkdir -p $G
+. bench/device_go.sh  # (as run, these lines were inline; some calls set no Open MPI variables)
 st racecheck
 timeout 170 compute-sanitizer --tool racecheck $L/backend_ops --test-threads 1 cuda_kernel_variants > $G/racecheck.log 2>&1; echo "racecheck rc=$? $(grep -E 'RACECHECK SUMMARY|test result' $G/racecheck.log | tr '\n' ' ')"
 st attn

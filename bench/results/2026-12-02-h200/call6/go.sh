@@ -2,12 +2,8 @@
 # Session 7 call 6 (H200): the block quantisers multiply by 448 / amax (DeepGEMM's cast) instead of dividing by
 # the scale: the FP8 GPU tests (bits against the CPU reference), then the quantiser and dispatch rates and the
 # V2-Lite FP8 layer beside torch's layer.
-set -uo pipefail
 cd /work/main || exit 2
-L=/work/main/.dev/lead
-export RWM_KERNEL_CACHE=/tmp/rwm-kernels PYTHONUNBUFFERED=1 RUST_LOG=warn
-t0=$(date +%s); st() { echo "== $1 at $(( $(date +%s) - t0 )) s"; }
-G=$OUT/logs; mkdir -p $G
+. bench/device_go.sh  # (as run, these lines were inline; some calls set no Open MPI variables)
 st tests
 timeout 80 $L/backend_ops --test-threads 1 grouped_matmul_fp8 permute_fp8 cuda_fp8_kernel_variants moe_layer quantize > $G/tests.log 2>&1; echo "tests rc=$? $(grep -E '^test result' $G/tests.log | tail -1)"
 grep -E "FAILED|panicked" $G/tests.log | head -5
