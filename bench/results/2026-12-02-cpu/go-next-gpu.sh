@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PREPARED IN SESSION 6 WITHOUT A GPU, NOT YET RUN: the next session runs it (split into two calls if it exceeds 600 s).
+# PREPARED IN SESSION 6 WITHOUT A GPU; session 7 ran it split and trimmed as calls 1 and 3 (bench/results/2026-12-02-h200/).
 # Next session, call 1 (H200): GPU tests of session 6's host refactors (RMSNorm one launch, NCCL exchange! macro;
 # TgSmem is cubin-identical), the 2-rank NCCL layouts (send/recv group, all-to-all), then ncu: attention at 32K (ours
 # s2p vs cuDNN), FP8 grouped s6, then session 6's by-name kernels (flash/FP8/bf16 `_lean`, FP8 `_n192`) timed beside
