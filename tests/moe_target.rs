@@ -144,6 +144,13 @@ fn shared_experts_run_fp8_only_when_asked_and_grouped() {
     let (plain, fp8) = (layer(false), layer(true));
     let bf16 = shared(&plain, true);
     assert_eq!(shared(&fp8, false), bf16, "the loop's shared experts are bf16");
-    let (_, rel) = errors(&shared(&fp8, true), &bf16);
+    let full = shared(&fp8, true);
+    let (_, rel) = errors(&full, &bf16);
     assert!(rel > 1e-3 && rel < 0.08, "shared experts in FP8: relative L2 error {rel:.2e} against bf16");
+    // The one-expert offsets are kept per token count: the same step again, then half the tokens (each row's
+    // result depends on its row only).
+    assert_eq!(shared(&fp8, true), full);
+    let half = rwm_dist::backend::Backend::rows(&b, &x, 0, t / 2).unwrap();
+    let y = fp8.shared_experts(&b, &half, true).unwrap().unwrap();
+    assert_eq!(rwm_dist::backend::Backend::download(&b, &y).unwrap(), full[..t / 2 * h]);
 }

@@ -217,6 +217,9 @@ pub struct ExpertsFp8 {
     pub down: BlockFp8,
     /// The shared experts as one more block-scaled expert over every token: ([1, 2fs, h], [1, h, fs]).
     pub shared: Option<(BlockFp8, BlockFp8)>,
+    /// That expert's offsets [0, t] on the device, uploaded once per token count t (the first, eager
+    /// step makes them; a captured step then only reads them).
+    all_rows: std::sync::Mutex<Vec<(usize, Tensor)>>,
 }
 
 /// A [m, k] weight quantised in 128 x 128 blocks, as the one expert of a grouped GEMM ([1, m, k]).
@@ -326,7 +329,7 @@ impl MoeLayer {
                     }
                     _ => None,
                 };
-                self.fp8 = Some(ExpertsFp8 { gate_up, down, shared });
+                self.fp8 = Some(ExpertsFp8 { gate_up, down, shared, all_rows: Default::default() });
             }
             if free_bf16 && !self.bf16_freed {
                 let (h, f) = (self.cfg.hidden, self.cfg.expert_ffn);
@@ -431,11 +434,18 @@ impl MoeLayer {
     /// H200 (0.688 vs 0.649 ms at V2-Lite, BENCHMARKS.md session 5).
     pub fn shared_experts(&self, b: &dyn Backend, x: &Tensor, grouped: bool) -> Result<Option<Tensor>> {
         let Some(s) = &self.shared else { return Ok(None) };
-        match self.fp8.as_ref().and_then(|q| q.shared.as_ref()) {
-            Some((gu, dn)) if grouped => {
-                let all = b.upload_i32(&[0, x.shape()[0] as i32], &[2])?;
+        match self.fp8.as_ref().and_then(|q| q.shared.as_ref().map(|s| (s, &q.all_rows))) {
+            Some(((gu, dn), all_rows)) if grouped => {
+                let t = x.shape()[0];
+                let mut rows = all_rows.lock().unwrap();
+                if !rows.iter().any(|(n, _)| *n == t) {
+                    let end = i32::try_from(t)
+                        .map_err(|_| Error::Shape { op: "shared experts", detail: format!("{t} tokens, over i32") })?;
+                    rows.push((t, b.upload_i32(&[0, end], &[2])?));
+                }
+                let all = &rows.iter().find(|(n, _)| *n == t).expect("just made").1;
                 let xq = b.quantize_blocks(x, Blocks::Rows)?;
-                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, xq, &all)?))
+                Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, xq, all)?))
             }
             _ => Ok(Some(s.forward(b, x, x.dtype())?)),
         }
