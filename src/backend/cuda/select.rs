@@ -122,9 +122,8 @@ pub fn select(op: Op, arch: Arch, chosen: Chosen) -> Result<Selected, Refused> {
             // The sm90 kernels run on sm_90a only (a chosen one elsewhere gives way to the defaults).
             let runs = |k: &FlashKernel| k.d == d && (!k.sm90a() || arch.has_wgmma());
             let by_name = |n: &str| FLASH_KERNELS.iter().find(|k| k.name == n && runs(k)).copied();
-            let sm90_long = (arch.has_wgmma() && d == 128 && sq >= LONG_SEQUENCE_SM90A).then_some(LONG_FLASH_SM90A);
-            let sm90 =
-                sm90_long.into_iter().chain(arch.has_wgmma().then_some(DEFAULT_FLASH_SM90A).into_iter().flatten());
+            let sm90_long = (d == 128 && sq >= LONG_SEQUENCE_SM90A).then_some(LONG_FLASH_SM90A);
+            let sm90 = arch.has_wgmma().then(|| sm90_long.into_iter().chain(DEFAULT_FLASH_SM90A)).into_iter().flatten();
             let long = (d == 128 && sq >= LONG_SEQUENCE).then_some(LONG_FLASH);
             let wanted = chosen.flash.into_iter().chain(sm90).chain(long).chain(DEFAULT_FLASH).find_map(by_name);
             let fits = |fk: &FlashKernel| fk.smem() <= arch.max_smem_per_block();
@@ -300,7 +299,8 @@ mod tests {
             p => panic!("{p:?}"),
         };
         for arch in CLAIMED {
-            // On sm_90a two KV stages up to 12287 rows, three from 12288; elsewhere 8 warps from 16384.
+            // On sm_90a two KV stages up to 12287 rows, three in L2 sections from 12288; elsewhere 8 warps from
+            // 16384.
             let (short, mid, long, d64) = if arch.has_wgmma() {
                 let lean3 = "flash_fwd_sm90_d128_s3p_lean_l2";
                 ("flash_fwd_sm90_d128_s2p_lean", lean3, lean3, "flash_fwd_sm90_d64_s2p")
