@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PREPARED AT THE END OF SESSION 7, NOT YET RUN (the device budget was spent): the next session's first call.
 # Carry .dev/lead (rwm-dist --features mpi, ops_bench, backend_ops). ~400 s.
-# 1. GPU tests of the untimed by-name kernels (`_lean_l2`: d128 s2p, d64 s2p).
+# 1. GPU tests of the untimed by-name kernels (`_lean_l2`: d128 s2p, d64 s2p; `_lean_l2_dyn`: d128 s2p, s3p,
+#    FA3's persistent heaviest-first order in L2 sections).
 # 2. Attention: the L2-section kernels beside the defaults and cuDNN at the default lengths and at 10240, 16384,
 #    24576 (the d = 128 crossover, now at 12288 from two lengths), twice with the order reversed. Adopt
 #    `d128_s2p_lean_l2` as LONG_FLASH_SM90A and a d = 64 long kernel only at >= 1.03x in both orders.
@@ -14,10 +15,10 @@ cd /work/main || exit 2
 st tests
 timeout 150 $L/backend_ops --test-threads 1 cuda_kernel_variants attention > $G/tests.log 2>&1; echo "tests rc=$? $(grep -E '^test result' $G/tests.log | tail -1)"
 st attn
-K=flash_fwd_sm90_d128_s2p_lean,flash_fwd_sm90_d128_s2p_lean_l2,flash_fwd_sm90_d128_s3p_lean_l2,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d64_s2p_lean_l2
+K=flash_fwd_sm90_d128_s2p_lean,flash_fwd_sm90_d128_s2p_lean_l2,flash_fwd_sm90_d128_s3p_lean_l2,flash_fwd_sm90_d128_s2p_lean_l2_dyn,flash_fwd_sm90_d128_s3p_lean_l2_dyn,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d64_s2p_lean_l2
 S=5000,8192,10240,12345,16384,24576,32768
 OUT_DIR=$G/attn timeout 150 bench/run_ops.sh $L/ops_bench --only attn --attn-seq $S --kernels $K > $G/attn-table.log 2>&1; echo "attn rc=$?"
-K2=flash_fwd_sm90_d64_s2p_lean_l2,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d128_s3p_lean_l2,flash_fwd_sm90_d128_s2p_lean_l2,flash_fwd_sm90_d128_s2p_lean
+K2=flash_fwd_sm90_d64_s2p_lean_l2,flash_fwd_sm90_d64_s2p,flash_fwd_sm90_d128_s3p_lean_l2_dyn,flash_fwd_sm90_d128_s2p_lean_l2_dyn,flash_fwd_sm90_d128_s3p_lean_l2,flash_fwd_sm90_d128_s2p_lean_l2,flash_fwd_sm90_d128_s2p_lean
 timeout 100 $L/ops_bench --only attn --attn-seq $S --kernels $K2 --json $G/attn/rwm2.jsonl > $G/attn2.log 2>&1; echo "attn2 rc=$?"
 st moe
 FP8K=grouped_gemm_fp8_n192_lean_s4,grouped_gemm_fp8_n192_lean_s4_mc,grouped_gemm_swiglu_tma_256_s4,grouped_gemm_swiglu_tma_256_s4_lean

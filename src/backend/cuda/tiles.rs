@@ -191,6 +191,24 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         true,
         Schedule::Grid,
     ),
+    // FA3's causal order in full: persistent (the next tile's loads under this one's last GEMMs and O stores,
+    // no block prologue), heaviest first, in L2 sections. Untimed.
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s2p_lean_l2_dyn",
+        "flash_fwd_sm90_d128_s2p_lean_l2_dyn_f32o",
+        128,
+        2,
+        true,
+        Schedule::Dynamic,
+    ),
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s3p_lean_l2_dyn",
+        "flash_fwd_sm90_d128_s3p_lean_l2_dyn_f32o",
+        128,
+        3,
+        true,
+        Schedule::Dynamic,
+    ),
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s3p_lean_dyn",
         "flash_fwd_sm90_d128_s3p_lean_dyn_f32o",
