@@ -42,7 +42,7 @@
 
 #define TG_BK 64
 
-template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW, bool LEAN = false>
+template <int BN, int STAGES, int EPI, bool M_INNER, bool MC, bool SW, bool LEAN = false, int BAND = 0>
 __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const TmaMap* tma_y,
                                  const int* __restrict__ offsets, bf16* __restrict__ Y, int E, int N, int K, int y_tma) {
     constexpr u32 A_BYTES = TG_BM * TG_BK * 2, B_BYTES = BN * TG_BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
@@ -78,7 +78,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         if constexpr (MC) {
             return tg_pair_tile<ON, M_INNER>(t, rank, start, off, E, N);
         } else {
-            return tg_tile<ON, M_INNER>(t, start, off, E, N);
+            return tg_tile<ON, M_INNER, TG_BM, BAND>(t, start, off, E, N);
         }
     };
     // Consumers release a stage to the producers of every CTA that may write it.
@@ -277,14 +277,15 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
 }
 
 // Name, BN, stages, epilogue parts through shared memory (0: straight from registers), row blocks
-// inner, clusters of two with the weight tile multicast, fused SwiGLU. The host table (and its
-// shared-memory sizes) is src/backend/cuda/tiles.rs.
-#define TG(NAME, BN, ST, SE, MI, MC, SW)                                                                                      \
+// inner, clusters of two with the weight tile multicast, fused SwiGLU; TGX also the lean loop and the
+// band (tg_tile). The host table (and its shared-memory sizes) is src/backend/cuda/tiles.rs.
+#define TGX(NAME, BN, ST, SE, MI, MC, SW, LEAN, BAND)                                                           \
     extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
         NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
              const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
-        grouped_gemm_tma<BN, ST, SE, MI, MC, SW>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);                         \
+        grouped_gemm_tma<BN, ST, SE, MI, MC, SW, LEAN, BAND>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma); \
     }
+#define TG(NAME, BN, ST, SE, MI, MC, SW) TGX(NAME, BN, ST, SE, MI, MC, SW, false, 0)
 TG(grouped_gemm_tma_256_s4, 256, 4, 0, true, false, false)
 TG(grouped_gemm_tma_256_s3e, 256, 3, 1, true, false, false)
 TG(grouped_gemm_tma_256_s3e_n, 256, 3, 1, false, false, false)
@@ -297,11 +298,10 @@ TG(grouped_gemm_tma_128_s4e_mc, 128, 4, 1, true, true, false)
 TG(grouped_gemm_tma_256_s4h, 256, 4, 2, true, false, false)
 TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)
 // The lean main loop (LEAN above).
-#define TGL(NAME, BN, ST, SE, MI, MC, SW)                                                                     \
-    extern "C" __global__ void __launch_bounds__(TG_THREADS, 1)                                                \
-        NAME(const __grid_constant__ TmaMap tma_x, const __grid_constant__ TmaMap tma_w,                      \
-             const __grid_constant__ TmaMap tma_y, const int* off, bf16* Y, int E, int N, int K, int y_tma) {  \
-        grouped_gemm_tma<BN, ST, SE, MI, MC, SW, true>(&tma_x, &tma_w, &tma_y, off, Y, E, N, K, y_tma);      \
-    }
+#define TGL(NAME, BN, ST, SE, MI, MC, SW) TGX(NAME, BN, ST, SE, MI, MC, SW, true, 0)
 TGL(grouped_gemm_tma_256_s3e_lean, 256, 3, 1, true, false, false)
 TGL(grouped_gemm_swiglu_tma_256_s4_lean, 256, 4, 1, true, false, true)
+// The same in bands of BAND row blocks (tg_tile): by name, untimed.
+#define TGLB(NAME, BN, ST, SE, MI, MC, SW, BAND) TGX(NAME, BN, ST, SE, MI, MC, SW, true, BAND)
+TGLB(grouped_gemm_tma_256_s3e_lean_b16, 256, 3, 1, true, false, false, 16)
+TGLB(grouped_gemm_swiglu_tma_256_s4_lean_b16, 256, 4, 1, true, false, true, 16)

@@ -131,13 +131,21 @@ __device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
 
 
 // Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
-// BM: rows per tile (128, or 256 for the FP8 kernel's two-wave tiles).
-template <int BN, bool M_INNER, int BM = TG_BM>
+// BM: rows per tile (128, or 256 for the FP8 kernel's two-wave tiles). BAND (with M_INNER): an expert of
+// more than BAND row blocks runs in bands of BAND row blocks, column blocks outer within a band, so a
+// wave shares a band of X in L2 instead of streaming all of an expert's X once per column block (a dense
+// GEMM, one expert of 64 row blocks: X read 4 times at BAND 16, not once per pair of column blocks).
+template <int BN, bool M_INNER, int BM = TG_BM, int BAND = 0>
 __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* off, int E, int N) {
     int e = tg_expert(t, start, E), local = t - start[e];  // skips empty experts
     const int cnt = off[e + 1] - off[e], mb = (cnt + BM - 1) / BM;
     int nb, m;
-    if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
+    if (M_INNER && BAND > 0) {  // as below within each band (one band when mb <= BAND)
+        const int nblocks = (N + BN - 1) / BN, band = local / (BAND * nblocks), r = local - band * (BAND * nblocks);
+        const int in_band = min(BAND, mb - band * BAND);
+        nb = r / in_band;
+        m = band * BAND + (r - nb * in_band);
+    } else if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
         nb = local / mb;
         m = local - nb * mb;
     } else {  // row block outer: the blocks of a wave share rows of X

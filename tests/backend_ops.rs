@@ -276,6 +276,8 @@ const GROUPED_CASES: [(&[usize], usize, usize); 6] = [
     (&[300, 0, 513, 1, 129, 0, 0, 700], 520, 200),
     (&GROUPED_MANY, 640, 192),
 ];
+/// Experts of 18, 1 and 36 row blocks of 128: bands of 16 and 2, one, and 16, 16 and 4.
+const BANDED_CASES: [(&[usize], usize, usize); 1] = [(&[2200, 40, 4500], 520, 64)];
 const GROUPED_MANY: [usize; 48] = [
     0, 137, 274, 110, 247, 83, 220, 0, 193, 29, 166, 2, 139, 276, 0, 249, 85, 222, 58, 195, 31, 0, 4, 141, 278, 114,
     251, 87, 0, 60, 197, 33, 170, 6, 143, 0, 116, 253, 89, 226, 62, 199, 0, 172, 8, 145, 282, 118,
@@ -763,9 +765,12 @@ fn cuda_kernel_variants() {
             continue;
         }
         b.choose_grouped_kernel(Some(gk.name)).unwrap();
+        // Kernels in bands of row blocks also get experts of several bands, the last one short.
+        let banded: &[_] = if gk.tma.is_some_and(|o| o.band > 0) { &BANDED_CASES } else { &[] };
+        let cases = || GROUPED_CASES.iter().chain(banded).copied();
         if gk.tma.is_some_and(|o| o.swiglu) {
             // A SwiGLU kernel runs grouped_matmul_swiglu and matmul_swiglu.
-            for (counts, n, k) in GROUPED_CASES {
+            for (counts, n, k) in cases() {
                 check_grouped_swiglu(&b, counts, n, k);
             }
             for (rows, f, k) in MATMUL_SWIGLU_CASES {
@@ -773,7 +778,7 @@ fn cuda_kernel_variants() {
             }
             continue;
         }
-        for (counts, n, k) in GROUPED_CASES {
+        for (counts, n, k) in cases() {
             check_grouped(&b, counts, n, k);
         }
     }

@@ -9,7 +9,8 @@
 # 3. `ops_bench --only moe` beside torch: V3's quantiser rate after the 448 / amax cast; the FP8 multicast kernel
 #    against n192 at V3's gate/up (1.07x once in session 7: adopt for K >= 4096 if it holds); the bf16 SwiGLU
 #    kernels at V3 (the lean one was only timed at V2-Lite).
-# 4. The V3 bf16 layer with 10 steps (1.47x the loop in session 7 with 5 steps, ±5% spread) beside torch.
+# 4. Llama's gate/up with SwiGLU fused, plain and in bands of 16 row blocks (`_b16`), against cuBLASLt + SwiGLU.
+# 5. The V3 bf16 layer with 10 steps (1.47x the loop in session 7 with 5 steps, ±5% spread) beside torch.
 cd /work/main || exit 2
 . bench/device_go.sh
 st tests
@@ -23,6 +24,13 @@ timeout 100 $L/ops_bench --only attn --attn-seq $S --kernels $K2 --json $G/attn/
 st moe
 FP8K=grouped_gemm_fp8_n192_lean_s4,grouped_gemm_fp8_n192_lean_s4_mc,grouped_gemm_swiglu_tma_256_s4,grouped_gemm_swiglu_tma_256_s4_lean
 OUT_DIR=$G/ops timeout 120 bench/run_ops.sh $L/ops_bench --only moe --kernels $FP8K > $G/ops-table.log 2>&1; echo "ops rc=$?"
+st llama-gemm
+# The banded tile order (`_b16`, by name) on Llama's dense gate/up (one expert, 64 row blocks at 8K, 256 at 32K):
+# if the fused SwiGLU kernel reaches ~660 TFLOP/s it beats cuBLASLt + the SwiGLU pass (BENCHMARKS.md, session 5)
+# and `llama.fused_swiglu` should go on by default.
+LK=grouped_gemm_swiglu_tma_256_s4_lean,grouped_gemm_swiglu_tma_256_s4_lean_b16
+timeout 90 $L/ops_bench --only llama,llama32k --kernels $LK --json $OUT/llama-ops.jsonl > $G/llama-ops.log 2>&1; echo "llama ops rc=$?"
+grep -E "^llama_gate_up" $G/llama-ops.log
 st layer
 timeout 60 $L/rwm-dist run --backend cuda --profile bench --target moe --set moe.preset=deepseek-v3 --skew none --dtype bf16 --warmup 2 --iters 10 --output $OUT/moe.jsonl > $G/moe.log 2>&1; echo "moe rc=$?"
 timeout 90 python3 bench/peers/torch_moe.py --tokens 8192 --experts 256 --top-k 8 --hidden 7168 --ffn 2048 --shared 1 > $OUT/peers.jsonl 2> $G/torch-moe-v3.log; echo "torch rc=$?"

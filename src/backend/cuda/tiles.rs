@@ -255,6 +255,9 @@ pub struct TmaOptions {
     /// The lean consumer k loop (warp-uniform wgmma descriptors) and, with `swiglu`, silu by
     /// __fdividef (`TGL`, bench/results/2026-12-02-cpu/bf16sass; the defaults since session 7).
     pub lean: bool,
+    /// With `m_inner`: an expert of more row blocks than this runs in bands of this many (`TGLB`,
+    /// kernels/tma.cuh tg_tile), so a wave keeps a band of X in L2; 0: no bands.
+    pub band: usize,
 }
 
 impl GroupedKernel {
@@ -309,12 +312,18 @@ const fn tma(name: &'static str, bn: usize, stages: usize, o: TmaOptions) -> Gro
 }
 
 const fn opts(epilogue_parts: usize, m_inner: bool, multicast: bool) -> TmaOptions {
-    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false, lean: false }
+    TmaOptions { epilogue_parts, m_inner, multicast, swiglu: false, lean: false, band: 0 }
 }
 
 /// The same with the lean consumer k loop.
 const fn lean(o: TmaOptions) -> TmaOptions {
     TmaOptions { lean: true, ..o }
+}
+
+/// The lean loop in bands of `band` row blocks (by name: untimed; for dense shapes such as Llama's
+/// gate/up, one expert of 64 row blocks at 8K).
+const fn banded(o: TmaOptions, band: usize) -> TmaOptions {
+    TmaOptions { band, ..lean(o) }
 }
 
 /// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` and
@@ -353,6 +362,8 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     // passes them over).
     tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, GROUPED_SWIGLU_OPTS),
     GROUPED_SWIGLU,
+    tma("grouped_gemm_tma_256_s3e_lean_b16", 256, 3, banded(opts(1, true, false), 16)),
+    tma("grouped_gemm_swiglu_tma_256_s4_lean_b16", 256, 4, banded(GROUPED_SWIGLU_OPTS, 16)),
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md): for d = 128, 32-row warps, 4 per
@@ -438,10 +449,16 @@ mod tests {
             let Some(o) = k.tma else { continue };
             let src = compile::source_of(k.file).unwrap();
             let (parts, mi, mc, sw) = (o.epilogue_parts, o.m_inner, o.multicast, o.swiglu);
-            let mac = if o.lean { "TGL" } else { "TG" };
-            let inst = format!("{mac}({}, {}, {}, {parts}, {mi}, {mc}, {sw})", k.name, k.bn, k.stages);
+            let args = format!("{}, {}, {}, {parts}, {mi}, {mc}, {sw}", k.name, k.bn, k.stages);
+            let inst = match (o.lean, o.band) {
+                (false, 0) => format!("TG({args})"),
+                (true, 0) => format!("TGL({args})"),
+                (true, band) => format!("TGLB({args}, {band})"),
+                (false, _) => panic!("{}: bands only with the lean loop", k.name),
+            };
             assert_eq!(sw, k.name.starts_with("grouped_gemm_swiglu_"));
-            assert_eq!(o.lean, k.name.ends_with("_lean"));
+            assert_eq!(o.lean, k.name.contains("_lean"));
+            assert_eq!(o.band > 0, k.name.ends_with(&format!("_b{}", o.band)));
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert!(k.smem_for(256) <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
