@@ -438,12 +438,18 @@ impl MoeLayer {
             Some(((gu, dn), all_rows)) if grouped => {
                 let t = x.shape()[0];
                 let mut rows = all_rows.lock().unwrap();
-                if !rows.iter().any(|(n, _)| *n == t) {
-                    let end = i32::try_from(t)
-                        .map_err(|_| Error::Shape { op: "shared experts", detail: format!("{t} tokens, over i32") })?;
-                    rows.push((t, b.upload_i32(&[0, end], &[2])?));
-                }
-                let all = &rows.iter().find(|(n, _)| *n == t).expect("just made").1;
+                let at = match rows.iter().position(|(n, _)| *n == t) {
+                    Some(at) => at,
+                    None => {
+                        let end = i32::try_from(t).map_err(|_| Error::Shape {
+                            op: "shared experts",
+                            detail: format!("{t} tokens, over i32"),
+                        })?;
+                        rows.push((t, b.upload_i32(&[0, end], &[2])?));
+                        rows.len() - 1
+                    }
+                };
+                let all = &rows[at].1;
                 let xq = b.quantize_blocks(x, Blocks::Rows)?;
                 Ok(Some(mlp_fp8(b, (gu, dn), self.cfg.expert_ffn * self.cfg.shared_experts, xq, all)?))
             }

@@ -33,8 +33,9 @@ pub fn quantize_rows(x: &[f32], r: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
             let xs = &x[row * k..][cols.clone()];
             let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
             s[b * r + row] = scale_of(amax);
+            let inv = inv_of(amax);
             for (o, v) in q[row * k..][cols].iter_mut().zip(xs) {
-                *o = fp8_e4m3_round(v * inv_of(amax));
+                *o = fp8_e4m3_round(v * inv);
             }
         }
     }

@@ -254,9 +254,9 @@ mod tests {
         // With SwiGLU: 96 outputs a tile, staged in two 64-column slabs (32 KiB for both warpgroups).
         let k = choose_fp8(h100, 1024, true, Some(sw192)).unwrap();
         assert_eq!((k.name, k.outputs(), k.smem_for(1024)), (sw192, 96, 163_840 + 32_768 + 64 + 8 * 1024 + 8));
-        let k = choose_fp8(h100, 1024, false, Some(n192)).unwrap();
-        // The multicast one: the same shared memory (each CTA holds the whole weight tile).
-        let mc = choose_fp8(h100, 1024, false, Some("grouped_gemm_fp8_n192_lean_s4_mc")).unwrap();
-        assert!(mc.multicast && !k.multicast && mc.smem_for(1024) == k.smem_for(1024));
+        // The multicast one: the same shared memory as `n192` (each CTA holds the whole weight tile).
+        let (plain, mc) =
+            (FP8_KERNELS[0], choose_fp8(h100, 1024, false, Some("grouped_gemm_fp8_n192_lean_s4_mc")).unwrap());
+        assert!(plain.name == n192 && mc.multicast && !plain.multicast && mc.smem_for(1024) == plain.smem_for(1024));
     }
 }

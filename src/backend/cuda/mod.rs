@@ -371,12 +371,12 @@ pub(crate) fn check(op: &'static str, ok: bool, detail: impl FnOnce() -> String)
     if ok { Ok(()) } else { Err(shape_err(op, detail())) }
 }
 
-/// Kernel names are static strings; pick the one for a dtype suffix.
 /// Every pointer 16-byte aligned: TMA's bases and the 16-byte vector kernels' rows need it.
 pub(crate) fn aligned16(ptrs: &[u64]) -> bool {
     ptrs.iter().all(|p| p.is_multiple_of(16))
 }
 
+/// Kernel names are static strings; pick the one for a dtype suffix.
 pub(crate) fn pick(sfx: &str, bf16: &'static str, f32: &'static str) -> &'static str {
     if sfx == "bf16" { bf16 } else { f32 }
 }

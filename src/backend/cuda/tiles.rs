@@ -165,16 +165,16 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel::sm90_lean("flash_fwd_sm90_d64_s2p_lean", "flash_fwd_sm90_d64_s2p_lean_f32o", 64, 2),
     // Session 7's ncu at 32K: the grid order reads K and V at 88% L2 hits, cuDNN's persistent kernel at
     // 99%. L2 sections won (LONG_FLASH_SM90A); the dynamic persistent order did not (0.98x cuDNN).
-    // Two stages in L2 sections, d = 128 and d = 64: untimed (`s2p_lean` beat `s3p_lean` at 32K in call 4 of
-    // session 7; at d = 64 and 32K, 67 MB of K and V, `s2p` is 0.95x cuDNN).
     FlashKernel::sm90_lean_order(
-        "flash_fwd_sm90_d64_s2p_lean_l2",
-        "flash_fwd_sm90_d64_s2p_lean_l2_f32o",
-        64,
-        2,
+        "flash_fwd_sm90_d128_s3p_lean_l2",
+        "flash_fwd_sm90_d128_s3p_lean_l2_f32o",
+        128,
+        3,
         true,
         Schedule::Grid,
     ),
+    // Two stages in L2 sections, d = 128 and d = 64: untimed (`s2p_lean` beat `s3p_lean` at 32K in call 4 of
+    // session 7; at d = 64 and 32K, 67 MB of K and V, `s2p` is 0.95x cuDNN).
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s2p_lean_l2",
         "flash_fwd_sm90_d128_s2p_lean_l2_f32o",
@@ -184,10 +184,10 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         Schedule::Grid,
     ),
     FlashKernel::sm90_lean_order(
-        "flash_fwd_sm90_d128_s3p_lean_l2",
-        "flash_fwd_sm90_d128_s3p_lean_l2_f32o",
-        128,
-        3,
+        "flash_fwd_sm90_d64_s2p_lean_l2",
+        "flash_fwd_sm90_d64_s2p_lean_l2_f32o",
+        64,
+        2,
         true,
         Schedule::Grid,
     ),
