@@ -482,14 +482,13 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal,    \
                                                       scale_log2, tile_ctr);                                    \
     }
-#define F3(NAME, D, ST, PP, L2, PERS)                   \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, false)      \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, false)
+#define F3X(NAME, D, ST, PP, L2, PERS, LEAN)        \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN)      \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN)
+#define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
 // the warpgroup's own P V).
-#define F3_LEAN(NAME, D, ST, PP, L2, PERS)             \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, true)      \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, true)
+#define F3_LEAN(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, true)
 F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
 F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
 F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)

@@ -163,59 +163,35 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             continue;
         }
         int prev = 0;
-        if constexpr (LEAN) {
-            // The same k loop with warp-uniform descriptors (bench/results/2026-12-02-cpu/bf16sass): the
-            // default loop rebuilds both descriptors from the stage address in ordinary registers and
-            // moves them to uniform ones with 4 R2UR per wgmma (16 a k-tile); here they are the
-            // shuffled bases plus the stage offset, in uniform registers (UIADD3).
-            const u32 du_hi = (u32)(wg_desc(0) >> 32);
-            const u32 da_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TG_BK * 2), 0);
-            const u32 db_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0);
-            for (int kt = 0; kt < ktiles; kt++) {
-                mbar_wait(sm.full(stage), phase);
-                const u32 so = stage * (STAGE_BYTES >> 4);
-                wg_fence();
+        // LEAN: warp-uniform descriptors (bench/results/2026-12-02-cpu/bf16sass): the default loop rebuilds
+        // both from the stage address in ordinary registers and moves them to uniform ones with 4 R2UR per
+        // wgmma (16 a k-tile); the lean one takes the shuffled bases plus the stage offset, in uniform
+        // registers (UIADD3).
+        const u32 du_hi = (u32)(wg_desc(0) >> 32);
+        const u32 da_lo = LEAN ? __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TG_BK * 2), 0) : 0;
+        const u32 db_lo = LEAN ? __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0) : 0;
+        for (int kt = 0; kt < ktiles; kt++) {
+            mbar_wait(sm.full(stage), phase);
+            const u32 sa = sbase + stage * STAGE_BYTES, so = stage * (STAGE_BYTES >> 4);
+            const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
+            wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < TG_BK / 16; kk++) {
-                    const u64 da = ((u64)du_hi << 32) | (da_lo + so + 2 * kk);
-                    const u64 db = ((u64)du_hi << 32) | (db_lo + so + 2 * kk);
-                    if constexpr (BN == 256) {
-                        wgmma_m64n256k16(acc, da, db, (kt | kk) != 0);
-                    } else {
-                        wgmma_m64n128k16(acc, da, db, (kt | kk) != 0);
-                    }
-                }
-                wg_commit();
-                wg_wait<1>();
-                if (kt > 0 && lane == 0) release(prev);
-                prev = stage;
-                if (++stage == STAGES) {
-                    stage = 0;
-                    phase ^= 1;
+            for (int kk = 0; kk < TG_BK / 16; kk++) {
+                const u64 a = LEAN ? ((u64)du_hi << 32) | (da_lo + so + 2 * kk) : da + 2 * kk;
+                const u64 b = LEAN ? ((u64)du_hi << 32) | (db_lo + so + 2 * kk) : db + 2 * kk;
+                if constexpr (BN == 256) {
+                    wgmma_m64n256k16(acc, a, b, (kt | kk) != 0);
+                } else {
+                    wgmma_m64n128k16(acc, a, b, (kt | kk) != 0);
                 }
             }
-        } else {
-            for (int kt = 0; kt < ktiles; kt++) {
-                mbar_wait(sm.full(stage), phase);
-                const u32 sa = sbase + stage * STAGE_BYTES;
-                const u64 da = wg_desc(sa + c * 64 * TG_BK * 2), db = wg_desc(sa + A_BYTES);
-                wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < TG_BK / 16; kk++) {
-                    if constexpr (BN == 256) {
-                        wgmma_m64n256k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
-                    } else {
-                        wgmma_m64n128k16(acc, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
-                    }
-                }
-                wg_commit();
-                wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
-                if (kt > 0 && lane == 0) release(prev);
-                prev = stage;
-                if (++stage == STAGES) {
-                    stage = 0;
-                    phase ^= 1;
-                }
+            wg_commit();
+            wg_wait<1>();  // the previous k-tile's group has retired: its stage may be refilled
+            if (kt > 0 && lane == 0) release(prev);
+            prev = stage;
+            if (++stage == STAGES) {
+                stage = 0;
+                phase ^= 1;
             }
         }
         wg_wait<0>();

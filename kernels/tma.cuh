@@ -130,6 +130,14 @@ __device__ __forceinline__ int tg_expert(int u, const int* start, int E) {
 }
 
 
+// Unit `local` of `rows` row units x `nblocks` column blocks taken in bands of `band` row units, column
+// blocks outer within a band (row units inner): row unit m, column block nb.
+__device__ __forceinline__ void tg_banded(int local, int rows, int nblocks, int band, int& m, int& nb) {
+    const int b = local / (band * nblocks), r = local - b * (band * nblocks), in_band = min(band, rows - b * band);
+    nb = r / in_band;
+    m = b * band + (r - nb * in_band);
+}
+
 // Tile t of the list in shared memory (start[e] = tiles before expert e, start[E] = total).
 // BM: rows per tile (128, or 256 for the FP8 kernel's two-wave tiles). BAND (with M_INNER): an expert of
 // more than BAND row blocks runs in bands of BAND row blocks, column blocks outer within a band, so a
@@ -141,10 +149,7 @@ __device__ __forceinline__ TgTile tg_tile(int t, const int* start, const int* of
     const int cnt = off[e + 1] - off[e], mb = (cnt + BM - 1) / BM;
     int nb, m;
     if (M_INNER && BAND > 0) {  // as below within each band (one band when mb <= BAND)
-        const int nblocks = (N + BN - 1) / BN, band = local / (BAND * nblocks), r = local - band * (BAND * nblocks);
-        const int in_band = min(BAND, mb - band * BAND);
-        nb = r / in_band;
-        m = band * BAND + (r - nb * in_band);
+        tg_banded(local, mb, (N + BN - 1) / BN, BAND, m, nb);
     } else if (M_INNER) {  // column block outer: the blocks of a wave share weight rows
         nb = local / mb;
         m = local - nb * mb;
@@ -197,10 +202,7 @@ __device__ __forceinline__ TgTile tg_pair_tile(int t, int rank, const int* start
     const int nblocks = (N + BN - 1) / BN, mblocks = start[E], pairs = (mblocks + 1) / 2;
     int P, nb;
     if (M_INNER) {
-        int band = t / (TG_BAND * nblocks), r = t - band * (TG_BAND * nblocks);
-        int in_band = min(TG_BAND, pairs - band * TG_BAND);
-        nb = r / in_band;
-        P = band * TG_BAND + (r - nb * in_band);
+        tg_banded(t, pairs, nblocks, TG_BAND, P, nb);
     } else {
         P = t / nblocks;
         nb = t - P * nblocks;
