@@ -244,9 +244,8 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
             // k-tile kt runs (pointer bumps, row checks hoisted), so that no L2 latency sits between the
             // wgmma wait and the promotion (DeepGEMM reads its scales from shared memory); and the
             // descriptors are warp-uniform (shuffled bases plus the stage offset).
-            const u32 du_hi = (u32)(wg_desc(0) >> 32);
-            const u32 da_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TF_BK), 0);
-            const u32 db_lo = __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0);
+            const u32 du_hi = wg_desc_hi(), da_lo = wg_desc_lo_uniform(sbase + c * 64 * TF_BK);
+            const u32 db_lo = wg_desc_lo_uniform(sbase + A_BYTES);
             const bool ok0 = r0 < R, ok1 = r1 < R;
             const float* pa0 = sx + (ok0 ? r0 : 0);
             const float* pa1 = sx + (ok1 ? r1 : 0);
@@ -285,8 +284,8 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                     wg_fence();
 #pragma unroll
                     for (int kk = 0; kk < TF_BK / 32; kk++) {
-                        const u64 da = ((u64)du_hi << 32) | (da_lo + so + 2 * kk);
-                        const u64 db = ((u64)du_hi << 32) | (db_lo + so + 2 * kk);
+                        const u64 da = wg_desc_at(du_hi, da_lo + so, 2 * kk);
+                        const u64 db = wg_desc_at(du_hi, db_lo + so, 2 * kk);
                         if constexpr (BN == 192) {
                             wgmma_m64n192k32_e4m3(acc, da, db, kk != 0);
                         } else {

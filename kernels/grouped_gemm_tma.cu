@@ -167,9 +167,8 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         // both from the stage address in ordinary registers and moves them to uniform ones with 4 R2UR per
         // wgmma (16 a k-tile); the lean one takes the shuffled bases plus the stage offset, in uniform
         // registers (UIADD3).
-        const u32 du_hi = (u32)(wg_desc(0) >> 32);
-        const u32 da_lo = LEAN ? __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + c * 64 * TG_BK * 2), 0) : 0;
-        const u32 db_lo = LEAN ? __shfl_sync(0xffffffffu, (u32)wg_desc(sbase + A_BYTES), 0) : 0;
+        const u32 du_hi = wg_desc_hi(), da_lo = LEAN ? wg_desc_lo_uniform(sbase + c * 64 * TG_BK * 2) : 0;
+        const u32 db_lo = LEAN ? wg_desc_lo_uniform(sbase + A_BYTES) : 0;
         for (int kt = 0; kt < ktiles; kt++) {
             mbar_wait(sm.full(stage), phase);
             const u32 sa = sbase + stage * STAGE_BYTES, so = stage * (STAGE_BYTES >> 4);
@@ -177,8 +176,8 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < TG_BK / 16; kk++) {
-                const u64 a = LEAN ? ((u64)du_hi << 32) | (da_lo + so + 2 * kk) : da + 2 * kk;
-                const u64 b = LEAN ? ((u64)du_hi << 32) | (db_lo + so + 2 * kk) : db + 2 * kk;
+                const u64 a = LEAN ? wg_desc_at(du_hi, da_lo + so, 2 * kk) : da + 2 * kk;
+                const u64 b = LEAN ? wg_desc_at(du_hi, db_lo + so, 2 * kk) : db + 2 * kk;
                 if constexpr (BN == 256) {
                     wgmma_m64n256k16(acc, a, b, (kt | kk) != 0);
                 } else {

@@ -15,6 +15,13 @@ __device__ __forceinline__ u64 wg_desc(u32 saddr) {
     return (u64)((saddr & 0x3FFFF) >> 4) | ((u64)1 << 16) | ((u64)(1024 >> 4) << 32) | ((u64)1 << 62);
 }
 
+// Warp-uniform descriptors (the grouped GEMMs' `_lean` loops): wg_desc's high word does not depend on the
+// address; a base's low word taken through lane 0, so that ptxas keeps it (and what is added to it) in uniform
+// registers; base plus an offset in 16-byte units (stage and k step; the address field does not carry over).
+__device__ __forceinline__ u32 wg_desc_hi() { return (u32)(wg_desc(0) >> 32); }
+__device__ __forceinline__ u32 wg_desc_lo_uniform(u32 saddr) { return __shfl_sync(0xffffffffu, (u32)wg_desc(saddr), 0); }
+__device__ __forceinline__ u64 wg_desc_at(u32 hi, u32 lo, u32 off16) { return ((u64)hi << 32) | (lo + off16); }
+
 // The same for an MN-major operand (B of P V: keys x head dim, head dim contiguous), as TMA's SWIZZLE_128B
 // writes boxes of 64 columns: 8-row (k) groups 1024 bytes apart, 64-column blocks `lbo` bytes apart.
 // Used with imm-trans-b = 1.

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """DeepGEMM's sm90 heuristic (csrc/jit_kernels/heuristics/sm90.hpp, commit 54e2261) for its bf16 kernel
 (KernelNoSF, sm90_bf16_gemm.cuh), bf16 output, 132 SMs, rewritten in Python:
-M-grouped contiguous (BLOCK_M = the 128-row alignment) for the MoE shapes, Normal for Llama's gate/up."""
+M-grouped contiguous (BLOCK_M = the 128-row alignment) for the MoE shapes, Normal for Llama's gate/up.
+The cost of a candidate is ../../fp8sass/scripts/dg_heuristic.py's `cycles` with 2-byte operands."""
+import pathlib, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "fp8sass" / "scripts"))
+from dg_heuristic import align, cycles  # noqa: E402
+
 SMS, SMEM = 132, 232448
-def align(x, a): return (x + a - 1) // a * a
-def cdiv(a, b): return (a + b - 1) // b
 def stages(bm, bn, bk=64):
     extra = align(bm * bn * 2, 1024) + 16 * 8 * 2
     per = (bm + bn) * bk * 2
@@ -21,29 +25,14 @@ def choose(m, n, k, grouped, verbose=False):
                     if bm > 128 and bn > 128: continue
                     ns, smem = stages(bm, bn)
                     if ns < 3 or (bm * bn < 128 * 192 and ns < 4): continue
-                    nb = cdiv(m, bm) * cdiv(n, bn)
-                    waves = cdiv(nb, SMS)
-                    l2bw = int(min(64. * SMS, 8e6 / 1.3e3)); l1bw = 128 * SMS
-                    l2ab = k * (bm // cn + bn // cm) * 2
-                    l1ab = k * (bm + bn) * 2
-                    l1tc = k * (max(64, bm) + bn) * 2 + bm * bn * 2
-                    cd = bm * bn * 2
-                    l2c = (l2ab + cd) * nb // l2bw
-                    l1c = (l1ab + l1tc + cd) * nb // l1bw
-                    eff = nb / (waves * SMS)
-                    cyc = int(max(l1c, l2c) / eff)
-                    if cm * cn > 1 and waves <= 1: cyc = 2**63
-                    row = (cyc, bm, bn, cm, cn, ns, smem, waves, round(eff, 4))
+                    cyc, waves, eff = cycles(m, n, k, bm, bn, cm, cn, SMS, elem=2)
+                    row = (cyc, bm, bn, cm, cn, ns, smem, waves, eff)
                     if verbose: print(row)
                     if best is None or cyc < best[0]: best = row
     return best
 def ours(m, n, k, bm=128, bn=256):
     """Our s3e tile (128 x 256, no cluster) under the same cost model."""
-    nb = cdiv(m, bm) * cdiv(n, bn); waves = cdiv(nb, SMS)
-    l2bw = int(min(64. * SMS, 8e6 / 1.3e3)); l1bw = 128 * SMS
-    l2c = (k * (bm + bn) * 2 + bm * bn * 2) * nb // l2bw
-    l1c = (k * (bm + bn) * 2 + k * (bm + bn) * 2 + 2 * bm * bn * 2) * nb // l1bw
-    return int(max(l1c, l2c) / (nb / (waves * SMS)))
+    return cycles(m, n, k, bm, bn, 1, 1, SMS, elem=2)[0]
 for name, m, n, k, g in [("v2lite gate/up", 98304, 2816, 2048, True), ("v2lite down", 98304, 2048, 1408, True),
                          ("llama 8K gate/up (Normal)", 8192, 28672, 4096, False)]:
     c = choose(m, n, k, g)

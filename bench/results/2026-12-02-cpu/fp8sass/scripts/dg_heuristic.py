@@ -16,6 +16,22 @@ def stages(m, n, k, bm, bn, bk=128):
     per = a + b + sfa
     ns = min((SMEM - extra) // per, 16)
     return ns, extra + ns * per
+def cycles(m, n, k, bm, bn, cm, cn, sms=132, elem=1):
+    """DeepGEMM's cost of one candidate (get_best_config): operands of `elem` bytes (1 FP8, 2 bf16), bf16
+    output; (cycles, waves, efficiency). Also dg_bf16_heuristic.py's."""
+    nb = cdiv(m, bm) * cdiv(n, bn)
+    waves = cdiv(nb, sms)
+    l2bw = int(min(64. * sms, 8e6 / 1.3e3)); l1bw = 128 * sms
+    l2ab = k * (bm // cn + bn // cm) * elem
+    l1ab = k * (bm + bn) * elem
+    l1tc = k * (max(64, bm) + bn) * elem + bm * bn * 2
+    cd = bm * bn * 2
+    l2c = (l2ab + cd) * nb // l2bw
+    l1c = (l1ab + l1tc + cd) * nb // l1bw
+    eff = nb / (waves * sms)
+    cyc = int(max(l1c, l2c) / eff)
+    if cn * cm > 1 and waves <= 1: cyc = 2**63
+    return cyc, waves, round(eff, 4)
 def choose(m, n, k, sms=132, verbose=False):
     bk = 128
     cands = []
@@ -32,19 +48,8 @@ def choose(m, n, k, sms=132, verbose=False):
                     cands.append((bm, bn, cm, cn, ns, smem))
     best = None
     for bm, bn, cm, cn, ns, smem in cands:
-        nb = cdiv(m, bm) * cdiv(n, bn)
-        waves = cdiv(nb, sms)
-        l2bw = int(min(64. * sms, 8e6 / 1.3e3)); l1bw = 128 * sms
-        l2ab = k * (bm // cn + bn // cm)
-        l1ab = k * (bm + bn)
-        l1tc = k * (max(64, bm) + bn) + bm * bn * 2
-        cd = bm * bn * 2
-        l2c = (l2ab + cd) * nb // l2bw
-        l1c = (l1ab + l1tc + cd) * nb // l1bw
-        eff = nb / (waves * sms)
-        cyc = int(max(l1c, l2c) / eff)
-        if cn * cm > 1 and waves <= 1: cyc = 2**63
-        row = (cyc, bm, bn, cm, cn, ns, smem, waves, round(eff, 4))
+        cyc, waves, eff = cycles(m, n, k, bm, bn, cm, cn, sms)
+        row = (cyc, bm, bn, cm, cn, ns, smem, waves, eff)
         if verbose: print(row)
         if best is None or cyc < best[0]: best = row
     return best
