@@ -57,6 +57,11 @@ impl Bench<'_> {
         Ok(ms[ms.len() / 2])
     }
 
+    /// Whether `--kernels` lists kernel `name` (every kernel when it lists none).
+    fn lists(&self, name: &str) -> bool {
+        self.kernels.is_empty() || self.kernels.iter().any(|k| k == name)
+    }
+
     fn record(&mut self, op: &str, shape: &str, flops: f64, ms: f64) {
         let tflops = flops / ms / 1e9;
         println!("{op:<28} {shape:<44} {ms:>10.3} ms {tflops:>9.1} TFLOP/s");
@@ -120,9 +125,8 @@ fn llama(bench: &mut Bench, s: usize) -> Result<()> {
     let fused = if b.fuses_grouped_swiglu() { "fused" } else { "composed" };
     bench.record(&format!("llama_gate_up_swiglu[{fused}]"), &shape, flops, ms);
     if bench.variants && b.arch() == "sm_90a" {
-        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
         let kernels: Vec<_> =
-            GROUPED_KERNELS.iter().filter(|g| g.tma.is_some_and(|o| o.swiglu) && listed(g.name)).collect();
+            GROUPED_KERNELS.iter().filter(|g| g.tma.is_some_and(|o| o.swiglu) && bench.lists(g.name)).collect();
         for gk in kernels {
             b.choose_grouped_kernel(Some(gk.name))?;
             let ms = bench.time(|i| b.matmul_swiglu(&xs[i % 2], &w).map(drop))?;
@@ -178,9 +182,8 @@ fn attention(bench: &mut Bench) -> Result<()> {
             })
             .collect::<Result<_>>()?;
         let shape = format!("S={s} hq={hq} hkv={hkv} d={d} causal");
-        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
         let kernels: Vec<Option<&str>> = if bench.variants {
-            FLASH_KERNELS.iter().filter(|k| k.d == d && listed(k.name)).map(|k| Some(k.name)).collect()
+            FLASH_KERNELS.iter().filter(|k| k.d == d && bench.lists(k.name)).map(|k| Some(k.name)).collect()
         } else {
             vec![]
         };
@@ -253,9 +256,8 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     let down = format!("{rows}x{h}x{f}, {e} experts");
     if bench.variants {
         // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
-        let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
         let small = s.e <= 64;
-        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (small || g.sm90a) && listed(g.name)).collect();
+        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (small || g.sm90a) && bench.lists(g.name)).collect();
         for gk in kernels {
             if gk.sm90a && b.arch() != "sm_90a" {
                 continue;
@@ -346,9 +348,8 @@ fn moe_fp8(bench: &mut Bench, g: &Grouped, rows: usize) -> Result<()> {
     let aq = [q(&g.acts[0], Blocks::Rows)?, q(&g.acts[1], Blocks::Rows)?];
     let (w1, w2) = (q(g.w1, Blocks::Tiles)?, q(g.w2, Blocks::Tiles)?);
     let off = g.offsets;
-    let listed = |n: &str| bench.kernels.is_empty() || bench.kernels.iter().any(|k| k == n);
     let kernels: Vec<Option<&str>> = if bench.variants {
-        FP8_KERNELS.iter().filter(|k| listed(k.name)).map(|k| Some(k.name)).collect()
+        FP8_KERNELS.iter().filter(|k| bench.lists(k.name)).map(|k| Some(k.name)).collect()
     } else {
         vec![None]
     };
