@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PREPARED AT THE END OF SESSION 7, NOT YET RUN (the device budget was spent): the next session's first call.
+# Session 8, call 7 (prepared at the end of session 7): the first call of the session.
 # Carry .dev/lead (rwm-dist --features mpi, ops_bench, backend_ops). ~400 s.
 # 1. GPU tests of the untimed by-name kernels (`_lean_l2`: d128 s2p, d64 s2p; `_lean_l2_dyn`: d128 s2p, s3p,
 #    FA3's persistent heaviest-first order in L2 sections).
