@@ -38,12 +38,16 @@ pub struct LlamaConfig {
     #[serde(default)]
     pub prompt: String,
     /// The fused variants' SwiGLU in the gate/up GEMM's epilogue where the GPU fuses it (sm_90a:
-    /// the grouped TMA kernel as one expert); false: cuBLASLt's GEMM, then the SwiGLU kernel. Off by
-    /// default: on the H200 at 8K the TMA kernel's 623 TFLOP/s against cuBLASLt's 692 costs more than
-    /// the SwiGLU pass it saves (213.3 against 210.0 ms a prefill, BENCHMARKS.md); it saves the
-    /// [s, 2f] buffer (0.37 GiB of peak at 8K).
-    #[serde(default)]
+    /// the grouped TMA kernel as one expert, in bands of 16 row blocks); false: cuBLASLt's GEMM, then
+    /// the SwiGLU kernel. On by default: on the H200 (session 8) the banded kernel's 677 / 689 TFLOP/s
+    /// at 8K / 32K beat cuBLASLt + the SwiGLU pass (606 / 654), and it saves the [s, 2f] buffer
+    /// (0.37 GiB of peak at 8K).
+    #[serde(default = "on")]
     pub fused_swiglu: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl LlamaConfig {
@@ -67,7 +71,7 @@ impl LlamaConfig {
             seed: 0,
             weights: String::new(),
             prompt: String::new(),
-            fused_swiglu: false,
+            fused_swiglu: true,
         }
     }
 

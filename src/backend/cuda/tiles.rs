@@ -25,6 +25,9 @@ pub struct FlashKernel {
     /// sm90: the lean main loop (`F3_LEAN`: the softmax under the warpgroup's own P V, warp-uniform
     /// descriptors, unmasked tiles in a loop of their own); the d = 128 defaults.
     pub lean: bool,
+    /// sm90: of each row's 16 key tiles of 8, how many take their exps on the FMA pipe (`F3_FMA`, a
+    /// polynomial) instead of MUFU.
+    pub fma_exps: usize,
 }
 
 /// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
@@ -54,6 +57,7 @@ impl FlashKernel {
             l2_sections: false,
             schedule: Schedule::Grid,
             lean: false,
+            fma_exps: 0,
         }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
@@ -68,6 +72,7 @@ impl FlashKernel {
             l2_sections: l2,
             schedule: Schedule::Grid,
             lean: false,
+            fma_exps: 0,
         }
     }
     const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
@@ -86,6 +91,10 @@ impl FlashKernel {
         schedule: Schedule,
     ) -> Self {
         FlashKernel { lean: true, schedule, ..Self::sm90(name, name_f32o, d, stages, true, l2) }
+    }
+    /// `fma_exps` of each row's 16 key tiles' exps on the FMA pipe (grid order, ping-pong).
+    const fn sm90_fma(name: &'static str, name_f32o: &'static str, d: usize, lean: bool, fma_exps: usize) -> Self {
+        FlashKernel { lean, fma_exps, ..Self::sm90(name, name_f32o, d, 2, true, false) }
     }
     /// One block an SM walking query tiles (`Schedule::Static` or `Dynamic`).
     pub fn persistent(&self) -> bool {
@@ -173,8 +182,8 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         true,
         Schedule::Grid,
     ),
-    // Two stages in L2 sections, d = 128 and d = 64: untimed (`s2p_lean` beat `s3p_lean` at 32K in call 4 of
-    // session 7; at d = 64 and 32K, 67 MB of K and V, `s2p` is 0.95x cuDNN).
+    // Two stages in L2 sections, d = 128 and d = 64 (session 8, call 7, two orders): d = 128 within 1% of
+    // `s3p_lean_l2` from 12345 rows on, 0.97x `s2p_lean` at 5000; d = 64 0.97-0.99x `s2p`. By name.
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s2p_lean_l2",
         "flash_fwd_sm90_d128_s2p_lean_l2_f32o",
@@ -192,7 +201,7 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         Schedule::Grid,
     ),
     // FA3's causal order in full: persistent (the next tile's loads under this one's last GEMMs and O stores,
-    // no block prologue), heaviest first, in L2 sections. Untimed.
+    // no block prologue), heaviest first, in L2 sections. 0.96-0.98x the defaults (session 8, call 7).
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s2p_lean_l2_dyn",
         "flash_fwd_sm90_d128_s2p_lean_l2_dyn_f32o",
@@ -217,6 +226,11 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         false,
         Schedule::Dynamic,
     ),
+    // Part of the softmax's exps on the FMA pipe (F3_FMA). Untimed.
+    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_fma2", "flash_fwd_sm90_d64_s2p_fma2_f32o", 64, false, 2),
+    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_fma4", "flash_fwd_sm90_d64_s2p_fma4_f32o", 64, false, 4),
+    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_lean_fma4", "flash_fwd_sm90_d64_s2p_lean_fma4_f32o", 64, true, 4),
+    FlashKernel::sm90_fma("flash_fwd_sm90_d128_s2p_lean_fma2", "flash_fwd_sm90_d128_s2p_lean_fma2_f32o", 128, true, 2),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -320,16 +334,19 @@ const fn lean(o: TmaOptions) -> TmaOptions {
     TmaOptions { lean: true, ..o }
 }
 
-/// The lean loop in bands of `band` row blocks (by name: untimed; for dense shapes such as Llama's
-/// gate/up, one expert of 64 row blocks at 8K).
+/// The lean loop in bands of `band` row blocks: an expert of more row blocks (Llama's dense gate/up, one
+/// expert of 64 row blocks at 8K) keeps a band of X in L2 while the wave sweeps the weight tiles.
 const fn banded(o: TmaOptions, band: usize) -> TmaOptions {
     TmaOptions { band, ..lean(o) }
 }
 
 /// The grouped GEMM with SwiGLU fused into its epilogue (`grouped_matmul_swiglu` and
 /// `matmul_swiglu` on sm_90a); a SwiGLU kernel of GROUPED_KERNELS chosen by name runs instead.
-/// The lean one: 1.13x the plain one at V2-Lite's gate/up on the H200 (session 7).
-pub const GROUPED_SWIGLU: GroupedKernel = tma("grouped_gemm_swiglu_tma_256_s4_lean", 256, 4, lean(GROUPED_SWIGLU_OPTS));
+/// The lean one (1.13x the plain one at V2-Lite's gate/up on the H200, session 7) in bands of 16 row
+/// blocks: the same tiles for experts of at most 16 (the MoE shapes here), 1.03x / 1.17x unbanded on
+/// Llama's gate/up at 8K / 32K (676.6 / 688.5 TFLOP/s; cuBLASLt + the SwiGLU pass 605.5 / 653.6; session 8).
+pub const GROUPED_SWIGLU: GroupedKernel =
+    tma("grouped_gemm_swiglu_tma_256_s4_lean_b16", 256, 4, banded(GROUPED_SWIGLU_OPTS, 16));
 const GROUPED_SWIGLU_OPTS: TmaOptions = TmaOptions { swiglu: true, ..opts(1, true, false) };
 
 /// Dynamic shared memory a block may have on sm_90 (227 KiB).
@@ -361,9 +378,9 @@ pub const GROUPED_KERNELS: &[GroupedKernel] = &[
     // The SwiGLU kernels (chosen by name for grouped_matmul_swiglu and matmul_swiglu; grouped_matmul
     // passes them over).
     tma("grouped_gemm_swiglu_tma_256_s4", 256, 4, GROUPED_SWIGLU_OPTS),
-    GROUPED_SWIGLU,
+    tma("grouped_gemm_swiglu_tma_256_s4_lean", 256, 4, lean(GROUPED_SWIGLU_OPTS)),
     tma("grouped_gemm_tma_256_s3e_lean_b16", 256, 3, banded(opts(1, true, false), 16)),
-    tma("grouped_gemm_swiglu_tma_256_s4_lean_b16", 256, 4, banded(GROUPED_SWIGLU_OPTS, 16)),
+    GROUPED_SWIGLU,
 ];
 
 /// Defaults, from bench/run_ops.sh on an H100 (BENCHMARKS.md): for d = 128, 32-row warps, 4 per
@@ -415,7 +432,10 @@ mod tests {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
                 let mac = if k.lean { "F3_LEAN" } else { "F3" };
-                (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
+                match k.fma_exps {
+                    0 => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
+                    fe => (f3, format!("F3_FMA({}, {}, {st}, {}, {fe})", k.name, k.d, k.lean)),
+                }
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };
