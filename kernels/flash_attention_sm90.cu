@@ -47,19 +47,6 @@ __device__ __forceinline__ float f3_ex2(float x) {
     return y;
 }
 
-// 2^x for x <= 0 on the FMA and ALU pipes (FA4's split of the softmax's exps between the MUFU unit, 16
-// a clock an SM, and the FMA units, 128): x = j + f with j = floor(x) (adding 1.5 * 2^23 rounding down
-// leaves j in the low bits), 2^f in [1, 2) by a cubic with 1 at f = 0 (relative error 8.6e-5, under
-// bf16's 2^-9), j added to its exponent. x is clamped at -127, where the result is +0 (exp2(-inf) = 0,
-// as MUFU's: a query that sees no key keeps l = 0).
-__device__ __forceinline__ float f3_ex2_fma(float x) {
-    x = fmaxf(x, -127.f);
-    const float t = __fadd_rd(x, 12582912.f);
-    const float f = x - (t - 12582912.f);
-    const float p = fmaf(fmaf(fmaf(0.07706670f, f, 0.22764537f), f, 0.69511670f), f, 1.f);
-    return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
-}
-
 // Named barriers 1 and 2 (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
 // issues its GEMMs and then lets the other one go (PP, FA3's ping-pong): one warpgroup's GEMMs run
 // while the other's softmax does.
@@ -140,7 +127,7 @@ template <bool B> struct f3_flag {
     static constexpr bool value = B;
 };
 
-template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int FMA_EXPS = 0>
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2, int* __restrict__ tile_ctr) {
@@ -341,12 +328,8 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     float sum = 0.f;
 #pragma unroll
                     for (int j = 0; j < 16; j++) {
-                        // FMA_EXPS of the 16 key tiles (spread out) take the polynomial, the rest MUFU.
-                        const bool fma = j * FMA_EXPS % 16 < FMA_EXPS;
-                        const float x0 = fmaf(s[j * 4 + 2 * r], scale_log2, -m_use);
-                        const float x1 = fmaf(s[j * 4 + 2 * r + 1], scale_log2, -m_use);
-                        float p0 = fma ? f3_ex2_fma(x0) : f3_ex2(x0);
-                        float p1 = fma ? f3_ex2_fma(x1) : f3_ex2(x1);
+                        float p0 = f3_ex2(fmaf(s[j * 4 + 2 * r], scale_log2, -m_use));
+                        float p1 = f3_ex2(fmaf(s[j * 4 + 2 * r + 1], scale_log2, -m_use));
                         s[j * 4 + 2 * r] = p0;
                         s[j * 4 + 2 * r + 1] = p1;
                         sum += p0 + p1;
@@ -491,25 +474,21 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 // with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
 // between launches; read by schedule 2 only). The host table (and its shared-memory size) is
 // src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, FE)                                                         \
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN)                                                            \
     extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2, int* tile_ctr) {                                                     \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, FE>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, \
-                                                          scale_log2, tile_ctr);                                \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal,    \
+                                                      scale_log2, tile_ctr);                                    \
     }
-#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, FE)       \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, FE) \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, FE)
-#define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false, 0)
+#define F3X(NAME, D, ST, PP, L2, PERS, LEAN)        \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN)      \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN)
+#define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
 // the warpgroup's own P V).
-#define F3_LEAN(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, true, 0)
-// Ping-pong in the grid order with FE of each row's 16 key tiles' exps on the FMA pipe (f3_ex2_fma; `_fmaN`
-// kernels, by name: untimed). At d = 64 a tile's two GEMMs take as long on the tensor cores as its 8192
-// exps a warpgroup on MUFU.
-#define F3_FMA(NAME, D, ST, LEAN, FE) F3X(NAME, D, ST, true, false, 0, LEAN, FE)
+#define F3_LEAN(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, true)
 F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
 F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
 F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)
@@ -533,7 +512,3 @@ F3_LEAN(flash_fwd_sm90_d128_s3p_lean_l2, 128, 3, true, true, 0)
 F3_LEAN(flash_fwd_sm90_d128_s3p_lean_dyn, 128, 3, true, false, 2)
 F3_LEAN(flash_fwd_sm90_d128_s2p_lean_l2_dyn, 128, 2, true, true, 2)
 F3_LEAN(flash_fwd_sm90_d128_s3p_lean_l2_dyn, 128, 3, true, true, 2)
-F3_FMA(flash_fwd_sm90_d64_s2p_fma2, 64, 2, false, 2)
-F3_FMA(flash_fwd_sm90_d64_s2p_fma4, 64, 2, false, 4)
-F3_FMA(flash_fwd_sm90_d64_s2p_lean_fma4, 64, 2, true, 4)
-F3_FMA(flash_fwd_sm90_d128_s2p_lean_fma2, 128, 2, true, 2)

@@ -54,7 +54,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
     static_assert(BM == 128 || BM == 256, "one or two 128-row waves");
     static_assert(!LEAN || BM == 128, "the lean main loop runs 128-row tiles");
     static_assert(BN == 128 || (BN == 192 && LEAN), "192 weight rows: the lean loop");
-    static_assert(!MC || (BN == 192 && LEAN), "multicast: the 192-row lean kernel");
+    static_assert(!MC || (BN == 192 && LEAN && !SW), "multicast: the 192-row lean kernel without SwiGLU");
     // NA: accumulators per thread of a 64 x BN wgmma (and per wave of fin). The staging holds whole
     // 64-column slabs (EPI_ON columns: ON = 96 with SwiGLU on 192 weight rows takes two).
     constexpr int ON = SW ? BN / 2 : BN, WAVES = BM / 128, NA = BN / 2, EPI_ON = (ON + 63) / 64 * 64;
@@ -122,19 +122,17 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
                         if (!tile.valid) {
                             mbar_arrive(sm.full(stage));  // nothing to load: the consumers only pass the stage on
                         } else {
-                            // The W map's box is BN / 2 rows (with SW the gate half, then the up half N rows
-                            // on): each CTA of a pair loads one half of the weight tile for both, or both
-                            // halves for itself when its pair spans two experts.
+                            // The W map's box is BN / 2 rows: each CTA of a pair loads one half of the weight
+                            // tile for both, or both halves for itself when its pair spans two experts.
                             mbar_expect_tx(sm.full(stage), STAGE_BYTES);
                             tma_load_2d(sa, tma_x, kt * TF_BK, tile.row0, sm.full(stage));
                             const u32 sb = sa + A_BYTES, half = B_BYTES / 2;
-                            const int hrows = SW ? N : BN / 2;
                             if (tile.mc) {
-                                tma_load_2d_mc(sb + rank * half, tma_w, kt * TF_BK, wrow + rank * hrows,
+                                tma_load_2d_mc(sb + rank * half, tma_w, kt * TF_BK, wrow + rank * (BN / 2),
                                                sm.full(stage), 3);
                             } else {
                                 tma_load_2d(sb, tma_w, kt * TF_BK, wrow, sm.full(stage));
-                                tma_load_2d(sb + half, tma_w, kt * TF_BK, wrow + hrows, sm.full(stage));
+                                tma_load_2d(sb + half, tma_w, kt * TF_BK, wrow + BN / 2, sm.full(stage));
                             }
                         }
                     } else {
@@ -395,7 +393,7 @@ __device__ void grouped_gemm_fp8(const TmaMap* tma_x, const TmaMap* tma_w, const
 // The lean main loop (LEAN above); on 128 weight rows no faster than TF on the H200, so by name only.
 #define TFL(NAME, ST, SW, BM) TFX(NAME, ST, SW, BM, true, 128, false)
 // The lean main loop on BN weight rows per tile (192: DeepGEMM's tile), without or with clusters of two
-// multicasting the weight tile (MC; the host runs it from K = 4096 on: it lost at V2-Lite's shapes).
+// multicasting the weight tile (MC; the host runs it where experts average at most 1024 rows).
 #define TFLN(NAME, ST, SW, BM, BN, MC) TFX(NAME, ST, SW, BM, true, BN, MC)
 TF(grouped_gemm_fp8_s4, 4, false, 128)
 TF(grouped_gemm_fp8_s5, 5, false, 128)
@@ -409,4 +407,3 @@ TFL(grouped_gemm_fp8_swiglu_lean_s6, 6, true, 128)
 TFLN(grouped_gemm_fp8_n192_lean_s4, 4, false, 128, 192, false)
 TFLN(grouped_gemm_fp8_n192_lean_s4_mc, 4, false, 128, 192, true)
 TFLN(grouped_gemm_fp8_swiglu_n192_lean_s4, 4, true, 128, 192, false)
-TFLN(grouped_gemm_fp8_swiglu_n192_lean_s4_mc, 4, true, 128, 192, true)

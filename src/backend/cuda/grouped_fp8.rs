@@ -24,8 +24,7 @@ pub struct Fp8Kernel {
     /// belong to one expert (MC in the kernel; DeepGEMM's cluster_m = 2).
     pub multicast: bool,
     /// Runs only when chosen by name: `_m256` passes the GPU tests but was slower than the defaults
-    /// on the H200 (BENCHMARKS.md, session 4); so were `_lean_s6` (session 7) and the multicast
-    /// kernels below MULTICAST_MIN_K (session 7); `_swiglu_n192_lean_s4_mc` is untimed.
+    /// on the H200 (BENCHMARKS.md, session 4); so was `_lean_s6` (session 7).
     pub by_name: bool,
 }
 
@@ -56,14 +55,15 @@ const fn tfl(name: &'static str, stages: usize, swiglu: bool, rows: usize) -> Fp
 }
 
 /// The lean main loop on `bn` weight rows per tile, with or without multicast (TFLN in the kernel).
-const fn tfln(name: &'static str, stages: usize, swiglu: bool, bn: usize, multicast: bool, by_name: bool) -> Fp8Kernel {
-    Fp8Kernel { name, stages, swiglu, rows: 128, bn, lean: true, multicast, by_name }
+const fn tfln(name: &'static str, stages: usize, swiglu: bool, bn: usize, multicast: bool) -> Fp8Kernel {
+    Fp8Kernel { name, stages, swiglu, rows: 128, bn, lean: true, multicast, by_name: false }
 }
 
-/// The multicast kernels run by default from this K on: half the weight bytes from L2 per CTA paid
-/// at V3's gate/up (K = 7168: 1.07x and 1.08x `n192` on the H200, sessions 7 and 8), not at K = 2048
-/// (V3's down 1.02x; V2-Lite's gate/up 0.89x).
-pub const MULTICAST_MIN_K: usize = 4096;
+/// The multicast kernel runs by default where the experts average at most this many rows (8 row
+/// blocks): each weight tile then serves few row blocks, and loading half of it per CTA pays. On the
+/// H200 (sessions 7 and 8, two orders) 1.01-1.08x `n192` at V3's gate/up and 1.02-1.03x at its down
+/// (512 rows an expert), 0.89-0.93x and 0.95-0.98x at V2-Lite's (1536).
+pub const MULTICAST_MAX_ROWS: usize = 1024;
 
 /// In order of preference for each epilogue: the first whose shared memory fits runs (those
 /// marked `by_name` only by name). First DeepGEMM's configuration for our shapes
@@ -71,11 +71,10 @@ pub const MULTICAST_MIN_K: usize = 4096;
 /// SwiGLU, 96 gate and 96 up rows a tile. On the H200 (session 7, BENCHMARKS.md) 1.11-1.21x `s6`
 /// at the V2-Lite and V3 shapes, and 1.11x `swiglu_s6`.
 pub const FP8_KERNELS: &[Fp8Kernel] = &[
-    // The weight tile multicast to a cluster of two (from MULTICAST_MIN_K on).
-    tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 192, true, false),
-    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4_mc", 4, true, 192, true, true),
-    tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 192, false, false),
-    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 192, false, false),
+    // The weight tile multicast to a cluster of two (up to MULTICAST_MAX_ROWS an expert).
+    tfln("grouped_gemm_fp8_n192_lean_s4_mc", 4, false, 192, true),
+    tfln("grouped_gemm_fp8_n192_lean_s4", 4, false, 192, false),
+    tfln("grouped_gemm_fp8_swiglu_n192_lean_s4", 4, true, 192, false),
     tf("grouped_gemm_fp8_s6", 6, false, 128),
     tf("grouped_gemm_fp8_s5", 5, false, 128),
     tf("grouped_gemm_fp8_s4", 4, false, 128),
@@ -98,13 +97,13 @@ pub enum Fp8Refused {
     Experts(usize),
 }
 
-/// The kernel for `e` experts and a K of `k` (with or without the SwiGLU epilogue) on `arch`: the one
+/// The kernel for `r` rows over `e` experts (with or without the SwiGLU epilogue) on `arch`: the one
 /// chosen by name when it has that epilogue and fits, else the first of the table that fits (the
-/// multicast ones from MULTICAST_MIN_K on).
+/// multicast one up to MULTICAST_MAX_ROWS an expert).
 pub fn choose_fp8(
     arch: Arch,
+    r: usize,
     e: usize,
-    k: usize,
     swiglu: bool,
     chosen: Option<&str>,
 ) -> std::result::Result<Fp8Kernel, Fp8Refused> {
@@ -113,7 +112,7 @@ pub fn choose_fp8(
     }
     let fits = |f: &&Fp8Kernel| f.swiglu == swiglu && f.smem_for(e) <= arch.max_smem_per_block();
     let named = FP8_KERNELS.iter().filter(|f| Some(f.name) == chosen).find(fits);
-    let default = || FP8_KERNELS.iter().filter(|f| !f.by_name && (!f.multicast || k >= MULTICAST_MIN_K)).find(fits);
+    let default = || FP8_KERNELS.iter().filter(|f| !f.by_name && (!f.multicast || r <= MULTICAST_MAX_ROWS * e)).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
@@ -150,7 +149,7 @@ impl CudaBackend {
     ) -> Result<Tensor> {
         let (r, e, nw, k) = block_fp8::grouped_dims(x, w, offsets, swiglu)?;
         let chosen = *self.choice.grouped_fp8.read().unwrap();
-        let fk = choose_fp8(self.target(), e, k, swiglu, chosen)
+        let fk = choose_fp8(self.target(), r, e, swiglu, chosen)
             .map_err(|err| Error::Unsupported { op: "grouped_matmul_fp8", what: err.to_string() })?;
         let n = if swiglu { nw / 2 } else { nw };
         let y = self.alloc(&[r, n], DType::Bf16)?;
@@ -225,59 +224,57 @@ mod tests {
     }
 
     #[test]
-    fn choice_by_architecture_experts_k_and_name() {
+    fn choice_by_architecture_rows_experts_and_name() {
         let [a100, h100, b200] = CLAIMED;
         for arch in [a100, b200] {
-            let err = choose_fp8(arch, 64, 2048, false, None).unwrap_err();
+            let err = choose_fp8(arch, 65_536, 64, false, None).unwrap_err();
             assert_eq!(err.to_string(), format!("grouped_matmul_fp8 needs sm_90a only (wgmma); this GPU is {arch}"));
         }
-        // The 128 x 192 lean kernels at every expert count (their smem is checked below), with the weight
-        // tile multicast from MULTICAST_MIN_K on (not yet with SwiGLU: untimed).
-        let (n192, sw192) = ("grouped_gemm_fp8_n192_lean_s4", "grouped_gemm_fp8_swiglu_n192_lean_s4");
-        let (mc, sw_mc) = ("grouped_gemm_fp8_n192_lean_s4_mc", "grouped_gemm_fp8_swiglu_n192_lean_s4_mc");
+        // The 128 x 192 lean kernels at every expert count (their smem is checked below), the plain one with
+        // the weight tile multicast where the experts average at most MULTICAST_MAX_ROWS rows.
+        let (n192, sw192, mc) =
+            ("grouped_gemm_fp8_n192_lean_s4", "grouped_gemm_fp8_swiglu_n192_lean_s4", "grouped_gemm_fp8_n192_lean_s4_mc");
         for e in [1, 64, 256, 1024] {
-            assert_eq!(choose_fp8(h100, e, 2048, false, None).unwrap().name, n192);
-            assert_eq!(choose_fp8(h100, e, MULTICAST_MIN_K - 16, false, None).unwrap().name, n192);
-            assert_eq!(choose_fp8(h100, e, MULTICAST_MIN_K, false, None).unwrap().name, mc);
-            assert_eq!(choose_fp8(h100, e, 7168, false, None).unwrap().name, mc);
-            assert_eq!(choose_fp8(h100, e, 7168, true, None).unwrap().name, sw192);
-            assert_eq!(choose_fp8(h100, e, 2048, true, Some(sw_mc)).unwrap().name, sw_mc);
+            let few = MULTICAST_MAX_ROWS * e;
+            assert_eq!(choose_fp8(h100, few, e, false, None).unwrap().name, mc);
+            assert_eq!(choose_fp8(h100, few + 1, e, false, None).unwrap().name, n192);
+            assert_eq!(choose_fp8(h100, few, e, true, None).unwrap().name, sw192);
+            assert_eq!(choose_fp8(h100, few + 1, e, true, None).unwrap().name, sw192);
         }
-        let at = |e, name| choose_fp8(h100, e, 2048, false, name);
+        // V3 (8192 tokens, top 8, 256 experts: 256 rows an expert) and V2-Lite (16384, top 6, 64: 1536).
+        assert_eq!(choose_fp8(h100, 65_536, 256, false, None).unwrap().name, mc);
+        assert_eq!(choose_fp8(h100, 98_304, 64, false, None).unwrap().name, n192);
+        let at = |e, name| choose_fp8(h100, 1 << 21, e, false, name);
         // Six stages (192 KiB) and the staging leave room for 256 experts' tile list, not 1024.
         let s6 = Some("grouped_gemm_fp8_s6");
         assert_eq!(at(256, s6).unwrap().name, "grouped_gemm_fp8_s6");
         assert_eq!(at(1024, s6).unwrap().name, n192);
         assert_eq!(at(64, Some("grouped_gemm_fp8_s4")).unwrap().name, "grouped_gemm_fp8_s4");
         // A name with the other epilogue is not taken.
-        assert_eq!(choose_fp8(h100, 64, 2048, true, Some("grouped_gemm_fp8_s4")).unwrap().name, sw192);
+        assert_eq!(choose_fp8(h100, 1 << 21, 64, true, Some("grouped_gemm_fp8_s4")).unwrap().name, sw192);
         assert_eq!(at(1025, None), Err(Fp8Refused::Experts(1025)));
-        // The kernels that lost on the H200 (256-row tiles, lean on 128 rows) or are untimed run only when
-        // named, at any K.
-        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 5);
-        for k in [2048, 7168] {
+        // The kernels that lost on the H200 (256-row tiles, lean on 128 rows) run only when named.
+        assert_eq!(FP8_KERNELS.iter().filter(|k| k.by_name).count(), 4);
+        for r in [64, 1 << 21] {
             let by_name = FP8_KERNELS.iter().filter(|f| f.by_name);
-            assert!(by_name.clone().all(|f| choose_fp8(h100, 64, k, f.swiglu, None).unwrap() != *f));
+            assert!(by_name.clone().all(|f| choose_fp8(h100, r, 64, f.swiglu, None).unwrap() != *f));
         }
         // Four 256-row stages (192 KiB) and the staging fit 256 experts' tile list, not 1024 (the
         // SwiGLU one, with half the staging, fits 1024).
         let m256 = Some("grouped_gemm_fp8_m256_s4");
         assert_eq!(at(256, m256).unwrap().rows, 256);
         assert_eq!(at(1024, m256).unwrap().name, n192);
-        assert_eq!(choose_fp8(h100, 1024, 2048, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
+        assert_eq!(choose_fp8(h100, 1 << 21, 1024, true, Some("grouped_gemm_fp8_swiglu_m256_s4")).unwrap().rows, 256);
         // Four 128 x 192 stages (160 KiB) and 48 KiB of staging leave room for 1024 experts' tile
         // list (8 KiB) in 227 KiB. The name is not taken for the SwiGLU epilogue, which it lacks.
         let k = at(1024, Some(n192)).unwrap();
         assert_eq!((k.name, k.bn, k.outputs(), k.smem_for(1024)), (n192, 192, 192, 212_992 + 64 + 8 * 1024 + 8));
-        assert_eq!(choose_fp8(h100, 1024, 2048, true, Some(n192)).unwrap().name, sw192);
+        assert_eq!(choose_fp8(h100, 1 << 21, 1024, true, Some(n192)).unwrap().name, sw192);
         // With SwiGLU: 96 outputs a tile, staged in two 64-column slabs (32 KiB for both warpgroups).
-        let k = choose_fp8(h100, 1024, 2048, true, Some(sw192)).unwrap();
+        let k = choose_fp8(h100, 1 << 21, 1024, true, Some(sw192)).unwrap();
         assert_eq!((k.name, k.outputs(), k.smem_for(1024)), (sw192, 96, 163_840 + 32_768 + 64 + 8 * 1024 + 8));
-        // The multicast ones: the same shared memory as theirs without (each CTA holds the whole weight tile).
-        for (with, without, sw) in [(mc, n192, false), (sw_mc, sw192, true)] {
-            let pick = |n| choose_fp8(h100, 1024, 2048, sw, Some(n)).unwrap();
-            let (m, p) = (pick(with), pick(without));
-            assert!(m.multicast && !p.multicast && m.smem_for(1024) == p.smem_for(1024));
-        }
+        // The multicast one: the same shared memory as `n192` (each CTA holds the whole weight tile).
+        let (m, p) = (at(1024, Some(mc)).unwrap(), at(1024, Some(n192)).unwrap());
+        assert!(m.multicast && !p.multicast && m.smem_for(1024) == p.smem_for(1024));
     }
 }

@@ -25,9 +25,6 @@ pub struct FlashKernel {
     /// sm90: the lean main loop (`F3_LEAN`: the softmax under the warpgroup's own P V, warp-uniform
     /// descriptors, unmasked tiles in a loop of their own); the d = 128 defaults.
     pub lean: bool,
-    /// sm90: of each row's 16 key tiles of 8, how many take their exps on the FMA pipe (`F3_FMA`, a
-    /// polynomial) instead of MUFU.
-    pub fma_exps: usize,
 }
 
 /// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
@@ -57,7 +54,6 @@ impl FlashKernel {
             l2_sections: false,
             schedule: Schedule::Grid,
             lean: false,
-            fma_exps: 0,
         }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
@@ -72,7 +68,6 @@ impl FlashKernel {
             l2_sections: l2,
             schedule: Schedule::Grid,
             lean: false,
-            fma_exps: 0,
         }
     }
     const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
@@ -91,10 +86,6 @@ impl FlashKernel {
         schedule: Schedule,
     ) -> Self {
         FlashKernel { lean: true, schedule, ..Self::sm90(name, name_f32o, d, stages, true, l2) }
-    }
-    /// `fma_exps` of each row's 16 key tiles' exps on the FMA pipe (grid order, ping-pong).
-    const fn sm90_fma(name: &'static str, name_f32o: &'static str, d: usize, lean: bool, fma_exps: usize) -> Self {
-        FlashKernel { lean, fma_exps, ..Self::sm90(name, name_f32o, d, 2, true, false) }
     }
     /// One block an SM walking query tiles (`Schedule::Static` or `Dynamic`).
     pub fn persistent(&self) -> bool {
@@ -226,11 +217,6 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         false,
         Schedule::Dynamic,
     ),
-    // Part of the softmax's exps on the FMA pipe (F3_FMA). Untimed.
-    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_fma2", "flash_fwd_sm90_d64_s2p_fma2_f32o", 64, false, 2),
-    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_fma4", "flash_fwd_sm90_d64_s2p_fma4_f32o", 64, false, 4),
-    FlashKernel::sm90_fma("flash_fwd_sm90_d64_s2p_lean_fma4", "flash_fwd_sm90_d64_s2p_lean_fma4_f32o", 64, true, 4),
-    FlashKernel::sm90_fma("flash_fwd_sm90_d128_s2p_lean_fma2", "flash_fwd_sm90_d128_s2p_lean_fma2_f32o", 128, true, 2),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -432,10 +418,7 @@ mod tests {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
                 let mac = if k.lean { "F3_LEAN" } else { "F3" };
-                match k.fma_exps {
-                    0 => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
-                    fe => (f3, format!("F3_FMA({}, {}, {st}, {}, {fe})", k.name, k.d, k.lean)),
-                }
+                (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };
