@@ -731,9 +731,10 @@ fn moe_layer_end_to_end() {
     }
 }
 
-/// Every compiled tile configuration of the flash and grouped GEMM kernels, not only the defaults.
+/// Every compiled tile configuration of the flash kernels, not only the defaults (the filter
+/// `cuda_kernel_variants` also takes the grouped GEMM's, apart so that compute-sanitizer can take either).
 #[test]
-fn cuda_kernel_variants() {
+fn cuda_kernel_variants_flash() {
     let b = match CudaBackend::new(0) {
         Ok(b) => b,
         Err(e) => return skipped(&e.to_string()),
@@ -760,6 +761,17 @@ fn cuda_kernel_variants() {
         // 3 KV heads: the `_l2` kernels' sections hold 2 KV groups, a full section then a short one.
         check_attention(&b, 300, 300, 6, 3, fk.d, p(true, 0, 0));
     }
+    b.choose_flash_kernel(None).unwrap();
+    assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
+}
+
+/// Every compiled tile configuration of the grouped GEMM kernels, not only the defaults.
+#[test]
+fn cuda_kernel_variants_grouped() {
+    let b = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => return skipped(&e.to_string()),
+    };
     for gk in rwm_dist::backend::cuda::GROUPED_KERNELS {
         if gk.sm90a && b.arch() != "sm_90a" {
             continue;
@@ -783,7 +795,7 @@ fn cuda_kernel_variants() {
         }
     }
     b.choose_grouped_kernel(None).unwrap();
-    assert!(b.choose_flash_kernel(Some("no_such_kernel")).is_err());
+    assert!(b.choose_grouped_kernel(Some("no_such_kernel")).is_err());
 }
 
 /// The persistent flash kernels (`_pers`) with their grid capped at 1 and 3 blocks, so that each block
