@@ -3,7 +3,8 @@
 // as flash_attention.cu (delta = q_offset - k_offset, any sq and sk, natural-log lse [hq, sq], -inf
 // and a zero row where a query sees no key).
 //
-// Block: 128 query rows of one head, 384 threads = 3 warpgroups.
+// Block: 128 query rows of one head, 384 threads = 3 warpgroups (`_w3`: 192 rows, 512 threads, a third
+// consumer warpgroup; NC below).
 //   warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA loads of the Q tile once and of
 //     K and V tiles of 128 keys into STAGES stages (3-D tensor maps over [s, h, d]; boxes of 128 rows x
 //     64 columns, d / 64 boxes a tile, 128-byte swizzle; rows past sq / sk are zero-filled), each with a full mbarrier
@@ -36,9 +37,8 @@
 #include "tma.cuh"
 #include "wgmma.cuh"
 
-#define F3_BQ 128
+#define F3_BQ 128  // query rows a block with two consumer warpgroups (the L2 and persistent orders)
 #define F3_BKV 128
-#define F3_THREADS 384
 #define F3_L2_KV (32 << 20)  // FA3's budget for the K and V of one section (L2: 50 MB on the H100, more on the H200)
 
 __device__ __forceinline__ float f3_ex2(float x) {
@@ -47,21 +47,31 @@ __device__ __forceinline__ float f3_ex2(float x) {
     return y;
 }
 
-// Named barriers 1 and 2 (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
-// issues its GEMMs and then lets the other one go (PP, FA3's ping-pong): one warpgroup's GEMMs run
-// while the other's softmax does.
+// Named barriers 1 .. NC (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
+// issues its GEMMs and then lets the next one go (PP, FA3's ping-pong; a ring of three with NC = 3):
+// one warpgroup's GEMMs run while the others' softmax does.
+template <int NC>
 __device__ __forceinline__ void f3_turn_wait(int c) {
-    if (c == 0) {
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    if constexpr (NC == 2) {
+        if (c == 0) {
+            asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        } else {
+            asm volatile("bar.sync 2, 256;\n" ::: "memory");
+        }
     } else {
-        asm volatile("bar.sync 2, 256;\n" ::: "memory");
+        asm volatile("bar.sync %0, 256;\n" ::"r"(1 + c) : "memory");
     }
 }
+template <int NC>
 __device__ __forceinline__ void f3_turn_pass(int c) {
-    if (c == 0) {
-        asm volatile("bar.arrive 2, 256;\n" ::: "memory");
+    if constexpr (NC == 2) {
+        if (c == 0) {
+            asm volatile("bar.arrive 2, 256;\n" ::: "memory");
+        } else {
+            asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+        }
     } else {
-        asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+        asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (c + 1) % NC) : "memory");
     }
 }
 
@@ -127,23 +137,27 @@ template <bool B> struct f3_flag {
     static constexpr bool value = B;
 };
 
-template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false>
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int NC = 2>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2, int* __restrict__ tile_ctr) {
     static_assert(D == 64 || D == 128, "head dim 64 or 128");
+    // Three consumer warpgroups (192 query rows, FA3's d = 64 tile): one Q box (d = 64), the grid order.
+    static_assert(NC == 2 || (NC == 3 && D == 64 && PP && !L2 && PERS == 0), "three consumers: d = 64, grid order");
+    constexpr int BQ = 64 * NC;        // query rows a block
     constexpr int NB = D / 64;         // TMA boxes a tile
-    constexpr u32 BOX = 128 * 64 * 2;  // one TMA box: 128 rows x 64 columns (128 bytes a row)
+    constexpr u32 BOX = 128 * 64 * 2;  // one TMA box of K or V: 128 rows x 64 columns (128 bytes a row)
     constexpr u32 TILE = NB * BOX;     // 128 rows x D columns
+    constexpr u32 QTILE = NB * BQ * 128;  // Q: BQ rows x D columns (boxes of BQ rows)
     // The swizzle atoms need 1024-byte alignment; the host adds 1024 bytes of slack.
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 base = ((u32)__cvta_generic_to_shared(smem_raw) + 1023) & ~1023u;
-    const u32 sQ = base, sK = sQ + TILE, sV = sK + STAGES * TILE, bars = sV + STAGES * TILE;
+    const u32 sQ = base, sK = sQ + QTILE, sV = sK + STAGES * TILE, bars = sV + STAGES * TILE;
     const u32 qfull = bars, qempty = bars + 8 * (1 + 4 * STAGES);
     auto tfull = [&](int j) { return bars + 8 * (2 + 4 * STAGES + j); };   // PERS = 2: tile slot j (0, 1)
     auto tempty = [&](int j) { return bars + 8 * (4 + 4 * STAGES + j); };
     const u32 tslot = bars + 8 * (6 + 4 * STAGES);  // two u32
-    const int T = hq * ((sq + F3_BQ - 1) / F3_BQ);
+    const int T = hq * ((sq + BQ - 1) / BQ);
     auto kfull = [&](int s) { return bars + 8 * (1 + s); };
     auto vfull = [&](int s) { return bars + 8 * (1 + STAGES + s); };
     auto kempty = [&](int s) { return bars + 8 * (1 + 2 * STAGES + s); };
@@ -153,7 +167,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     auto kv_tiles = [&](int qt) {
         int n = (sk + F3_BKV - 1) / F3_BKV;
         if (causal) {
-            i64 last = delta + (i64)qt * F3_BQ + F3_BQ - 1;
+            i64 last = delta + (i64)qt * BQ + BQ - 1;
             n = last < 0 ? 0 : (int)min((i64)n, last / F3_BKV + 1);
         }
         return n;
@@ -163,16 +177,16 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 
     if (tid == 0) {
         mbar_init(qfull, 1);
-        mbar_init(qempty, 8);  // lane 0 of each consumer warp (PERS)
+        mbar_init(qempty, 4 * NC);  // lane 0 of each consumer warp (PERS)
         for (int j = 0; j < 2; j++) {
             mbar_init(tfull(j), 1);
-            mbar_init(tempty(j), 8);
+            mbar_init(tempty(j), 4 * NC);
         }
         for (int s = 0; s < STAGES; s++) {
             mbar_init(kfull(s), 1);
             mbar_init(vfull(s), 1);
-            mbar_init(kempty(s), 8);  // lane 0 of each consumer warp
-            mbar_init(vempty(s), 8);
+            mbar_init(kempty(s), 4 * NC);  // lane 0 of each consumer warp
+            mbar_init(vempty(s), 4 * NC);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -181,6 +195,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     if (wg == 0) {
         // The block holds 168 x 384 registers (ptxas at launch): 24 x 128 + 240 x 256 is all of them, so the
         // producer may keep no more than 24, or the consumers' setmaxnreg.inc waits forever (session 5: 32 here hung).
+        // With NC = 3, 128 x 512: 24 x 128 + 160 x 384 fit.
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
@@ -209,9 +224,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             auto load_q = [&](int h, int q0) {
                 if (PERS) mbar_wait(qempty, qphase ^ 1);  // both consumer warpgroups are done with the last Q
                 qphase ^= 1;
-                mbar_expect_tx(qfull, TILE);
+                mbar_expect_tx(qfull, QTILE);
 #pragma unroll
-                for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * BOX, mq, 64 * b, h, q0, qfull);
+                for (int b = 0; b < NB; b++) tma_load_3d(sQ + b * (QTILE / NB), mq, 64 * b, h, q0, qfull);
             };
             int idx = blockIdx.x;  // PERS = 2
             for (int rd = 0;; rd++) {
@@ -226,9 +241,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 }
                 const int n_kv = kv_tiles(qt), kh = h / group;
                 if (n_kv > 0) {
-                    if (!PERS) load_q(h, qt * F3_BQ);
+                    if (!PERS) load_q(h, qt * BQ);
                     load_k(kh, n_kv - 1);
-                    if (PERS) load_q(h, qt * F3_BQ);  // the first K goes first: Q waits for the last tile's S
+                    if (PERS) load_q(h, qt * BQ);  // the first K goes first: Q waits for the last tile's S
                     load_v(kh, n_kv - 1);
                     for (int t = n_kv - 2; t >= 0; t--) {
                         load_k(kh, t);
@@ -245,9 +260,13 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         return;
     }
 
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+    if constexpr (NC == 2) {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n");
+    }
     const int c = wg - 1, w = warp & 3, g = lane >> 2, q = lane & 3;
-    // Turns of the two warpgroups (PP): the first is warpgroup 0's; they alternate, n_kv each a tile.
+    // Turns of the consumer warpgroups (PP): the first is warpgroup 0's; they take turns, n_kv each a tile.
     if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
     int stage = 0, h, qt;
     u32 phase = 0, qphase = 0;
@@ -263,7 +282,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         } else if (!f3_tile<PERS != 0, L2>(rd, D, sq, sk, hq, hkv, causal, h, qt)) {
             break;
         }
-        const int n_kv = kv_tiles(qt), q0 = qt * F3_BQ;
+        const int n_kv = kv_tiles(qt), q0 = qt * BQ;
         // This warp's first row sees keys <= row_lo (its row g + 8x sees keys <= row_lo + g + 8x).
         const i64 row_lo = delta + q0 + c * 64 + w * 16;
 
@@ -357,11 +376,11 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             qphase ^= 1;
             float alpha[2];
             mbar_wait(kfull(stage), phase);
-            if (PP) f3_turn_wait(c);
+            if (PP) f3_turn_wait<NC>(c);
             wg_fence();
             issue_qk(stage);
             wg_commit();
-            if (PP) f3_turn_pass(c);
+            if (PP) f3_turn_pass<NC>(c);
             wg_wait<0>();
             wg_pin(s);
             if (lane == 0) mbar_arrive(kempty(stage));
@@ -379,13 +398,13 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             auto step = [&](int t, auto masked) {
                 mbar_wait(kfull(stage), phase);
                 mbar_wait(vfull(vstage), vphase);
-                if (PP) f3_turn_wait(c);
+                if (PP) f3_turn_wait<NC>(c);
                 wg_fence();
                 issue_qk(stage);
                 wg_commit();
                 issue_pv(vstage);
                 wg_commit();
-                if (PP) f3_turn_pass(c);
+                if (PP) f3_turn_pass<NC>(c);
                 wg_wait<1>();  // S of tile t is ready; P V of tile t + 1 may still run
                 wg_pin(s);
                 if constexpr (LEAN) {
@@ -464,31 +483,34 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             if (q == 0) lse[(u64)h * sq + i] = lt > 0.f ? (m[r] + log2f(lt)) * 0.6931471805599453f : neg_inf();
         }
     }
-    // Warpgroup 1's last pass (or, with no key tile at all, warpgroup 0's first turn) is left on barrier 1:
+    // The last warpgroup's last pass (or, with no key tile at all, warpgroup 0's first turn) is left on barrier 1:
     // taken here, so no arrival outlives the block.
-    if (PP && c == 0) f3_turn_wait(0);
+    if (PP && c == 0) f3_turn_wait<NC>(0);
 }
 
 // Name, head dim, K/V stages, ping-pong, L2 sections, schedule (0: one block a tile; 1: persistent, static;
-// 2: persistent, dynamic); each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / 128)),
+// 2: persistent, dynamic); each with a bf16 output (NAME) and an f32 one (NAME_f32o). Grid (hq, ceil(sq / BQ)),
 // with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
 // between launches; read by schedule 2 only). The host table (and its shared-memory size) is
 // src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN)                                                            \
-    extern "C" __global__ void __launch_bounds__(F3_THREADS, 1)                                                 \
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, NC)                                                        \
+    extern "C" __global__ void __launch_bounds__(128 * (NC + 1), 1)                                             \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2, int* tile_ctr) {                                                     \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal,    \
-                                                      scale_log2, tile_ctr);                                    \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, NC>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, \
+                                                          scale_log2, tile_ctr);                                \
     }
-#define F3X(NAME, D, ST, PP, L2, PERS, LEAN)        \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN)      \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN)
-#define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false)
+#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, NC)       \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, NC) \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, NC)
+#define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false, 2)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
 // the warpgroup's own P V).
-#define F3_LEAN(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, true)
+#define F3_LEAN(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, true, 2)
+// Three consumer warpgroups, 192 query rows a block (FA3's d = 64 tile; `_w3` kernels, 512 threads), in
+// ping-pong turns of three, the grid order.
+#define F3_W3(NAME, D, ST, LEAN) F3X(NAME, D, ST, true, false, 0, LEAN, 3)
 F3(flash_fwd_sm90_d128_s2, 128, 2, false, false, 0)
 F3(flash_fwd_sm90_d128_s3, 128, 3, false, false, 0)
 F3(flash_fwd_sm90_d128_s2p, 128, 2, true, false, 0)
@@ -512,3 +534,6 @@ F3_LEAN(flash_fwd_sm90_d128_s3p_lean_l2, 128, 3, true, true, 0)
 F3_LEAN(flash_fwd_sm90_d128_s3p_lean_dyn, 128, 3, true, false, 2)
 F3_LEAN(flash_fwd_sm90_d128_s2p_lean_l2_dyn, 128, 2, true, true, 2)
 F3_LEAN(flash_fwd_sm90_d128_s3p_lean_l2_dyn, 128, 3, true, true, 2)
+F3_W3(flash_fwd_sm90_d64_s2p_w3, 64, 2, false)
+F3_W3(flash_fwd_sm90_d64_s2p_lean_w3, 64, 2, true)
+F3_W3(flash_fwd_sm90_d64_s3p_w3, 64, 3, false)

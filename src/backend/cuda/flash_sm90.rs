@@ -1,6 +1,7 @@
 //! Launch of the warp-specialised Hopper flash attention (kernels/flash_attention_sm90.cu): three
-//! tensor maps over q [sq, hq, d], k and v [sk, hkv, d] (boxes of 64 columns x 1 head x 128 rows,
-//! 128-byte swizzle, zero fill past sq / sk), then the same scalars as the mma.sync kernel.
+//! tensor maps over q [sq, hq, d], k and v [sk, hkv, d] (boxes of 64 columns x 1 head x 128 rows, Q's
+//! of the block's 128 or 192, 128-byte swizzle, zero fill past sq / sk), then the same scalars as the
+//! mma.sync kernel.
 
 use super::tiles::FlashKernel;
 use super::*;
@@ -25,11 +26,13 @@ impl CudaBackend {
     /// Runs `fk` (an sm90 kernel) on device pointers q, k, v, out, lse.
     pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
         let [qp, kp, vp, op, lp] = ptrs;
-        let map = |p, s, h| {
-            driver::tensor_map_3d(driver::TmaElem::Bf16, p, [s, h, n.d], 128, 64)
+        let map = |p, s, h, rows: usize| {
+            driver::tensor_map_3d(driver::TmaElem::Bf16, p, [s, h, n.d], rows as u32, 64)
                 .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
         };
-        let mut maps = [map(qp, n.sq, n.hq)?, map(kp, n.sk, n.hkv)?, map(vp, n.sk, n.hkv)?];
+        // Q's box is the block's query tile (128 or 192 rows), K's and V's a 128-key tile.
+        let mut maps =
+            [map(qp, n.sq, n.hq, fk.block_q())?, map(kp, n.sk, n.hkv, 128)?, map(vp, n.sk, n.hkv, 128)?];
         // One block a (head, query tile): (hq, tiles), or 1-D in the kernel's L2 sections (f3_tile_l2);
         // persistent: one block an SM (at most one fits: its shared memory), each walking tiles (f3_tile).
         let tiles = n.sq.div_ceil(fk.block_q());

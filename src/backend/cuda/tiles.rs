@@ -5,8 +5,8 @@
 
 /// A flash attention instantiation: `warps` warps each owning `mt` x 16 query rows (flash_attention.cu,
 /// mma.sync), or with `tma_stages` > 0 the warp-specialised Hopper kernel (flash_attention_sm90.cu:
-/// TMA + wgmma, sm_90a only, 128 query rows and 12 warps a block, that many K/V stages, `ping_pong`,
-/// `l2_sections`, `schedule`, `lean`).
+/// TMA + wgmma, sm_90a only, 64 query rows a consumer warpgroup: 128 rows and 12 warps a block, or 192
+/// and 16 (`_w3`); that many K/V stages, `ping_pong`, `l2_sections`, `schedule`, `lean`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashKernel {
     pub name: &'static str,
@@ -76,6 +76,10 @@ impl FlashKernel {
     const fn sm90_lean(name: &'static str, name_f32o: &'static str, d: usize, stages: usize) -> Self {
         Self::sm90_lean_order(name, name_f32o, d, stages, false, Schedule::Grid)
     }
+    /// Three consumer warpgroups (192 query rows, 16 warps: `F3_W3`), ping-pong, the grid order.
+    const fn sm90_w3(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, lean: bool) -> Self {
+        FlashKernel { warps: 16, lean, ..Self::sm90(name, name_f32o, d, stages, true, false) }
+    }
     /// The lean loop in L2 sections or persistent.
     const fn sm90_lean_order(
         name: &'static str,
@@ -99,17 +103,17 @@ impl FlashKernel {
         if self.sm90a() { "flash_attention_sm90.cu" } else { "flash_attention.cu" }
     }
     pub fn block_q(&self) -> usize {
-        if self.sm90a() { 128 } else { self.warps * self.mt * 16 }
+        if self.sm90a() { (self.warps / 4 - 1) * 64 } else { self.warps * self.mt * 16 }
     }
     pub fn threads(&self) -> u32 {
         (self.warps * 32) as u32
     }
-    /// Q tile plus double-buffered K and V tiles; sm90: Q and `tma_stages` K and V tiles of 128 rows,
+    /// Q tile plus double-buffered K and V tiles; sm90: Q (`block_q` rows) and `tma_stages` K and V tiles of 128 rows,
     /// the mbarriers (Q full and empty, K and V full and empty a stage, two tile slots' full and empty),
     /// the two tile slots, and 1024 bytes to align the swizzle atoms.
     pub fn smem(&self) -> u32 {
         if self.sm90a() {
-            ((1 + 2 * self.tma_stages) * 128 * self.d * 2 + 8 * (7 + 4 * self.tma_stages) + 1024) as u32
+            ((self.block_q() + 2 * self.tma_stages * 128) * self.d * 2 + 8 * (7 + 4 * self.tma_stages) + 1024) as u32
         } else {
             ((self.block_q() + 4 * Self::BKV) * self.d * 2) as u32
         }
@@ -217,6 +221,10 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         false,
         Schedule::Dynamic,
     ),
+    // Three consumer warpgroups a block (FA3's 192 x 128 tile at d = 64): untimed.
+    FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_w3", "flash_fwd_sm90_d64_s2p_w3_f32o", 64, 2, false),
+    FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_lean_w3", "flash_fwd_sm90_d64_s2p_lean_w3_f32o", 64, 2, true),
+    FlashKernel::sm90_w3("flash_fwd_sm90_d64_s3p_w3", "flash_fwd_sm90_d64_s3p_w3_f32o", 64, 3, false),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -418,7 +426,10 @@ mod tests {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
                 let mac = if k.lean { "F3_LEAN" } else { "F3" };
-                (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d))
+                match k.warps {
+                    12 => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
+                    _ => (f3, format!("F3_W3({}, {}, {st}, {})", k.name, k.d, k.lean)),
+                }
             } else {
                 (fa, format!("FA({}, {}, {}, {},", k.name, k.d, k.warps, k.mt))
             };
