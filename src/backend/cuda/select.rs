@@ -303,7 +303,7 @@ mod tests {
             // 16384.
             let (short, mid, long, d64) = if arch.has_wgmma() {
                 let lean3 = "flash_fwd_sm90_d128_s3p_lean_l2";
-                ("flash_fwd_sm90_d128_s2p_lean", lean3, lean3, "flash_fwd_sm90_d64_s2p")
+                ("flash_fwd_sm90_d128_s2p_lean", lean3, lean3, "flash_fwd_sm90_d64_s2p_w3")
             } else {
                 ("flash_fwd_d128_w4m2", "flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2", "flash_fwd_d64_w8m1")
             };
@@ -329,10 +329,10 @@ mod tests {
         assert_eq!(on(H100), ("flash_fwd_sm90_d128_s3", false));
         assert_eq!(on(A100), ("flash_fwd_d128_w4m2", false));
         assert_eq!(on(B200), ("flash_fwd_d128_w4m2", false));
-        assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_sm90_d64_s2p", false));
+        assert_eq!(flash(pick(Op::FlashAttention { d: 64, sq: 8192 }, H100)), ("flash_fwd_sm90_d64_s2p_w3", false));
         // A d = 128 kernel chosen by name leaves d = 64 on its default; another d = 64 kernel by name.
         let s = select(Op::FlashAttention { d: 64, sq: 8192 }, H100, chosen).unwrap();
-        assert_eq!(flash(s), ("flash_fwd_sm90_d64_s2p", false));
+        assert_eq!(flash(s), ("flash_fwd_sm90_d64_s2p_w3", false));
         let chosen = Chosen { flash: Some("flash_fwd_sm90_d64_s2p_l2"), grouped: None };
         let on = |arch| flash(select(Op::FlashAttention { d: 64, sq: 8192 }, arch, chosen).unwrap());
         assert_eq!(on(H100), ("flash_fwd_sm90_d64_s2p_l2", false));

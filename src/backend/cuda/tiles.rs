@@ -221,7 +221,8 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         false,
         Schedule::Dynamic,
     ),
-    // Three consumer warpgroups a block (FA3's 192 x 128 tile at d = 64): untimed.
+    // Three consumer warpgroups a block (FA3's 192 x 128 tile at d = 64): `s2p_w3` is the d = 64 default
+    // (session 8, call 10: 457-461 / 498 TFLOP/s at 8K / 32K; `s3p_w3` 1-2% and `s2p_lean_w3` 3% behind).
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_w3", "flash_fwd_sm90_d64_s2p_w3_f32o", 64, 2, false),
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_lean_w3", "flash_fwd_sm90_d64_s2p_lean_w3_f32o", 64, 2, true),
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s3p_w3", "flash_fwd_sm90_d64_s3p_w3_f32o", 64, 3, false),
@@ -390,8 +391,9 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// at 32K against 1.02x. Session 7 (bench/results/2026-12-02-h200/, BENCHMARKS.md): the lean loop at d = 128,
 /// two KV stages below LONG_SEQUENCE_SM90A rows (1.08x cuDNN at 8192, 1.10-1.13x at 5000), from there three
 /// stages in L2 sections (1.06x at 32K in two orders, where the grid order gave 0.98-1.05x: the K and V of
-/// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2).
-pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p"];
+/// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2). Session 8: d = 64 with three consumer
+/// warpgroups (`_w3`, 192 query rows a block), 1.11-1.12x cuDNN at 8K and 32K (1.13-1.17x `s2p`, two orders).
+pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p_w3"];
 pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
 pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
