@@ -9,7 +9,7 @@
 //!
 //! `--variants` also times every compiled tile configuration of the flash attention
 //! and grouped GEMM kernels, bf16 and FP8 (rows named op[kernel]), to choose the defaults;
-//! `--kernels` times only the flash and grouped GEMM kernels listed; `--attn-seq` attention at the
+//! `--kernels` times only the flash and grouped GEMM kernels listed, in that order; `--attn-seq` attention at the
 //! lengths listed (`attention_shapes`; e.g. one shape under ncu: bench/ncu_kernels.sh). On sm_90a the MoE shapes also get
 //! the block-scaled FP8 grouped GEMM rows (`grouped_gemm_fp8_*`, `moe_expert_mlp_fp8`).
 //! `llama` (`llama32k`): Llama 3.1 8B's gate/up with SwiGLU at 8K (32K) tokens, cuBLASLt then the SwiGLU kernel
@@ -57,9 +57,8 @@ impl Bench<'_> {
         Ok(ms[ms.len() / 2])
     }
 
-    /// Whether `--kernels` lists kernel `name` (every kernel when it lists none).
-    fn lists(&self, name: &str) -> bool {
-        self.kernels.is_empty() || self.kernels.iter().any(|k| k == name)
+    fn listed<'t, K>(&self, table: &'t [K], name: impl Fn(&K) -> &str) -> Vec<&'t K> {
+        listed(&self.kernels, table, name)
     }
 
     fn record(&mut self, op: &str, shape: &str, flops: f64, ms: f64) {
@@ -126,7 +125,7 @@ fn llama(bench: &mut Bench, s: usize) -> Result<()> {
     bench.record(&format!("llama_gate_up_swiglu[{fused}]"), &shape, flops, ms);
     if bench.variants && b.arch() == "sm_90a" {
         let kernels: Vec<_> =
-            GROUPED_KERNELS.iter().filter(|g| g.tma.is_some_and(|o| o.swiglu) && bench.lists(g.name)).collect();
+            bench.listed(GROUPED_KERNELS, |g| g.name).into_iter().filter(|g| g.tma.is_some_and(|o| o.swiglu)).collect();
         for gk in kernels {
             b.choose_grouped_kernel(Some(gk.name))?;
             let ms = bench.time(|i| b.matmul_swiglu(&xs[i % 2], &w).map(drop))?;
@@ -183,7 +182,7 @@ fn attention(bench: &mut Bench) -> Result<()> {
             .collect::<Result<_>>()?;
         let shape = format!("S={s} hq={hq} hkv={hkv} d={d} causal");
         let kernels: Vec<Option<&str>> = if bench.variants {
-            FLASH_KERNELS.iter().filter(|k| k.d == d && bench.lists(k.name)).map(|k| Some(k.name)).collect()
+            bench.listed(FLASH_KERNELS, |k| k.name).into_iter().filter(|k| k.d == d).map(|k| Some(k.name)).collect()
         } else {
             vec![]
         };
@@ -257,7 +256,7 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     if bench.variants {
         // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
         let small = s.e <= 64;
-        let kernels: Vec<_> = GROUPED_KERNELS.iter().filter(|g| (small || g.sm90a) && bench.lists(g.name)).collect();
+        let kernels: Vec<_> = bench.listed(GROUPED_KERNELS, |g| g.name).into_iter().filter(|g| small || g.sm90a).collect();
         for gk in kernels {
             if gk.sm90a && b.arch() != "sm_90a" {
                 continue;
@@ -349,7 +348,7 @@ fn moe_fp8(bench: &mut Bench, g: &Grouped, rows: usize) -> Result<()> {
     let (w1, w2) = (q(g.w1, Blocks::Tiles)?, q(g.w2, Blocks::Tiles)?);
     let off = g.offsets;
     let kernels: Vec<Option<&str>> = if bench.variants {
-        FP8_KERNELS.iter().filter(|k| bench.lists(k.name)).map(|k| Some(k.name)).collect()
+        bench.listed(FP8_KERNELS, |k| k.name).into_iter().map(|k| Some(k.name)).collect()
     } else {
         vec![None]
     };
@@ -432,4 +431,27 @@ fn main() -> Result<()> {
     let gib = |x: usize| x as f64 / (1u64 << 30) as f64;
     println!("device memory: {:.2} GiB in use, peak {:.2} GiB", gib(m.in_use), gib(m.peak));
     Ok(())
+}
+
+/// The kernels of `table` that `--kernels` lists, in the order it lists them (so that a second run
+/// with the list reversed times them in the other order); the whole table when it lists none.
+fn listed<'t, K>(kernels: &[String], table: &'t [K], name: impl Fn(&K) -> &str) -> Vec<&'t K> {
+    if kernels.is_empty() {
+        return table.iter().collect();
+    }
+    kernels.iter().flat_map(|n| table.iter().filter(|k| name(k) == n).collect::<Vec<_>>()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernels_run_in_the_order_listed() {
+        let table = ["a", "b", "c"];
+        let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let run = |l: &[&str]| super::listed(&names(l), &table, |k| k).into_iter().copied().collect::<Vec<_>>();
+        assert_eq!(run(&[]), ["a", "b", "c"]);
+        assert_eq!(run(&["c", "a"]), ["c", "a"]);
+        assert_eq!(run(&["a", "c"]), ["a", "c"]);
+        assert_eq!(run(&["x", "b"]), ["b"]);
+    }
 }
