@@ -256,7 +256,8 @@ fn moe(bench: &mut Bench, s: &MoeShape, offsets: &mut serde_json::Map<String, se
     if bench.variants {
         // Every kernel at V2-Lite; the sm_90a ones only at the larger V3 shape.
         let small = s.e <= 64;
-        let kernels: Vec<_> = bench.listed(GROUPED_KERNELS, |g| g.name).into_iter().filter(|g| small || g.sm90a).collect();
+        let kernels: Vec<_> =
+            bench.listed(GROUPED_KERNELS, |g| g.name).into_iter().filter(|g| small || g.sm90a).collect();
         for gk in kernels {
             if gk.sm90a && b.arch() != "sm_90a" {
                 continue;

@@ -31,8 +31,7 @@ impl CudaBackend {
                 .map_err(|e| cuda_err(format!("tensor map [{s}, {h}, {}]", n.d), e))
         };
         // Q's box is the block's query tile (128 or 192 rows), K's and V's a 128-key tile.
-        let mut maps =
-            [map(qp, n.sq, n.hq, fk.block_q())?, map(kp, n.sk, n.hkv, 128)?, map(vp, n.sk, n.hkv, 128)?];
+        let mut maps = [map(qp, n.sq, n.hq, fk.block_q())?, map(kp, n.sk, n.hkv, 128)?, map(vp, n.sk, n.hkv, 128)?];
         // One block a (head, query tile): (hq, tiles), or 1-D in the kernel's L2 sections (f3_tile_l2);
         // persistent: one block an SM (at most one fits: its shared memory), each walking tiles (f3_tile).
         let tiles = n.sq.div_ceil(fk.block_q());

@@ -112,7 +112,8 @@ pub fn choose_fp8(
     }
     let fits = |f: &&Fp8Kernel| f.swiglu == swiglu && f.smem_for(e) <= arch.max_smem_per_block();
     let named = FP8_KERNELS.iter().filter(|f| Some(f.name) == chosen).find(fits);
-    let default = || FP8_KERNELS.iter().filter(|f| !f.by_name && (!f.multicast || r <= MULTICAST_MAX_ROWS * e)).find(fits);
+    let default =
+        || FP8_KERNELS.iter().filter(|f| !f.by_name && (!f.multicast || r <= MULTICAST_MAX_ROWS * e)).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 
@@ -232,8 +233,11 @@ mod tests {
         }
         // The 128 x 192 lean kernels at every expert count (their smem is checked below), the plain one with
         // the weight tile multicast where the experts average at most MULTICAST_MAX_ROWS rows.
-        let (n192, sw192, mc) =
-            ("grouped_gemm_fp8_n192_lean_s4", "grouped_gemm_fp8_swiglu_n192_lean_s4", "grouped_gemm_fp8_n192_lean_s4_mc");
+        let (n192, sw192, mc) = (
+            "grouped_gemm_fp8_n192_lean_s4",
+            "grouped_gemm_fp8_swiglu_n192_lean_s4",
+            "grouped_gemm_fp8_n192_lean_s4_mc",
+        );
         for e in [1, 64, 256, 1024] {
             let few = MULTICAST_MAX_ROWS * e;
             assert_eq!(choose_fp8(h100, few, e, false, None).unwrap().name, mc);
