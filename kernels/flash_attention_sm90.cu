@@ -5,11 +5,11 @@
 //
 // Block: 128 query rows of one head, 384 threads = 3 warpgroups (`_w3`: 192 rows, 512 threads, a third
 // consumer warpgroup; NC below).
-//   warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA loads of the Q tile once and of
+//   warpgroup 0, the producer (setmaxnreg F3_DEC): one thread issues TMA loads of the Q tile once and of
 //     K and V tiles of 128 keys into STAGES stages (3-D tensor maps over [s, h, d]; boxes of 128 rows x
 //     64 columns, d / 64 boxes a tile, 128-byte swizzle; rows past sq / sk are zero-filled), each with a full mbarrier
 //     (expect-tx bytes) and an empty one (one arrival per consumer warp), K and V apart.
-//   warpgroups 1 and 2, the consumers (setmaxnreg 240): 64 query rows each. S = Q K^T by SS-wgmma
+//   warpgroups 1 and 2 (and 3), the consumers (setmaxnreg F3_INC): 64 query rows each. S = Q K^T by SS-wgmma
 //     (m64n128k16, both K-major); the online softmax in registers (exp2, scale folded in, masking only
 //     on tiles that cross the causal diagonal or sk); P as bf16 in registers is the A operand of the
 //     RS-wgmma O += P V (m64n<d>k16), with V N-major in shared memory (imm-trans-b).
@@ -40,6 +40,10 @@
 #define F3_BQ 128  // query rows a block with two consumer warpgroups (the L2 and persistent orders)
 #define F3_BKV 128
 #define F3_L2_KV (32 << 20)  // FA3's budget for the K and V of one section (L2: 50 MB on the H100, more on the H200)
+// Registers a thread keeps after setmaxnreg: the producer's, and a consumer's with 2 or 3 consumer warpgroups.
+// Together they must fit the block's registers at launch (ptxas's count x 128 (NC + 1): 168 x 384, 128 x 512), or
+// the consumers' setmaxnreg.inc waits forever (session 5: a producer of 32 hung); tests/kernel_arch.rs checks it.
+constexpr u32 F3_DEC = 24, F3_INC[2] = {240, 160};
 
 __device__ __forceinline__ float f3_ex2(float x) {
     float y;
@@ -193,10 +197,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     __syncthreads();
 
     if (wg == 0) {
-        // The block holds 168 x 384 registers (ptxas at launch): 24 x 128 + 240 x 256 is all of them, so the
-        // producer may keep no more than 24, or the consumers' setmaxnreg.inc waits forever (session 5: 32 here hung).
-        // With NC = 3, 128 x 512: 24 x 128 + 160 x 384 fit.
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(F3_DEC));
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mq) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mk) : "memory");
@@ -260,11 +261,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         return;
     }
 
-    if constexpr (NC == 2) {
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-    } else {
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n");
-    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(F3_INC[NC - 2]));
     const int c = wg - 1, w = warp & 3, g = lane >> 2, q = lane & 3;
     // Turns of the consumer warpgroups (PP): the first is warpgroup 0's; they take turns, n_kv each a tile.
     if (PP && c == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
