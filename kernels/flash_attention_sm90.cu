@@ -53,7 +53,8 @@ __device__ __forceinline__ float f3_ex2(float x) {
 
 // Named barriers 1 .. NC (0 is __syncthreads): consumer warpgroup c waits on barrier 1 + c before it
 // issues its GEMMs and then lets the next one go (PP, FA3's ping-pong; a ring of three with NC = 3):
-// one warpgroup's GEMMs run while the others' softmax does.
+// one warpgroup's GEMMs run while the others' softmax does. Two keep immediate barrier ids (their SASS as
+// timed); a register id makes ptxas reserve all 16 barriers, which one block an SM can spare.
 template <int NC>
 __device__ __forceinline__ void f3_turn_wait(int c) {
     if constexpr (NC == 2) {

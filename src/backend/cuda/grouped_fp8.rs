@@ -61,7 +61,7 @@ const fn tfln(name: &'static str, stages: usize, swiglu: bool, bn: usize, multic
 
 /// The multicast kernel runs by default where the experts average at most this many rows (8 row
 /// blocks): each weight tile then serves few row blocks, and loading half of it per CTA pays. On the
-/// H200 (sessions 7 and 8, two orders) 1.01-1.08x `n192` at V3's gate/up and 1.02-1.03x at its down
+/// H200 (three runs, sessions 7 and 8) 1.01-1.08x `n192` at V3's gate/up and 1.02-1.03x at its down
 /// (512 rows an expert), 0.89-0.93x and 0.95-0.98x at V2-Lite's (1536).
 pub const MULTICAST_MAX_ROWS: usize = 1024;
 
@@ -110,10 +110,10 @@ pub fn choose_fp8(
     if !arch.has_wgmma() {
         return Err(Fp8Refused::Arch(arch));
     }
-    let fits = |f: &&Fp8Kernel| f.swiglu == swiglu && f.smem_for(e) <= arch.max_smem_per_block();
-    let named = FP8_KERNELS.iter().filter(|f| Some(f.name) == chosen).find(fits);
+    let fits = |k: &&Fp8Kernel| k.swiglu == swiglu && k.smem_for(e) <= arch.max_smem_per_block();
+    let named = FP8_KERNELS.iter().filter(|k| Some(k.name) == chosen).find(fits);
     let default =
-        || FP8_KERNELS.iter().filter(|f| !f.by_name && (!f.multicast || r <= MULTICAST_MAX_ROWS * e)).find(fits);
+        || FP8_KERNELS.iter().filter(|k| !k.by_name && (!k.multicast || r <= MULTICAST_MAX_ROWS * e)).find(fits);
     named.or_else(default).copied().filter(|_| e <= FP8_MAX_EXPERTS).ok_or(Fp8Refused::Experts(e))
 }
 

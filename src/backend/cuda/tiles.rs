@@ -177,7 +177,7 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         true,
         Schedule::Grid,
     ),
-    // Two stages in L2 sections, d = 128 and d = 64 (session 8, call 7, two orders): d = 128 within 1% of
+    // Two stages in L2 sections, d = 128 and d = 64 (session 8, call 7, two runs): d = 128 within 1% of
     // `s3p_lean_l2` from 12345 rows on, 0.97x `s2p_lean` at 5000; d = 64 0.97-0.99x `s2p`. By name.
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s2p_lean_l2",
@@ -390,9 +390,9 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// (static) 0.92x at d = 128, 32K, against 1.01x, ties at 5000 and 12345; `_dyn` (atomic counter) 0.93x
 /// at 32K against 1.02x. Session 7 (bench/results/2026-12-02-h200/, BENCHMARKS.md): the lean loop at d = 128,
 /// two KV stages below LONG_SEQUENCE_SM90A rows (1.08x cuDNN at 8192, 1.10-1.13x at 5000), from there three
-/// stages in L2 sections (1.06x at 32K in two orders, where the grid order gave 0.98-1.05x: the K and V of
+/// stages in L2 sections (1.06x at 32K in two runs, where the grid order gave 0.98-1.05x: the K and V of
 /// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2). Session 8: d = 64 with three consumer
-/// warpgroups (`_w3`, 192 query rows a block), 1.11-1.12x cuDNN at 8K and 32K (1.13-1.17x `s2p`, two orders).
+/// warpgroups (`_w3`, 192 query rows a block), 1.10-1.15x cuDNN at 8K and 32K (1.05-1.17x `s2p` in four runs, calls 10 and 12).
 pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p_w3"];
 pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
 pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2";
