@@ -440,7 +440,8 @@ fn listed<'t, K>(kernels: &[String], table: &'t [K], name: impl Fn(&K) -> &str) 
     if kernels.is_empty() {
         return table.iter().collect();
     }
-    kernels.iter().flat_map(|n| table.iter().filter(|k| name(k) == n).collect::<Vec<_>>()).collect()
+    let name = &name;
+    kernels.iter().flat_map(|n| table.iter().filter(move |k| name(k) == n)).collect()
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ TG(grouped_gemm_swiglu_tma_256_s4, 256, 4, 1, true, false, true)
 #define TGL(NAME, BN, ST, SE, MI, MC, SW) TGX(NAME, BN, ST, SE, MI, MC, SW, true, 0)
 TGL(grouped_gemm_tma_256_s3e_lean, 256, 3, 1, true, false, false)
 TGL(grouped_gemm_swiglu_tma_256_s4_lean, 256, 4, 1, true, false, true)
-// The same in bands of BAND row blocks (tg_tile): by name, untimed.
+// The same in bands of BAND row blocks (tg_tile); the SwiGLU one is GROUPED_SWIGLU (tiles.rs).
 #define TGLB(NAME, BN, ST, SE, MI, MC, SW, BAND) TGX(NAME, BN, ST, SE, MI, MC, SW, true, BAND)
 TGLB(grouped_gemm_tma_256_s3e_lean_b16, 256, 3, 1, true, false, false, 16)
 TGLB(grouped_gemm_swiglu_tma_256_s4_lean_b16, 256, 4, 1, true, false, true, 16)

@@ -23,15 +23,14 @@ fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device ({why})");
 }
 
+/// The CUDA backend, or None once its absence is reported SKIPPED.
+fn cuda_backend() -> Option<CudaBackend> {
+    CudaBackend::new(0).map_err(|e| skipped(&e.to_string())).ok()
+}
+
 /// The CUDA backend on an sm_90a GPU, or None once `what` (its Hopper-only kernels) is reported SKIPPED.
 fn sm90a_backend(what: &str) -> Option<CudaBackend> {
-    let b = match CudaBackend::new(0) {
-        Ok(b) => b,
-        Err(e) => {
-            skipped(&e.to_string());
-            return None;
-        }
-    };
+    let b = cuda_backend()?;
     if b.arch() != "sm_90a" {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "SKIPPED: {what} run on sm_90a only, this GPU is {}", b.arch());
@@ -42,13 +41,7 @@ fn sm90a_backend(what: &str) -> Option<CudaBackend> {
 
 fn under_test() -> Vec<Arc<dyn Backend>> {
     static CUDA: OnceLock<Option<Arc<dyn Backend>>> = OnceLock::new();
-    let cuda = CUDA.get_or_init(|| match CudaBackend::new(0) {
-        Ok(b) => Some(Arc::new(b)),
-        Err(e) => {
-            skipped(&e.to_string());
-            None
-        }
-    });
+    let cuda = CUDA.get_or_init(|| cuda_backend().map(|b| Arc::new(b) as Arc<dyn Backend>));
     cuda.iter().cloned().collect()
 }
 
@@ -735,10 +728,7 @@ fn moe_layer_end_to_end() {
 /// `cuda_kernel_variants` also takes the grouped GEMM's, apart so that compute-sanitizer can take either).
 #[test]
 fn cuda_kernel_variants_flash() {
-    let b = match CudaBackend::new(0) {
-        Ok(b) => b,
-        Err(e) => return skipped(&e.to_string()),
-    };
+    let Some(b) = cuda_backend() else { return };
     for fk in rwm_dist::backend::cuda::FLASH_KERNELS {
         if fk.sm90a() && b.arch() != "sm_90a" {
             assert!(b.choose_flash_kernel(Some(fk.name)).is_err(), "{} off sm_90a", fk.name);
@@ -768,10 +758,7 @@ fn cuda_kernel_variants_flash() {
 /// Every compiled tile configuration of the grouped GEMM kernels, not only the defaults.
 #[test]
 fn cuda_kernel_variants_grouped() {
-    let b = match CudaBackend::new(0) {
-        Ok(b) => b,
-        Err(e) => return skipped(&e.to_string()),
-    };
+    let Some(b) = cuda_backend() else { return };
     for gk in rwm_dist::backend::cuda::GROUPED_KERNELS {
         if gk.sm90a && b.arch() != "sm_90a" {
             continue;
