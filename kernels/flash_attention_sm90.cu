@@ -20,6 +20,9 @@
 //     wait after it (K's release depends on the row sums), takes the warp index through a shuffle so
 //     the Q descriptor is warp-uniform, and runs the tiles no row of the warpgroup masks in a loop of
 //     their own (FA3's split), with the same arithmetic.
+//   FA4's rescale rule (TH, `_th` kernels, the d = 128 defaults since session 9): a row's running max moves
+//     only when it grows by more than 8 (log2), so O is rescaled only on the rare tiles where a row of the
+//     warp moved it (fewer instructions a tile under the power cap; 1.00-1.02x the lean loop on the H200).
 // Key tiles run from the last (the diagonal, masked) to the first.
 // Tile order, one of four (templates L2, PERS):
 //   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
@@ -142,7 +145,7 @@ template <bool B> struct f3_flag {
     static constexpr bool value = B;
 };
 
-template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int NC = 2>
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int NC = 2, bool TH = false>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2, int* __restrict__ tile_ctr) {
@@ -330,8 +333,10 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 }
             };
             // The online softmax: s becomes exp2(s * scale - m) (unnormalised P), m and l advance, and alpha
-            // rescales O.
+            // rescales O. kept: neither of this thread's rows moved its max (alpha 1, or O still 0).
+            bool kept = true;
             auto softmax_rows = [&](float (&alpha)[2]) {
+                kept = true;
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
                     float mx = neg_inf();
@@ -339,8 +344,13 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                    const float m_new = fmaxf(m[r], mx * scale_log2);
+                    // TH (FA4's rule, `_th`): the running max moves only when it grows by more than 8 (log2
+                    // units), so p stays below 2^8 and O is rarely rescaled; exact, since O, l and the lse
+                    // share the max.
+                    const float m_new = TH ? (mx * scale_log2 > m[r] + 8.f ? mx * scale_log2 : m[r])
+                                           : fmaxf(m[r], mx * scale_log2);
                     const float m_use = m_new == neg_inf() ? 0.f : m_new;
+                    kept = kept && m_new == m[r];
                     alpha[r] = f3_ex2(m[r] - m_use);
                     float sum = 0.f;
 #pragma unroll
@@ -418,15 +428,21 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     if (lane == 0) mbar_arrive(kempty(stage));
                     softmax(t, alpha);
                 }
+                // TH: O is rescaled only when a row of the warp moved its max (a warp-uniform branch; the
+                // same test without the threshold, rescaling at every move, was 2-4% slower: a rare skip
+                // does not pay for the vote).
+                const bool rescale = !TH || __any_sync(0xffffffffu, !kept);
                 wg_wait<0>();
                 wg_pin(o);
                 if (lane == 0) mbar_arrive(vempty(vstage));
+                if (rescale) {
 #pragma unroll
-                for (int j = 0; j < D / 8; j++) {
-                    o[j * 4 + 0] *= alpha[0];
-                    o[j * 4 + 1] *= alpha[0];
-                    o[j * 4 + 2] *= alpha[1];
-                    o[j * 4 + 3] *= alpha[1];
+                    for (int j = 0; j < D / 8; j++) {
+                        o[j * 4 + 0] *= alpha[0];
+                        o[j * 4 + 1] *= alpha[0];
+                        o[j * 4 + 2] *= alpha[1];
+                        o[j * 4 + 3] *= alpha[1];
+                    }
                 }
                 to_p();
                 vstage = stage;
@@ -491,17 +507,18 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 // with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
 // between launches; read by schedule 2 only). The host table (and its shared-memory size) is
 // src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, NC)                                                        \
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, NC, TH)                                                    \
     extern "C" __global__ void __launch_bounds__(128 * (NC + 1), 1)                                             \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2, int* tile_ctr) {                                                     \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, NC>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta, causal, \
-                                                          scale_log2, tile_ctr);                                \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, NC, TH>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta,    \
+                                                              causal, scale_log2, tile_ctr);                    \
     }
-#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, NC)       \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, NC) \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, NC)
+#define F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, TH)       \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, NC, TH) \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, NC, TH)
+#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, NC) F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, false)
 #define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false, 2)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
 // the warpgroup's own P V).
@@ -535,3 +552,7 @@ F3_LEAN(flash_fwd_sm90_d128_s3p_lean_l2_dyn, 128, 3, true, true, 2)
 F3_W3(flash_fwd_sm90_d64_s2p_w3, 64, 2, false)
 F3_W3(flash_fwd_sm90_d64_s2p_lean_w3, 64, 2, true)
 F3_W3(flash_fwd_sm90_d64_s3p_w3, 64, 3, false)
+// The lean loop with FA4's rescale rule (TH; `_th`): the d = 128 defaults.
+#define F3_LEAN_TH(NAME, D, ST, L2) F3XT(NAME, D, ST, true, L2, 0, true, 2, true)
+F3_LEAN_TH(flash_fwd_sm90_d128_s2p_lean_th, 128, 2, false)
+F3_LEAN_TH(flash_fwd_sm90_d128_s3p_lean_l2_th, 128, 3, true)

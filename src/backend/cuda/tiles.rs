@@ -25,6 +25,9 @@ pub struct FlashKernel {
     /// sm90: the lean main loop (`F3_LEAN`: the softmax under the warpgroup's own P V, warp-uniform
     /// descriptors, unmasked tiles in a loop of their own); the d = 128 defaults.
     pub lean: bool,
+    /// sm90: FA4's rescale rule (TH in the kernel, `_th`): a row's max moves only when it grows by more
+    /// than 8 (log2), and O is rescaled only when a row of the warp moved it.
+    pub lazy_rescale: bool,
 }
 
 /// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
@@ -54,6 +57,7 @@ impl FlashKernel {
             l2_sections: false,
             schedule: Schedule::Grid,
             lean: false,
+            lazy_rescale: false,
         }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
@@ -68,6 +72,7 @@ impl FlashKernel {
             l2_sections: l2,
             schedule: Schedule::Grid,
             lean: false,
+            lazy_rescale: false,
         }
     }
     const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
@@ -79,6 +84,10 @@ impl FlashKernel {
     /// Three consumer warpgroups (192 query rows, 16 warps: `F3_W3`), ping-pong, the grid order.
     const fn sm90_w3(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, lean: bool) -> Self {
         FlashKernel { warps: 16, lean, ..Self::sm90(name, name_f32o, d, stages, true, false) }
+    }
+    /// The same with FA4's rescale rule (`_th`).
+    const fn lazy(self) -> Self {
+        FlashKernel { lazy_rescale: true, ..self }
     }
     /// The lean loop in L2 sections or persistent.
     const fn sm90_lean_order(
@@ -226,6 +235,18 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_w3", "flash_fwd_sm90_d64_s2p_w3_f32o", 64, 2, false),
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s2p_lean_w3", "flash_fwd_sm90_d64_s2p_lean_w3_f32o", 64, 2, true),
     FlashKernel::sm90_w3("flash_fwd_sm90_d64_s3p_w3", "flash_fwd_sm90_d64_s3p_w3_f32o", 64, 3, false),
+    // The lean loop with FA4's rescale rule: the d = 128 defaults (session 9, calls 16 and 17: 1.00-1.02x the
+    // lean loop at 5000-32768 in both orders; rescaling at any move of the max, without the threshold, lost 2-4%).
+    FlashKernel::sm90_lean("flash_fwd_sm90_d128_s2p_lean_th", "flash_fwd_sm90_d128_s2p_lean_th_f32o", 128, 2).lazy(),
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s3p_lean_l2_th",
+        "flash_fwd_sm90_d128_s3p_lean_l2_th_f32o",
+        128,
+        3,
+        true,
+        Schedule::Grid,
+    )
+    .lazy(),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -393,9 +414,10 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// stages in L2 sections (1.06x at 32K in two runs, where the grid order gave 0.98-1.05x: the K and V of
 /// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2). Session 8: d = 64 with three consumer
 /// warpgroups (`_w3`, 192 query rows a block), 1.10-1.15x cuDNN at 8K and 32K (1.05-1.17x `s2p` in four runs, calls 10 and 12).
-pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean", "flash_fwd_sm90_d64_s2p_w3"];
+/// Session 9: the d = 128 kernels with FA4's rescale rule (`_th`), 1.00-1.02x the same without it (calls 16, 17).
+pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean_th", "flash_fwd_sm90_d64_s2p_w3"];
 pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
-pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2";
+pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2_th";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -428,8 +450,9 @@ mod tests {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
                 let mac = if k.lean { "F3_LEAN" } else { "F3" };
-                match k.warps {
-                    12 => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
+                match (k.warps, k.lazy_rescale) {
+                    (12, false) => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
+                    (12, true) => (f3, format!("F3_LEAN_TH({}, {}, {st}, {l2})", k.name, k.d)),
                     _ => (f3, format!("F3_W3({}, {}, {st}, {})", k.name, k.d, k.lean)),
                 }
             } else {
@@ -437,6 +460,7 @@ mod tests {
             };
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert_eq!(k.name_f32o, format!("{}_f32o", k.name));
+            assert_eq!(k.lazy_rescale, k.name.ends_with("_th"));
             assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
         assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[0] && k.d == 128 && k.lean));
