@@ -23,6 +23,10 @@
 //   FA4's rescale rule (TH, `_th` kernels, the d = 128 defaults since session 9): a row's running max moves
 //     only when it grows by more than 8 (log2), so O is rescaled only on the rare tiles where a row of the
 //     warp moved it (fewer instructions a tile under the power cap; 1.00-1.02x the lean loop on the H200).
+//   K/V multicast (MC, `_mc`, the long d = 128 default since session 9): clusters of two blocks on two query heads
+//     of one KV head and one query tile; each producer loads one 64-column box of every K and V tile for both,
+//     so a block reads half its K and V bytes from L2 (1.01-1.02x from 12288 rows, where K and V outgrow L2;
+//     0.99x below, where they fit).
 // Key tiles run from the last (the diagonal, masked) to the first.
 // Tile order, one of four (templates L2, PERS):
 //   - grid (hq, ceil(sq / 128)): blockIdx.x = head, so the query heads of one KV head are neighbours,
@@ -145,13 +149,18 @@ template <bool B> struct f3_flag {
     static constexpr bool value = B;
 };
 
-template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int NC = 2, bool TH = false>
+template <int D, int STAGES, bool PP, bool L2, int PERS, class OT, bool LEAN = false, int NC = 2, bool TH = false,
+          bool MC = false>
 __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap* mv, OT* __restrict__ O,
                                float* __restrict__ lse, int sq, int sk, int hq, int hkv, i64 delta, int causal,
                                float scale_log2, int* __restrict__ tile_ctr) {
     static_assert(D == 64 || D == 128, "head dim 64 or 128");
     // Three consumer warpgroups (192 query rows, FA3's d = 64 tile): one Q box (d = 64), the grid order.
     static_assert(NC == 2 || (NC == 3 && D == 64 && PP && !L2 && PERS == 0), "three consumers: d = 64, grid order");
+    // MC (`_mc`): clusters of two blocks on two query heads of one KV head and the same query tile; each loads
+    // one of the two 64-column boxes of every K and V tile and multicasts it to both (half the K and V bytes
+    // from L2 a block), and the consumers release a stage to both producers.
+    static_assert(!MC || (D == 128 && NC == 2 && PERS == 0), "K/V multicast: d = 128, two consumers, a block a tile");
     constexpr int BQ = 64 * NC;        // query rows a block
     constexpr int NB = D / 64;         // TMA boxes a tile
     constexpr u32 BOX = 128 * 64 * 2;  // one TMA box of K or V: 128 rows x 64 columns (128 bytes a row)
@@ -182,6 +191,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     };
     const int group = hq / hkv;
     const int tid = threadIdx.x, warp = tg_warp<LEAN>(), lane = tid & 31, wg = warp >> 2;
+    const int rank = MC ? cluster_reg(0) : 0;
 
     if (tid == 0) {
         mbar_init(qfull, 1);
@@ -193,12 +203,25 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
         for (int s = 0; s < STAGES; s++) {
             mbar_init(kfull(s), 1);
             mbar_init(vfull(s), 1);
-            mbar_init(kempty(s), 4 * NC);  // lane 0 of each consumer warp
-            mbar_init(vempty(s), 4 * NC);
+            mbar_init(kempty(s), 4 * NC * (MC ? 2 : 1));  // lane 0 of each consumer warp (of both blocks)
+            mbar_init(vempty(s), 4 * NC * (MC ? 2 : 1));
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
+    if constexpr (MC) {
+        cluster_sync();  // the peer's barriers are initialised before anything lands on them
+    } else {
+        __syncthreads();
+    }
+    // A consumer warp releases a K or V stage to the producers of every block that writes it.
+    auto release = [&](u32 bar) {
+        if constexpr (MC) {
+            mbar_arrive_cta(bar, 0);
+            mbar_arrive_cta(bar, 1);
+        } else {
+            mbar_arrive(bar);
+        }
+    };
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(F3_DEC));
@@ -211,16 +234,24 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             auto load_k = [&](int kh, int t) {
                 mbar_wait(kempty(stage), phase ^ 1);
                 mbar_expect_tx(kfull(stage), TILE);
+                if constexpr (MC) {  // box `rank` to both blocks; the peer sends the other
+                    tma_load_3d_mc(sK + stage * TILE + rank * BOX, mk, 64 * rank, kh, t * F3_BKV, kfull(stage), 3);
+                } else {
 #pragma unroll
-                for (int b = 0; b < NB; b++)
-                    tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, t * F3_BKV, kfull(stage));
+                    for (int b = 0; b < NB; b++)
+                        tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, t * F3_BKV, kfull(stage));
+                }
             };
             auto load_v = [&](int kh, int t) {
                 mbar_wait(vempty(stage), phase ^ 1);
                 mbar_expect_tx(vfull(stage), TILE);
+                if constexpr (MC) {
+                    tma_load_3d_mc(sV + stage * TILE + rank * BOX, mv, 64 * rank, kh, t * F3_BKV, vfull(stage), 3);
+                } else {
 #pragma unroll
-                for (int b = 0; b < NB; b++)
-                    tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, t * F3_BKV, vfull(stage));
+                    for (int b = 0; b < NB; b++)
+                        tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, t * F3_BKV, vfull(stage));
+                }
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
@@ -262,6 +293,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 }
             }
         }
+        if constexpr (MC) cluster_sync();  // no block leaves while its peer may still write to it
         return;
     }
 
@@ -391,7 +423,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             if (PP) f3_turn_pass<NC>(c);
             wg_wait<0>();
             wg_pin(s);
-            if (lane == 0) mbar_arrive(kempty(stage));
+            if (lane == 0) release(kempty(stage));
             softmax(n_kv - 1, alpha);
             to_p();
             int vstage = stage;
@@ -423,9 +455,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     // wait above an mbarrier arrive. So K's release comes after the softmax and depends on both
                     // row sums (l < 0 never holds, NaN included): every exp2 and sum is issued while P V runs,
                     // only the O rescale and the bf16 packing of P (P V still reads p) after the wait.
-                    if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) mbar_arrive(kempty(stage));
+                    if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) release(kempty(stage));
                 } else {
-                    if (lane == 0) mbar_arrive(kempty(stage));
+                    if (lane == 0) release(kempty(stage));
                     softmax(t, alpha);
                 }
                 // TH: O is rescaled only when a row of the warp moved its max (a warp-uniform branch; the
@@ -434,7 +466,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 const bool rescale = !TH || __any_sync(0xffffffffu, !kept);
                 wg_wait<0>();
                 wg_pin(o);
-                if (lane == 0) mbar_arrive(vempty(vstage));
+                if (lane == 0) release(vempty(vstage));
                 if (rescale) {
 #pragma unroll
                     for (int j = 0; j < D / 8; j++) {
@@ -474,7 +506,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             wg_commit();
             wg_wait<0>();
             wg_pin(o);
-            if (lane == 0) mbar_arrive(vempty(vstage));
+            if (lane == 0) release(vempty(vstage));
         }
 
         const u64 rs = (u64)hq * D;
@@ -500,6 +532,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     // The last warpgroup's last pass (or, with no key tile at all, warpgroup 0's first turn) is left on barrier 1:
     // taken here, so no arrival outlives the block.
     if (PP && c == 0) f3_turn_wait<NC>(0);
+    if constexpr (MC) cluster_sync();
 }
 
 // Name, head dim, K/V stages, ping-pong, L2 sections, schedule (0: one block a tile; 1: persistent, static;
@@ -507,18 +540,18 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
 // with L2 hq * ceil(sq / 128), persistent min(SMs, hq * ceil(sq / 128)) (tile_ctr: an int the host keeps at 0
 // between launches; read by schedule 2 only). The host table (and its shared-memory size) is
 // src/backend/cuda/tiles.rs.
-#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, NC, TH)                                                    \
+#define F3_OUT(NAME, OT, D, ST, PP, L2, PERS, LEAN, NC, TH, MC)                                                 \
     extern "C" __global__ void __launch_bounds__(128 * (NC + 1), 1)                                             \
         NAME(const __grid_constant__ TmaMap mq, const __grid_constant__ TmaMap mk,                              \
              const __grid_constant__ TmaMap mv, OT* o, float* lse, int sq, int sk, int hq, int hkv, i64 delta,  \
              int causal, float scale_log2, int* tile_ctr) {                                                     \
-        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, NC, TH>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta,    \
+        flash_fwd_sm90<D, ST, PP, L2, PERS, OT, LEAN, NC, TH, MC>(&mq, &mk, &mv, o, lse, sq, sk, hq, hkv, delta,    \
                                                               causal, scale_log2, tile_ctr);                    \
     }
-#define F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, TH)       \
-    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, NC, TH) \
-    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, NC, TH)
-#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, NC) F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, false)
+#define F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, TH, MC)       \
+    F3_OUT(NAME, bf16, D, ST, PP, L2, PERS, LEAN, NC, TH, MC) \
+    F3_OUT(NAME##_f32o, float, D, ST, PP, L2, PERS, LEAN, NC, TH, MC)
+#define F3X(NAME, D, ST, PP, L2, PERS, LEAN, NC) F3XT(NAME, D, ST, PP, L2, PERS, LEAN, NC, false, false)
 #define F3(NAME, D, ST, PP, L2, PERS) F3X(NAME, D, ST, PP, L2, PERS, false, 2)
 // The lean main loop (LEAN: warp-uniform descriptors, unmasked tiles in their own loop, the softmax under
 // the warpgroup's own P V).
@@ -553,6 +586,10 @@ F3_W3(flash_fwd_sm90_d64_s2p_w3, 64, 2, false)
 F3_W3(flash_fwd_sm90_d64_s2p_lean_w3, 64, 2, true)
 F3_W3(flash_fwd_sm90_d64_s3p_w3, 64, 3, false)
 // The lean loop with FA4's rescale rule (TH; `_th`): the d = 128 defaults.
-#define F3_LEAN_TH(NAME, D, ST, L2) F3XT(NAME, D, ST, true, L2, 0, true, 2, true)
+#define F3_LEAN_TH(NAME, D, ST, L2) F3XT(NAME, D, ST, true, L2, 0, true, 2, true, false)
 F3_LEAN_TH(flash_fwd_sm90_d128_s2p_lean_th, 128, 2, false)
 F3_LEAN_TH(flash_fwd_sm90_d128_s3p_lean_l2_th, 128, 3, true)
+// The same in clusters of two query heads with K and V multicast (MC, `_mc`): the long d = 128 default (the host
+// runs the twin without `_mc` where a KV head has an odd number of query heads).
+#define F3_LEAN_TH_MC(NAME, D, ST, L2) F3XT(NAME, D, ST, true, L2, 0, true, 2, true, true)
+F3_LEAN_TH_MC(flash_fwd_sm90_d128_s3p_lean_l2_th_mc, 128, 3, true)

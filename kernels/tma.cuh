@@ -90,6 +90,16 @@ __device__ __forceinline__ void tma_load_2d_mc(u32 dst, const TmaMap* map, int c
         : "memory");
 }
 
+// The same 3-D box multicast to the CTAs of the cluster in `mask`, at the same offset `dst` of each, completing
+// on the mbarrier at offset `bar` of each.
+__device__ __forceinline__ void tma_load_3d_mc(u32 dst, const TmaMap* map, int c0, int c1, int c2, u32 bar, u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+        "%3, %4}], [%5], %6;\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(mask)
+        : "memory");
+}
+
 // 3-D TMA load of the box at (c0 innermost, c1, c2) into shared memory, completing on `bar`.
 __device__ __forceinline__ void tma_load_3d(u32 dst, const TmaMap* map, int c0, int c1, int c2, u32 bar) {
     asm volatile(

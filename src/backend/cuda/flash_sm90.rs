@@ -25,6 +25,11 @@ pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {
 impl CudaBackend {
     /// Runs `fk` (an sm90 kernel) on device pointers q, k, v, out, lse.
     pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
+        // A cluster pairs two query heads of one KV head: with an odd group the twin without multicast runs.
+        let fk = match fk.without_multicast() {
+            Some(twin) if (n.hq / n.hkv) % 2 != 0 => twin,
+            _ => fk,
+        };
         let [qp, kp, vp, op, lp] = ptrs;
         let map = |p, s, h, rows: usize| {
             driver::tensor_map_3d(driver::TmaElem::Bf16, p, [s, h, n.d], rows as u32, 64)
@@ -58,7 +63,8 @@ impl CudaBackend {
             self.flash_tiles.device_ptr(&self.stream).0,
         ];
         let name = if a.f32_out { fk.name_f32o } else { fk.name };
-        let l = driver::Launch { grid, block: fk.threads(), smem: fk.smem(), cluster: 1 };
+        let cluster = if fk.kv_multicast { 2 } else { 1 };
+        let l = driver::Launch { grid, block: fk.threads(), smem: fk.smem(), cluster };
         // SAFETY: the parameters of the F3 kernels in kernels/flash_attention_sm90.cu: three 128-byte
         // tensor maps, two pointers, four ints, an i64, an int, a float (4-byte ones read from the
         // low half of their slots) and the tile counter's pointer (kept alive by the backend).

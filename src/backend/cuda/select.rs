@@ -302,7 +302,7 @@ mod tests {
             // On sm_90a two KV stages up to 12287 rows, three in L2 sections from 12288; elsewhere 8 warps from
             // 16384.
             let (short, mid, long, d64) = if arch.has_wgmma() {
-                let lean3 = "flash_fwd_sm90_d128_s3p_lean_l2_th";
+                let lean3 = "flash_fwd_sm90_d128_s3p_lean_l2_th_mc";
                 ("flash_fwd_sm90_d128_s2p_lean_th", lean3, lean3, "flash_fwd_sm90_d64_s2p_w3")
             } else {
                 ("flash_fwd_d128_w4m2", "flash_fwd_d128_w4m2", "flash_fwd_d128_w8m2", "flash_fwd_d64_w8m1")

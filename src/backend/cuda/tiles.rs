@@ -28,6 +28,9 @@ pub struct FlashKernel {
     /// sm90: FA4's rescale rule (TH in the kernel, `_th`): a row's max moves only when it grows by more
     /// than 8 (log2), and O is rescaled only when a row of the warp moved it.
     pub lazy_rescale: bool,
+    /// sm90: clusters of two blocks on two query heads of one KV head, K and V multicast to both (MC in
+    /// the kernel, `_mc`); where a KV head has an odd number of query heads the twin without `_mc` runs.
+    pub kv_multicast: bool,
 }
 
 /// How the sm90 flash kernel's blocks take query tiles (kernels/flash_attention_sm90.cu, PERS).
@@ -58,6 +61,7 @@ impl FlashKernel {
             schedule: Schedule::Grid,
             lean: false,
             lazy_rescale: false,
+            kv_multicast: false,
         }
     }
     const fn sm90(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, pp: bool, l2: bool) -> Self {
@@ -73,6 +77,7 @@ impl FlashKernel {
             schedule: Schedule::Grid,
             lean: false,
             lazy_rescale: false,
+            kv_multicast: false,
         }
     }
     const fn sm90_pers(name: &'static str, name_f32o: &'static str, d: usize, stages: usize, s: Schedule) -> Self {
@@ -88,6 +93,15 @@ impl FlashKernel {
     /// The same with FA4's rescale rule (`_th`).
     const fn lazy(self) -> Self {
         FlashKernel { lazy_rescale: true, ..self }
+    }
+    /// The same in clusters of two with K and V multicast (`_mc`).
+    const fn multicast(self) -> Self {
+        FlashKernel { kv_multicast: true, ..self }
+    }
+    /// The twin of a `_mc` kernel without the multicast, for shapes it does not take.
+    pub fn without_multicast(&self) -> Option<&'static FlashKernel> {
+        let twin = self.name.strip_suffix("_mc")?;
+        FLASH_KERNELS.iter().find(|k| k.name == twin && !k.kv_multicast)
     }
     /// The lean loop in L2 sections or persistent.
     const fn sm90_lean_order(
@@ -247,6 +261,19 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         Schedule::Grid,
     )
     .lazy(),
+    // The same with K and V multicast to clusters of two query heads: the long default (session 9, call 19: 1.01x
+    // / 1.015x `s3p_lean_l2_th` at 12345 / 32768, the medians of four runs in both orders; 0.99x at 5000 and 8192,
+    // where `s2p_lean_th` with it lost 1% too).
+    FlashKernel::sm90_lean_order(
+        "flash_fwd_sm90_d128_s3p_lean_l2_th_mc",
+        "flash_fwd_sm90_d128_s3p_lean_l2_th_mc_f32o",
+        128,
+        3,
+        true,
+        Schedule::Grid,
+    )
+    .lazy()
+    .multicast(),
 ];
 
 /// A grouped GEMM instantiation: BM x BN block tile, `threads` threads, `smem` bytes of
@@ -414,10 +441,11 @@ pub(crate) const DEFAULT_FLASH: [&str; 2] = ["flash_fwd_d128_w4m2", "flash_fwd_d
 /// stages in L2 sections (1.06x at 32K in two runs, where the grid order gave 0.98-1.05x: the K and V of
 /// all 8 heads, 50 MB at 12288 rows, no longer fit the 50 MB L2). Session 8: d = 64 with three consumer
 /// warpgroups (`_w3`, 192 query rows a block), 1.10-1.15x cuDNN at 8K and 32K (1.05-1.17x `s2p` in four runs, calls 10 and 12).
-/// Session 9: the d = 128 kernels with FA4's rescale rule (`_th`), 1.00-1.02x the same without it (calls 16, 17).
+/// Session 9: the d = 128 kernels with FA4's rescale rule (`_th`), 1.00-1.02x the same without it (calls 16, 17);
+/// the long one with K and V multicast to clusters of two query heads (`_mc`, call 19).
 pub(crate) const DEFAULT_FLASH_SM90A: [&str; 2] = ["flash_fwd_sm90_d128_s2p_lean_th", "flash_fwd_sm90_d64_s2p_w3"];
 pub(crate) const LONG_SEQUENCE_SM90A: usize = 12288;
-pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2_th";
+pub(crate) const LONG_FLASH_SM90A: &str = "flash_fwd_sm90_d128_s3p_lean_l2_th_mc";
 /// The portable grouped GEMM (mma.sync): every architecture but sm_90a.
 pub(crate) const DEFAULT_GROUPED: &str = "grouped_gemm_128x128";
 /// On sm_90a, in order of preference: the first that takes the shape (`tma_fits`) runs.
@@ -450,9 +478,10 @@ mod tests {
             let (src, inst) = if k.sm90a() {
                 let (st, pp, l2, pers) = (k.tma_stages, k.ping_pong, k.l2_sections, k.schedule as u8);
                 let mac = if k.lean { "F3_LEAN" } else { "F3" };
+                let th = if k.kv_multicast { "F3_LEAN_TH_MC" } else { "F3_LEAN_TH" };
                 match (k.warps, k.lazy_rescale) {
                     (12, false) => (f3, format!("{mac}({}, {}, {st}, {pp}, {l2}, {pers})", k.name, k.d)),
-                    (12, true) => (f3, format!("F3_LEAN_TH({}, {}, {st}, {l2})", k.name, k.d)),
+                    (12, true) => (f3, format!("{th}({}, {}, {st}, {l2})", k.name, k.d)),
                     _ => (f3, format!("F3_W3({}, {}, {st}, {})", k.name, k.d, k.lean)),
                 }
             } else {
@@ -460,7 +489,9 @@ mod tests {
             };
             assert!(src.contains(&inst), "{inst} not instantiated");
             assert_eq!(k.name_f32o, format!("{}_f32o", k.name));
-            assert_eq!(k.lazy_rescale, k.name.ends_with("_th"));
+            assert_eq!(k.lazy_rescale, k.name.trim_end_matches("_mc").ends_with("_th"));
+            assert_eq!(k.kv_multicast, k.name.ends_with("_mc"));
+            assert!(!k.kv_multicast || k.without_multicast().is_some_and(|t| t.smem() == k.smem()), "{}", k.name);
             assert!(k.smem() <= MAX_SMEM_SM90, "{} shared memory", k.name);
         }
         assert!(FLASH_KERNELS.iter().any(|k| k.name == DEFAULT_FLASH_SM90A[0] && k.d == 128 && k.lean));
