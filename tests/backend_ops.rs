@@ -726,10 +726,14 @@ fn moe_layer_end_to_end() {
 
 /// Every compiled tile configuration of the flash kernels, not only the defaults (the filter
 /// `cuda_kernel_variants` also takes the grouped GEMM's, apart so that compute-sanitizer can take either).
+/// RWM_TEST_KERNELS=a,b narrows it to those kernels (a sanitizer on one kernel); each is named as it starts.
 #[test]
 fn cuda_kernel_variants_flash() {
     let Some(b) = cuda_backend() else { return };
-    for fk in rwm_dist::backend::cuda::FLASH_KERNELS {
+    let only = std::env::var("RWM_TEST_KERNELS").ok();
+    let listed = |name: &str| only.as_deref().is_none_or(|l| l.split(',').any(|n| n == name));
+    for fk in rwm_dist::backend::cuda::FLASH_KERNELS.iter().filter(|k| listed(k.name)) {
+        eprintln!("flash variant {}", fk.name);
         if fk.sm90a() && b.arch() != "sm_90a" {
             assert!(b.choose_flash_kernel(Some(fk.name)).is_err(), "{} off sm_90a", fk.name);
             continue;
