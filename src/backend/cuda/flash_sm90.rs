@@ -27,7 +27,7 @@ impl CudaBackend {
     pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
         // A cluster pairs two query heads of one KV head: with an odd group the twin without multicast runs.
         let fk = match fk.without_multicast() {
-            Some(twin) if (n.hq / n.hkv) % 2 != 0 => twin,
+            Some(twin) if !(n.hq / n.hkv).is_multiple_of(2) => twin,
             _ => fk,
         };
         let [qp, kp, vp, op, lp] = ptrs;
