@@ -231,27 +231,25 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)mv) : "memory");
             int stage = 0, h, qt;
             u32 phase = 0, qphase = 0;
+            // Key tile t of KV head kh into dst: its D / 64 boxes, or with MC box `rank` to both blocks (the
+            // peer sends the other).
+            auto load_tile = [&](u32 dst, const TmaMap* map, int kh, int t, u32 bar) {
+                if constexpr (MC) {
+                    tma_load_3d_mc(dst + rank * BOX, map, 64 * rank, kh, t * F3_BKV, bar, 3);
+                } else {
+#pragma unroll
+                    for (int b = 0; b < NB; b++) tma_load_3d(dst + b * BOX, map, 64 * b, kh, t * F3_BKV, bar);
+                }
+            };
             auto load_k = [&](int kh, int t) {
                 mbar_wait(kempty(stage), phase ^ 1);
                 mbar_expect_tx(kfull(stage), TILE);
-                if constexpr (MC) {  // box `rank` to both blocks; the peer sends the other
-                    tma_load_3d_mc(sK + stage * TILE + rank * BOX, mk, 64 * rank, kh, t * F3_BKV, kfull(stage), 3);
-                } else {
-#pragma unroll
-                    for (int b = 0; b < NB; b++)
-                        tma_load_3d(sK + stage * TILE + b * BOX, mk, 64 * b, kh, t * F3_BKV, kfull(stage));
-                }
+                load_tile(sK + stage * TILE, mk, kh, t, kfull(stage));
             };
             auto load_v = [&](int kh, int t) {
                 mbar_wait(vempty(stage), phase ^ 1);
                 mbar_expect_tx(vfull(stage), TILE);
-                if constexpr (MC) {
-                    tma_load_3d_mc(sV + stage * TILE + rank * BOX, mv, 64 * rank, kh, t * F3_BKV, vfull(stage), 3);
-                } else {
-#pragma unroll
-                    for (int b = 0; b < NB; b++)
-                        tma_load_3d(sV + stage * TILE + b * BOX, mv, 64 * b, kh, t * F3_BKV, vfull(stage));
-                }
+                load_tile(sV + stage * TILE, mv, kh, t, vfull(stage));
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
