@@ -25,10 +25,12 @@ pub(crate) fn sm90_grid_fits(fk: &FlashKernel, hq: usize, sq: usize) -> bool {
 impl CudaBackend {
     /// Runs `fk` (an sm90 kernel) on device pointers q, k, v, out, lse.
     pub(crate) fn flash_sm90(&self, fk: &FlashKernel, ptrs: [u64; 5], n: Dims, a: FlashArgs) -> Result<()> {
-        // A cluster pairs two query heads of one KV head: with an odd group the twin without multicast runs.
-        let fk = match fk.without_multicast() {
-            Some(twin) if !(n.hq / n.hkv).is_multiple_of(2) => twin,
-            _ => fk,
+        // A cluster pairs two query heads of one KV head: with an odd group the twin without multicast runs
+        // (looked up only then, not at every launch).
+        let fk = if fk.kv_multicast && !(n.hq / n.hkv).is_multiple_of(2) {
+            fk.without_multicast().expect("every `_mc` kernel has its twin (tiles.rs checks the table)")
+        } else {
+            fk
         };
         let [qp, kp, vp, op, lp] = ptrs;
         let map = |p, s, h, rows: usize| {
