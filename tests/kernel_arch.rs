@@ -73,7 +73,13 @@ fn register_split_excess(file: &str, u: &Usage) -> Option<String> {
             _ => return Some(format!("{file}: no F3_DEC or F3_INC for {consumers} consumer warpgroups")),
         }
     } else {
-        let max_of = |op: &str| numbers_after(&format!("setmaxnreg.{op}.sync.aligned.u32 ")).first().copied();
+        // The largest of every setmaxnreg of the file (each kernel's, as written in its asm).
+        let max_of = |op: &str| {
+            let key = format!("setmaxnreg.{op}.sync.aligned.u32 ");
+            src.match_indices(&key)
+                .filter_map(|(i, _)| src[i + key.len()..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                .max()
+        };
         (max_of("dec")?, max_of("inc")?, 2)
     };
     let (need, have) = (128 * dec + 128 * consumers * inc, 128 * (consumers + 1) * u.registers);
