@@ -13,6 +13,8 @@
 #   DG_MIRRORS     folder of the bare mirrors (default /work/.mirror)
 #   OUT_DIR        where the binary goes (default <repo>/.dev/peer)
 #   PTXAS_VERBOSE  1: print ptxas register / spill reports (-Xptxas -v)
+#   DG_SWEEP       1: also compile in the sweep configs (instances_sweep.inc, ~170 kernels, for
+#                  --all-configs) and name the binary deepgemm_bench_sweep
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -64,6 +66,9 @@ libdirs=()
 for d in "$CUDA_HOME/lib64" "$CUDA_HOME/lib"; do [[ -d "$d" ]] && libdirs+=("-L$d"); done
 verbose=()
 [[ "${PTXAS_VERBOSE:-0}" == 1 ]] && verbose=(-Xptxas -v)
+sweep=()
+bin=deepgemm_bench
+[[ "${DG_SWEEP:-0}" == 1 ]] && sweep=(-DDG_SWEEP) && bin=deepgemm_bench_sweep
 
 # The flags DeepGEMM's JIT compiles with (csrc/jit/compiler.hpp, NVCC path), plus the host program.
 # (nvcc 13 with -arch=sm_90a also makes compute_90 PTX, which cannot hold wgmma: ask for sm_90a SASS only.)
@@ -72,7 +77,7 @@ set -x
     --diag-suppress=39,161,174,177,186,940 --ptxas-options=--register-usage-level=10 \
     --expt-relaxed-constexpr --expt-extended-lambda \
     -Xcompiler=-Wno-deprecated-declarations,-Wno-abi \
-    "${verbose[@]}" \
+    "${verbose[@]}" "${sweep[@]}" \
     -I"$inc" -I"$here" \
-    "$here/deepgemm_bench.cu" -o "$OUT_DIR/deepgemm_bench" \
+    "$here/deepgemm_bench.cu" -o "$OUT_DIR/$bin" \
     "${libdirs[@]}" --cudart static
