@@ -487,7 +487,8 @@ static void usage(FILE* f) {
             "  --iters N        timed calls (at least; also at least 300 ms of them, as ops_bench), default 20\n"
             "  --all-configs    also time every compiled-in candidate config and report the best (labelled)\n"
             "  --dry-run        no CUDA: print the padded layouts and the heuristic's configs\n"
-            "  --list-instances with --dry-run: print the instances.inc lines for every padded M possible\n");
+            "  --list-instances print instances.inc (with --all-configs: instances_sweep.inc)\n"
+            "  --variants, --kernels X, --attn-seq X, --only X: accepted and ignored (run_ops.sh passes them to every peer)\n");
 }
 
 static Opts parse(int argc, char** argv) {
@@ -515,6 +516,9 @@ static Opts parse(int argc, char** argv) {
         else if (a == "--list-instances") o.list_instances = true;
         else if (a == "--all-configs") o.all_configs = true;
         else if (a == "--no-pdl") o.pdl = false;
+        // ops_bench's / torch_ops.py's other options (bench/run_ops.sh passes "$@" to every peer): ignored
+        else if (a == "--variants") {}
+        else if (a == "--kernels" || a == "--attn-seq" || a == "--only") val();
         else if (a == "-h" || a == "--help") { usage(stdout); exit(0); }
         else { usage(stderr); bad_input("unknown option " + a); }
     }
