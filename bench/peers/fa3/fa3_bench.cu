@@ -29,6 +29,9 @@
 #ifndef FA3_COMMIT
 #define FA3_COMMIT "unknown"
 #endif
+#ifndef FA3_IMPL_NOTE
+#define FA3_IMPL_NOTE ""  // build.sh sets ", ptxas 12.8.93" for a build assembled with another ptxas (PTXAS=...)
+#endif
 
 // The FA3 instantiations (fa3_fwd_hdim*_causal_sm90.cu).
 #ifdef FA3_HAVE_HDIM128
@@ -270,7 +273,7 @@ int main(int argc, char **argv) {
         } else bad_arg(argv[a], "unknown option");
     }
     const int hq = 32, hkv = 8;
-    const std::string impl = std::string("FlashAttention-3 (hopper, ") + std::string(FA3_COMMIT).substr(0, 7) + ")";
+    const std::string impl = std::string("FlashAttention-3 (hopper, ") + std::string(FA3_COMMIT).substr(0, 7) + FA3_IMPL_NOTE + ")";
     std::vector<Shape> shapes = attention_shapes(seqs);
 
     int num_sm = 132;
