@@ -327,24 +327,27 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             u32 p[32];
             // Q rows 64c .. 64c + 63 of each box; a k16 step is 32 bytes into the swizzled row, the next box
             // BOX bytes on (descriptor addresses count 16-byte units).
-            const u64 dq = wg_desc(sQ + c * 64 * 128);
+            // Descriptors as a constant high word and a 32-bit low word plus the step (wg_desc_at): the address
+            // field never carries over, and 32-bit sums of warp-uniform values stay in uniform registers (a
+            // 64-bit add took an IADD3, an IMAD.X and two R2UR a wgmma: call23's source page).
+            const u32 dhi = wg_desc_hi(), dq = (u32)wg_desc(sQ + c * 64 * 128);
             auto issue_qk = [&](int st) {
-                const u64 dk = wg_desc(sK + st * TILE);
+                const u32 dk = (u32)wg_desc(sK + st * TILE);
 #pragma unroll
                 for (int kk = 0; kk < D / 16; kk++) {
-                    const u64 step = (kk >> 2) * (BOX >> 4) + 2 * (kk & 3);
-                    wgmma_m64n128k16(s, dq + step, dk + step, kk != 0);
+                    const u32 step = (kk >> 2) * (BOX >> 4) + 2 * (kk & 3);
+                    wgmma_m64n128k16(s, wg_desc_at(dhi, dq, step), wg_desc_at(dhi, dk, step), kk != 0);
                 }
             };
             auto issue_pv = [&](int st) {
                 // V [128 keys x D dims]: 64-column boxes BOX bytes apart; a k16 step is 16 rows (2048 bytes).
-                const u64 dv = wg_desc_mn(sV + st * TILE, BOX);
+                const u32 dv = (u32)wg_desc_mn(sV + st * TILE, BOX);
 #pragma unroll
                 for (int kk = 0; kk < 8; kk++) {
                     if constexpr (D == 128)
-                        wgmma_m64n128k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+                        wgmma_m64n128k16_rs(o, &p[4 * kk], wg_desc_at(dhi, dv, (kk * 2048) >> 4));
                     else
-                        wgmma_m64n64k16_rs(o, &p[4 * kk], dv + ((kk * 2048) >> 4));
+                        wgmma_m64n64k16_rs(o, &p[4 * kk], wg_desc_at(dhi, dv, (kk * 2048) >> 4));
                 }
             };
             // Masks tile t where it crosses sk or the causal diagonal (for this warp's rows).

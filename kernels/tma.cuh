@@ -35,13 +35,17 @@ __device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
 __device__ __forceinline__ void mbar_arrive(u32 bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+// try_wait with a suspend-time hint (CUTLASS's ClusterBarrier::wait, 10 ms): the warp sleeps until the phase
+// completes. Without it try_wait gives up after a short, system-dependent time and a waiting warp spins: the
+// flash producer ran about 200 try_wait / branch pairs a key tile (bench/results/2026-12-02-h200/call23, ncu
+// source page), issue slots taken from the consumer warps of its scheduler.
 __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
     u32 done;
     do {
         asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\nselp.u32 %0, 1, 0, p;\n}\n"
             : "=r"(done)
-            : "r"(bar), "r"(parity)
+            : "r"(bar), "r"(parity), "r"(10000000u)
             : "memory");
     } while (!done);
 }
