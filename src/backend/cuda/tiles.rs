@@ -219,7 +219,8 @@ pub const FLASH_KERNELS: &[FlashKernel] = &[
         Schedule::Grid,
     ),
     // FA3's causal order in full: persistent (the next tile's loads under this one's last GEMMs and O stores,
-    // no block prologue), heaviest first, in L2 sections. 0.96-0.98x the defaults (session 8, call 7).
+    // no block prologue), heaviest first, in L2 sections. 0.96-0.98x the defaults (session 8, call 7); on the
+    // defaults' loop (TH) and with the producer no longer spinning, 0.95-0.97x again (session 10, call 25).
     FlashKernel::sm90_lean_order(
         "flash_fwd_sm90_d128_s2p_lean_l2_dyn",
         "flash_fwd_sm90_d128_s2p_lean_l2_dyn_f32o",
