@@ -465,6 +465,7 @@ struct Opts {
     int iters = 20;
     bool dry_run = false, list_instances = false, pdl = true, all_configs = false;
     std::vector<std::string> shapes = {"v2lite", "v3"};
+    std::vector<std::string> only;  // ops_bench's --only keys
     std::vector<std::string> dtypes = {"fp8", "bf16"};
     double max_err = 2e-2;
     uint32_t seed = 1;
@@ -518,12 +519,20 @@ static Opts parse(int argc, char** argv) {
         else if (a == "--no-pdl") o.pdl = false;
         // ops_bench's / torch_ops.py's other options (bench/run_ops.sh passes "$@" to every peer): ignored
         else if (a == "--variants") {}
-        else if (a == "--kernels" || a == "--attn-seq" || a == "--only") val();
+        else if (a == "--kernels" || a == "--attn-seq") val();
+        else if (a == "--only") o.only = split(val());  // ops_bench's keys: moe, moe_v2lite, moe_v3 select shapes
         else if (a == "-h" || a == "--help") { usage(stdout); exit(0); }
         else { usage(stderr); bad_input("unknown option " + a); }
     }
     for (auto& s : o.shapes)
         if (s != "v2lite" && s != "v3") bad_input("--shapes: unknown shape " + s);
+    if (!o.only.empty()) {  // as ops_bench's --only: "moe" takes both shapes, "moe_<key>" one, others none
+        auto has = [&](const std::string& k) { return std::find(o.only.begin(), o.only.end(), k) != o.only.end(); };
+        std::vector<std::string> keep;
+        for (auto& s : o.shapes)
+            if (has("moe") || has("moe_" + s)) keep.push_back(s);
+        o.shapes = keep;
+    }
     for (auto& s : o.dtypes)
         if (s != "fp8" && s != "bf16") bad_input("--dtypes: unknown dtype " + s);
     if (o.offsets.empty() && !o.list_instances) { usage(stderr); bad_input("--offsets FILE is required"); }
@@ -830,6 +839,7 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    if (o.shapes.empty()) return 0;  // --only names no MoE shape
     auto offs = read_offsets(o.offsets);
     std::vector<std::pair<const MoeShape*, Layout>> todo;
     for (auto& name : o.shapes) {

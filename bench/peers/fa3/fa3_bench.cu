@@ -4,6 +4,7 @@
 // for (q, k, v) of [batch=1, seqlen, heads, d] contiguous, causal=True, no paging / split / softcap / varlen.
 //
 //   fa3_bench [--iters N] [--attn-seq S,S,...] [--check-rows N] [--json FILE] [--dry-run]
+//   (ops_bench's --only, --kernels, --variants and --offsets are taken too, for bench/run_ops.sh)
 //
 // JSON lines go to stdout (and to --json FILE), a readable table to stderr. Exit 0: all shapes ran and matched the
 // reference; 1: a CUDA/CUTLASS error (file:line and the error string on stderr); 2: a bad argument (named); 3: the
@@ -268,6 +269,12 @@ int main(int argc, char **argv) {
                 if (c == std::string::npos) break;
                 pos = c + 1;
             }
+        } else if (s == "--only") {  // ops_bench's --only: attention runs where it names attn
+            std::string list = "," + std::string(value()) + ",";
+            if (list.find(",attn,") == std::string::npos) return 0;
+        } else if (s == "--variants") {
+        } else if (s == "--kernels" || s == "--offsets") {  // ops_bench's and the MoE peers' (run_ops.sh): not ours
+            value();
         } else if (s == "-h" || s == "--help") {
             bad_arg(argv[a], "help");
         } else bad_arg(argv[a], "unknown option");
