@@ -35,15 +35,7 @@
 // ------------------------------------------------------------------------------------------------
 // Errors
 // ------------------------------------------------------------------------------------------------
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: CUDA error %s (%d): %s\n  in: %s\n", __FILE__, __LINE__,       \
-                    cudaGetErrorName(e_), (int)e_, cudaGetErrorString(e_), #call);                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "../peer_timing.cuh"  // CK, peer_median_ms
 
 static void bad_input(const std::string& msg) {
     fprintf(stderr, "deepgemm_bench: bad input: %s\n", msg.c_str());
@@ -551,9 +543,6 @@ static std::vector<Gemm> gemms_of(const MoeShape& sh) {
     return {{"gate_up", 2 * sh.f, sh.h}, {"down", sh.h, sh.f}};
 }
 
-static double now_ms() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct Runner {
     Opts o;
@@ -563,40 +552,6 @@ struct Runner {
 
 static Opts* g_opts = nullptr;
 
-template <typename F>
-static double time_ms(F&& f) {
-    // ops_bench's Bench::time: warm-up of at least 3 calls and 100 ms (synchronising after each),
-    // then at least `iters` timed calls and 300 ms of them (at most 1000), each between two events;
-    // the median.
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    int i = 0;
-    const double start = now_ms();
-    while (i < 3 || now_ms() - start < 100.0) {
-        f(i);
-        CK(cudaDeviceSynchronize());
-        ++i;
-    }
-    std::vector<double> ms;
-    double sum = 0;
-    while ((int)ms.size() < g_opts->iters || (sum < 300.0 && ms.size() < 1000)) {
-        CK(cudaEventRecord(e0));
-        f(i);
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float t;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        ms.push_back(t);
-        sum += t;
-        ++i;
-    }
-    CK(cudaGetLastError());
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-}
 
 static void launch(const Instance& inst, const Cfg& c, bool pdl, void** args) {
     cudaLaunchConfig_t cfg = {};
@@ -777,7 +732,7 @@ static void run_gemm(Runner& R, const MoeShape& sh, const Layout& L, const Gemm&
             continue;
         }
 
-        const double ms = time_ms(call);
+        const double ms = peer_median_ms(g_opts->iters, 0, [](int) {}, call);
         const double tflops = 2.0 * L.rows * (double)N * K / ms / 1e9;
         fprintf(stderr, "%-26s %-34s %10.3f ms %9.1f TFLOP/s  [%s%s]\n", op.c_str(), shape, ms, tflops,
                 ci == 0 ? "heuristic: " : "", c.str().c_str());

@@ -49,15 +49,7 @@ void prepare_varlen_num_blocks(Flash_fwd_params &, cudaStream_t, bool, int, int,
     exit(1);
 }
 
-#define CK(call)                                                                                       \
-    do {                                                                                               \
-        cudaError_t e_ = (call);                                                                       \
-        if (e_ != cudaSuccess) {                                                                       \
-            fprintf(stderr, "CUDA error %s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,              \
-                    cudaGetErrorName(e_), cudaGetErrorString(e_));                                     \
-            exit(1);                                                                                   \
-        }                                                                                              \
-    } while (0)
+#include "../peer_timing.cuh"  // CK, peer_median_ms
 
 static void bad_arg(const char *arg, const char *why) {
     fprintf(stderr, "fa3_bench: bad argument %s: %s\n"
@@ -441,40 +433,13 @@ int main(int argc, char **argv) {
 
         // A shape that failed the check gets no timing line (exit 3 at the end).
         if (check_ok) {
-        // Timing: ops_bench's Bench::time / torch_ops.median_ms policy. Warm-up of at least 3 calls and 100 ms
-        // (synchronized each), then at least --iters calls and 300 ms of them (at most 1000), each between two events;
-        // the median. The semaphore memset is enqueued before the start event.
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-        auto now_ms = [] {
-            timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-        };
-        int i = 0;
-        double t0 = now_ms();
-        while (i < 3 || now_ms() - t0 < 100.0) {
-            call(i);
-            CK(cudaStreamSynchronize(st));
-            ++i;
-        }
-        std::vector<double> ms;
-        double total = 0;
-        while (int(ms.size()) < iters || (total < 300.0 && ms.size() < 1000)) {
-            CK(cudaMemsetAsync(semaphore, 0, sizeof(int), st));
-            CK(cudaEventRecord(e0, st));
-            run_fa3(d, params[i % sets], st);
-            CK(cudaGetLastError());
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float t;
-            CK(cudaEventElapsedTime(&t, e0, e1));
-            ms.push_back(t);
-            total += t;
-            ++i;
-        }
-        std::sort(ms.begin(), ms.end());
-        double med = ms[ms.size() / 2];
+        // Timing: ops_bench's rule (peer_timing.cuh); the semaphore memset, as mha_fwd does it, before the start event.
+        const double med = peer_median_ms(
+            iters, st, [&](int) { CK(cudaMemsetAsync(semaphore, 0, sizeof(int), st)); },
+            [&](int i) {
+                run_fa3(d, params[i % sets], st);
+                CK(cudaGetLastError());
+            });
         double tflops = flops / med / 1e9;
         char line[512];
         snprintf(line, sizeof line, "{\"impl\":\"%s\",\"op\":\"attn_flash\",\"shape\":\"%s\",\"ms\":%.6g,\"tflops\":%.6g}",
@@ -482,10 +447,7 @@ int main(int argc, char **argv) {
         printf("%s\n", line);
         fflush(stdout);
         if (json) { fprintf(json, "%s\n", line); fflush(json); }
-        fprintf(stderr, "%-32s %-28s %-40s %10.3f ms %9.1f TFLOP/s (%zu timed, min %.3f)\n", impl.c_str(),
-                "attn_flash", shape, med, tflops, ms.size(), ms.front());
-
-        CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
+        fprintf(stderr, "%-32s %-28s %-40s %10.3f ms %9.1f TFLOP/s\n", impl.c_str(), "attn_flash", shape, med, tflops);
         }
         CK(cudaStreamDestroy(st));
         for (int j = 0; j < sets; ++j) { CK(cudaFree(q[j])); CK(cudaFree(k[j])); CK(cudaFree(v[j])); }
