@@ -213,15 +213,6 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
     } else {
         __syncthreads();
     }
-    // A consumer warp releases a K or V stage to the producers of every block that writes it.
-    auto release = [&](u32 bar) {
-        if constexpr (MC) {
-            mbar_arrive_cta(bar, 0);
-            mbar_arrive_cta(bar, 1);
-        } else {
-            mbar_arrive(bar);
-        }
-    };
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(F3_DEC));
@@ -424,7 +415,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             if (PP) f3_turn_pass<NC>(c);
             wg_wait<0>();
             wg_pin(s);
-            if (lane == 0) release(kempty(stage));
+            if (lane == 0) mbar_release<MC>(kempty(stage));
             softmax(n_kv - 1, alpha);
             to_p();
             int vstage = stage;
@@ -456,9 +447,9 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                     // wait above an mbarrier arrive. So K's release comes after the softmax and depends on both
                     // row sums (l < 0 never holds, NaN included): every exp2 and sum is issued while P V runs,
                     // only the O rescale and the bf16 packing of P (P V still reads p) after the wait.
-                    if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) release(kempty(stage));
+                    if (lane == 0 && !(fminf(l[0], l[1]) < 0.f)) mbar_release<MC>(kempty(stage));
                 } else {
-                    if (lane == 0) release(kempty(stage));
+                    if (lane == 0) mbar_release<MC>(kempty(stage));
                     softmax(t, alpha);
                 }
                 // TH: O is rescaled only when a row of the warp moved its max (a warp-uniform branch; the
@@ -467,7 +458,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
                 const bool rescale = !TH || __any_sync(0xffffffffu, !kept);
                 wg_wait<0>();
                 wg_pin(o);
-                if (lane == 0) release(vempty(vstage));
+                if (lane == 0) mbar_release<MC>(vempty(vstage));
                 if (rescale) {
 #pragma unroll
                     for (int j = 0; j < D / 8; j++) {
@@ -507,7 +498,7 @@ __device__ void flash_fwd_sm90(const TmaMap* mq, const TmaMap* mk, const TmaMap*
             wg_commit();
             wg_wait<0>();
             wg_pin(o);
-            if (lane == 0) release(vempty(vstage));
+            if (lane == 0) mbar_release<MC>(vempty(vstage));
         }
 
         const u64 rs = (u64)hq * D;

@@ -82,14 +82,7 @@ __device__ void grouped_gemm_tma(const TmaMap* tma_x, const TmaMap* tma_w, const
         }
     };
     // Consumers release a stage to the producers of every CTA that may write it.
-    auto release = [&](int s) {
-        if (MC) {
-            mbar_arrive_cta(sm.empty(s), 0);
-            mbar_arrive_cta(sm.empty(s), 1);
-        } else {
-            mbar_arrive(sm.empty(s));
-        }
-    };
+    auto release = [&](int s) { mbar_release<MC>(sm.empty(s)); };
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");

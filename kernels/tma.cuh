@@ -189,6 +189,17 @@ __device__ __forceinline__ void mbar_arrive_cta(u32 bar, int cta) {
     asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 
+// A consumer warp's release of a stage (the empty mbarrier at `bar`) to the producers that write it: its own
+// CTA's, or with MC (clusters of two, each CTA loading part of the stage for both) both CTAs'.
+template <bool MC> __device__ __forceinline__ void mbar_release(u32 bar) {
+    if constexpr (MC) {
+        mbar_arrive_cta(bar, 0);
+        mbar_arrive_cta(bar, 1);
+    } else {
+        mbar_arrive(bar);
+    }
+}
+
 __device__ __forceinline__ int cluster_reg(int which) {
     int v;
     if (which == 0) {
