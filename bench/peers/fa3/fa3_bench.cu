@@ -53,7 +53,8 @@ void prepare_varlen_num_blocks(Flash_fwd_params &, cudaStream_t, bool, int, int,
 
 static void bad_arg(const char *arg, const char *why) {
     fprintf(stderr, "fa3_bench: bad argument %s: %s\n"
-                    "usage: fa3_bench [--iters N] [--attn-seq S,S,...] [--check-rows N] [--json FILE] [--dry-run]\n",
+                    "usage: fa3_bench [--iters N] [--attn-seq S,S,...] [--check-rows N] [--json FILE] [--dry-run]\n"
+                    "  (ops_bench's --only, --kernels, --variants and --offsets are taken too, for bench/run_ops.sh)\n",
             arg, why);
     exit(2);
 }
